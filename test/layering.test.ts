@@ -24,7 +24,7 @@ function files(path: string): string[] {
   return readdirSync(abs).flatMap((e) => files(join(path, e)));
 }
 
-export function violations(source: string): string[] {
+function violations(source: string): string[] {
   const found: string[] = [];
   const importRe = /(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\s*\(\s*['"]([^'"]+)['"]\s*\)|require\s*\(\s*['"]([^'"]+)['"]\s*\)/g;
   for (const m of source.matchAll(importRe)) {
