@@ -518,19 +518,8 @@ export function mergeAs4(s: AttrParseState): void {
       keep -= take;
     }
   }
-  for (const seg of s.as4Path) {
-    const last = merged[merged.length - 1];
-    if (
-      last &&
-      last.type === AsPathSegmentType.AsSequence &&
-      seg.type === AsPathSegmentType.AsSequence &&
-      last.asns.length + seg.asns.length <= 255
-    ) {
-      last.asns = last.asns.concat(seg.asns);
-    } else {
-      merged.push({ type: seg.type, asns: seg.asns.slice() });
-    }
-  }
+  // Segments are appended as they are: two adjacent AS_SEQUENCEs mean the same as one.
+  for (const seg of s.as4Path) merged.push({ type: seg.type, asns: seg.asns.slice() });
   a.asPath = merged;
 }
 
