@@ -32,7 +32,7 @@ interface Row {
   data: string;
   action: ErrorAction;
   /** For non-fatal rows: a check on the decoded UPDATE. */
-  then?: (u: DecodedUpdate) => void;
+  check?: (u: DecodedUpdate) => void;
 }
 
 function decodeOne(wire: Buffer, ctx: CodecContext) {
@@ -353,7 +353,7 @@ const updateSoftRows: Row[] = [
     subcode: 3,
     data: '01',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'AS_PATH missing -> 3/3 with type 2',
@@ -362,7 +362,7 @@ const updateSoftRows: Row[] = [
     subcode: 3,
     data: '02',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'NEXT_HOP missing with IPv4 NLRI -> 3/3 with type 3',
@@ -371,7 +371,7 @@ const updateSoftRows: Row[] = [
     subcode: 3,
     data: '03',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'ORIGIN with the optional bit -> 3/4 with the attribute, treat-as-withdraw (RFC 7606 §3(c))',
@@ -380,7 +380,7 @@ const updateSoftRows: Row[] = [
     subcode: 4,
     data: 'c0010100',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'MULTI_EXIT_DISC marked transitive -> 3/4',
@@ -389,7 +389,7 @@ const updateSoftRows: Row[] = [
     subcode: 4,
     data: 'c0040400000001',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'LOCAL_PREF with the Partial bit -> 3/4',
@@ -398,7 +398,7 @@ const updateSoftRows: Row[] = [
     subcode: 4,
     data: '60050400000064',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'ORIGIN of 2 octets -> 3/5 (RFC 7606 §7.1)',
@@ -407,7 +407,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: '4001020000',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'ORIGIN 3 -> 3/6 with the attribute',
@@ -416,7 +416,7 @@ const updateSoftRows: Row[] = [
     subcode: 6,
     data: '40010103',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'AS_PATH segment type 5 -> 3/11 (RFC 7606 §7.2)',
@@ -425,7 +425,7 @@ const updateSoftRows: Row[] = [
     subcode: 11,
     data: '4002040501fde8',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'AS_PATH segment of length 0 -> 3/11',
@@ -434,7 +434,7 @@ const updateSoftRows: Row[] = [
     subcode: 11,
     data: '4002020200',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'AS_PATH segment overrunning the attribute -> 3/11',
@@ -443,7 +443,7 @@ const updateSoftRows: Row[] = [
     subcode: 11,
     data: '4002040202fde8',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'AS_PATH with one trailing octet -> 3/11',
@@ -452,7 +452,7 @@ const updateSoftRows: Row[] = [
     subcode: 11,
     data: '4002050201fde802',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'AS_PATH with 2-octet numbers on a 4-octet session -> 3/11',
@@ -462,7 +462,7 @@ const updateSoftRows: Row[] = [
     subcode: 11,
     data: '4002040201fde8',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'NEXT_HOP of 5 octets -> 3/5 (RFC 7606 §7.3)',
@@ -471,7 +471,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: '400305c000020100',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'NEXT_HOP 0.0.0.0 -> 3/8',
@@ -480,7 +480,7 @@ const updateSoftRows: Row[] = [
     subcode: 8,
     data: '40030400000000',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'NEXT_HOP 224.0.0.1 (multicast) -> 3/8',
@@ -489,7 +489,7 @@ const updateSoftRows: Row[] = [
     subcode: 8,
     data: '400304e0000001',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'NEXT_HOP 127.0.0.1 (loopback) -> 3/8',
@@ -498,7 +498,7 @@ const updateSoftRows: Row[] = [
     subcode: 8,
     data: '4003047f000001',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'MULTI_EXIT_DISC of 3 octets -> 3/5 (RFC 7606 §7.4)',
@@ -507,7 +507,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: '800403000001',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'LOCAL_PREF of 2 octets -> 3/5 (RFC 7606 §7.5)',
@@ -516,7 +516,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: '4005020064',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'ATOMIC_AGGREGATE of 1 octet -> 3/5, attribute discarded (RFC 7606 §7.6)',
@@ -525,7 +525,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: '40060100',
     action: ACTION.discard,
-    then: kept((u) => expect(u.attrs.atomicAggregate).toBeUndefined()),
+    check: kept((u) => expect(u.attrs.atomicAggregate).toBeUndefined()),
   },
   {
     name: 'AGGREGATOR of 7 octets on a 4-octet session -> 3/5, discarded (RFC 7606 §7.7)',
@@ -535,7 +535,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: 'c007070000fde8c00002',
     action: ACTION.discard,
-    then: kept((u) => expect(u.attrs.aggregator).toBeUndefined()),
+    check: kept((u) => expect(u.attrs.aggregator).toBeUndefined()),
   },
   {
     name: 'AGGREGATOR of 8 octets on a 2-octet session -> 3/5, discarded',
@@ -544,7 +544,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: 'c007080000fde8c0000201',
     action: ACTION.discard,
-    then: kept((u) => expect(u.attrs.aggregator).toBeUndefined()),
+    check: kept((u) => expect(u.attrs.aggregator).toBeUndefined()),
   },
   {
     name: 'COMMUNITIES of 0 octets -> 3/5 (RFC 7606 §7.8)',
@@ -553,7 +553,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: 'c00800',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'COMMUNITIES of 6 octets -> 3/5',
@@ -562,7 +562,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: 'c00806fde800640001',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'ORIGINATOR_ID of 5 octets -> 3/5 (RFC 7606 §7.9)',
@@ -571,7 +571,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: '8009050a00000100',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'CLUSTER_LIST of 6 octets -> 3/5 (RFC 7606 §7.10)',
@@ -580,7 +580,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: '800a060a0000010000',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'CLUSTER_LIST of 0 octets -> 3/5',
@@ -589,7 +589,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: '800a00',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'EXTENDED_COMMUNITIES of 12 octets -> 3/5 (RFC 7606 §7.14)',
@@ -598,7 +598,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: 'c0100c0002fde80000000100000000',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'LARGE_COMMUNITY of 8 octets -> 3/5 (RFC 8092 §5)',
@@ -607,7 +607,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: 'c020080000000100000002',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'AS4_PATH malformed on a 2-octet session -> discarded (RFC 6793 §6)',
@@ -616,7 +616,7 @@ const updateSoftRows: Row[] = [
     subcode: 9,
     data: 'c01103020100',
     action: ACTION.discard,
-    then: kept((u) => expect(u.attrs.asPath).toEqual([])),
+    check: kept((u) => expect(u.attrs.asPath).toEqual([])),
   },
   {
     name: 'AS4_PATH with a confederation segment -> discarded',
@@ -625,7 +625,7 @@ const updateSoftRows: Row[] = [
     subcode: 9,
     data: 'c0110603010000fde8',
     action: ACTION.discard,
-    then: kept((u) => expect(u.attrs.asPath).toEqual([])),
+    check: kept((u) => expect(u.attrs.asPath).toEqual([])),
   },
   {
     name: 'AS4_AGGREGATOR of 6 octets -> discarded',
@@ -634,7 +634,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: 'c01206fde8c0000201',
     action: ACTION.discard,
-    then: kept(() => {}),
+    check: kept(() => {}),
   },
   {
     name: 'ORIGIN twice -> the second is discarded (RFC 7606 §3(g))',
@@ -643,7 +643,7 @@ const updateSoftRows: Row[] = [
     subcode: 1,
     data: '',
     action: ACTION.discard,
-    then: kept((u) => expect(u.attrs.origin).toBe(0)),
+    check: kept((u) => expect(u.attrs.origin).toBe(0)),
   },
   {
     name: 'attribute length past the total attribute length -> treat-as-withdraw (RFC 7606 §4)',
@@ -652,7 +652,7 @@ const updateSoftRows: Row[] = [
     subcode: 1,
     data: '',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'two octets left where an attribute header belongs -> treat-as-withdraw (RFC 7606 §4)',
@@ -661,7 +661,7 @@ const updateSoftRows: Row[] = [
     subcode: 1,
     data: '',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
   {
     name: 'several errors: the strongest action wins (RFC 7606 §3(h))',
@@ -674,7 +674,7 @@ const updateSoftRows: Row[] = [
     subcode: 5,
     data: 'c00800',
     action: ACTION.withdraw,
-    then: withdrawn,
+    check: withdrawn,
   },
 ];
 
@@ -716,7 +716,7 @@ describe('malformed messages (RFC 4271 §6, RFC 7606)', () => {
       const worst = u.errors.filter((e) => e.action === u.action);
       expect(worst.length).toBeGreaterThan(0);
       expectError(worst[worst.length - 1], row);
-      row.then?.(u);
+      row.check?.(u);
     });
   });
 });
