@@ -13,7 +13,7 @@ import {
   decodeAll,
   decodeOpen,
   type DecodedUpdate,
-  ErrorAction,
+  type ErrorAction,
   makeContext,
   MsgType,
 } from '../../../src/bgp/wire/index.js';
