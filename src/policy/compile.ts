@@ -89,7 +89,7 @@ export function parseCidr4(text: unknown, field: string): { addr: number; len: n
 }
 
 function inCidr(ip: number, addr: number, len: number): boolean {
-  return ((ip & maskIpv4(len)) >>> 0) === addr;
+  return (ip & maskIpv4(len)) >>> 0 === addr;
 }
 
 /** The compiler's memory for one run: sets by canonical key, selector results cached. */
@@ -124,7 +124,9 @@ class Builder {
 
   /** The set of pods `peer` selects, from a policy in namespace `ns`; returns its key. */
   podPeer(ns: string, pod: CompiledSelector, nsSel: CompiledSelector | undefined): string {
-    const key = nsSel ? `pods ns~${nsSel.canonical} pod~${pod.canonical}` : `pods ns=${ns} pod~${pod.canonical}`;
+    const key = nsSel
+      ? `pods ns~${nsSel.canonical} pod~${pod.canonical}`
+      : `pods ns=${ns} pod~${pod.canonical}`;
     if (this.peerSets.has(key)) return key;
     const namespaces = nsSel
       ? [...this.podsByNs.keys()].filter((n) => selectorMatches(nsSel, this.nsLabels.get(n)))
@@ -133,7 +135,8 @@ class Builder {
     for (const n of namespaces) {
       // A pod whose namespace object is missing still has a namespace name; a namespace
       // selector sees it with no labels, which `{}` and DoesNotExist/NotIn still match.
-      for (const p of this.podsByNs.get(n) ?? []) if (selectorMatches(pod, p.info.labels)) for (const ip of p.ips) ips.add(ip);
+      for (const p of this.podsByNs.get(n) ?? [])
+        if (selectorMatches(pod, p.info.labels)) for (const ip of p.ips) ips.add(ip);
     }
     this.peerSets.set(key, { kind: 'pods', key, ips: [...ips].sort((a, b) => a - b) });
     return key;
@@ -142,7 +145,8 @@ class Builder {
   cidrPeer(addr: number, len: number, except: { addr: number; len: number }[]): string {
     const ex = [...new Set(except.map((e) => e.addr * 64 + e.len))].sort((a, b) => a - b);
     const key = `cidr ${addr * 64 + len} except ${ex.join(',')}`;
-    if (!this.peerSets.has(key)) this.peerSets.set(key, { kind: 'cidr', key, cidr: addr * 64 + len, except: ex });
+    if (!this.peerSets.has(key))
+      this.peerSets.set(key, { kind: 'cidr', key, cidr: addr * 64 + len, except: ex });
     return key;
   }
 
@@ -181,21 +185,31 @@ function compilePeer(b: Builder, ns: string, peer: NetworkPolicyPeer, field: str
     const except = (ipBlock.except ?? []).map((e, i) => {
       const f = `${field}.ipBlock.except[${i}]`;
       const x = parseCidr4(e, f);
-      if ((x === null) !== (c === null)) throw new PolicyError(`${f}: ${JSON.stringify(e)} is not the family of the cidr`);
+      if ((x === null) !== (c === null))
+        throw new PolicyError(`${f}: ${JSON.stringify(e)} is not the family of the cidr`);
       if (x && c && !(x.len > c.len && inCidr(x.addr, c.addr, c.len))) {
-        throw new PolicyError(`${f}: ${JSON.stringify(e)} is not strictly inside cidr ${JSON.stringify(ipBlock.cidr)}`);
+        throw new PolicyError(
+          `${f}: ${JSON.stringify(e)} is not strictly inside cidr ${JSON.stringify(ipBlock.cidr)}`,
+        );
       }
       return x;
     });
     if (c === null) return undefined; // IPv6: matches no IPv4 address
-    return b.cidrPeer(c.addr, c.len, except.filter((x) => x !== null));
+    return b.cidrPeer(
+      c.addr,
+      c.len,
+      except.filter((x) => x !== null),
+    );
   }
   if (podSelector === undefined && namespaceSelector === undefined) {
     throw new PolicyError(`${field}: a peer needs podSelector, namespaceSelector or ipBlock`);
   }
   try {
     const pod = compileSelector(podSelector, `${field}.podSelector`);
-    const nsSel = namespaceSelector === undefined ? undefined : compileSelector(namespaceSelector, `${field}.namespaceSelector`);
+    const nsSel =
+      namespaceSelector === undefined
+        ? undefined
+        : compileSelector(namespaceSelector, `${field}.namespaceSelector`);
     return b.podPeer(ns, pod, nsSel);
   } catch (err) {
     if (err instanceof SelectorError) throw new PolicyError(err.message);
@@ -207,15 +221,20 @@ function compilePort(p: NetworkPolicyPort, field: string): PortMatch {
   if (!p || typeof p !== 'object') throw new PolicyError(`${field}: not a port object`);
   const protocol = (p.protocol ?? 'TCP') as Protocol;
   if (!PROTOCOLS.includes(protocol)) {
-    throw new PolicyError(`${field}.protocol: unknown protocol ${JSON.stringify(p.protocol)} (TCP, UDP or SCTP)`);
+    throw new PolicyError(
+      `${field}.protocol: unknown protocol ${JSON.stringify(p.protocol)} (TCP, UDP or SCTP)`,
+    );
   }
   if (p.port === undefined || p.port === null) {
-    if (p.endPort !== undefined && p.endPort !== null) throw new PolicyError(`${field}.endPort: needs a numeric port`);
+    if (p.endPort !== undefined && p.endPort !== null)
+      throw new PolicyError(`${field}.endPort: needs a numeric port`);
     return { protocol };
   }
   if (typeof p.port === 'string') {
-    if (!SVC_NAME.test(p.port)) throw new PolicyError(`${field}.port: ${JSON.stringify(p.port)} is not a valid port name`);
-    if (p.endPort !== undefined && p.endPort !== null) throw new PolicyError(`${field}.endPort: not allowed with a named port`);
+    if (!SVC_NAME.test(p.port))
+      throw new PolicyError(`${field}.port: ${JSON.stringify(p.port)} is not a valid port name`);
+    if (p.endPort !== undefined && p.endPort !== null)
+      throw new PolicyError(`${field}.endPort: not allowed with a named port`);
     return { protocol, named: p.port };
   }
   if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535) {
@@ -223,7 +242,9 @@ function compilePort(p: NetworkPolicyPort, field: string): PortMatch {
   }
   if (p.endPort === undefined || p.endPort === null) return { protocol, port: p.port };
   if (!Number.isInteger(p.endPort) || p.endPort < p.port || p.endPort > 65535) {
-    throw new PolicyError(`${field}.endPort: ${JSON.stringify(p.endPort)} must be a port number >= port (${p.port})`);
+    throw new PolicyError(
+      `${field}.endPort: ${JSON.stringify(p.endPort)} must be a port number >= port (${p.port})`,
+    );
   }
   return p.endPort === p.port ? { protocol, port: p.port } : { protocol, port: p.port, endPort: p.endPort };
 }
@@ -233,7 +254,9 @@ function policyTypes(pol: NetworkPolicy): { ingress: boolean; egress: boolean } 
   if (t === undefined || t === null || t.length === 0) {
     return { ingress: true, egress: Array.isArray(pol.spec.egress) && pol.spec.egress.length > 0 };
   }
-  for (const x of t) if (x !== 'Ingress' && x !== 'Egress') throw new PolicyError(`spec.policyTypes: unknown type ${JSON.stringify(x)}`);
+  for (const x of t)
+    if (x !== 'Ingress' && x !== 'Egress')
+      throw new PolicyError(`spec.policyTypes: unknown type ${JSON.stringify(x)}`);
   return { ingress: t.includes('Ingress'), egress: t.includes('Egress') };
 }
 
@@ -257,13 +280,19 @@ function compileRules(
   const rules = pol.spec[dir] ?? [];
   const out: AllowRule[] = [];
   if (!Array.isArray(rules)) {
-    log.warn({ policy: id, field: `spec.${dir}` }, `NetworkPolicy ${id}: spec.${dir} is not a list; it allows nothing`);
+    log.warn(
+      { policy: id, field: `spec.${dir}` },
+      `NetworkPolicy ${id}: spec.${dir} is not a list; it allows nothing`,
+    );
     return out;
   }
   rules.forEach((rule, i) => {
     const field = `spec.${dir}[${i}]`;
     try {
-      const peersIn = dir === 'ingress' ? (rule as { from?: NetworkPolicyPeer[] }).from : (rule as { to?: NetworkPolicyPeer[] }).to;
+      const peersIn =
+        dir === 'ingress'
+          ? (rule as { from?: NetworkPolicyPeer[] }).from
+          : (rule as { to?: NetworkPolicyPeer[] }).to;
       const peerField = `${field}.${dir === 'ingress' ? 'from' : 'to'}`;
       let peers: string[] | undefined;
       if (peersIn !== undefined && peersIn !== null && (!Array.isArray(peersIn) || peersIn.length > 0)) {
@@ -275,7 +304,11 @@ function compileRules(
         });
       }
       let ports: PortMatch[] | undefined;
-      if (rule.ports !== undefined && rule.ports !== null && (!Array.isArray(rule.ports) || rule.ports.length > 0)) {
+      if (
+        rule.ports !== undefined &&
+        rule.ports !== null &&
+        (!Array.isArray(rule.ports) || rule.ports.length > 0)
+      ) {
         if (!Array.isArray(rule.ports)) throw new PolicyError(`${field}.ports: not a list`);
         ports = rule.ports.map((p, j) => compilePort(p, `${field}.ports[${j}]`));
         for (const [j, p] of ports.entries()) {
@@ -306,8 +339,16 @@ function compileRules(
 export function compile(state: ClusterState, log: PolicyLogger = silent): RuleModel {
   const b = new Builder(state);
   const local: Pod[] = b.allPods
-    .filter((p) => p.info.node === state.node && typeof p.info.interface === 'string' && p.info.interface !== '' && p.ips.length > 0)
-    .sort((x, y) => (x.info.interface! < y.info.interface! ? -1 : x.info.interface! > y.info.interface! ? 1 : 0));
+    .filter(
+      (p) =>
+        p.info.node === state.node &&
+        typeof p.info.interface === 'string' &&
+        p.info.interface !== '' &&
+        p.ips.length > 0,
+    )
+    .sort((x, y) =>
+      x.info.interface! < y.info.interface! ? -1 : x.info.interface! > y.info.interface! ? 1 : 0,
+    );
   const localByNs = new Map<string, Pod[]>();
   for (const p of local) {
     const l = localByNs.get(p.info.namespace) ?? [];
@@ -340,7 +381,10 @@ export function compile(state: ClusterState, log: PolicyLogger = silent): RuleMo
       types = policyTypes(pol);
     } catch (err) {
       if (!(err instanceof PolicyError || err instanceof SelectorError)) throw err;
-      log.warn({ policy: id, error: err.message }, `NetworkPolicy ${id}: ${err.message}; the policy is ignored`);
+      log.warn(
+        { policy: id, error: err.message },
+        `NetworkPolicy ${id}: ${err.message}; the policy is ignored`,
+      );
       continue;
     }
     const selected = (localByNs.get(ns) ?? []).filter((p) => selectorMatches(sel, p.info.labels));

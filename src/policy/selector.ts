@@ -31,11 +31,13 @@ export interface CompiledSelector {
 
 export function compileSelector(sel: LabelSelector | undefined | null, field: string): CompiledSelector {
   if (sel === undefined || sel === null) return { reqs: [], canonical: '{}' };
-  if (typeof sel !== 'object' || Array.isArray(sel)) throw new SelectorError(`${field}: not a label selector`);
+  if (typeof sel !== 'object' || Array.isArray(sel))
+    throw new SelectorError(`${field}: not a label selector`);
   const reqs: Req[] = [];
   const ml = sel.matchLabels;
   if (ml !== undefined && ml !== null) {
-    if (typeof ml !== 'object' || Array.isArray(ml)) throw new SelectorError(`${field}.matchLabels: not a map`);
+    if (typeof ml !== 'object' || Array.isArray(ml))
+      throw new SelectorError(`${field}.matchLabels: not a map`);
     for (const [k, v] of Object.entries(ml)) {
       if (typeof v !== 'string') throw new SelectorError(`${field}.matchLabels.${k}: value is not a string`);
       reqs.push({ key: k, op: 'In', values: [v] });
@@ -54,14 +56,17 @@ export function compileSelector(sel: LabelSelector | undefined | null, field: st
       switch (r.operator) {
         case 'In':
         case 'NotIn':
-          if (values.length === 0) throw new SelectorError(`${f}.values: ${r.operator} needs at least one value`);
+          if (values.length === 0)
+            throw new SelectorError(`${f}.values: ${r.operator} needs at least one value`);
           break;
         case 'Exists':
         case 'DoesNotExist':
           if (values.length > 0) throw new SelectorError(`${f}.values: ${r.operator} takes no values`);
           break;
         default:
-          throw new SelectorError(`${f}.operator: ${JSON.stringify(r.operator)} is not In, NotIn, Exists or DoesNotExist`);
+          throw new SelectorError(
+            `${f}.operator: ${JSON.stringify(r.operator)} is not In, NotIn, Exists or DoesNotExist`,
+          );
       }
       reqs.push({ key: r.key, op: r.operator, values: [...new Set(values)].sort() });
     });

@@ -35,7 +35,10 @@ const selectorArb: fc.Arbitrary<LabelSelector> = fc.record(
           operator: fc.constantFrom('In' as const, 'NotIn' as const),
           values: fc.uniqueArray(fc.constantFrom(...labelVals), { minLength: 1, maxLength: 2 }),
         }),
-        fc.record({ key: fc.constantFrom(...labelKeys), operator: fc.constantFrom('Exists' as const, 'DoesNotExist' as const) }),
+        fc.record({
+          key: fc.constantFrom(...labelKeys),
+          operator: fc.constantFrom('Exists' as const, 'DoesNotExist' as const),
+        }),
       ),
       { maxLength: 2 },
     ),
@@ -62,9 +65,22 @@ const peerArb: fc.Arbitrary<NetworkPolicyPeer> = fc.oneof(
 
 const portArb: fc.Arbitrary<NetworkPolicyPort> = fc.oneof(
   fc.record({ protocol: fc.constantFrom<Protocol>('TCP', 'UDP', 'SCTP') }, { requiredKeys: [] }),
-  fc.record({ protocol: fc.constantFrom<Protocol>('TCP', 'UDP'), port: fc.constantFrom(53, 80, 81, 8080) }, { requiredKeys: ['port'] }),
-  fc.record({ protocol: fc.constantFrom<Protocol>('TCP', 'UDP'), port: fc.constant(80), endPort: fc.constantFrom(80, 81, 9000) }, { requiredKeys: ['port', 'endPort'] }),
-  fc.record({ protocol: fc.constantFrom<Protocol>('TCP', 'UDP'), port: fc.constantFrom('http', 'dns', 'nope') }, { requiredKeys: ['port'] }),
+  fc.record(
+    { protocol: fc.constantFrom<Protocol>('TCP', 'UDP'), port: fc.constantFrom(53, 80, 81, 8080) },
+    { requiredKeys: ['port'] },
+  ),
+  fc.record(
+    {
+      protocol: fc.constantFrom<Protocol>('TCP', 'UDP'),
+      port: fc.constant(80),
+      endPort: fc.constantFrom(80, 81, 9000),
+    },
+    { requiredKeys: ['port', 'endPort'] },
+  ),
+  fc.record(
+    { protocol: fc.constantFrom<Protocol>('TCP', 'UDP'), port: fc.constantFrom('http', 'dns', 'nope') },
+    { requiredKeys: ['port'] },
+  ),
 );
 
 const ruleParts = {
@@ -78,7 +94,12 @@ const policyArb = (i: number): fc.Arbitrary<NetworkPolicy> =>
       ns: fc.constantFrom(...NS),
       podSelector: selectorArb,
       policyTypes: fc.option(
-        fc.constantFrom<NetworkPolicy['spec']['policyTypes']>([], ['Ingress'], ['Egress'], ['Ingress', 'Egress']),
+        fc.constantFrom<NetworkPolicy['spec']['policyTypes']>(
+          [],
+          ['Ingress'],
+          ['Egress'],
+          ['Ingress', 'Egress'],
+        ),
         { nil: undefined },
       ),
       ingress: fc.option(fc.array(fc.record(ruleParts), { maxLength: 2 }), { nil: undefined }),
@@ -88,12 +109,23 @@ const policyArb = (i: number): fc.Arbitrary<NetworkPolicy> =>
       const spec: NetworkPolicy['spec'] = { podSelector };
       if (policyTypes !== undefined) spec.policyTypes = policyTypes;
       if (ingress !== undefined) {
-        spec.ingress = ingress.map((r) => ({ ...(r.peers ? { from: r.peers } : {}), ...(r.ports ? { ports: r.ports } : {}) }));
+        spec.ingress = ingress.map((r) => ({
+          ...(r.peers ? { from: r.peers } : {}),
+          ...(r.ports ? { ports: r.ports } : {}),
+        }));
       }
       if (egress !== undefined) {
-        spec.egress = egress.map((r) => ({ ...(r.peers ? { to: r.peers } : {}), ...(r.ports ? { ports: r.ports } : {}) }));
+        spec.egress = egress.map((r) => ({
+          ...(r.peers ? { to: r.peers } : {}),
+          ...(r.ports ? { ports: r.ports } : {}),
+        }));
       }
-      return { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name: `p${i}`, namespace: ns }, spec };
+      return {
+        apiVersion: 'networking.k8s.io/v1',
+        kind: 'NetworkPolicy',
+        metadata: { name: `p${i}`, namespace: ns },
+        spec,
+      };
     });
 
 const namedPorts = [
@@ -129,7 +161,9 @@ const stateArb: fc.Arbitrary<ClusterState> = fc
           ips: [`10.0.0.${i + 1}`],
           node: p.local ? 'n1' : 'n2',
           interface: `twl${i}`,
-          ports: p.ports.map((j) => namedPorts[j]!).filter((cp, _, all) => all.filter((x) => x.name === cp.name).length === 1 || cp.port !== 8080),
+          ports: p.ports
+            .map((j) => namedPorts[j]!)
+            .filter((cp, _, all) => all.filter((x) => x.name === cp.name).length === 1 || cp.port !== 8080),
         }),
       ),
       policies,
@@ -152,9 +186,17 @@ describe('compile agrees with the reference evaluator', () => {
               for (const port of [53, 80, 81, 8080]) {
                 for (const fromHost of src === HOST ? [true, false] : [false]) {
                   const want = refAllows(state, src, dst, protocol, port, fromHost);
-                  const got = modelAllows(model, { src: parseIpv4(src), dst: parseIpv4(dst), protocol, port, fromHost });
+                  const got = modelAllows(model, {
+                    src: parseIpv4(src),
+                    dst: parseIpv4(dst),
+                    protocol,
+                    port,
+                    fromHost,
+                  });
                   if (got !== want) {
-                    throw new Error(`${src} -> ${dst} ${protocol}/${port}${fromHost ? ' (host)' : ''}: model ${got}, reference ${want}`);
+                    throw new Error(
+                      `${src} -> ${dst} ${protocol}/${port}${fromHost ? ' (host)' : ''}: model ${got}, reference ${want}`,
+                    );
                   }
                 }
               }
@@ -170,7 +212,11 @@ describe('compile agrees with the reference evaluator', () => {
     fc.assert(
       fc.property(stateArb, (state) => {
         const a = compile(state);
-        const b = compile({ ...state, pods: [...state.pods].reverse(), policies: [...state.policies].reverse() });
+        const b = compile({
+          ...state,
+          pods: [...state.pods].reverse(),
+          policies: [...state.policies].reverse(),
+        });
         expect(b.endpoints).toEqual(a.endpoints);
         expect([...b.policies.entries()].sort()).toEqual([...a.policies.entries()].sort());
       }),

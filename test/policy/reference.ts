@@ -3,13 +3,23 @@
  * API reference and sharing no code with src/policy: given the cluster state and one new
  * connection, is it allowed on this node? Slow on purpose (rescans everything per packet).
  */
-import type { ClusterState, LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, PodInfo } from '../../src/policy/types.js';
+import type {
+  ClusterState,
+  LabelSelector,
+  NetworkPolicy,
+  NetworkPolicyPeer,
+  NetworkPolicyPort,
+  PodInfo,
+} from '../../src/policy/types.js';
 
 function ip2n(s: string): number {
   return s.split('.').reduce((a, o) => a * 256 + Number(o), 0);
 }
 
-export function refSelects(sel: LabelSelector | undefined, labels: Record<string, string> | undefined): boolean {
+export function refSelects(
+  sel: LabelSelector | undefined,
+  labels: Record<string, string> | undefined,
+): boolean {
   const l = labels ?? {};
   for (const [k, v] of Object.entries(sel?.matchLabels ?? {})) if (l[k] !== v) return false;
   for (const e of sel?.matchExpressions ?? []) {
@@ -60,34 +70,67 @@ function peerMatches(state: ClusterState, policyNs: string, peer: NetworkPolicyP
   });
 }
 
-function portMatches(state: ClusterState, ports: NetworkPolicyPort[] | undefined, dstIp: string, proto: string, port: number): boolean {
+function portMatches(
+  state: ClusterState,
+  ports: NetworkPolicyPort[] | undefined,
+  dstIp: string,
+  proto: string,
+  port: number,
+): boolean {
   if (!ports || ports.length === 0) return true;
   return ports.some((p) => {
     if ((p.protocol ?? 'TCP') !== proto) return false;
     if (p.port === undefined) return true;
     if (typeof p.port === 'number') return port >= p.port && port <= (p.endPort ?? p.port);
     return state.pods.some(
-      (pod) => pod.ips.includes(dstIp) && (pod.ports ?? []).some((cp) => cp.name === p.port && (cp.protocol ?? 'TCP') === proto && cp.port === port),
+      (pod) =>
+        pod.ips.includes(dstIp) &&
+        (pod.ports ?? []).some(
+          (cp) => cp.name === p.port && (cp.protocol ?? 'TCP') === proto && cp.port === port,
+        ),
     );
   });
 }
 
-function directionAllows(state: ClusterState, pod: PodInfo, dir: 'Ingress' | 'Egress', peerIp: string, dstIp: string, proto: string, port: number): boolean {
-  const pols = state.policies.filter((p) => nsOf(p) === pod.namespace && refSelects(p.spec.podSelector, pod.labels) && types(p).includes(dir));
+function directionAllows(
+  state: ClusterState,
+  pod: PodInfo,
+  dir: 'Ingress' | 'Egress',
+  peerIp: string,
+  dstIp: string,
+  proto: string,
+  port: number,
+): boolean {
+  const pols = state.policies.filter(
+    (p) => nsOf(p) === pod.namespace && refSelects(p.spec.podSelector, pod.labels) && types(p).includes(dir),
+  );
   if (pols.length === 0) return true;
   return pols.some((p) => {
-    const rules = dir === 'Ingress' ? (p.spec.ingress ?? []).map((r) => ({ peers: r.from, ports: r.ports })) : (p.spec.egress ?? []).map((r) => ({ peers: r.to, ports: r.ports }));
+    const rules =
+      dir === 'Ingress'
+        ? (p.spec.ingress ?? []).map((r) => ({ peers: r.from, ports: r.ports }))
+        : (p.spec.egress ?? []).map((r) => ({ peers: r.to, ports: r.ports }));
     return rules.some(
       (r) =>
-        (!r.peers || r.peers.length === 0 || r.peers.some((peer) => peerMatches(state, nsOf(p), peer, peerIp))) &&
+        (!r.peers ||
+          r.peers.length === 0 ||
+          r.peers.some((peer) => peerMatches(state, nsOf(p), peer, peerIp))) &&
         portMatches(state, r.ports, dstIp, proto, port),
     );
   });
 }
 
 /** Is a new connection src -> dst allowed by this node (state.node)? `fromHost`: the node itself sends it. */
-export function refAllows(state: ClusterState, src: string, dst: string, proto: string, port: number, fromHost = false): boolean {
-  const local = (ip: string) => state.pods.find((p) => p.node === state.node && p.interface && p.ips.includes(ip));
+export function refAllows(
+  state: ClusterState,
+  src: string,
+  dst: string,
+  proto: string,
+  port: number,
+  fromHost = false,
+): boolean {
+  const local = (ip: string) =>
+    state.pods.find((p) => p.node === state.node && p.interface && p.ips.includes(ip));
   const s = fromHost ? undefined : local(src);
   const d = local(dst);
   if (s && !directionAllows(state, s, 'Egress', dst, dst, proto, port)) return false;
