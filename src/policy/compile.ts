@@ -31,7 +31,7 @@
  *   is almost always a typo.
  * - IPv4 only (see types.ts).
  */
-import { AddrError, maskIpv4, parseIpv4, prefix4Addr, prefix4Len } from '../net/addr.js';
+import { AddrError, formatPrefix4, maskIpv4, parseIpv4, prefix4Addr, prefix4Len } from '../net/addr.js';
 import { type CompiledSelector, compileSelector, SelectorError, selectorMatches } from './selector.js';
 import type {
   AllowRule,
@@ -144,7 +144,7 @@ class Builder {
 
   cidrPeer(addr: number, len: number, except: { addr: number; len: number }[]): string {
     const ex = [...new Set(except.map((e) => e.addr * 64 + e.len))].sort((a, b) => a - b);
-    const key = `cidr ${addr * 64 + len} except ${ex.join(',')}`;
+    const key = `cidr ${formatPrefix4(addr * 64 + len)}${ex.length ? ` except ${ex.map(formatPrefix4).join(',')}` : ''}`;
     if (!this.peerSets.has(key))
       this.peerSets.set(key, { kind: 'cidr', key, cidr: addr * 64 + len, except: ex });
     return key;

@@ -63,6 +63,8 @@ export interface Rendered {
   chains: Map<string, string[]>;
   /** Jumps from the built-in chains into ours, each inserted at position 1. */
   jumps: { chain: 'FORWARD' | 'INPUT'; target: string }[];
+  /** Set or chain name -> what it stands for (for people: `twill policy render --format text`). */
+  notes: Map<string, string>;
 }
 
 export const CHAIN_PREFIX = 'twl-';
@@ -194,6 +196,7 @@ export function render(model: RuleModel, opts: RenderOptions = {}): Rendered {
   const chains = new Map<string, string[]>();
   const peerNames = new Map<string, string>();
   const namedNames = new Map<string, string>();
+  const notes = new Map<string, string>();
 
   // Only the sets some rule of a used policy refers to.
   const used = new Set<string>();
@@ -210,12 +213,14 @@ export function render(model: RuleModel, opts: RenderOptions = {}): Rendered {
     const name = peerSetName(s);
     peerNames.set(k, name);
     sets.set(name, setMembers(s));
+    notes.set(name, s.key);
   }
   for (const k of usedNamed) {
     const s = model.namedPortSets.get(k);
     if (!s) continue;
     const name = namedPortSetName(s);
     namedNames.set(k, name);
+    notes.set(name, `named port ${s.key}`);
     const proto = s.protocol.toLowerCase();
     sets.set(name, {
       type: 'hash:ip,port',
@@ -264,6 +269,7 @@ export function render(model: RuleModel, opts: RenderOptions = {}): Rendered {
         rules.push('-j DROP');
       }
       chains.set(chain, rules);
+      notes.set(chain, `${dir} of ${e.namespace}/${e.name}`);
     }
   }
 
@@ -271,6 +277,7 @@ export function render(model: RuleModel, opts: RenderOptions = {}): Rendered {
     for (const dir of ['ingress', 'egress'] as const) {
       const rules = p[dir];
       if (rules === undefined) continue;
+      notes.set(policyChainName(p.id, dir), `${dir} rules of NetworkPolicy ${p.id}`);
       chains.set(
         policyChainName(p.id, dir),
         rules.flatMap((r) => ruleBodies(r, dir, peerNames, namedNames, mark)),
@@ -287,6 +294,7 @@ export function render(model: RuleModel, opts: RenderOptions = {}): Rendered {
       { chain: 'FORWARD', target: `${CHAIN_PREFIX}FORWARD` },
       { chain: 'INPUT', target: `${CHAIN_PREFIX}INPUT` },
     ],
+    notes: new Map([...notes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
   };
 }
 

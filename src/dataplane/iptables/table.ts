@@ -352,7 +352,7 @@ export class PolicyTable {
 
   /** Remove everything of ours (jumps, chains, sets). */
   async removeAll(): Promise<void> {
-    this.desired = { sets: new Map(), chains: new Map(), jumps: [] };
+    this.desired = { sets: new Map(), chains: new Map(), jumps: [], notes: new Map() };
     this.markForReadBack();
     await this.apply();
   }
