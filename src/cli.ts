@@ -4,6 +4,8 @@
  * exit code 2; anything else is a bug and prints its stack.
  */
 import { policyCommand } from './cli/policy.js';
+import { speakerCommand } from './cli/speaker.js';
+import { statusCommand } from './cli/status.js';
 import { UsageError } from './cli/usage.js';
 
 type Command = {
@@ -12,7 +14,12 @@ type Command = {
 };
 
 const commands: Record<string, Command> = {
-  policy: { summary: 'render NetworkPolicy to ipset/iptables input (policy render --state FILE)', run: policyCommand },
+  speaker: { summary: 'run a standalone BGP speaker (speaker --config FILE)', run: speakerCommand },
+  status: { summary: 'show BGP peers of a running Twill (status [--json] [--api ADDR])', run: statusCommand },
+  policy: {
+    summary: 'render NetworkPolicy to ipset/iptables input (policy render --state FILE)',
+    run: policyCommand,
+  },
   version: {
     summary: 'print the version',
     run: async () => {

@@ -8,9 +8,29 @@ import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const root = join(import.meta.dirname, '..');
-const pure = ['src/bgp/wire', 'src/bgp/fsm.ts', 'src/bgp/decision.ts', 'src/bgp/rib', 'src/ipam', 'src/policy', 'src/net'];
-const bannedModules = ['net', 'dgram', 'child_process', 'fs', 'fs/promises', 'timers', 'timers/promises', 'worker_threads', 'http', 'https'];
-const bannedGlobals = /\b(setTimeout|setInterval|setImmediate|clearTimeout|clearInterval|queueMicrotask)\s*\(/;
+const pure = [
+  'src/bgp/wire',
+  'src/bgp/fsm.ts',
+  'src/bgp/decision.ts',
+  'src/bgp/rib',
+  'src/ipam',
+  'src/policy',
+  'src/net',
+];
+const bannedModules = [
+  'net',
+  'dgram',
+  'child_process',
+  'fs',
+  'fs/promises',
+  'timers',
+  'timers/promises',
+  'worker_threads',
+  'http',
+  'https',
+];
+const bannedGlobals =
+  /\b(setTimeout|setInterval|setImmediate|clearTimeout|clearInterval|queueMicrotask)\s*\(/;
 
 function files(path: string): string[] {
   const abs = join(root, path);
@@ -26,7 +46,8 @@ function files(path: string): string[] {
 
 function violations(source: string): string[] {
   const found: string[] = [];
-  const importRe = /(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\s*\(\s*['"]([^'"]+)['"]\s*\)|require\s*\(\s*['"]([^'"]+)['"]\s*\)/g;
+  const importRe =
+    /(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\s*\(\s*['"]([^'"]+)['"]\s*\)|require\s*\(\s*['"]([^'"]+)['"]\s*\)/g;
   for (const m of source.matchAll(importRe)) {
     const spec = (m[1] ?? m[2] ?? m[3])!;
     const bare = spec.replace(/^node:/, '');
@@ -51,7 +72,9 @@ describe('layering', () => {
   it('pure modules import no socket, process, file or timer', () => {
     const checked = pure.flatMap(files);
     expect(checked.length).toBeGreaterThan(0);
-    const bad = checked.flatMap((f) => violations(readFileSync(f, 'utf8')).map((v) => `${relative(root, f)} ${v}`));
+    const bad = checked.flatMap((f) =>
+      violations(readFileSync(f, 'utf8')).map((v) => `${relative(root, f)} ${v}`),
+    );
     expect(bad).toEqual([]);
   });
 

@@ -40,7 +40,8 @@ export function parseIpv4(text: string): number {
       digits = 0;
       dots++;
     } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && octet === 0) throw new AddrError(`not an IPv4 address (leading zero): ${JSON.stringify(text)}`);
+      if (digits > 0 && octet === 0)
+        throw new AddrError(`not an IPv4 address (leading zero): ${JSON.stringify(text)}`);
       octet = octet * 10 + (c - 48);
       digits++;
       if (octet > 255) throw new AddrError(`not an IPv4 address (octet > 255): ${JSON.stringify(text)}`);
@@ -90,7 +91,8 @@ function splitPrefix(text: string, max: number): [string, number] {
   const slash = text.indexOf('/');
   if (slash < 0) throw new AddrError(`not a prefix (no /length): ${JSON.stringify(text)}`);
   const lenText = text.slice(slash + 1);
-  if (!/^(0|[1-9][0-9]{0,2})$/.test(lenText)) throw new AddrError(`not a prefix length: ${JSON.stringify(text)}`);
+  if (!/^(0|[1-9][0-9]{0,2})$/.test(lenText))
+    throw new AddrError(`not a prefix length: ${JSON.stringify(text)}`);
   const len = Number(lenText);
   if (len > max) throw new AddrError(`prefix length ${len} is over ${max}: ${JSON.stringify(text)}`);
   return [text.slice(0, slash), len];
@@ -171,8 +173,14 @@ export function formatIpv6(bytes: Uint8Array, off = 0): string {
     return `::ffff:${bytes[off + 12]}.${bytes[off + 13]}.${bytes[off + 14]}.${bytes[off + 15]}`;
   }
   if (bestStart < 0) return words.map((w) => w.toString(16)).join(':');
-  const head = words.slice(0, bestStart).map((w) => w.toString(16)).join(':');
-  const tail = words.slice(bestStart + bestLen).map((w) => w.toString(16)).join(':');
+  const head = words
+    .slice(0, bestStart)
+    .map((w) => w.toString(16))
+    .join(':');
+  const tail = words
+    .slice(bestStart + bestLen)
+    .map((w) => w.toString(16))
+    .join(':');
   return `${head}::${tail}`;
 }
 

@@ -32,7 +32,13 @@ export class Lab {
   }
 
   /** A veth pair between two namespaces with an address on each end (CIDR form, e.g. 10.0.0.1/24). */
-  link(a: string, aAddr: string, b: string, bAddr: string, opts: { v6?: [string, string] } = {}): { aIf: string; bIf: string } {
+  link(
+    a: string,
+    aAddr: string,
+    b: string,
+    bAddr: string,
+    opts: { v6?: [string, string] } = {},
+  ): { aIf: string; bIf: string } {
     const id = counter++;
     const aIf = `ta${id}`;
     const bIf = `tb${id}`;
@@ -54,7 +60,10 @@ export class Lab {
 
   /** Start a long-running process inside a namespace; it is killed (by PID) in cleanup(). */
   spawn(ns: string, cmd: string, args: string[], opts: SpawnOptions = {}): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      ...opts,
+    });
     this.procs.push(child);
     return child;
   }
@@ -90,7 +99,12 @@ export class Lab {
 }
 
 /** Poll until `fn` returns a value that is not undefined/false, or throw after `ms`. */
-export async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, ms = 20_000, every = 100): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
+  ms = 20_000,
+  every = 100,
+): Promise<T> {
   const end = Date.now() + ms;
   let last: unknown;
   for (;;) {
@@ -100,7 +114,8 @@ export async function waitFor<T>(what: string, fn: () => T | undefined | false |
     } catch (err) {
       last = err;
     }
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() > end)
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, every));
   }
 }

@@ -14,3 +14,4 @@ export * from './open.js';
 export * from './route-refresh.js';
 export * from './update.js';
 export * from './writer.js';
+export * from './validate.js';

@@ -1,0 +1,330 @@
+/**
+ * One BGP connection: the FSM of fsm.ts bound to a TCP socket and real timers. This and
+ * speaker.ts are the only modules of bgp/ that do I/O.
+ *
+ * What it does:
+ * - Turns FSM actions into socket work (dial with TCP_NODELAY from an optional local address,
+ *   write, close after flushing the last NOTIFICATION) and timers (one per name, re-armed by
+ *   replacement, all cancelled when the session is disposed).
+ * - Turns socket bytes into FSM events: the framer cuts messages, the codec decodes them under
+ *   the session's negotiated context (4-octet AS, ADD-PATH, extended messages from the OPENs),
+ *   and each error goes to the FSM as the event RFC 4271 §8.1.4 names (BGPHeaderErr for the
+ *   header, BGPOpenMsgErr for the OPEN, UpdateMsgErr for an UPDATE that needs a session reset).
+ * - Respects backpressure: `send` reports whether the socket took the bytes without queueing;
+ *   the caller stops producing until 'drain'. While written bytes wait unread the send hold timer
+ *   of RFC 9687 runs (default max(8 min, 2 x hold time)); a peer that stops reading is dropped
+ *   rather than buffered forever.
+ *
+ * What it does not do: decide which connection of a colliding pair survives, or what to
+ * advertise — that is the peer layer in speaker.ts, which sees this class through its callbacks.
+ */
+import { Socket } from 'node:net';
+import {
+  createFsm,
+  type Fsm,
+  type FsmAction,
+  type FsmEvent,
+  type FsmOptions,
+  FsmState,
+  step,
+  type Timer,
+} from './fsm.js';
+import { DEFAULT_CONTEXT } from './wire/context.js';
+import { ErrorCode, MsgType, OpenSubcode } from './wire/constants.js';
+import { BgpError } from './wire/error.js';
+import { Framer } from './wire/framer.js';
+import { decodeMessage } from './wire/message.js';
+
+export interface SessionLog {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface SessionCallbacks {
+  /** Any state change (for status and logs). */
+  state?(s: Session, from: FsmState, to: FsmState): void;
+  /** The peer's OPEN was accepted (OpenConfirm): the moment to check for a collision. */
+  openConfirm?(s: Session): void;
+  established?(s: Session): void;
+  down?(s: Session, info: Extract<FsmAction, { kind: 'down' }>): void;
+  update?(s: Session, update: Extract<FsmAction, { kind: 'update' }>['update']): void;
+  refresh?(s: Session, refresh: Extract<FsmAction, { kind: 'refresh' }>['refresh']): void;
+  /** A NOTIFICATION went out (for `twill status`'s last error). */
+  notificationSent?(s: Session, n: NonNullable<Extract<FsmAction, { kind: 'send' }>['notification']>): void;
+  /** The socket can take more after `send` returned false. */
+  drain?(s: Session): void;
+}
+
+export interface SessionOptions {
+  fsm: FsmOptions;
+  remote: { address: string; port: number };
+  localAddress?: string;
+  /** 'out': we dial; 'in': built around an accepted socket. */
+  direction: 'out' | 'in';
+  socket?: Socket;
+  log: SessionLog;
+  callbacks: SessionCallbacks;
+  /** RFC 9687 send hold time; default max(480 s, 2 x negotiated hold time). */
+  sendHoldMs?: number;
+  seed?: number;
+}
+
+export class Session {
+  fsm: Fsm;
+  readonly direction: 'out' | 'in';
+  readonly remote: { address: string; port: number };
+  private socket: Socket | undefined;
+  private readonly framer = new Framer();
+  private readonly timers = new Map<Timer | 'sendHold', NodeJS.Timeout>();
+  private disposed = false;
+  /** Bytes the socket holds unsent; > 0 arms the send hold timer. */
+  private blocked = false;
+
+  constructor(private readonly opts: SessionOptions) {
+    this.direction = opts.direction;
+    this.remote = opts.remote;
+    this.fsm = createFsm(opts.fsm, opts.seed ?? (Math.random() * 0x100000000) >>> 0);
+    if (opts.socket) this.attach(opts.socket);
+  }
+
+  get state(): FsmState {
+    return this.fsm.state;
+  }
+
+  /** Start: an outgoing session dials (or listens, if passive); an incoming one is already up. */
+  start(): void {
+    if (this.direction === 'in') {
+      this.feed({ type: 'ManualStartPassive' });
+      this.feed({ type: 'TcpConnectionConfirmed' });
+    } else {
+      this.feed({ type: this.opts.fsm.passive ? 'ManualStartPassive' : 'ManualStart' });
+    }
+  }
+
+  /** Hand an accepted connection to a session that is waiting in Active or Connect. */
+  adopt(socket: Socket): void {
+    this.dropSocket();
+    this.attach(socket);
+    this.feed({ type: 'TcpConnectionConfirmed' });
+  }
+
+  stop(subcode?: number, message?: string): void {
+    this.feed({ type: 'ManualStop', subcode, message });
+  }
+
+  /** Events from the peer layer (collision resolution, automatic stop). */
+  feed(e: FsmEvent): void {
+    if (this.disposed) return;
+    const { state, actions } = step(this.fsm, e, Date.now());
+    this.fsm = state;
+    for (const a of actions) this.act(a);
+  }
+
+  /** Write bytes in Established; false means the socket is queueing: wait for 'drain'. */
+  send(buf: Buffer): boolean {
+    const s = this.socket;
+    if (!s || this.fsm.state !== FsmState.Established || s.destroyed) return false;
+    const ok = s.write(buf);
+    if (!ok) this.armSendHold();
+    return ok;
+  }
+
+  get writable(): boolean {
+    return !!this.socket && !this.socket.destroyed && !this.blocked;
+  }
+
+  get localAddress(): string | undefined {
+    return this.socket?.localAddress ? normalizeAddress(this.socket.localAddress) : undefined;
+  }
+
+  /** Stop everything and forget the socket; the FSM is left as it is. */
+  dispose(): void {
+    this.disposed = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
+    this.dropSocket();
+  }
+
+  private act(a: FsmAction): void {
+    if (this.disposed) return;
+    const cb = this.opts.callbacks;
+    switch (a.kind) {
+      case 'connect':
+        this.dial();
+        break;
+      case 'close':
+        this.dropSocket();
+        break;
+      case 'send':
+        if (this.socket && !this.socket.destroyed) {
+          if (!this.socket.write(a.buf)) this.armSendHold();
+        }
+        if (a.notification) cb.notificationSent?.(this, a.notification);
+        break;
+      case 'arm': {
+        this.clearTimer(a.timer);
+        const t = setTimeout(() => {
+          this.timers.delete(a.timer);
+          this.feed({ type: TIMER_EVENTS[a.timer] } as FsmEvent);
+        }, a.ms);
+        t.unref?.();
+        this.timers.set(a.timer, t);
+        break;
+      }
+      case 'cancel':
+        this.clearTimer(a.timer);
+        break;
+      case 'state':
+        if (a.to === FsmState.OpenConfirm) {
+          cb.state?.(this, a.from, a.to);
+          cb.openConfirm?.(this);
+          return;
+        }
+        cb.state?.(this, a.from, a.to);
+        break;
+      case 'established':
+        this.framer.setMaxLength(a.ctx.maxLength);
+        cb.established?.(this);
+        break;
+      case 'down':
+        this.clearTimer('sendHold');
+        cb.down?.(this, a);
+        break;
+      case 'update':
+        cb.update?.(this, a.update);
+        break;
+      case 'refresh':
+        cb.refresh?.(this, a.refresh);
+        break;
+    }
+  }
+
+  private clearTimer(name: Timer | 'sendHold'): void {
+    const t = this.timers.get(name);
+    if (t) {
+      clearTimeout(t);
+      this.timers.delete(name);
+    }
+  }
+
+  private armSendHold(): void {
+    this.blocked = true;
+    if (this.timers.has('sendHold')) return;
+    const hold = (this.fsm.holdTime ?? 90) * 2000;
+    const ms = this.opts.sendHoldMs ?? Math.max(480_000, hold);
+    const t = setTimeout(() => {
+      this.timers.delete('sendHold');
+      this.feed({ type: 'SendHoldTimerExpires' });
+    }, ms);
+    t.unref?.();
+    this.timers.set('sendHold', t);
+  }
+
+  private dial(): void {
+    this.dropSocket();
+    const s = new Socket();
+    this.attach(s);
+    s.connect({ host: this.remote.address, port: this.remote.port, localAddress: this.opts.localAddress });
+    s.once('connect', () => {
+      if (this.socket === s) this.feed({ type: 'TcpCrAcked' });
+    });
+  }
+
+  private attach(s: Socket): void {
+    this.socket = s;
+    this.blocked = false;
+    s.setNoDelay(true);
+    s.on('data', (chunk: Buffer) => {
+      if (this.socket === s) this.receive(chunk);
+    });
+    s.on('drain', () => {
+      if (this.socket !== s) return;
+      this.blocked = false;
+      this.clearTimer('sendHold');
+      this.opts.callbacks.drain?.(this);
+    });
+    s.on('error', (err) => {
+      if (this.socket !== s) return;
+      this.opts.log.debug({ peer: this.remote.address, err: err.message }, 'socket error');
+    });
+    s.on('close', () => {
+      if (this.socket !== s) return;
+      this.socket = undefined;
+      this.feed({ type: 'TcpConnectionFails', reason: 'connection closed' });
+    });
+  }
+
+  private dropSocket(): void {
+    const s = this.socket;
+    if (!s) return;
+    this.socket = undefined;
+    this.clearTimer('sendHold');
+    // Flush what is queued (a NOTIFICATION) and close; do not wait on a peer that stopped reading.
+    s.end();
+    const t = setTimeout(() => s.destroy(), 2000);
+    t.unref?.();
+    s.once('close', () => clearTimeout(t));
+  }
+
+  private receive(chunk: Buffer): void {
+    this.framer.push(chunk);
+    for (;;) {
+      if (this.disposed || !this.socket) return;
+      let frame: ReturnType<Framer['next']>;
+      try {
+        frame = this.framer.next();
+      } catch (err) {
+        this.feed({ type: 'BgpHeaderErr', error: err as BgpError });
+        return;
+      }
+      if (!frame) return;
+      const type = frame.type;
+      let ev: FsmEvent;
+      try {
+        const m = decodeMessage(frame, this.fsm.ctx ?? DEFAULT_CONTEXT);
+        switch (m.type) {
+          case MsgType.Open:
+            ev = { type: 'BgpOpen', open: m };
+            break;
+          case MsgType.Update:
+            ev = { type: 'UpdateMsg', update: m };
+            break;
+          case MsgType.Notification:
+            ev =
+              m.code === ErrorCode.OpenMessage && m.subcode === OpenSubcode.UnsupportedVersionNumber
+                ? { type: 'NotifMsgVerErr', notification: m }
+                : { type: 'NotifMsg', notification: m };
+            break;
+          case MsgType.Keepalive:
+            ev = { type: 'KeepAliveMsg' };
+            break;
+          case MsgType.RouteRefresh:
+            ev = { type: 'RouteRefreshMsg', refresh: m };
+            break;
+        }
+      } catch (err) {
+        if (!(err instanceof BgpError)) throw err;
+        ev =
+          type === MsgType.Open
+            ? { type: 'BgpOpenMsgErr', error: err }
+            : type === MsgType.Update
+              ? { type: 'UpdateMsgErr', error: err }
+              : { type: 'BgpHeaderErr', error: err };
+      }
+      this.feed(ev);
+    }
+  }
+}
+
+const TIMER_EVENTS: Record<Timer, FsmEvent['type']> = {
+  connectRetry: 'ConnectRetryTimerExpires',
+  hold: 'HoldTimerExpires',
+  keepalive: 'KeepaliveTimerExpires',
+  idleHold: 'IdleHoldTimerExpires',
+};
+
+/** "::ffff:10.0.0.1" -> "10.0.0.1"; IPv6 text as Node gives it. */
+export function normalizeAddress(a: string): string {
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
