@@ -1,0 +1,629 @@
+/**
+ * The standalone speaker's configuration: `twill speaker --config FILE` reads one YAML file that
+ * says who we are (routerId, asn), where we listen, whom we peer with, what we originate and where
+ * the local status API listens. This module turns the file's text into a `SpeakerConfig` with
+ * every default filled in, or throws one `ConfigError` that lists every problem it found.
+ *
+ * What it does:
+ * - Parses YAML 1.2 (the `yaml` package, core schema: `yes` is a string, not true) and checks every
+ *   field. Each problem names the field's path and the expected form, one per line:
+ *   `speaker.yml: neighbors[1].holdTime: 2 is not 0 or 3..65535`. All problems are collected
+ *   before throwing, so one run shows them all.
+ * - Rejects unknown keys, suggesting the nearest known one (`holdtime` -> `holdTime`): a typo must
+ *   not fall back to a default silently. A key present with no value (`holdTime:`) is an error for
+ *   the same reason.
+ * - Normalises addresses and prefixes to canonical text (IPv6 per RFC 5952), so `2001:DB8::1` and
+ *   `2001:db8::1` are the same neighbor and the uniqueness checks see that.
+ *
+ * What it does not do: read files (the CLI does; this module imports nothing from Node), open
+ * sockets, or decide anything at run time. `dialsNeighbor()` applies the mesh rule as a pure
+ * function of the config for the speaker to use.
+ *
+ * Choices worth knowing:
+ * - Families default to both ipv4-unicast and ipv6-unicast for every neighbor, as GoBGP and BIRD
+ *   do with multiprotocol channels configured: RFC 4760 / RFC 5492 negotiation uses only the
+ *   families both sides offer, so offering both costs nothing with a peer that wants one, and one
+ *   session can carry both. List `families` to offer fewer.
+ * - holdTime follows RFC 4271 §4.2: 0 (no keepalives, no hold timer) or 3..65535 seconds. The
+ *   negotiated value is the smaller of ours and the peer's.
+ * - The router id must be a non-zero IPv4 address (RFC 6286 §2.1); AS 0 and AS_TRANS (23456,
+ *   RFC 6793 §9) are not usable AS numbers.
+ * - mesh.lowerAddressDials is Calico's node-to-node mesh rule: of two iBGP peers only the one
+ *   with the lower address opens the TCP connection, so each pair has one connection and no
+ *   collision to resolve (RFC 4271 §6.8). It applies to iBGP neighbors only.
+ */
+import { LineCounter, parseDocument } from 'yaml';
+import {
+  AddrError,
+  formatIpv4,
+  formatIpv6,
+  formatPrefix,
+  parseIpv4,
+  parseIpv6,
+  parsePrefix,
+} from '../net/addr.js';
+import { type Family, familyName, IPV4_UNICAST, IPV6_UNICAST, parseFamilyName } from './wire/constants.js';
+
+// ---------------------------------------------------------------------------------------------
+// Types
+
+export interface ListenConfig {
+  /** Canonical IPv4 or IPv6 literal; '0.0.0.0' or '::' for every address. */
+  address: string;
+  /** 0 asks the kernel for a free port (tests). */
+  port: number;
+}
+
+/** Where the local status API listens (and where `twill status --api` connects). */
+export type ApiAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
+
+export interface NeighborConfig {
+  /** Canonical IPv4 or IPv6 text; unique among neighbors. */
+  address: string;
+  asn: number;
+  /** The peer's TCP port, when we dial. */
+  port: number;
+  /** Never dial; only accept the peer's connection. */
+  passive: boolean;
+  /** Seconds we offer in OPEN: 0 or 3..65535. */
+  holdTime: number;
+  /** Seconds between connection attempts (RFC 4271 ConnectRetryTimer). */
+  connectRetry: number;
+  /** Families offered in OPEN (Multiprotocol capability), in the order written. */
+  families: Family[];
+  /** Source address for our connection (same family as `address`), or null to let the kernel pick. */
+  localAddress: string | null;
+  description: string | null;
+}
+
+export interface SpeakerConfig {
+  /** BGP Identifier: non-zero IPv4 text. */
+  routerId: string;
+  asn: number;
+  /** null: do not listen (`listen: false`); only dial. */
+  listen: ListenConfig | null;
+  neighbors: NeighborConfig[];
+  /** Prefixes originated to every neighbor, canonical text (`10.20.0.0/24`, `2001:db8::/48`). */
+  originate: string[];
+  api: { listen: ApiAddress };
+  mesh: { lowerAddressDials: boolean };
+}
+
+export const DEFAULT_ASN = 64512;
+export const DEFAULT_PORT = 179;
+export const DEFAULT_HOLD_TIME = 90;
+export const DEFAULT_CONNECT_RETRY = 5;
+export const DEFAULT_API_SOCKET = '/run/twill/twill.sock';
+export const DEFAULT_FAMILIES: readonly Family[] = [IPV4_UNICAST, IPV6_UNICAST];
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+export interface ConfigIssue {
+  /** Field path such as `neighbors[1].holdTime`; '' for the document as a whole. */
+  path: string;
+  message: string;
+  /** 1-based position in the text, for YAML syntax errors. */
+  line?: number;
+  col?: number;
+}
+
+/** A file the user wrote is wrong. The message has one line per issue. */
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  constructor(
+    readonly source: string,
+    readonly issues: readonly ConfigIssue[],
+  ) {
+    super(issues.map((i) => formatIssue(source, i)).join('\n'));
+  }
+}
+
+function formatIssue(source: string, i: ConfigIssue): string {
+  const where = i.line === undefined ? source : `${source}:${i.line}:${i.col ?? 1}`;
+  return i.path === '' ? `${where}: ${i.message}` : `${where}: ${i.path}: ${i.message}`;
+}
+
+/** Collects issues while a document is checked. Shared with other YAML readers (lab/clab.ts). */
+export class Issues {
+  readonly list: ConfigIssue[] = [];
+  add(path: string, message: string): void {
+    this.list.push({ path, message });
+  }
+  /** Throw a ConfigError if anything was added. */
+  throwIfAny(source: string): void {
+    if (this.list.length > 0) throw new ConfigError(source, this.list);
+  }
+}
+
+/**
+ * Parse YAML text into plain data. Syntax errors (including duplicate keys) throw a ConfigError
+ * with line and column; an empty document is `null`.
+ */
+export function loadYaml(text: string, source: string): unknown {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => {
+        const pos = lineCounter.linePos(e.pos[0]);
+        return { path: '', message: e.message.split('\n')[0] ?? e.code, line: pos.line, col: pos.col };
+      }),
+    );
+  }
+  try {
+    return doc.toJS({ maxAliasCount: 1000 });
+  } catch (err) {
+    // An alias to no anchor, or an alias bomb: the text is not usable data.
+    if (!(err instanceof Error)) throw err;
+    throw new ConfigError(source, [{ path: '', message: err.message.split('\n')[0] ?? 'bad YAML' }]);
+  }
+}
+
+/** How a value is shown in an error: strings quoted, containers by their kind. */
+export function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (v === null || v === undefined) return 'no value';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return String(v);
+}
+
+export function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
+}
+
+/** Edit distance with adjacent transpositions (optimal string alignment). */
+function distance(a: string, b: string): number {
+  const d: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    d.push([i]);
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        d[0]!.push(j);
+        continue;
+      }
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]!.push(v);
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/**
+ * The known key a mistyped one most likely meant, if any is close enough: the same word in
+ * another case or with - or _, a prefix (`bind` for `binds`), a few edits away (`holdtime`,
+ * `conectRetry`), or an abbreviation whose letters appear in order (`iface` for `interface`).
+ */
+export function suggestKey(key: string, known: readonly string[]): string | undefined {
+  const norm = (k: string) => k.toLowerCase().replace(/[-_]/g, '');
+  const lower = norm(key);
+  if (lower === '') return undefined;
+  const exact = known.find((k) => norm(k) === lower);
+  if (exact !== undefined) return exact;
+  if (lower.length >= 3) {
+    const prefix = known.find((k) => norm(k).startsWith(lower) || lower.startsWith(norm(k)));
+    if (prefix !== undefined) return prefix;
+  }
+  let best: string | undefined;
+  let bestScore = Number.POSITIVE_INFINITY;
+  for (const k of known) {
+    // Ties go to a key with the same first letter.
+    const score = distance(lower, norm(k)) * 2 + (norm(k)[0] === lower[0] ? 0 : 1);
+    if (score < bestScore) {
+      best = k;
+      bestScore = score;
+    }
+  }
+  const limit = Math.min(2, Math.floor(key.length / 3));
+  if (bestScore <= limit * 2 + 1) return best;
+  if (lower.length >= 3) {
+    const abbrev = known.filter((k) => norm(k)[0] === lower[0] && isSubsequence(lower, norm(k)));
+    if (abbrev.length === 1) return abbrev[0];
+  }
+  return undefined;
+}
+
+function isSubsequence(short: string, long: string): boolean {
+  let i = 0;
+  for (let j = 0; j < long.length && i < short.length; j++) if (long[j] === short[i]) i++;
+  return i === short.length;
+}
+
+/** Report each key of `obj` that is not in `known` (or `ignored`), with a suggestion. */
+export function checkKeys(
+  obj: Record<string, unknown>,
+  path: string,
+  known: readonly string[],
+  issues: Issues,
+  ignored: readonly string[] = [],
+): void {
+  for (const key of Object.keys(obj)) {
+    if (known.includes(key) || ignored.includes(key)) continue;
+    const hint = suggestKey(key, known);
+    issues.add(
+      join(path, key),
+      hint !== undefined
+        ? `unknown field (did you mean ${hint}?)`
+        : `unknown field (expected one of: ${known.join(', ')})`,
+    );
+  }
+}
+
+export function join(path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field readers: each returns the value, or undefined after recording an issue.
+
+function readInt(v: unknown, path: string, min: number, max: number, issues: Issues, expected?: string) {
+  if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max) return v;
+  issues.add(path, `${show(v)} is not ${expected ?? `an integer ${min}..${max}`}`);
+  return undefined;
+}
+
+function readBool(v: unknown, path: string, issues: Issues): boolean | undefined {
+  if (typeof v === 'boolean') return v;
+  issues.add(path, `${show(v)} is not true or false`);
+  return undefined;
+}
+
+function readString(v: unknown, path: string, issues: Issues): string | undefined {
+  if (typeof v === 'string') return v;
+  issues.add(path, `${show(v)} is not a string`);
+  return undefined;
+}
+
+function readAsn(v: unknown, path: string, issues: Issues): number | undefined {
+  const asn = readInt(v, path, 1, 4294967295, issues, 'an AS number 1..4294967295');
+  if (asn === 23456) {
+    issues.add(path, '23456 is AS_TRANS (RFC 6793), not an AS number to configure');
+    return undefined;
+  }
+  return asn;
+}
+
+type Ip = { version: 4 | 6; text: string; bytes: Uint8Array };
+
+/** Parse an IPv4 or IPv6 literal into canonical text, or undefined. */
+export function parseIp(text: string): Ip | undefined {
+  try {
+    if (text.includes(':')) {
+      const bytes = parseIpv6(text);
+      return { version: 6, text: formatIpv6(bytes), bytes };
+    }
+    const n = parseIpv4(text);
+    const bytes = new Uint8Array([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
+    return { version: 4, text: formatIpv4(n), bytes };
+  } catch (err) {
+    if (err instanceof AddrError) return undefined;
+    throw err;
+  }
+}
+
+function readIp(v: unknown, path: string, issues: Issues): Ip | undefined {
+  const ip = typeof v === 'string' ? parseIp(v) : undefined;
+  if (ip === undefined) issues.add(path, `${show(v)} is not an IPv4 or IPv6 address`);
+  return ip;
+}
+
+/** Parse an API address: an absolute unix socket path, HOST:PORT or [IPv6]:PORT. */
+function apiAddress(text: string): ApiAddress | string {
+  const expected = 'is not an absolute unix socket path, HOST:PORT or [IPv6]:PORT';
+  if (text.startsWith('/')) {
+    // sun_path is 108 bytes including the terminating NUL.
+    if (new TextEncoder().encode(text).length > 107)
+      return `${show(text)} is longer than 107 bytes, the limit for a unix socket path`;
+    return { kind: 'unix', path: text };
+  }
+  let host: string;
+  let portText: string;
+  const v6 = /^\[([^\]]+)\]:([0-9]+)$/.exec(text);
+  if (v6) {
+    const ip = parseIp(v6[1]!);
+    if (ip?.version !== 6) return `${show(text)} ${expected}`;
+    host = ip.text;
+    portText = v6[2]!;
+  } else {
+    const m = /^([A-Za-z0-9.-]+):([0-9]+)$/.exec(text);
+    if (!m) return `${show(text)} ${expected}`;
+    host = m[1]!;
+    portText = m[2]!;
+    if (/^[0-9.]+$/.test(host)) {
+      const ip = parseIp(host);
+      if (ip === undefined) return `${show(text)} ${expected}`;
+      host = ip.text;
+    }
+  }
+  const port = Number(portText);
+  if (!/^[1-9][0-9]{0,4}$/.test(portText) || port > 65535)
+    return `${show(text)} has port ${portText}, not 1..65535`;
+  return { kind: 'tcp', host, port };
+}
+
+/**
+ * Parse `twill status --api ADDR` and the like. Throws ConfigError naming `source` (e.g. `--api`)
+ * when the text is not an absolute unix socket path, HOST:PORT or [IPv6]:PORT.
+ */
+export function parseApiAddress(text: string, source = 'api address'): ApiAddress {
+  const a = apiAddress(text);
+  if (typeof a === 'string') throw new ConfigError(source, [{ path: '', message: a }]);
+  return a;
+}
+
+export function formatApiAddress(a: ApiAddress): string {
+  if (a.kind === 'unix') return a.path;
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The document
+
+const TOP_KEYS = ['routerId', 'asn', 'listen', 'neighbors', 'originate', 'api', 'mesh'] as const;
+const LISTEN_KEYS = ['address', 'port'] as const;
+const NEIGHBOR_KEYS = [
+  'address',
+  'asn',
+  'port',
+  'passive',
+  'holdTime',
+  'connectRetry',
+  'families',
+  'localAddress',
+  'description',
+] as const;
+const API_KEYS = ['listen'] as const;
+const MESH_KEYS = ['lowerAddressDials'] as const;
+
+/** Present with a value: absent keys take defaults, `key:` with nothing is an error. */
+function has(obj: Record<string, unknown>, key: string, path: string, issues: Issues): boolean {
+  if (!(key in obj)) return false;
+  if (obj[key] === null || obj[key] === undefined) {
+    issues.add(join(path, key), 'has no value (remove the line to use the default)');
+    return false;
+  }
+  return true;
+}
+
+function readListen(v: unknown, issues: Issues): ListenConfig | null | undefined {
+  if (v === false) return null;
+  if (!isMapping(v)) {
+    issues.add('listen', `${show(v)} is not a mapping {address, port} or false`);
+    return undefined;
+  }
+  checkKeys(v, 'listen', LISTEN_KEYS, issues);
+  let address = '0.0.0.0';
+  let port = DEFAULT_PORT;
+  if (has(v, 'address', 'listen', issues))
+    address = readIp(v.address, 'listen.address', issues)?.text ?? address;
+  if (has(v, 'port', 'listen', issues)) port = readInt(v.port, 'listen.port', 0, 65535, issues) ?? port;
+  return { address, port };
+}
+
+function readFamilies(v: unknown, path: string, issues: Issues): Family[] | undefined {
+  if (!Array.isArray(v) || v.length === 0) {
+    issues.add(path, `${show(v)} is not a non-empty list of ipv4-unicast, ipv6-unicast`);
+    return undefined;
+  }
+  const out: Family[] = [];
+  v.forEach((item, i) => {
+    const f = typeof item === 'string' ? parseFamilyName(item) : undefined;
+    if (f === undefined) issues.add(`${path}[${i}]`, `${show(item)} is not ipv4-unicast or ipv6-unicast`);
+    else if (out.includes(f)) issues.add(`${path}[${i}]`, `${familyName(f)} is listed twice`);
+    else out.push(f);
+  });
+  return out;
+}
+
+function readNeighbor(v: unknown, path: string, issues: Issues): NeighborConfig | undefined {
+  if (!isMapping(v)) {
+    issues.add(path, `${show(v)} is not a mapping {address, asn, ...}`);
+    return undefined;
+  }
+  checkKeys(v, path, NEIGHBOR_KEYS, issues);
+  const at = (k: string) => join(path, k);
+  let address: Ip | undefined;
+  let asn: number | undefined;
+  if (has(v, 'address', path, issues)) address = readIp(v.address, at('address'), issues);
+  else if (!('address' in v)) issues.add(at('address'), 'required (the neighbor IPv4 or IPv6 address)');
+  if (has(v, 'asn', path, issues)) asn = readAsn(v.asn, at('asn'), issues);
+  else if (!('asn' in v)) issues.add(at('asn'), 'required (the neighbor AS number, 1..4294967295)');
+
+  const n: NeighborConfig = {
+    address: address?.text ?? '',
+    asn: asn ?? 0,
+    port: DEFAULT_PORT,
+    passive: false,
+    holdTime: DEFAULT_HOLD_TIME,
+    connectRetry: DEFAULT_CONNECT_RETRY,
+    families: [...DEFAULT_FAMILIES],
+    localAddress: null,
+    description: null,
+  };
+  if (has(v, 'port', path, issues)) n.port = readInt(v.port, at('port'), 1, 65535, issues) ?? n.port;
+  if (has(v, 'passive', path, issues)) n.passive = readBool(v.passive, at('passive'), issues) ?? n.passive;
+  if (has(v, 'holdTime', path, issues)) {
+    const h = v.holdTime;
+    if (typeof h === 'number' && Number.isInteger(h) && (h === 0 || (h >= 3 && h <= 65535))) n.holdTime = h;
+    else issues.add(at('holdTime'), `${show(h)} is not 0 or 3..65535`);
+  }
+  if (has(v, 'connectRetry', path, issues))
+    n.connectRetry =
+      readInt(v.connectRetry, at('connectRetry'), 1, 3600, issues, 'a number of seconds 1..3600') ??
+      n.connectRetry;
+  if (has(v, 'families', path, issues))
+    n.families = readFamilies(v.families, at('families'), issues) ?? n.families;
+  if (has(v, 'localAddress', path, issues)) {
+    const local = readIp(v.localAddress, at('localAddress'), issues);
+    if (local !== undefined && address !== undefined && local.version !== address.version)
+      issues.add(
+        at('localAddress'),
+        `${local.text} is IPv${local.version} but the neighbor address ${address.text} is IPv${address.version}`,
+      );
+    else if (local !== undefined) n.localAddress = local.text;
+  }
+  if (has(v, 'description', path, issues))
+    n.description = readString(v.description, at('description'), issues) ?? null;
+  return address !== undefined && asn !== undefined ? n : undefined;
+}
+
+function readOriginate(v: unknown, issues: Issues): string[] {
+  if (!Array.isArray(v)) {
+    issues.add('originate', `${show(v)} is not a list of prefixes`);
+    return [];
+  }
+  const out: string[] = [];
+  const seen = new Map<string, number>();
+  v.forEach((item, i) => {
+    const path = `originate[${i}]`;
+    if (typeof item !== 'string') {
+      issues.add(path, `${show(item)} is not a prefix (ADDRESS/LENGTH)`);
+      return;
+    }
+    let canonical: string;
+    try {
+      canonical = formatPrefix(parsePrefix(item));
+    } catch (err) {
+      if (!(err instanceof AddrError)) throw err;
+      let masked: string | undefined;
+      try {
+        masked = formatPrefix(parsePrefix(item, true));
+      } catch {
+        masked = undefined;
+      }
+      issues.add(
+        path,
+        masked !== undefined
+          ? `${show(item)} has host bits set (did you mean ${masked}?)`
+          : `${show(item)} is not an IPv4 or IPv6 prefix (ADDRESS/LENGTH)`,
+      );
+      return;
+    }
+    const first = seen.get(canonical);
+    if (first !== undefined) issues.add(path, `${canonical} is also originate[${first}]`);
+    else {
+      seen.set(canonical, i);
+      out.push(canonical);
+    }
+  });
+  return out;
+}
+
+/**
+ * Parse and check a speaker config. `source` names the file in messages. Throws ConfigError
+ * listing every problem, one per line.
+ */
+export function parseSpeakerConfig(text: string, source: string): SpeakerConfig {
+  const doc = loadYaml(text, source);
+  const issues = new Issues();
+  const root: Record<string, unknown> = doc === null ? {} : isMapping(doc) ? doc : {};
+  if (doc !== null && !isMapping(doc))
+    issues.add('', `the document is ${show(doc)}, not a mapping of fields`);
+  checkKeys(root, '', TOP_KEYS, issues);
+
+  const config: SpeakerConfig = {
+    routerId: '',
+    asn: DEFAULT_ASN,
+    listen: { address: '0.0.0.0', port: DEFAULT_PORT },
+    neighbors: [],
+    originate: [],
+    api: { listen: { kind: 'unix', path: DEFAULT_API_SOCKET } },
+    mesh: { lowerAddressDials: false },
+  };
+
+  if (has(root, 'routerId', '', issues)) {
+    const r = root.routerId;
+    const ip = typeof r === 'string' ? parseIp(r) : undefined;
+    if (ip?.version !== 4 || ip.text === '0.0.0.0')
+      issues.add('routerId', `${show(r)} is not a non-zero IPv4 address (e.g. 10.10.0.1)`);
+    else config.routerId = ip.text;
+  } else if (!('routerId' in root)) {
+    issues.add('routerId', 'required (a non-zero IPv4 address, usually the node address)');
+  }
+  if (has(root, 'asn', '', issues)) config.asn = readAsn(root.asn, 'asn', issues) ?? config.asn;
+  if ('listen' in root) {
+    if (root.listen === null) issues.add('listen', 'has no value (a mapping {address, port}, or false)');
+    else {
+      const l = readListen(root.listen, issues);
+      if (l !== undefined) config.listen = l;
+    }
+  }
+
+  if (has(root, 'neighbors', '', issues)) {
+    const list = root.neighbors;
+    if (!Array.isArray(list)) issues.add('neighbors', `${show(list)} is not a list of neighbors`);
+    else {
+      const byAddress = new Map<string, number>();
+      list.forEach((item, i) => {
+        const n = readNeighbor(item, `neighbors[${i}]`, issues);
+        if (n === undefined) return;
+        const first = byAddress.get(n.address);
+        if (first !== undefined)
+          issues.add(`neighbors[${i}].address`, `${n.address} is also neighbors[${first}].address`);
+        else byAddress.set(n.address, i);
+        config.neighbors.push(n);
+      });
+    }
+  }
+
+  if (has(root, 'originate', '', issues)) config.originate = readOriginate(root.originate, issues);
+
+  if (has(root, 'api', '', issues)) {
+    const api = root.api;
+    if (!isMapping(api)) issues.add('api', `${show(api)} is not a mapping {listen}`);
+    else {
+      checkKeys(api, 'api', API_KEYS, issues);
+      if (has(api, 'listen', 'api', issues)) {
+        const a = typeof api.listen === 'string' ? apiAddress(api.listen) : undefined;
+        if (a === undefined)
+          issues.add(
+            'api.listen',
+            `${show(api.listen)} is not an absolute unix socket path, HOST:PORT or [IPv6]:PORT`,
+          );
+        else if (typeof a === 'string') issues.add('api.listen', a);
+        else config.api.listen = a;
+      }
+    }
+  }
+
+  if (has(root, 'mesh', '', issues)) {
+    const mesh = root.mesh;
+    if (!isMapping(mesh)) issues.add('mesh', `${show(mesh)} is not a mapping {lowerAddressDials}`);
+    else {
+      checkKeys(mesh, 'mesh', MESH_KEYS, issues);
+      if (has(mesh, 'lowerAddressDials', 'mesh', issues))
+        config.mesh.lowerAddressDials =
+          readBool(mesh.lowerAddressDials, 'mesh.lowerAddressDials', issues) ?? false;
+    }
+  }
+
+  issues.throwIfAny(source);
+  return config;
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  for (let i = 0; i < a.length && i < b.length; i++) if (a[i] !== b[i]) return a[i]! - b[i]!;
+  return a.length - b.length;
+}
+
+/**
+ * Whether the speaker opens the TCP connection to `n` (else it only waits for the peer's).
+ * A passive neighbor is never dialled. With mesh.lowerAddressDials, an iBGP neighbor (same AS)
+ * is dialled only when our address for it is the lower one: our address is `localAddress`, or
+ * the router id for an IPv4 neighbor. When there is no address of the neighbor's family to
+ * compare (an IPv6 neighbor without localAddress) we dial, and collision detection
+ * (RFC 4271 §6.8) settles it.
+ */
+export function dialsNeighbor(config: SpeakerConfig, n: NeighborConfig): boolean {
+  if (n.passive) return false;
+  if (!config.mesh.lowerAddressDials || n.asn !== config.asn) return true;
+  const peer = parseIp(n.address);
+  const local = parseIp(n.localAddress ?? config.routerId);
+  if (peer === undefined || local === undefined || peer.version !== local.version) return true;
+  return compareBytes(local.bytes, peer.bytes) < 0;
+}
