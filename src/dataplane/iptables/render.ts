@@ -173,6 +173,11 @@ function dispatch(
       const k = i.slice(0, prefix.length + depth + 1);
       (groups.get(k) ?? groups.set(k, []).get(k)!).push(i);
     }
+    // A character every name shares does not branch: look at the next one, in this chain.
+    if (groups.size === 1 && ifaces.every((i) => i.length > prefix.length + depth + 1)) {
+      dispatch(chains, root, name, ifaces, depth + 1, flag, prefix, leaf);
+      return;
+    }
     for (const [k, members] of [...groups].sort(([a], [b]) => (a < b ? -1 : 1))) {
       if (members.length === 1) {
         rules.push(`${flag} ${members[0]} -g ${leaf(members[0]!)}`);
@@ -253,20 +258,38 @@ export function render(model: RuleModel, opts: RenderOptions = {}): Rendered {
   dispatch(chains, outbound, outbound, ifaces, 0, '-i', prefix, (i) => `${CHAIN_PREFIX}fw-${i}`);
   dispatch(chains, inbound, inbound, ifaces, 0, '-o', prefix, (i) => `${CHAIN_PREFIX}tw-${i}`);
 
+  // Endpoint chains depend only on the direction and the policy list: endpoints with the same
+  // policies share one rules array (cheaper to build, and the table compares it by identity).
+  const policyChains = new Map<string, string>();
+  const chainOf = (id: string, dir: 'ingress' | 'egress') => {
+    const k = `${dir} ${id}`;
+    let n = policyChains.get(k);
+    if (n === undefined) {
+      n = policyChainName(id, dir);
+      policyChains.set(k, n);
+    }
+    return n;
+  };
+  const endpointRules = new Map<string, string[]>();
   for (const e of endpoints) {
     for (const [dir, chain] of [
       ['egress', `${CHAIN_PREFIX}fw-${e.interface}`],
       ['ingress', `${CHAIN_PREFIX}tw-${e.interface}`],
     ] as const) {
       const d = e[dir];
-      const rules: string[] = [];
-      if (d.isolated) {
-        rules.push(`-j MARK --set-xmark 0x0/${mark}`);
-        for (const id of d.policies) {
-          rules.push(`-j ${policyChainName(id, dir)}`);
-          rules.push(`-m mark --mark ${mark}/${mark} -j RETURN`);
+      const key = `${dir} ${d.isolated} ${d.policies.join(' ')}`;
+      let rules = endpointRules.get(key);
+      if (rules === undefined) {
+        rules = [];
+        if (d.isolated) {
+          rules.push(`-j MARK --set-xmark 0x0/${mark}`);
+          for (const id of d.policies) {
+            rules.push(`-j ${chainOf(id, dir)}`);
+            rules.push(`-m mark --mark ${mark}/${mark} -j RETURN`);
+          }
+          rules.push('-j DROP');
         }
-        rules.push('-j DROP');
+        endpointRules.set(key, rules);
       }
       chains.set(chain, rules);
       notes.set(chain, `${dir} of ${e.namespace}/${e.name}`);
@@ -277,9 +300,9 @@ export function render(model: RuleModel, opts: RenderOptions = {}): Rendered {
     for (const dir of ['ingress', 'egress'] as const) {
       const rules = p[dir];
       if (rules === undefined) continue;
-      notes.set(policyChainName(p.id, dir), `${dir} rules of NetworkPolicy ${p.id}`);
+      notes.set(chainOf(p.id, dir), `${dir} rules of NetworkPolicy ${p.id}`);
       chains.set(
-        policyChainName(p.id, dir),
+        chainOf(p.id, dir),
         rules.flatMap((r) => ruleBodies(r, dir, peerNames, namedNames, mark)),
       );
     }

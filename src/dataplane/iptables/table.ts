@@ -153,13 +153,15 @@ export class PolicyTable {
   private backend: Backend | undefined;
 
   private desired: Rendered | undefined;
-  /** Desired chain -> expected hash list, cached per rules array. */
-  private readonly hashCache = new WeakMap<string[], string[]>();
+  /** Chain -> the rules array last hashed for it and its hash list. */
+  private readonly hashCache = new Map<string, { rules: string[]; hashes: string[] }>();
 
   // Believed kernel state; `undefined` = unknown, read back before the next write.
   private actualChains: Map<string, (string | null)[]> | undefined;
   private actualSets: Map<string, SetSpec> | undefined;
   private actualJumps: FilterReadBack['jumps'] = [];
+  /** Chain -> the rules known to be in the kernel (written or verified), to skip hashing. */
+  private readonly believedRules = new Map<string, string[]>();
   private refreshTimer: ReturnType<typeof setInterval> | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -179,6 +181,7 @@ export class PolicyTable {
   markForReadBack(): void {
     this.actualChains = undefined;
     this.actualSets = undefined;
+    this.believedRules.clear();
   }
 
   /** Which backend is (or will be) used. */
@@ -198,12 +201,11 @@ export class PolicyTable {
   }
 
   private expectedHashes(chain: string, rules: string[]): string[] {
-    let h = this.hashCache.get(rules);
-    if (!h) {
-      h = chainHashes(chain, rules);
-      this.hashCache.set(rules, h);
-    }
-    return h;
+    const c = this.hashCache.get(chain);
+    if (c !== undefined && (c.rules === rules || sameList(c.rules, rules))) return c.hashes;
+    const hashes = chainHashes(chain, rules);
+    this.hashCache.set(chain, { rules, hashes });
+    return hashes;
   }
 
   /** Read our chains, jumps and sets back from the kernel. */
@@ -272,7 +274,11 @@ export class PolicyTable {
     // Chains.
     const writeChains = new Map<string, string[]>();
     for (const [name, rules] of desired.chains) {
-      if (!sameList(actualChains.get(name), this.expectedHashes(name, rules))) writeChains.set(name, rules);
+      const known = this.believedRules.get(name);
+      if (known !== undefined && (known === rules || sameList(known, rules))) continue;
+      if (sameList(actualChains.get(name), this.expectedHashes(name, rules)))
+        this.believedRules.set(name, rules);
+      else writeChains.set(name, rules);
     }
     const removeChains = [...actualChains.keys()].filter((n) => !desired.chains.has(n)).sort();
 
@@ -308,8 +314,15 @@ export class PolicyTable {
       });
       const args = backend === 'legacy' ? ['--noflush', '--wait', '10'] : ['--noflush'];
       await this.exec(`iptables-${backend}-restore`, args, text);
-      for (const [n, rules] of writeChains) actualChains.set(n, this.expectedHashes(n, rules));
-      for (const n of removeChains) actualChains.delete(n);
+      for (const [n, rules] of writeChains) {
+        actualChains.set(n, this.expectedHashes(n, rules));
+        this.believedRules.set(n, rules);
+      }
+      for (const n of removeChains) {
+        actualChains.delete(n);
+        this.believedRules.delete(n);
+        this.hashCache.delete(n);
+      }
       this.actualJumps = desired.jumps.map((j) => ({
         chain: j.chain,
         index: 0,
