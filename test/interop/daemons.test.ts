@@ -57,6 +57,10 @@ describeSystem('interop harness: real BGP daemons in namespaces', { root: true, 
   // BIRD facing the raw peer.
   let birdR: Daemon;
   let rawNs = '';
+  // Route reflection: BIRD reflects between FRR and GoBGP clients (iBGP, AS 65300).
+  let rrBird: Daemon;
+  let rrFrr: Daemon;
+  let rrGobgp: Daemon;
 
   const dir = (name: string) => join(work, name);
 
@@ -65,7 +69,9 @@ describeSystem('interop harness: real BGP daemons in namespaces', { root: true, 
     const pair = (tag: string, n: number) => {
       const a = lab.ns(`${tag}1`);
       const b = lab.ns(`${tag}2`);
-      lab.link(a, `10.0.${n}.1/24`, b, `10.0.${n}.2/24`, { v6: [`2001:db8:${n}::1/64`, `2001:db8:${n}::2/64`] });
+      lab.link(a, `10.0.${n}.1/24`, b, `10.0.${n}.2/24`, {
+        v6: [`2001:db8:${n}::1/64`, `2001:db8:${n}::2/64`],
+      });
       return [a, b] as const;
     };
     const [a1, a2] = pair('a', 1);
@@ -73,8 +79,11 @@ describeSystem('interop harness: real BGP daemons in namespaces', { root: true, 
     const [c1, c2] = pair('c', 3);
     const [r1, r2] = pair('r', 4);
     rawNs = r2;
+    const [rrFrrNs, rrNs] = pair('f', 5);
+    const rrGobgpNs = lab.ns('g');
+    lab.link(rrNs, '10.0.6.1/24', rrGobgpNs, '10.0.6.2/24', { v6: ['2001:db8:6::1/64', '2001:db8:6::2/64'] });
 
-    [birdA, gobgpA, frrB, birdB, gobgpC, frrC, birdR] = await Promise.all([
+    [birdA, gobgpA, frrB, birdB, gobgpC, frrC, rrBird, rrFrr, rrGobgp, birdR] = await Promise.all([
       startBird(lab, {
         ns: a1,
         dir: dir('bird-a'),
@@ -127,6 +136,33 @@ describeSystem('interop harness: real BGP daemons in namespaces', { root: true, 
         originate: ['10.32.0.0/24', '2001:db8:c2::/48'],
       }),
       startBird(lab, {
+        ns: rrNs,
+        dir: dir('bird-rr'),
+        routerId: '10.0.5.2',
+        asn: 65300,
+        routeReflector: { clusterId: '10.255.0.1' },
+        peers: [
+          { address: '10.0.5.1', asn: 65300, routeReflectorClient: true },
+          { address: '10.0.6.2', asn: 65300, routeReflectorClient: true },
+        ],
+      }),
+      startFrr(lab, {
+        ns: rrFrrNs,
+        dir: dir('frr-rr'),
+        routerId: '10.0.5.1',
+        asn: 65300,
+        peers: [{ address: '10.0.5.2', asn: 65300 }],
+        originate: ['10.51.0.0/24', '2001:db8:51::/48'],
+      }),
+      startGobgp(lab, {
+        ns: rrGobgpNs,
+        dir: dir('gobgp-rr'),
+        routerId: '10.0.6.2',
+        asn: 65300,
+        peers: [{ address: '10.0.6.1', asn: 65300 }],
+        originate: ['10.62.0.0/24', '2001:db8:62::/48'],
+      }),
+      startBird(lab, {
         ns: r1,
         dir: dir('bird-r'),
         routerId: '10.0.4.1',
@@ -177,6 +213,33 @@ describeSystem('interop harness: real BGP daemons in namespaces', { root: true, 
     expect(get(fc, '2001:db8:c1::/48')).toMatchObject({ asPath: [65100], nextHop: '2001:db8:3::1' });
   });
 
+  it('route reflection: FRR and GoBGP clients see ORIGINATOR_ID and CLUSTER_LIST set by the BIRD reflector', async () => {
+    const [f, g] = await Promise.all([
+      waitRoutes(rrFrr, '10.0.5.2', ['10.62.0.0/24', '2001:db8:62::/48']),
+      waitRoutes(rrGobgp, '10.0.6.1', ['10.51.0.0/24', '2001:db8:51::/48']),
+    ]);
+    const reflected = { asPath: [], clusterList: ['10.255.0.1'] };
+    expect(f.find((r) => r.prefix === '10.62.0.0/24')).toMatchObject({
+      ...reflected,
+      originatorId: '10.0.6.2',
+      nextHop: '10.0.6.2',
+    });
+    expect(f.find((r) => r.prefix === '2001:db8:62::/48')).toMatchObject({
+      ...reflected,
+      originatorId: '10.0.6.2',
+    });
+    expect(g.find((r) => r.prefix === '10.51.0.0/24')).toMatchObject({
+      ...reflected,
+      originatorId: '10.0.5.1',
+      nextHop: '10.0.5.1',
+    });
+    const atReflector = await rrBird.routes();
+    expect(atReflector.find((r) => r.prefix === '10.51.0.0/24')).toMatchObject({
+      from: '10.0.5.1',
+      best: true,
+    });
+  });
+
   it('announce and withdraw at run time reach the peer', async () => {
     await Promise.all([
       birdA.announce('10.111.0.0/24'),
@@ -211,7 +274,10 @@ describeSystem('interop harness: real BGP daemons in namespaces', { root: true, 
       } finally {
         gobgpA.kill('SIGCONT');
       }
-      await Promise.all([birdA.waitEstablished('10.0.1.2', 30_000), gobgpA.waitEstablished('10.0.1.1', 30_000)]);
+      await Promise.all([
+        birdA.waitEstablished('10.0.1.2', 30_000),
+        gobgpA.waitEstablished('10.0.1.1', 30_000),
+      ]);
       await waitRoutes(birdA, '10.0.1.2', ['10.102.0.0/24', '2001:db8:a2::/48']);
     };
     const restart = async () => {
@@ -221,7 +287,10 @@ describeSystem('interop harness: real BGP daemons in namespaces', { root: true, 
       await birdB.waitNotEstablished('10.0.2.1', 10_000);
       await frrB.start();
       expect(frrB.pid()).not.toBe(before);
-      await Promise.all([birdB.waitEstablished('10.0.2.1', 30_000), frrB.waitEstablished('10.0.2.2', 30_000)]);
+      await Promise.all([
+        birdB.waitEstablished('10.0.2.1', 30_000),
+        frrB.waitEstablished('10.0.2.2', 30_000),
+      ]);
       await waitRoutes(birdB, '10.0.2.1', ['10.201.0.0/24', '2001:db8:b1::/48']);
     };
     await Promise.all([holdExpiry(), restart()]);
@@ -312,12 +381,8 @@ describe('interop harness parsers', () => {
   });
 
   it('normalises state names', () => {
-    expect(['BGP_FSM_ESTABLISHED', 'established', 'Established', 'OpenSent', 'Clearing'].map(normalizeState)).toEqual([
-      'Established',
-      'Established',
-      'Established',
-      'OpenSent',
-      'Clearing',
-    ]);
+    expect(
+      ['BGP_FSM_ESTABLISHED', 'established', 'Established', 'OpenSent', 'Clearing'].map(normalizeState),
+    ).toEqual(['Established', 'Established', 'Established', 'OpenSent', 'Clearing']);
   });
 });

@@ -243,9 +243,10 @@ function planPeers(spec: DaemonSpec): PeerPlan[] {
 
 /** The source address towards `peer` in `ns`, and the interface's global v4 and v6 addresses. */
 function localAddresses(ns: string, peer: string): { src: string; v4?: string; v6?: string } {
-  const get = JSON.parse(
-    sh('ip', ['-n', ns, '-j', isV6(peer) ? '-6' : '-4', 'route', 'get', peer]),
-  ) as { dev?: string; prefsrc?: string }[];
+  const get = JSON.parse(sh('ip', ['-n', ns, '-j', isV6(peer) ? '-6' : '-4', 'route', 'get', peer])) as {
+    dev?: string;
+    prefsrc?: string;
+  }[];
   const dev = get[0]?.dev;
   if (!dev) throw new Error(`no route to ${peer} in ${ns}`);
   const links = JSON.parse(sh('ip', ['-n', ns, '-j', 'addr', 'show', 'dev', dev])) as {
@@ -314,7 +315,8 @@ abstract class Base implements Daemon {
 
   pid(): number {
     const pid = this.child?.pid;
-    if (pid === undefined || !running(this.child)) throw new Error(`${this.kind} in ${this.spec.ns} is not running`);
+    if (pid === undefined || !running(this.child))
+      throw new Error(`${this.kind} in ${this.spec.ns} is not running`);
     return pid;
   }
 
@@ -332,15 +334,17 @@ abstract class Base implements Daemon {
     await this.beforeSpawn();
     this.child = this.spawn();
     const child = this.child;
+    let exited = false;
     await waitFor(
       `${this.kind} in ${this.spec.ns} to answer its CLI`,
       async () => {
-        if (!running(child)) throw new Error(`${this.kind} exited: ${this.log().slice(-2000)}`);
-        return (await this.ready()) || undefined;
+        if (!running(child)) exited = true;
+        return exited || (await this.ready()) || undefined;
       },
       15_000,
       100,
     );
+    if (exited) throw new Error(`${this.kind} in ${this.spec.ns} exited: ${this.log().slice(-2000)}`);
     await this.afterStart();
   }
 
@@ -588,13 +592,11 @@ class Frr extends Base {
     this.zebra = zebra;
     await waitFor(
       `zebra in ${this.spec.ns} to open ${zserv}`,
-      () => {
-        if (!running(zebra)) throw new Error(`zebra exited: ${readLog(join(d, 'zebra.log')).slice(-1500)}`);
-        return existsSync(zserv);
-      },
+      () => !running(zebra) || existsSync(zserv),
       10_000,
       50,
     );
+    if (!running(zebra)) throw new Error(`zebra exited: ${readLog(join(d, 'zebra.log')).slice(-1500)}`);
   }
 
   protected writeConfig(): void {
@@ -618,11 +620,16 @@ class Frr extends Base {
     }
     for (const p of this.plans) {
       const n = ` neighbor ${p.address}`;
-      out.push(`${n} remote-as ${p.asn}`, `${n} timers ${p.keepalive} ${p.holdTime}`, `${n} timers connect 1`);
+      out.push(
+        `${n} remote-as ${p.asn}`,
+        `${n} timers ${p.keepalive} ${p.holdTime}`,
+        `${n} timers connect 1`,
+      );
       out.push(`${n} advertisement-interval 0`);
       if (p.port !== undefined) out.push(`${n} port ${p.port}`);
       if (p.passive) out.push(`${n} passive`);
-      if (!p.gracefulRestart && this.plans.some((x) => x.gracefulRestart)) out.push(`${n} graceful-restart-disable`);
+      if (!p.gracefulRestart && this.plans.some((x) => x.gracefulRestart))
+        out.push(`${n} graceful-restart-disable`);
     }
     for (const fam of ['ipv4-unicast', 'ipv6-unicast'] as const) {
       out.push(` address-family ${fam === 'ipv4-unicast' ? 'ipv4' : 'ipv6'} unicast`);
@@ -844,8 +851,13 @@ class Gobgp extends Base {
         out.push('  [neighbors.graceful-restart.config]', '    enabled = true', '    restart-time = 30');
       }
       for (const f of p.families) {
-        out.push('  [[neighbors.afi-safis]]', '    [neighbors.afi-safis.config]', `      afi-safi-name = ${q(f)}`);
-        if (p.gracefulRestart) out.push('    [neighbors.afi-safis.mp-graceful-restart.config]', '      enabled = true');
+        out.push(
+          '  [[neighbors.afi-safis]]',
+          '    [neighbors.afi-safis.config]',
+          `      afi-safi-name = ${q(f)}`,
+        );
+        if (p.gracefulRestart)
+          out.push('    [neighbors.afi-safis.mp-graceful-restart.config]', '      enabled = true');
       }
     }
     writeFileSync(this.conf, `${out.join('\n')}\n`);

@@ -91,7 +91,10 @@ function openMessage() {
 const KEEPALIVE = message(4, Buffer.alloc(0));
 
 function run(sock) {
-  record({ event: 'connected', detail: `${sock.localAddress}:${sock.localPort} -> ${sock.remoteAddress}:${sock.remotePort}` });
+  record({
+    event: 'connected',
+    detail: `${sock.localAddress}:${sock.localPort} -> ${sock.remoteAddress}:${sock.remotePort}`,
+  });
   let buf = Buffer.alloc(0);
   let framing = true;
   let gotOpen = false;

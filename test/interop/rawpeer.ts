@@ -68,11 +68,27 @@ export async function startRawPeer(lab: Lab, spec: RawPeerSpec): Promise<RawPeer
     scriptFile,
     `${spec.script.map((l) => l.replace(/^waitfile\s+(?!\/)(\S+)/, (_, f: string) => `waitfile ${join(spec.dir, f)}`)).join('\n')}\n`,
   );
-  const args = [SCRIPT, '--out', out, '--script', scriptFile, '--asn', String(spec.asn), '--id', spec.routerId];
-  args.push('--hold', String(spec.holdTime ?? 90), '--families', (spec.families ?? ['ipv4', 'ipv6']).join(','));
+  const args = [
+    SCRIPT,
+    '--out',
+    out,
+    '--script',
+    scriptFile,
+    '--asn',
+    String(spec.asn),
+    '--id',
+    spec.routerId,
+  ];
+  args.push(
+    '--hold',
+    String(spec.holdTime ?? 90),
+    '--families',
+    (spec.families ?? ['ipv4', 'ipv6']).join(','),
+  );
   const hostPort = (a: string, p: number) => (a.includes(':') ? `[${a}]:${p}` : `${a}:${p}`);
   if (spec.connect) args.push('--connect', hostPort(spec.connect.address, spec.connect.port ?? 179));
-  else if (spec.listen) args.push('--listen', hostPort(spec.listen.address ?? '0.0.0.0', spec.listen.port ?? 179));
+  else if (spec.listen)
+    args.push('--listen', hostPort(spec.listen.address ?? '0.0.0.0', spec.listen.port ?? 179));
   else throw new Error('raw peer needs connect or listen');
   if (spec.immediate) args.push('--immediate');
   if (spec.noOpen) args.push('--no-open');
@@ -91,7 +107,9 @@ export async function startRawPeer(lab: Lab, spec: RawPeerSpec): Promise<RawPeer
       .filter(Boolean)
       .map((l) => JSON.parse(l) as RawEvent);
   const received = (): RawMessage[] =>
-    events().flatMap((e) => ('dir' in e && e.dir === 'rx' && 'hex' in e ? [{ type: e.type, hex: e.hex }] : []));
+    events().flatMap((e) =>
+      'dir' in e && e.dir === 'rx' && 'hex' in e ? [{ type: e.type, hex: e.hex }] : [],
+    );
 
   return {
     pid: () => {
@@ -107,7 +125,11 @@ export async function startRawPeer(lab: Lab, spec: RawPeerSpec): Promise<RawPeer
     events,
     received,
     async waitNotification(ms = 15_000) {
-      const n = await waitFor('a NOTIFICATION from the router', () => received().find((m) => m.type === 3), ms);
+      const n = await waitFor(
+        'a NOTIFICATION from the router',
+        () => received().find((m) => m.type === 3),
+        ms,
+      );
       return {
         code: Number.parseInt(n.hex.slice(38, 40), 16),
         subcode: Number.parseInt(n.hex.slice(40, 42), 16),
@@ -115,7 +137,11 @@ export async function startRawPeer(lab: Lab, spec: RawPeerSpec): Promise<RawPeer
       };
     },
     async waitEvent(name, ms = 15_000) {
-      await waitFor(`raw peer event ${name}`, () => events().some((e) => 'event' in e && e.event === name), ms);
+      await waitFor(
+        `raw peer event ${name}`,
+        () => events().some((e) => 'event' in e && e.event === name),
+        ms,
+      );
     },
     signal(name) {
       writeFileSync(join(spec.dir, name), '');
@@ -148,7 +174,10 @@ export function pathAttribute(flags: number, type: number, valueHex: string): st
 export function ipv4Prefix(cidr: string): string {
   const [addr = '', lenText = '32'] = cidr.split('/');
   const len = Number(lenText);
-  const octets = addr.split('.').map(Number).slice(0, Math.ceil(len / 8));
+  const octets = addr
+    .split('.')
+    .map(Number)
+    .slice(0, Math.ceil(len / 8));
   return hex8(len) + octets.map(hex8).join('');
 }
 
@@ -168,7 +197,10 @@ export function ipv4RouteAttributes(opts: { origin?: number; asPath: number[]; n
 export function updateMessage(opts: { withdrawn?: string[]; attributes: string; nlri: string[] }): string {
   const wd = (opts.withdrawn ?? []).map(ipv4Prefix).join('');
   const nlri = opts.nlri.map(ipv4Prefix).join('');
-  return bgpMessage(2, `${hex16(wd.length / 2)}${wd}${hex16(opts.attributes.length / 2)}${opts.attributes}${nlri}`);
+  return bgpMessage(
+    2,
+    `${hex16(wd.length / 2)}${wd}${hex16(opts.attributes.length / 2)}${opts.attributes}${nlri}`,
+  );
 }
 
 export const KEEPALIVE_HEX = bgpMessage(4, '');
