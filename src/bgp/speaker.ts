@@ -21,10 +21,12 @@
  *   per UPDATE (wire/update.ts packUpdates), and only while the socket takes them: a slow peer
  *   holds at most one pending entry per prefix, never a growing queue. End-of-RIB for each family
  *   follows the initial table. Attributes: ORIGIN IGP, AS_PATH empty (iBGP) or our AS (eBGP),
- *   NEXT_HOP our address on the session (an IPv6 family over IPv4 transport uses the
- *   IPv4-mapped address, as BIRD does without `next hop address`), LOCAL_PREF 100 to iBGP peers.
+ *   NEXT_HOP our address on the session; for the other family, an address of that family on the
+ *   same interface (IPv6: global, then link-local), else the router id (IPv4-mapped for IPv6);
+ *   LOCAL_PREF 100 to iBGP peers.
  * - Received routes: kept per peer (Adj-RIB-In) after the RFC 7606 actions (treat-as-withdraw
- *   turns announcements into withdrawals) and the peer-dependent checks of wire/validate.ts.
+ *   turns announcements into withdrawals), the peer-dependent checks of wire/validate.ts, and AS
+ *   loop rejection (a path holding our own AS is not kept).
  *   Best-path selection and re-advertisement between peers arrive with the RIB; in this mode
  *   nothing learned is passed on, and the kernel is never written.
  * - Route refresh: a ROUTE-REFRESH is answered by re-sending our Adj-RIB-Out for that family,
@@ -33,6 +35,7 @@
  *   RFC 8203 message.
  */
 import { createServer, type Server, type Socket } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { formatIpv4, type PrefixKey, parseIpv4, parsePrefix } from '../net/addr.js';
 import type { NeighborConfig, SpeakerConfig } from './config.js';
 import { dialsNeighbor } from './config.js';
@@ -440,7 +443,10 @@ export class Speaker {
     });
     for (const e of u.errors)
       this.log.warn({ peer: p.cfg.address, action: e.action, code: e.code, subcode: e.subcode }, e.message);
-    const withdraw = u.action === ErrorAction.TreatAsWithdraw;
+    // RFC 4271 §9.1.2: a path that already holds our AS is a loop; it is not kept (and, like a
+    // withdrawal, replaces what the peer sent before for those prefixes).
+    const loop = u.attrs.asPath?.some((seg) => seg.asns.includes(this.config.asn)) ?? false;
+    const withdraw = u.action === ErrorAction.TreatAsWithdraw || loop;
     for (const k of u.withdrawn) p.adjIn.delete(k);
     if (u.mpUnreach) for (const k of u.mpUnreach.prefixes) p.adjIn.delete(k);
     const nh = u.attrs.nextHop;
@@ -491,17 +497,17 @@ export class Speaker {
   private attrsFor(p: Peer, s: Session, fam: Family): { attrs: PathAttributes; nextHops?: string[] } {
     const ebgp = p.cfg.asn !== this.config.asn;
     const local = s.localAddress ?? this.config.routerId;
-    const v4 = !local.includes(':');
     const attrs: PathAttributes = {
       origin: Origin.Igp,
       asPath: ebgp ? [{ type: AsPathSegmentType.AsSequence, asns: [this.config.asn] }] : [],
     };
     if (!ebgp) attrs.localPref = 100;
+    const hops = nextHopsOn(local);
     if (fam === IPV4_UNICAST) {
-      attrs.nextHop = v4 ? local : this.config.routerId;
+      attrs.nextHop = hops.v4 ?? this.config.routerId;
       return { attrs };
     }
-    return { attrs, nextHops: [v4 ? `::ffff:${local}` : local] };
+    return { attrs, nextHops: hops.v6.length ? hops.v6 : [`::ffff:${hops.v4 ?? this.config.routerId}`] };
   }
 
   /** Send pending changes while the socket takes them; the rest waits for 'drain'. */
@@ -574,4 +580,26 @@ export class Speaker {
       passive: !p.dials,
     };
   }
+}
+
+/**
+ * Our next hops on the interface that carries a session: the session's own address for its
+ * family, and for the other family an address of that family on the same interface (IPv6: the
+ * global one, then the link-local one, as BIRD sends them). Without one, callers fall back to
+ * the router id or its IPv4-mapped IPv6 form.
+ */
+function nextHopsOn(local: string): { v4?: string; v6: string[] } {
+  const v6Local = local.includes(':');
+  for (const addrs of Object.values(networkInterfaces())) {
+    if (!addrs?.some((a) => normalizeAddress(a.address) === local)) continue;
+    const v4 = v6Local ? addrs.find((a) => a.family === 'IPv4')?.address : local;
+    const global =
+      v6Local && !local.startsWith('fe80')
+        ? local
+        : addrs.find((a) => a.family === 'IPv6' && !a.address.startsWith('fe80'))?.address;
+    const ll = addrs.find((a) => a.family === 'IPv6' && a.address.startsWith('fe80'))?.address;
+    const v6 = global ? (ll ? [global, ll] : [global]) : [];
+    return { v4, v6 };
+  }
+  return v6Local ? { v6: [local] } : { v4: local, v6: [] };
 }
