@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
-// Unit and property tests run in parallel workers; tests that build network namespaces or run
-// real routers are named *.root.test.ts and serialise themselves (see test/helpers/root.ts).
+// Every test file runs in its own worker process. Tests that need root, namespaces or real
+// routers are named *.root.test.ts; each makes uniquely named namespaces of its own (see
+// test/helpers/netns.ts), so they run in parallel with the rest.
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
