@@ -533,6 +533,18 @@ export function pathLength(path: readonly AsPathSegment[]): number {
   return n;
 }
 
+/**
+ * Unknown attributes as they go to another peer (RFC 4271 §5): an unknown optional transitive
+ * attribute passes on with the Partial bit set; an unknown optional non-transitive one is dropped.
+ */
+export function forwardUnknown(unknown: readonly UnknownAttribute[] | undefined): UnknownAttribute[] | undefined {
+  if (!unknown) return undefined;
+  const out = unknown
+    .filter((u) => (u.flags & AttrFlag.Transitive) !== 0)
+    .map((u) => ({ flags: u.flags | AttrFlag.Partial, type: u.type, value: u.value }));
+  return out.length ? out : undefined;
+}
+
 // ---- encoding ----
 
 function writeAttr(w: Writer, flags: number, type: number, body: () => void): void {

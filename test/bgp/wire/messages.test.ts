@@ -8,6 +8,7 @@ import {
   type CodecContext,
   decodeAll,
   encodeMessage,
+  forwardUnknown,
   IPV4_UNICAST,
   IPV6_UNICAST,
   KEEPALIVE,
@@ -430,5 +431,22 @@ describe('codec fixtures', () => {
   it('KEEPALIVE is one constant buffer', () => {
     expect(encodeMessage({ type: MsgType.Keepalive }, AS4)).toBe(KEEPALIVE);
     expect(KEEPALIVE.toString('hex')).toBe(`${'ff'.repeat(16)}001304`);
+  });
+});
+
+describe('unknown attributes passed on to another peer (RFC 4271 §5)', () => {
+  it('optional transitive ones keep going with Partial set; optional non-transitive ones stop', () => {
+    const v = Buffer.from('ab', 'hex');
+    expect(
+      forwardUnknown([
+        { flags: 0xc0, type: 99, value: v },
+        { flags: 0x80, type: 100, value: v },
+        { flags: 0xe0, type: 101, value: v },
+      ]),
+    ).toEqual([
+      { flags: 0xe0, type: 99, value: v },
+      { flags: 0xe0, type: 101, value: v },
+    ]);
+    expect(forwardUnknown([{ flags: 0x80, type: 100, value: v }])).toBeUndefined();
   });
 });
