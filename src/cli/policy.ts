@@ -16,7 +16,7 @@
  * stderr (one line per problem) and the rest is rendered, as the agent would.
  */
 import { readFile } from 'node:fs/promises';
-import { render, renderFull } from '../dataplane/iptables/render.js';
+import { render, renderFull, renderNotes } from '../dataplane/iptables/render.js';
 import { compile } from '../policy/compile.js';
 import type { ClusterState } from '../policy/types.js';
 import { UsageError } from './usage.js';
@@ -89,8 +89,7 @@ export function renderState(
   warn: (msg: string) => void = () => {},
 ): { ipset: string; iptables: string; notes: Map<string, string> } {
   const model = compile(state, { warn: (_obj, msg) => warn(msg) });
-  const r = render(model);
-  return { ...renderFull(r), notes: r.notes };
+  return { ...renderFull(render(model)), notes: renderNotes(model) };
 }
 
 export async function policyCommand(args: string[]): Promise<number> {

@@ -2,6 +2,14 @@
  * The NetworkPolicy compiler: cluster state in, this node's rule model out. Pure and
  * deterministic (same state, same model, whatever the input order).
  *
+ * Two entry points: `compile(state)` for a one-shot model (the CLI, tests), and the incremental
+ * `PolicyCompiler` the agent feeds with one change at a time (`setPod`, `setNamespace`,
+ * `setPolicy`, `delete*`). A change re-evaluates only what depends on it: a pod against the
+ * peer selectors and its namespace's policies; a namespace's pods against namespace selectors;
+ * a policy against its namespace's local pods. `model()` reuses every model object that did not
+ * change, so the renderer and the table skip them by identity. A property test checks that any
+ * sequence of changes gives the model a fresh `compile` of the same state gives.
+ *
  * Follows networking.k8s.io/v1 NetworkPolicy as the API reference documents it:
  * - A policy selects pods of its own namespace by `spec.podSelector` (`{}` = every pod there).
  * - `policyTypes` unset or empty defaults to `[Ingress]`, plus `Egress` when `spec.egress` has at
@@ -38,7 +46,9 @@ import type {
   ClusterState,
   CompiledPolicy,
   EndpointModel,
+  Labels,
   NamedPortSet,
+  NamespaceInfo,
   NetworkPolicy,
   NetworkPolicyPeer,
   NetworkPolicyPort,
@@ -59,11 +69,6 @@ const PROTOCOLS: readonly string[] = ['TCP', 'UDP', 'SCTP'];
 const SVC_NAME = /^(?=.*[a-z])[a-z0-9]([a-z0-9]|-(?=[a-z0-9])){0,14}$/;
 
 const silent: PolicyLogger = { warn: () => {} };
-
-interface Pod {
-  info: PodInfo;
-  ips: number[];
-}
 
 /** Parse an IPv4 CIDR, masking host bits like the API server's net.ParseCIDR. IPv6 -> null. */
 export function parseCidr4(text: unknown, field: string): { addr: number; len: number } | null {
@@ -92,89 +97,18 @@ function inCidr(ip: number, addr: number, len: number): boolean {
   return (ip & maskIpv4(len)) >>> 0 === addr;
 }
 
-/** The compiler's memory for one run: sets by canonical key, selector results cached. */
-class Builder {
-  readonly peerSets = new Map<string, PeerSet>();
-  readonly namedPortSets = new Map<string, NamedPortSet>();
-  private readonly nsLabels = new Map<string, Record<string, string>>();
-  readonly podsByNs = new Map<string, Pod[]>();
-  readonly allPods: Pod[] = [];
-
-  constructor(state: ClusterState) {
-    for (const ns of state.namespaces ?? []) this.nsLabels.set(ns.name, ns.labels ?? {});
-    for (const info of state.pods ?? []) {
-      const ips: number[] = [];
-      for (const t of info.ips ?? []) {
-        try {
-          ips.push(parseIpv4(t));
-        } catch {
-          // IPv6 or garbage: not in the IPv4 dataplane.
-        }
-      }
-      const pod = { info, ips };
-      this.allPods.push(pod);
-      let list = this.podsByNs.get(info.namespace);
-      if (!list) {
-        list = [];
-        this.podsByNs.set(info.namespace, list);
-      }
-      list.push(pod);
+/** What a peer selects, before knowing who is in it. */
+type PeerDef =
+  | {
+      kind: 'pods';
+      key: string;
+      ns: string | undefined;
+      nsSel: CompiledSelector | undefined;
+      podSel: CompiledSelector;
     }
-  }
+  | { kind: 'cidr'; key: string; cidr: number; except: number[] };
 
-  /** The set of pods `peer` selects, from a policy in namespace `ns`; returns its key. */
-  podPeer(ns: string, pod: CompiledSelector, nsSel: CompiledSelector | undefined): string {
-    const key = nsSel
-      ? `pods ns~${nsSel.canonical} pod~${pod.canonical}`
-      : `pods ns=${ns} pod~${pod.canonical}`;
-    if (this.peerSets.has(key)) return key;
-    const namespaces = nsSel
-      ? [...this.podsByNs.keys()].filter((n) => selectorMatches(nsSel, this.nsLabels.get(n)))
-      : [ns];
-    const ips = new Set<number>();
-    for (const n of namespaces) {
-      // A pod whose namespace object is missing still has a namespace name; a namespace
-      // selector sees it with no labels, which `{}` and DoesNotExist/NotIn still match.
-      for (const p of this.podsByNs.get(n) ?? [])
-        if (selectorMatches(pod, p.info.labels)) for (const ip of p.ips) ips.add(ip);
-    }
-    this.peerSets.set(key, { kind: 'pods', key, ips: [...ips].sort((a, b) => a - b) });
-    return key;
-  }
-
-  cidrPeer(addr: number, len: number, except: { addr: number; len: number }[]): string {
-    const ex = [...new Set(except.map((e) => e.addr * 64 + e.len))].sort((a, b) => a - b);
-    const key = `cidr ${formatPrefix4(addr * 64 + len)}${ex.length ? ` except ${ex.map(formatPrefix4).join(',')}` : ''}`;
-    if (!this.peerSets.has(key))
-      this.peerSets.set(key, { kind: 'cidr', key, cidr: addr * 64 + len, except: ex });
-    return key;
-  }
-
-  namedPort(protocol: Protocol, name: string): NamedPortSet {
-    const key = `${protocol}/${name}`;
-    let set = this.namedPortSets.get(key);
-    if (set) return set;
-    const seen = new Set<string>();
-    const members: { ip: number; port: number }[] = [];
-    for (const p of this.allPods) {
-      for (const cp of p.info.ports ?? []) {
-        if (cp.name !== name || (cp.protocol ?? 'TCP') !== protocol) continue;
-        for (const ip of p.ips) {
-          const k = `${ip}:${cp.port}`;
-          if (seen.has(k)) continue;
-          seen.add(k);
-          members.push({ ip, port: cp.port });
-        }
-      }
-    }
-    members.sort((a, b) => a.ip - b.ip || a.port - b.port);
-    set = { key, protocol, name, members };
-    this.namedPortSets.set(key, set);
-    return set;
-  }
-}
-
-function compilePeer(b: Builder, ns: string, peer: NetworkPolicyPeer, field: string): string | undefined {
+function compilePeer(ns: string, peer: NetworkPolicyPeer, field: string): PeerDef | undefined {
   if (!peer || typeof peer !== 'object') throw new PolicyError(`${field}: not a peer object`);
   const { podSelector, namespaceSelector, ipBlock } = peer;
   if (ipBlock !== undefined && ipBlock !== null) {
@@ -195,22 +129,26 @@ function compilePeer(b: Builder, ns: string, peer: NetworkPolicyPeer, field: str
       return x;
     });
     if (c === null) return undefined; // IPv6: matches no IPv4 address
-    return b.cidrPeer(
-      c.addr,
-      c.len,
-      except.filter((x) => x !== null),
+    const ex = [...new Set(except.filter((x) => x !== null).map((e) => e.addr * 64 + e.len))].sort(
+      (a, b) => a - b,
     );
+    const cidr = c.addr * 64 + c.len;
+    const key = `cidr ${formatPrefix4(cidr)}${ex.length ? ` except ${ex.map(formatPrefix4).join(',')}` : ''}`;
+    return { kind: 'cidr', key, cidr, except: ex };
   }
   if (podSelector === undefined && namespaceSelector === undefined) {
     throw new PolicyError(`${field}: a peer needs podSelector, namespaceSelector or ipBlock`);
   }
   try {
-    const pod = compileSelector(podSelector, `${field}.podSelector`);
+    const podSel = compileSelector(podSelector, `${field}.podSelector`);
     const nsSel =
       namespaceSelector === undefined
         ? undefined
         : compileSelector(namespaceSelector, `${field}.namespaceSelector`);
-    return b.podPeer(ns, pod, nsSel);
+    const key = nsSel
+      ? `pods ns~${nsSel.canonical} pod~${podSel.canonical}`
+      : `pods ns=${ns} pod~${podSel.canonical}`;
+    return { kind: 'pods', key, ns: nsSel ? undefined : ns, nsSel, podSel };
   } catch (err) {
     if (err instanceof SelectorError) throw new PolicyError(err.message);
     throw err;
@@ -264,19 +202,28 @@ function policyNamespace(pol: NetworkPolicy): string {
   return pol.metadata?.namespace || 'default';
 }
 
-/**
- * Compile the rules of one direction. Bad rules are dropped with a log line; named ports that
- * resolve on no relevant pod are logged. `relevantIps` are the pods a named port should be on.
- */
+function policyId(pol: NetworkPolicy): string {
+  return `${policyNamespace(pol)}/${pol.metadata?.name}`;
+}
+
+interface NamedUse {
+  protocol: Protocol;
+  name: string;
+  dir: 'ingress' | 'egress';
+  field: string;
+  rule: string;
+}
+
+/** Compile the rules of one direction; bad rules are dropped with a log line. */
 function compileRules(
-  b: Builder,
   pol: NetworkPolicy,
   dir: 'ingress' | 'egress',
-  relevant: (set: NamedPortSet) => boolean,
+  peerDefs: Map<string, PeerDef>,
+  named: NamedUse[],
   log: PolicyLogger,
 ): AllowRule[] {
   const ns = policyNamespace(pol);
-  const id = `${ns}/${pol.metadata.name}`;
+  const id = policyId(pol);
   const rules = pol.spec[dir] ?? [];
   const out: AllowRule[] = [];
   if (!Array.isArray(rules)) {
@@ -295,13 +242,17 @@ function compileRules(
           : (rule as { to?: NetworkPolicyPeer[] }).to;
       const peerField = `${field}.${dir === 'ingress' ? 'from' : 'to'}`;
       let peers: string[] | undefined;
+      const defs: PeerDef[] = [];
       if (peersIn !== undefined && peersIn !== null && (!Array.isArray(peersIn) || peersIn.length > 0)) {
         if (!Array.isArray(peersIn)) throw new PolicyError(`${peerField}: not a list`);
         peers = [];
-        peersIn.forEach((peer, j) => {
-          const key = compilePeer(b, ns, peer, `${peerField}[${j}]`);
-          if (key !== undefined && !peers!.includes(key)) peers!.push(key);
-        });
+        for (const [j, peer] of peersIn.entries()) {
+          const def = compilePeer(ns, peer, `${peerField}[${j}]`);
+          if (def !== undefined && !peers.includes(def.key)) {
+            peers.push(def.key);
+            defs.push(def);
+          }
+        }
       }
       let ports: PortMatch[] | undefined;
       if (
@@ -311,14 +262,17 @@ function compileRules(
       ) {
         if (!Array.isArray(rule.ports)) throw new PolicyError(`${field}.ports: not a list`);
         ports = rule.ports.map((p, j) => compilePort(p, `${field}.ports[${j}]`));
-        for (const [j, p] of ports.entries()) {
-          if (p.named !== undefined && !relevant(b.namedPort(p.protocol, p.named))) {
-            log.warn(
-              { policy: id, field: `${field}.ports[${j}].port`, port: p.named, protocol: p.protocol },
-              `NetworkPolicy ${id}: named port ${JSON.stringify(p.named)}/${p.protocol} in ${field} matches no pod; that port allows nothing`,
-            );
-          }
-        }
+      }
+      for (const d of defs) peerDefs.set(d.key, d);
+      for (const [j, p] of (ports ?? []).entries()) {
+        if (p.named !== undefined)
+          named.push({
+            protocol: p.protocol,
+            name: p.named,
+            dir,
+            field: `${field}.ports[${j}].port`,
+            rule: field,
+          });
       }
       const r: AllowRule = {};
       if (peers !== undefined) r.peers = peers;
@@ -335,85 +289,404 @@ function compileRules(
   return out;
 }
 
-/** Compile the cluster state into this node's rule model. */
-export function compile(state: ClusterState, log: PolicyLogger = silent): RuleModel {
-  const b = new Builder(state);
-  const local: Pod[] = b.allPods
-    .filter(
-      (p) =>
-        p.info.node === state.node &&
-        typeof p.info.interface === 'string' &&
-        p.info.interface !== '' &&
-        p.ips.length > 0,
-    )
-    .sort((x, y) =>
-      x.info.interface! < y.info.interface! ? -1 : x.info.interface! > y.info.interface! ? 1 : 0,
-    );
-  const localByNs = new Map<string, Pod[]>();
-  for (const p of local) {
-    const l = localByNs.get(p.info.namespace) ?? [];
-    l.push(p);
-    localByNs.set(p.info.namespace, l);
-  }
-  const ingressOf = new Map<Pod, string[]>();
-  const egressOf = new Map<Pod, string[]>();
-  const policies = new Map<string, CompiledPolicy>();
-  const sorted = [...(state.policies ?? [])].sort((x, y) => {
-    const a = `${policyNamespace(x)}/${x.metadata?.name}`;
-    const c = `${policyNamespace(y)}/${y.metadata?.name}`;
-    return a < c ? -1 : a > c ? 1 : 0;
-  });
-  for (const pol of sorted) {
-    const ns = policyNamespace(pol);
-    const id = `${ns}/${pol.metadata?.name}`;
-    if (policies.has(id)) {
-      log.warn({ policy: id }, `NetworkPolicy ${id}: duplicate name; the first one is used`);
-      continue;
+interface Pod {
+  key: string;
+  info: PodInfo;
+  ips: number[];
+  local: boolean;
+}
+
+interface PolicyEntry {
+  id: string;
+  ns: string;
+  sel: CompiledSelector;
+  types: { ingress: boolean; egress: boolean };
+  compiled: CompiledPolicy;
+  peers: Map<string, PeerDef>;
+  named: NamedUse[];
+  /** Keys of the local pods it selects. */
+  selected: Set<string>;
+}
+
+interface PeerEntry {
+  def: PeerDef;
+  refs: number;
+  /** Pod keys in the set (pods peers only). */
+  members: Set<string>;
+  set: PeerSet | undefined;
+}
+
+interface NamedEntry {
+  protocol: Protocol;
+  name: string;
+  refs: number;
+  set: NamedPortSet | undefined;
+}
+
+const byString = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The compiler as a level-triggered, incremental state holder: `set*`/`delete*` record one
+ * object each and update only what depends on it (the peer sets a pod belongs to, the policies
+ * that select it, the endpoints a policy selects); `model()` assembles the rule model, reusing
+ * the objects (CompiledPolicy, PeerSet, NamedPortSet, EndpointModel) that did not change, so a
+ * renderer can skip them by identity. `compile(state)` is `setState(state)` + `model()`.
+ */
+export class PolicyCompiler {
+  private readonly nsLabels = new Map<string, Labels>();
+  private readonly pods = new Map<string, Pod>();
+  private readonly podsByNs = new Map<string, Map<string, Pod>>();
+  private readonly policies = new Map<string, PolicyEntry | null>();
+  private readonly policiesByNs = new Map<string, Set<string>>();
+  private readonly peers = new Map<string, PeerEntry>();
+  private readonly named = new Map<string, NamedEntry>();
+  /** Pod key -> ids of policies selecting it. */
+  private readonly selectedBy = new Map<string, Set<string>>();
+  private readonly endpoints = new Map<string, EndpointModel>();
+  private order: Pod[] | undefined;
+
+  constructor(
+    readonly node: string,
+    private readonly log: PolicyLogger = silent,
+  ) {}
+
+  /** Replace everything with `state` (pods and namespaces first, then policies). */
+  setState(state: ClusterState): void {
+    for (const id of [...this.policies.keys()]) this.deletePolicyById(id);
+    for (const key of [...this.pods.keys()]) this.deletePodByKey(key);
+    this.nsLabels.clear();
+    for (const ns of state.namespaces ?? []) this.nsLabels.set(ns.name, ns.labels ?? {});
+    for (const p of state.pods ?? []) this.setPod(p);
+    const seen = new Set<string>();
+    for (const pol of state.policies ?? []) {
+      const id = policyId(pol);
+      if (seen.has(id)) {
+        this.log.warn({ policy: id }, `NetworkPolicy ${id}: duplicate name; the first one is used`);
+        continue;
+      }
+      seen.add(id);
+      this.setPolicy(pol);
     }
-    let sel: CompiledSelector;
-    let types: { ingress: boolean; egress: boolean };
+  }
+
+  setNamespace(ns: NamespaceInfo): void {
+    this.nsLabels.set(ns.name, ns.labels ?? {});
+    this.namespaceChanged(ns.name);
+  }
+
+  deleteNamespace(name: string): void {
+    this.nsLabels.delete(name);
+    this.namespaceChanged(name);
+  }
+
+  private namespaceChanged(name: string): void {
+    const pods = this.podsByNs.get(name);
+    if (!pods) return;
+    for (const e of this.peers.values()) {
+      if (e.def.kind !== 'pods' || e.def.nsSel === undefined) continue;
+      for (const p of pods.values()) this.updateMembership(e, p.key, this.peerMatches(e.def, p));
+    }
+  }
+
+  setPod(info: PodInfo): void {
+    const key = `${info.namespace}/${info.name}`;
+    const old = this.pods.get(key);
+    const ips: number[] = [];
+    for (const t of info.ips ?? []) {
+      try {
+        ips.push(parseIpv4(t));
+      } catch {
+        // IPv6 or garbage: not in the IPv4 dataplane.
+      }
+    }
+    ips.sort((a, b) => a - b);
+    const local =
+      info.node === this.node &&
+      typeof info.interface === 'string' &&
+      info.interface !== '' &&
+      ips.length > 0;
+    const pod: Pod = { key, info, ips, local };
+    this.pods.set(key, pod);
+    let byNs = this.podsByNs.get(info.namespace);
+    if (!byNs) {
+      byNs = new Map();
+      this.podsByNs.set(info.namespace, byNs);
+    }
+    byNs.set(key, pod);
+    const ipsChanged = !old || old.ips.length !== ips.length || old.ips.some((x, i) => x !== ips[i]);
+    for (const e of this.peers.values()) {
+      if (e.def.kind !== 'pods') continue;
+      const was = e.members.has(key);
+      const is = this.peerMatches(e.def, pod);
+      if (was !== is || (is && ipsChanged)) e.set = undefined;
+      if (is) e.members.add(key);
+      else e.members.delete(key);
+    }
+    this.invalidateNamed(old, pod);
+    this.reselect(pod);
+    if (!old || old.local !== local || old.info.interface !== info.interface) this.order = undefined;
+    this.endpoints.delete(key);
+  }
+
+  deletePod(namespace: string, name: string): void {
+    this.deletePodByKey(`${namespace}/${name}`);
+  }
+
+  private deletePodByKey(key: string): void {
+    const old = this.pods.get(key);
+    if (!old) return;
+    this.pods.delete(key);
+    this.podsByNs.get(old.info.namespace)?.delete(key);
+    for (const e of this.peers.values()) if (e.members.delete(key)) e.set = undefined;
+    this.invalidateNamed(old, undefined);
+    for (const id of this.selectedBy.get(key) ?? []) this.policies.get(id)?.selected.delete(key);
+    this.selectedBy.delete(key);
+    this.endpoints.delete(key);
+    this.order = undefined;
+  }
+
+  setPolicy(pol: NetworkPolicy): void {
+    const id = policyId(pol);
+    this.deletePolicyById(id);
+    const ns = policyNamespace(pol);
+    let entry: PolicyEntry | null = null;
     try {
       if (!pol.metadata || typeof pol.metadata.name !== 'string' || pol.metadata.name === '') {
         throw new PolicyError('metadata.name: missing');
       }
       if (!pol.spec || typeof pol.spec !== 'object') throw new PolicyError('spec: missing');
-      sel = compileSelector(pol.spec.podSelector ?? {}, 'spec.podSelector');
-      types = policyTypes(pol);
+      const sel = compileSelector(pol.spec.podSelector ?? {}, 'spec.podSelector');
+      const types = policyTypes(pol);
+      const peers = new Map<string, PeerDef>();
+      const named: NamedUse[] = [];
+      const compiled: CompiledPolicy = { id, namespace: ns, name: pol.metadata.name };
+      if (types.ingress) compiled.ingress = compileRules(pol, 'ingress', peers, named, this.log);
+      if (types.egress) compiled.egress = compileRules(pol, 'egress', peers, named, this.log);
+      entry = { id, ns, sel, types, compiled, peers, named, selected: new Set() };
     } catch (err) {
       if (!(err instanceof PolicyError || err instanceof SelectorError)) throw err;
-      log.warn(
+      this.log.warn(
         { policy: id, error: err.message },
         `NetworkPolicy ${id}: ${err.message}; the policy is ignored`,
       );
-      continue;
     }
-    const selected = (localByNs.get(ns) ?? []).filter((p) => selectorMatches(sel, p.info.labels));
-    if (selected.length === 0) continue;
-    const cp: CompiledPolicy = { id, namespace: ns, name: pol.metadata.name };
-    if (types.ingress) {
-      const selectedIps = new Set(selected.flatMap((p) => p.ips));
-      cp.ingress = compileRules(b, pol, 'ingress', (s) => s.members.some((m) => selectedIps.has(m.ip)), log);
-      for (const p of selected) (ingressOf.get(p) ?? ingressOf.set(p, []).get(p)!).push(id);
+    this.policies.set(id, entry);
+    let ids = this.policiesByNs.get(ns);
+    if (!ids) {
+      ids = new Set();
+      this.policiesByNs.set(ns, ids);
     }
-    if (types.egress) {
-      cp.egress = compileRules(b, pol, 'egress', (s) => s.members.length > 0, log);
-      for (const p of selected) (egressOf.get(p) ?? egressOf.set(p, []).get(p)!).push(id);
+    ids.add(id);
+    if (!entry) return;
+    for (const def of entry.peers.values()) this.refPeer(def);
+    for (const u of entry.named) this.refNamed(u.protocol, u.name);
+    for (const p of this.podsByNs.get(ns)?.values() ?? []) {
+      if (p.local && selectorMatches(entry.sel, p.info.labels)) this.select(entry, p.key);
     }
-    policies.set(id, cp);
+    this.warnNamed(entry);
   }
-  const endpoints: EndpointModel[] = local.map((p) => {
-    const ing = ingressOf.get(p) ?? [];
-    const eg = egressOf.get(p) ?? [];
-    return {
-      namespace: p.info.namespace,
-      name: p.info.name,
-      interface: p.info.interface!,
-      ips: [...p.ips].sort((a, c) => a - c),
-      ingress: { isolated: ing.length > 0, policies: ing },
-      egress: { isolated: eg.length > 0, policies: eg },
-    };
-  });
-  return { node: state.node, endpoints, policies, peerSets: b.peerSets, namedPortSets: b.namedPortSets };
+
+  deletePolicy(namespace: string, name: string): void {
+    this.deletePolicyById(`${namespace || 'default'}/${name}`);
+  }
+
+  private deletePolicyById(id: string): void {
+    if (!this.policies.has(id)) return;
+    const entry = this.policies.get(id);
+    this.policies.delete(id);
+    for (const ids of this.policiesByNs.values()) ids.delete(id);
+    if (!entry) return;
+    for (const key of entry.selected) {
+      this.selectedBy.get(key)?.delete(id);
+      this.endpoints.delete(key);
+    }
+    for (const def of entry.peers.values()) {
+      const e = this.peers.get(def.key);
+      if (e && --e.refs === 0) this.peers.delete(def.key);
+    }
+    for (const u of entry.named) {
+      const k = `${u.protocol}/${u.name}`;
+      const e = this.named.get(k);
+      if (e && --e.refs === 0) this.named.delete(k);
+    }
+  }
+
+  private select(entry: PolicyEntry, key: string): void {
+    entry.selected.add(key);
+    let s = this.selectedBy.get(key);
+    if (!s) {
+      s = new Set();
+      this.selectedBy.set(key, s);
+    }
+    s.add(entry.id);
+    this.endpoints.delete(key);
+  }
+
+  /** Re-evaluate which policies of its namespace select `pod`. */
+  private reselect(pod: Pod): void {
+    for (const id of this.policiesByNs.get(pod.info.namespace) ?? []) {
+      const entry = this.policies.get(id);
+      if (!entry) continue;
+      const was = entry.selected.has(pod.key);
+      const is = pod.local && selectorMatches(entry.sel, pod.info.labels);
+      if (is && !was) this.select(entry, pod.key);
+      if (!is && was) {
+        entry.selected.delete(pod.key);
+        this.selectedBy.get(pod.key)?.delete(id);
+        this.endpoints.delete(pod.key);
+      }
+    }
+  }
+
+  private peerMatches(def: PeerDef & { kind: 'pods' }, p: Pod): boolean {
+    if (
+      def.ns !== undefined
+        ? p.info.namespace !== def.ns
+        : !selectorMatches(def.nsSel!, this.nsLabels.get(p.info.namespace))
+    ) {
+      return false;
+    }
+    return selectorMatches(def.podSel, p.info.labels);
+  }
+
+  private updateMembership(e: PeerEntry, key: string, is: boolean): void {
+    const was = e.members.has(key);
+    if (was === is) return;
+    if (is) e.members.add(key);
+    else e.members.delete(key);
+    e.set = undefined;
+  }
+
+  private refPeer(def: PeerDef): void {
+    const e = this.peers.get(def.key);
+    if (e) {
+      e.refs++;
+      return;
+    }
+    const entry: PeerEntry = { def, refs: 1, members: new Set(), set: undefined };
+    if (def.kind === 'pods') {
+      const candidates =
+        def.ns !== undefined ? (this.podsByNs.get(def.ns)?.values() ?? []) : this.pods.values();
+      for (const p of candidates) if (this.peerMatches(def, p)) entry.members.add(p.key);
+    }
+    this.peers.set(def.key, entry);
+  }
+
+  private refNamed(protocol: Protocol, name: string): void {
+    const k = `${protocol}/${name}`;
+    const e = this.named.get(k);
+    if (e) e.refs++;
+    else this.named.set(k, { protocol, name, refs: 1, set: undefined });
+  }
+
+  private invalidateNamed(a: Pod | undefined, b: Pod | undefined): void {
+    for (const p of [a, b]) {
+      for (const cp of p?.info.ports ?? []) {
+        const e = this.named.get(`${cp.protocol ?? 'TCP'}/${cp.name}`);
+        if (e) e.set = undefined;
+      }
+    }
+  }
+
+  private namedSet(e: NamedEntry): NamedPortSet {
+    if (e.set) return e.set;
+    const seen = new Set<number>();
+    const members: { ip: number; port: number }[] = [];
+    for (const p of this.pods.values()) {
+      for (const cp of p.info.ports ?? []) {
+        if (cp.name !== e.name || (cp.protocol ?? 'TCP') !== e.protocol) continue;
+        for (const ip of p.ips) {
+          const k = ip * 65536 + cp.port;
+          if (seen.has(k)) continue;
+          seen.add(k);
+          members.push({ ip, port: cp.port });
+        }
+      }
+    }
+    members.sort((a, b) => a.ip - b.ip || a.port - b.port);
+    e.set = { key: `${e.protocol}/${e.name}`, protocol: e.protocol, name: e.name, members };
+    return e.set;
+  }
+
+  private peerSet(e: PeerEntry): PeerSet {
+    if (e.set) return e.set;
+    if (e.def.kind === 'cidr') {
+      e.set = { kind: 'cidr', key: e.def.key, cidr: e.def.cidr, except: e.def.except };
+    } else {
+      const ips = new Set<number>();
+      for (const k of e.members) for (const ip of this.pods.get(k)?.ips ?? []) ips.add(ip);
+      e.set = { kind: 'pods', key: e.def.key, ips: [...ips].sort((a, b) => a - b) };
+    }
+    return e.set;
+  }
+
+  /** A named port no relevant pod has is legal but almost always a typo: say so. */
+  private warnNamed(entry: PolicyEntry): void {
+    if (entry.selected.size === 0) return;
+    const selectedIps = new Set<number>();
+    for (const k of entry.selected) for (const ip of this.pods.get(k)?.ips ?? []) selectedIps.add(ip);
+    const warned = new Set<string>();
+    for (const u of entry.named) {
+      const set = this.namedSet(this.named.get(`${u.protocol}/${u.name}`)!);
+      const ok =
+        u.dir === 'ingress' ? set.members.some((m) => selectedIps.has(m.ip)) : set.members.length > 0;
+      if (ok || warned.has(u.field)) continue;
+      warned.add(u.field);
+      this.log.warn(
+        { policy: entry.id, field: u.field, port: u.name, protocol: u.protocol },
+        `NetworkPolicy ${entry.id}: named port ${JSON.stringify(u.name)}/${u.protocol} in ${u.rule} matches no pod; that port allows nothing`,
+      );
+    }
+  }
+
+  /** The rule model for this node; unchanged parts are the same objects as last time. */
+  model(): RuleModel {
+    if (!this.order) {
+      this.order = [...this.pods.values()]
+        .filter((p) => p.local)
+        .sort((x, y) => byString(x.info.interface!, y.info.interface!) || byString(x.key, y.key));
+    }
+    const policies = new Map<string, CompiledPolicy>();
+    const peerSets = new Map<string, PeerSet>();
+    const namedPortSets = new Map<string, NamedPortSet>();
+    for (const id of [...this.policies.keys()].sort(byString)) {
+      const entry = this.policies.get(id);
+      if (!entry || entry.selected.size === 0) continue;
+      policies.set(id, entry.compiled);
+      for (const k of entry.peers.keys())
+        if (!peerSets.has(k)) peerSets.set(k, this.peerSet(this.peers.get(k)!));
+      for (const u of entry.named) {
+        const k = `${u.protocol}/${u.name}`;
+        if (!namedPortSets.has(k)) namedPortSets.set(k, this.namedSet(this.named.get(k)!));
+      }
+    }
+    const endpoints = this.order.map((p) => {
+      let ep = this.endpoints.get(p.key);
+      if (!ep) {
+        const ids = [...(this.selectedBy.get(p.key) ?? [])].sort(byString);
+        const ing = ids.filter((id) => this.policies.get(id)?.types.ingress);
+        const eg = ids.filter((id) => this.policies.get(id)?.types.egress);
+        ep = {
+          namespace: p.info.namespace,
+          name: p.info.name,
+          interface: p.info.interface!,
+          ips: p.ips,
+          ingress: { isolated: ing.length > 0, policies: ing },
+          egress: { isolated: eg.length > 0, policies: eg },
+        };
+        this.endpoints.set(p.key, ep);
+      }
+      return ep;
+    });
+    return { node: this.node, endpoints, policies, peerSets, namedPortSets };
+  }
+}
+
+/** Compile the cluster state into this node's rule model (one-shot). */
+export function compile(state: ClusterState, log: PolicyLogger = silent): RuleModel {
+  const c = new PolicyCompiler(state.node, log);
+  c.setState(state);
+  return c.model();
 }
 
 // ---- Evaluating the model (what the dataplane is meant to do), for tests and tools ----

@@ -211,3 +211,26 @@ describe('render', () => {
     for (const s of r.sets.keys()) expect(`twl-t${s.slice(3)}`.length).toBeLessThanOrEqual(31);
   });
 });
+
+describe('Renderer', () => {
+  it('after incremental changes renders what a fresh render does, reusing unchanged chains', async () => {
+    const { PolicyCompiler } = await import('../../src/policy/compile.js');
+    const { Renderer } = await import('../../src/dataplane/iptables/render.js');
+    const s = cluster(40, [
+      dbFromWeb,
+      np('a', 'eg', { podSelector: {}, policyTypes: ['Egress'], egress: [{ ports: [{ port: 'http' }] }] }),
+    ]);
+    const c = new PolicyCompiler('n1');
+    c.setState(s);
+    const r = new Renderer();
+    const before = r.render(c.model());
+    const pod = { ...s.pods[3]!, labels: { app: 'db' } };
+    c.setPod(pod);
+    const after = r.render(c.model());
+    const fresh = render(compile({ ...s, pods: s.pods.map((p) => (p.name === pod.name ? pod : p)) }));
+    expect(after.chains).toEqual(fresh.chains);
+    expect(after.sets).toEqual(fresh.sets);
+    const changed = [...after.chains.keys()].filter((k) => after.chains.get(k) !== before.chains.get(k));
+    expect(changed).toEqual([`twl-tw-${pod.interface}`]);
+  });
+});

@@ -6,169 +6,10 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { compile, modelAllows } from '../../src/policy/compile.js';
+import { compile, modelAllows, PolicyCompiler } from '../../src/policy/compile.js';
 import { parseIpv4 } from '../../src/net/addr.js';
-import type {
-  ClusterState,
-  LabelSelector,
-  NetworkPolicy,
-  NetworkPolicyPeer,
-  NetworkPolicyPort,
-  PodInfo,
-  Protocol,
-} from '../../src/policy/types.js';
+import { NS, stateArb } from './arbitraries.js';
 import { refAllows } from './reference.js';
-
-const NS = ['a', 'b', 'c'];
-const labelKeys = ['app', 'tier', 'team'];
-const labelVals = ['x', 'y', 'z'];
-
-const labelsArb = fc.dictionary(fc.constantFrom(...labelKeys), fc.constantFrom(...labelVals), { maxKeys: 3 });
-
-const selectorArb: fc.Arbitrary<LabelSelector> = fc.record(
-  {
-    matchLabels: fc.dictionary(fc.constantFrom(...labelKeys), fc.constantFrom(...labelVals), { maxKeys: 2 }),
-    matchExpressions: fc.array(
-      fc.oneof(
-        fc.record({
-          key: fc.constantFrom(...labelKeys),
-          operator: fc.constantFrom('In' as const, 'NotIn' as const),
-          values: fc.uniqueArray(fc.constantFrom(...labelVals), { minLength: 1, maxLength: 2 }),
-        }),
-        fc.record({
-          key: fc.constantFrom(...labelKeys),
-          operator: fc.constantFrom('Exists' as const, 'DoesNotExist' as const),
-        }),
-      ),
-      { maxLength: 2 },
-    ),
-  },
-  { requiredKeys: [] },
-);
-
-const cidrArb: fc.Arbitrary<{ cidr: string; except?: string[] }> = fc.oneof(
-  fc.constant({ cidr: '10.0.0.0/24' }),
-  fc.constant({ cidr: '10.0.0.0/24', except: ['10.0.0.0/30'] as string[] }),
-  fc.constant({ cidr: '10.0.0.4/30' }),
-  fc.constant({ cidr: '10.0.0.0/28', except: ['10.0.0.2/31', '10.0.0.8/29'] as string[] }),
-  fc.constant({ cidr: '0.0.0.0/0', except: ['10.0.0.0/29'] as string[] }),
-  fc.constant({ cidr: '192.168.0.0/16' }),
-  fc.constant({ cidr: '10.0.0.3/32' }),
-);
-
-const peerArb: fc.Arbitrary<NetworkPolicyPeer> = fc.oneof(
-  fc.record({ podSelector: selectorArb }),
-  fc.record({ namespaceSelector: selectorArb }),
-  fc.record({ podSelector: selectorArb, namespaceSelector: selectorArb }),
-  fc.record({ ipBlock: cidrArb }),
-);
-
-const portArb: fc.Arbitrary<NetworkPolicyPort> = fc.oneof(
-  fc.record({ protocol: fc.constantFrom<Protocol>('TCP', 'UDP', 'SCTP') }, { requiredKeys: [] }),
-  fc.record(
-    { protocol: fc.constantFrom<Protocol>('TCP', 'UDP'), port: fc.constantFrom(53, 80, 81, 8080) },
-    { requiredKeys: ['port'] },
-  ),
-  fc.record(
-    {
-      protocol: fc.constantFrom<Protocol>('TCP', 'UDP'),
-      port: fc.constant(80),
-      endPort: fc.constantFrom(80, 81, 9000),
-    },
-    { requiredKeys: ['port', 'endPort'] },
-  ),
-  fc.record(
-    { protocol: fc.constantFrom<Protocol>('TCP', 'UDP'), port: fc.constantFrom('http', 'dns', 'nope') },
-    { requiredKeys: ['port'] },
-  ),
-);
-
-const ruleParts = {
-  peers: fc.option(fc.array(peerArb, { maxLength: 3 }), { nil: undefined }),
-  ports: fc.option(fc.array(portArb, { maxLength: 3 }), { nil: undefined }),
-};
-
-const policyArb = (i: number): fc.Arbitrary<NetworkPolicy> =>
-  fc
-    .record({
-      ns: fc.constantFrom(...NS),
-      podSelector: selectorArb,
-      policyTypes: fc.option(
-        fc.constantFrom<NetworkPolicy['spec']['policyTypes']>(
-          [],
-          ['Ingress'],
-          ['Egress'],
-          ['Ingress', 'Egress'],
-        ),
-        { nil: undefined },
-      ),
-      ingress: fc.option(fc.array(fc.record(ruleParts), { maxLength: 2 }), { nil: undefined }),
-      egress: fc.option(fc.array(fc.record(ruleParts), { maxLength: 2 }), { nil: undefined }),
-    })
-    .map(({ ns, podSelector, policyTypes, ingress, egress }) => {
-      const spec: NetworkPolicy['spec'] = { podSelector };
-      if (policyTypes !== undefined) spec.policyTypes = policyTypes;
-      if (ingress !== undefined) {
-        spec.ingress = ingress.map((r) => ({
-          ...(r.peers ? { from: r.peers } : {}),
-          ...(r.ports ? { ports: r.ports } : {}),
-        }));
-      }
-      if (egress !== undefined) {
-        spec.egress = egress.map((r) => ({
-          ...(r.peers ? { to: r.peers } : {}),
-          ...(r.ports ? { ports: r.ports } : {}),
-        }));
-      }
-      return {
-        apiVersion: 'networking.k8s.io/v1',
-        kind: 'NetworkPolicy',
-        metadata: { name: `p${i}`, namespace: ns },
-        spec,
-      };
-    });
-
-const namedPorts = [
-  { name: 'http', port: 80, protocol: 'TCP' as const },
-  { name: 'http', port: 8080, protocol: 'TCP' as const },
-  { name: 'dns', port: 53, protocol: 'UDP' as const },
-  { name: 'dns', port: 81, protocol: 'TCP' as const },
-];
-
-const stateArb: fc.Arbitrary<ClusterState> = fc
-  .record({
-    nsLabels: fc.tuple(labelsArb, labelsArb, labelsArb),
-    pods: fc.array(
-      fc.record({
-        ns: fc.constantFrom(...NS, 'ghost'),
-        labels: labelsArb,
-        local: fc.boolean(),
-        ports: fc.subarray([0, 1, 2, 3]),
-      }),
-      { minLength: 1, maxLength: 7 },
-    ),
-    npol: fc.integer({ min: 0, max: 4 }),
-  })
-  .chain(({ nsLabels, pods, npol }) =>
-    fc.tuple(...Array.from({ length: npol }, (_, i) => policyArb(i))).map((policies) => ({
-      node: 'n1',
-      namespaces: NS.map((name, i) => ({ name, labels: nsLabels[i]! })),
-      pods: pods.map(
-        (p, i): PodInfo => ({
-          namespace: p.ns,
-          name: `pod${i}`,
-          labels: p.labels,
-          ips: [`10.0.0.${i + 1}`],
-          node: p.local ? 'n1' : 'n2',
-          interface: `twl${i}`,
-          ports: p.ports
-            .map((j) => namedPorts[j]!)
-            .filter((cp, _, all) => all.filter((x) => x.name === cp.name).length === 1 || cp.port !== 8080),
-        }),
-      ),
-      policies,
-    })),
-  );
 
 const HOST = '10.9.0.1';
 const OUTSIDE = '192.168.3.4';
@@ -221,6 +62,86 @@ describe('compile agrees with the reference evaluator', () => {
         expect([...b.policies.entries()].sort()).toEqual([...a.policies.entries()].sort());
       }),
       { numRuns: 100 },
+    );
+  });
+});
+
+/** A model in plain data, order-independent, for comparing two compilers. */
+function normal(m: ReturnType<typeof compile>) {
+  const used = new Set<string>();
+  const usedNamed = new Set<string>();
+  for (const p of m.policies.values()) {
+    for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) {
+      for (const k of r.peers ?? []) used.add(k);
+      for (const pm of r.ports ?? []) if (pm.named) usedNamed.add(`${pm.protocol}/${pm.named}`);
+    }
+  }
+  return {
+    endpoints: m.endpoints,
+    policies: [...m.policies.entries()].sort(),
+    peerSets: [...used].sort().map((k) => m.peerSets.get(k)),
+    named: [...usedNamed].sort().map((k) => m.namedPortSets.get(k)),
+  };
+}
+
+describe('PolicyCompiler, fed changes one at a time, agrees with a fresh compile', () => {
+  it('after every step of a random sequence of pod, namespace and policy changes and deletes', () => {
+    const stepArb = fc.tuple(
+      stateArb,
+      fc.array(
+        fc.tuple(fc.nat(), fc.nat(), fc.constantFrom('pod', 'ns', 'policy', 'delpod', 'delpolicy', 'delns')),
+        { maxLength: 12 },
+      ),
+    );
+    fc.assert(
+      fc.property(stepArb, stateArb, ([start, steps], donor) => {
+        const c = new PolicyCompiler('n1');
+        c.setState(start);
+        let state = start;
+        expect(normal(c.model())).toEqual(normal(compile(state)));
+        for (const [i, j, kind] of steps) {
+          if (kind === 'pod' && state.pods.length > 0) {
+            // Take the labels and ports of a donor pod: a label change, a port change, or both.
+            const target = state.pods[i % state.pods.length]!;
+            const d = donor.pods[j % donor.pods.length]!;
+            const next = { ...target, labels: d.labels, ports: d.ports };
+            state = { ...state, pods: state.pods.map((p) => (p === target ? next : p)) };
+            c.setPod(next);
+          } else if (kind === 'delpod' && state.pods.length > 0) {
+            const target = state.pods[i % state.pods.length]!;
+            state = { ...state, pods: state.pods.filter((p) => p !== target) };
+            c.deletePod(target.namespace, target.name);
+          } else if (kind === 'ns') {
+            // A label change, or the namespace object (re)appearing after a delete.
+            const next = {
+              name: NS[i % NS.length]!,
+              labels: donor.namespaces[j % donor.namespaces.length]!.labels ?? {},
+            };
+            state = { ...state, namespaces: [...state.namespaces.filter((n) => n.name !== next.name), next] };
+            c.setNamespace(next);
+          } else if (kind === 'delns') {
+            const target = state.namespaces[i % state.namespaces.length];
+            if (target) {
+              state = { ...state, namespaces: state.namespaces.filter((n) => n !== target) };
+              c.deleteNamespace(target.name);
+            }
+          } else if (kind === 'policy' && donor.policies.length > 0) {
+            // A donor policy under an existing or new name: a policy change or an add.
+            const d = donor.policies[j % donor.policies.length]!;
+            const name = `p${i % 6}`;
+            const next = { ...d, metadata: { ...d.metadata, name } };
+            const id = (p: (typeof state.policies)[number]) => `${p.metadata.namespace}/${p.metadata.name}`;
+            state = { ...state, policies: [...state.policies.filter((p) => id(p) !== id(next)), next] };
+            c.setPolicy(next);
+          } else if (kind === 'delpolicy' && state.policies.length > 0) {
+            const target = state.policies[i % state.policies.length]!;
+            state = { ...state, policies: state.policies.filter((p) => p !== target) };
+            c.deletePolicy(target.metadata.namespace!, target.metadata.name);
+          }
+          expect(normal(c.model())).toEqual(normal(compile(state)));
+        }
+      }),
+      { numRuns: 300 },
     );
   });
 });

@@ -35,12 +35,23 @@
  * previous rule's hash and this rule's text (Felix's scheme): reading `iptables-save` back and
  * comparing the hash lists per chain shows any drift, including reordering and foreign rules.
  *
+ * `Renderer` remembers what it rendered from which model object (see its comment); `render()`
+ * is a fresh one-shot render. `renderFull` sorts by name for people, `renderNotes` is the legend.
+ *
  * Departures from Calico: no mangle/raw/nat work, no host endpoints, no policy tiers or
  * `Pass`; IPv4 only.
  */
 import { createHash } from 'node:crypto';
 import { formatIpv4, formatPrefix4, prefix4Len } from '../../net/addr.js';
-import type { AllowRule, NamedPortSet, PeerSet, PortMatch, RuleModel } from '../../policy/types.js';
+import type {
+  AllowRule,
+  CompiledPolicy,
+  EndpointModel,
+  NamedPortSet,
+  PeerSet,
+  PortMatch,
+  RuleModel,
+} from '../../policy/types.js';
 
 export type SetType = 'hash:ip' | 'hash:net' | 'hash:ip,port';
 
@@ -63,8 +74,6 @@ export interface Rendered {
   chains: Map<string, string[]>;
   /** Jumps from the built-in chains into ours, each inserted at position 1. */
   jumps: { chain: 'FORWARD' | 'INPUT'; target: string }[];
-  /** Set or chain name -> what it stands for (for people: `twill policy render --format text`). */
-  notes: Map<string, string>;
 }
 
 export const CHAIN_PREFIX = 'twl-';
@@ -194,131 +203,234 @@ function dispatch(
 
 const IFACE = /^[A-Za-z0-9_.-]{1,15}$/;
 
-export function render(model: RuleModel, opts: RenderOptions = {}): Rendered {
-  const prefix = opts.ifacePrefix ?? 'twl';
-  const mark = `0x${(opts.acceptMark ?? 0x100000).toString(16)}`;
-  const sets = new Map<string, SetSpec>();
-  const chains = new Map<string, string[]>();
-  const peerNames = new Map<string, string>();
-  const namedNames = new Map<string, string>();
-  const notes = new Map<string, string>();
+/**
+ * A renderer that remembers: sets, policy chains, endpoint chains and the dispatch tree are
+ * rebuilt only when the model objects they come from are new (the incremental compiler keeps
+ * unchanged ones), and unchanged chains keep the same rules array, so the table skips them by
+ * identity. Output is the same as a fresh render.
+ */
+export class Renderer {
+  private readonly prefix: string;
+  private readonly mark: string;
+  private readonly peerSpecs = new WeakMap<PeerSet, SetSpec>();
+  private readonly namedSpecs = new WeakMap<NamedPortSet, SetSpec>();
+  private readonly policyRules = new WeakMap<CompiledPolicy, { ingress?: string[]; egress?: string[] }>();
+  private endpointRules = new Map<string, string[]>();
+  private readonly endpointChains = new WeakMap<
+    EndpointModel,
+    { fw: string; tw: string; ingressKey: string; egressKey: string; ingress: string[]; egress: string[] }
+  >();
+  private readonly ifaceOk = new Map<string, boolean>();
 
-  // Only the sets some rule of a used policy refers to.
-  const used = new Set<string>();
-  const usedNamed = new Set<string>();
-  for (const p of model.policies.values()) {
-    for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) {
-      for (const k of r.peers ?? []) used.add(k);
-      for (const pm of r.ports ?? []) if (pm.named !== undefined) usedNamed.add(`${pm.protocol}/${pm.named}`);
+  private validIface(name: string): boolean {
+    let ok = this.ifaceOk.get(name);
+    if (ok === undefined) {
+      ok = IFACE.test(name) && name.startsWith(this.prefix);
+      if (this.ifaceOk.size > 100_000) this.ifaceOk.clear();
+      this.ifaceOk.set(name, ok);
     }
+    return ok;
   }
-  for (const k of used) {
-    const s = model.peerSets.get(k);
-    if (!s) continue;
-    const name = peerSetName(s);
-    peerNames.set(k, name);
-    sets.set(name, setMembers(s));
-    notes.set(name, s.key);
-  }
-  for (const k of usedNamed) {
-    const s = model.namedPortSets.get(k);
-    if (!s) continue;
-    const name = namedPortSetName(s);
-    namedNames.set(k, name);
-    notes.set(name, `named port ${s.key}`);
-    const proto = s.protocol.toLowerCase();
-    sets.set(name, {
-      type: 'hash:ip,port',
-      members: s.members.map((m) => `${formatIpv4(m.ip)},${proto}:${m.port}`).sort(),
-    });
+  private dispatchFor: { key: string; chains: Map<string, string[]> } | undefined;
+  private readonly chainNames = new Map<string, string>();
+  private readonly setNames = new Map<string, string>();
+
+  private readonly forward: string[];
+  private readonly input: string[];
+
+  constructor(opts: RenderOptions = {}) {
+    const prefix = opts.ifacePrefix ?? 'twl';
+    this.prefix = prefix;
+    this.mark = `0x${(opts.acceptMark ?? 0x100000).toString(16)}`;
+    const inbound = `${CHAIN_PREFIX}tw-dispatch`;
+    const outbound = `${CHAIN_PREFIX}fw-dispatch`;
+    this.forward = [
+      `-i ${prefix}+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+      `-o ${prefix}+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+      `-i ${prefix}+ -m conntrack --ctstate INVALID -j DROP`,
+      `-o ${prefix}+ -m conntrack --ctstate INVALID -j DROP`,
+      `-i ${prefix}+ -j ${outbound}`,
+      `-o ${prefix}+ -j ${inbound}`,
+      `-i ${prefix}+ -j ACCEPT`,
+      `-o ${prefix}+ -j ACCEPT`,
+    ];
+    // To the node itself: the sender's egress policy applies; the host's own INPUT rules decide
+    // the rest, so we RETURN rather than ACCEPT.
+    this.input = [
+      `-i ${prefix}+ -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
+      `-i ${prefix}+ -m conntrack --ctstate INVALID -j DROP`,
+      `-i ${prefix}+ -j ${outbound}`,
+    ];
   }
 
-  const inbound = `${CHAIN_PREFIX}tw-dispatch`;
-  const outbound = `${CHAIN_PREFIX}fw-dispatch`;
-  chains.set(`${CHAIN_PREFIX}FORWARD`, [
-    `-i ${prefix}+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
-    `-o ${prefix}+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
-    `-i ${prefix}+ -m conntrack --ctstate INVALID -j DROP`,
-    `-o ${prefix}+ -m conntrack --ctstate INVALID -j DROP`,
-    `-i ${prefix}+ -j ${outbound}`,
-    `-o ${prefix}+ -j ${inbound}`,
-    `-i ${prefix}+ -j ACCEPT`,
-    `-o ${prefix}+ -j ACCEPT`,
-  ]);
-  // To the node itself: the sender's egress policy applies; the host's own INPUT rules decide
-  // the rest, so we RETURN rather than ACCEPT.
-  chains.set(`${CHAIN_PREFIX}INPUT`, [
-    `-i ${prefix}+ -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN`,
-    `-i ${prefix}+ -m conntrack --ctstate INVALID -j DROP`,
-    `-i ${prefix}+ -j ${outbound}`,
-  ]);
-
-  const endpoints = model.endpoints.filter((e) => IFACE.test(e.interface) && e.interface.startsWith(prefix));
-  const ifaces = [...new Set(endpoints.map((e) => e.interface))].sort();
-  dispatch(chains, outbound, outbound, ifaces, 0, '-i', prefix, (i) => `${CHAIN_PREFIX}fw-${i}`);
-  dispatch(chains, inbound, inbound, ifaces, 0, '-o', prefix, (i) => `${CHAIN_PREFIX}tw-${i}`);
-
-  // Endpoint chains depend only on the direction and the policy list: endpoints with the same
-  // policies share one rules array (cheaper to build, and the table compares it by identity).
-  const policyChains = new Map<string, string>();
-  const chainOf = (id: string, dir: 'ingress' | 'egress') => {
+  private chainOf(id: string, dir: 'ingress' | 'egress'): string {
     const k = `${dir} ${id}`;
-    let n = policyChains.get(k);
+    let n = this.chainNames.get(k);
     if (n === undefined) {
       n = policyChainName(id, dir);
-      policyChains.set(k, n);
+      this.chainNames.set(k, n);
     }
     return n;
-  };
-  const endpointRules = new Map<string, string[]>();
-  for (const e of endpoints) {
-    for (const [dir, chain] of [
-      ['egress', `${CHAIN_PREFIX}fw-${e.interface}`],
-      ['ingress', `${CHAIN_PREFIX}tw-${e.interface}`],
-    ] as const) {
-      const d = e[dir];
-      const key = `${dir} ${d.isolated} ${d.policies.join(' ')}`;
-      let rules = endpointRules.get(key);
-      if (rules === undefined) {
-        rules = [];
-        if (d.isolated) {
-          rules.push(`-j MARK --set-xmark 0x0/${mark}`);
-          for (const id of d.policies) {
-            rules.push(`-j ${chainOf(id, dir)}`);
-            rules.push(`-m mark --mark ${mark}/${mark} -j RETURN`);
+  }
+
+  private setName(key: string, make: () => string): string {
+    let n = this.setNames.get(key);
+    if (n === undefined) {
+      n = make();
+      this.setNames.set(key, n);
+    }
+    return n;
+  }
+
+  render(model: RuleModel): Rendered {
+    const { prefix, mark } = this;
+    const sets = new Map<string, SetSpec>();
+    const chains = new Map<string, string[]>();
+    const peerNames = new Map<string, string>();
+    const namedNames = new Map<string, string>();
+
+    // Only the sets some rule of a used policy refers to.
+    const used = new Set<string>();
+    const usedNamed = new Set<string>();
+    for (const p of model.policies.values()) {
+      for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) {
+        for (const k of r.peers ?? []) used.add(k);
+        for (const pm of r.ports ?? [])
+          if (pm.named !== undefined) usedNamed.add(`${pm.protocol}/${pm.named}`);
+      }
+    }
+    for (const k of used) {
+      const s = model.peerSets.get(k);
+      if (!s) continue;
+      const name = this.setName(`peer ${s.kind} ${k}`, () => peerSetName(s));
+      peerNames.set(k, name);
+      let spec = this.peerSpecs.get(s);
+      if (!spec) {
+        spec = setMembers(s);
+        this.peerSpecs.set(s, spec);
+      }
+      sets.set(name, spec);
+    }
+    for (const k of usedNamed) {
+      const s = model.namedPortSets.get(k);
+      if (!s) continue;
+      const name = this.setName(`named ${k}`, () => namedPortSetName(s));
+      namedNames.set(k, name);
+      let spec = this.namedSpecs.get(s);
+      if (!spec) {
+        const proto = s.protocol.toLowerCase();
+        spec = {
+          type: 'hash:ip,port',
+          members: s.members.map((m) => `${formatIpv4(m.ip)},${proto}:${m.port}`).sort(),
+        };
+        this.namedSpecs.set(s, spec);
+      }
+      sets.set(name, spec);
+    }
+
+    const inbound = `${CHAIN_PREFIX}tw-dispatch`;
+    const outbound = `${CHAIN_PREFIX}fw-dispatch`;
+    chains.set(`${CHAIN_PREFIX}FORWARD`, this.forward);
+    chains.set(`${CHAIN_PREFIX}INPUT`, this.input);
+
+    const endpoints = model.endpoints.filter((e) => this.validIface(e.interface));
+    let ifaces = endpoints.map((e) => e.interface);
+    // The compiler sorts endpoints by interface already; sort (and dedupe) only if not.
+    if (ifaces.some((x, i) => i > 0 && x <= ifaces[i - 1]!)) ifaces = [...new Set(ifaces)].sort();
+    const dkey = ifaces.join(' ');
+    if (this.dispatchFor?.key !== dkey) {
+      const d = new Map<string, string[]>();
+      dispatch(d, outbound, outbound, ifaces, 0, '-i', prefix, (i) => `${CHAIN_PREFIX}fw-${i}`);
+      dispatch(d, inbound, inbound, ifaces, 0, '-o', prefix, (i) => `${CHAIN_PREFIX}tw-${i}`);
+      this.dispatchFor = { key: dkey, chains: d };
+    }
+    for (const [n, r] of this.dispatchFor.chains) chains.set(n, r);
+
+    // Endpoint chains depend only on the direction and the policy list: endpoints with the same
+    // policies share one rules array.
+    const endpointRules = new Map<string, string[]>();
+    for (const e of endpoints) {
+      const done = this.endpointChains.get(e);
+      if (
+        done &&
+        this.endpointRules.get(done.ingressKey) === done.ingress &&
+        this.endpointRules.get(done.egressKey) === done.egress
+      ) {
+        chains.set(done.fw, done.egress);
+        chains.set(done.tw, done.ingress);
+        endpointRules.set(done.ingressKey, done.ingress).set(done.egressKey, done.egress);
+        continue;
+      }
+      const memo = {
+        fw: `${CHAIN_PREFIX}fw-${e.interface}`,
+        tw: `${CHAIN_PREFIX}tw-${e.interface}`,
+        ingressKey: '',
+        egressKey: '',
+        ingress: [] as string[],
+        egress: [] as string[],
+      };
+      for (const [dir, chain] of [
+        ['egress', memo.fw],
+        ['ingress', memo.tw],
+      ] as const) {
+        const d = e[dir];
+        const key = `${dir} ${d.isolated} ${d.policies.join(' ')}`;
+        let rules = endpointRules.get(key) ?? this.endpointRules.get(key);
+        if (rules === undefined) {
+          rules = [];
+          if (d.isolated) {
+            rules.push(`-j MARK --set-xmark 0x0/${mark}`);
+            for (const id of d.policies) {
+              rules.push(`-j ${this.chainOf(id, dir)}`);
+              rules.push(`-m mark --mark ${mark}/${mark} -j RETURN`);
+            }
+            rules.push('-j DROP');
           }
-          rules.push('-j DROP');
         }
         endpointRules.set(key, rules);
+        chains.set(chain, rules);
+        memo[`${dir}Key`] = key;
+        memo[dir] = rules;
       }
-      chains.set(chain, rules);
-      notes.set(chain, `${dir} of ${e.namespace}/${e.name}`);
+      this.endpointChains.set(e, memo);
     }
-  }
+    this.endpointRules = endpointRules;
 
-  for (const p of model.policies.values()) {
-    for (const dir of ['ingress', 'egress'] as const) {
-      const rules = p[dir];
-      if (rules === undefined) continue;
-      notes.set(chainOf(p.id, dir), `${dir} rules of NetworkPolicy ${p.id}`);
-      chains.set(
-        chainOf(p.id, dir),
-        rules.flatMap((r) => ruleBodies(r, dir, peerNames, namedNames, mark)),
-      );
+    for (const p of model.policies.values()) {
+      let cached = this.policyRules.get(p);
+      if (!cached) {
+        cached = {};
+        for (const dir of ['ingress', 'egress'] as const) {
+          const rules = p[dir];
+          if (rules !== undefined)
+            cached[dir] = rules.flatMap((r) => ruleBodies(r, dir, peerNames, namedNames, mark));
+        }
+        this.policyRules.set(p, cached);
+      }
+      for (const dir of ['ingress', 'egress'] as const) {
+        const rules = cached[dir];
+        if (rules === undefined) continue;
+        chains.set(this.chainOf(p.id, dir), rules);
+      }
     }
-  }
 
-  const sortedChains = new Map([...chains].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  const sortedSets = new Map([...sets].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-  return {
-    sets: sortedSets,
-    chains: sortedChains,
-    jumps: [
-      { chain: 'FORWARD', target: `${CHAIN_PREFIX}FORWARD` },
-      { chain: 'INPUT', target: `${CHAIN_PREFIX}INPUT` },
-    ],
-    notes: new Map([...notes].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
-  };
+    // Insertion order is deterministic; `renderFull` sorts by name for people.
+    return {
+      sets,
+      chains,
+      jumps: [
+        { chain: 'FORWARD', target: `${CHAIN_PREFIX}FORWARD` },
+        { chain: 'INPUT', target: `${CHAIN_PREFIX}INPUT` },
+      ],
+    };
+  }
+}
+
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/** Render a model from scratch. */
+export function render(model: RuleModel, opts: RenderOptions = {}): Rendered {
+  return new Renderer(opts).render(model);
 }
 
 // ---- restore texts ----
@@ -371,10 +483,41 @@ export function iptablesRestoreText(opts: {
   return `${lines.join('\n')}\n`;
 }
 
-/** What a node with none of our state would be sent: the `twill policy render` output. */
+/** What a node with none of our state would be sent (sorted by name): `twill policy render`. */
 export function renderFull(r: Rendered): { ipset: string; iptables: string } {
   return {
-    ipset: ipsetRestoreText(r.sets),
-    iptables: iptablesRestoreText({ write: r.chains, insertJumps: r.jumps }),
+    ipset: ipsetRestoreText(new Map([...r.sets].sort(([a], [b]) => byName(a, b)))),
+    iptables: iptablesRestoreText({
+      write: new Map([...r.chains].sort(([a], [b]) => byName(a, b))),
+      insertJumps: r.jumps,
+    }),
   };
+}
+
+/** Set or chain name -> what it stands for, sorted by name: the legend of the text render. */
+export function renderNotes(model: RuleModel): Map<string, string> {
+  const notes = new Map<string, string>();
+  for (const p of model.policies.values()) {
+    for (const dir of ['ingress', 'egress'] as const) {
+      const rules = p[dir];
+      if (rules === undefined) continue;
+      notes.set(policyChainName(p.id, dir), `${dir} rules of NetworkPolicy ${p.id}`);
+      for (const r of rules) {
+        for (const k of r.peers ?? []) {
+          const s = model.peerSets.get(k);
+          if (s) notes.set(peerSetName(s), s.key);
+        }
+        for (const pm of r.ports ?? []) {
+          const s =
+            pm.named !== undefined ? model.namedPortSets.get(`${pm.protocol}/${pm.named}`) : undefined;
+          if (s) notes.set(namedPortSetName(s), `named port ${s.key}`);
+        }
+      }
+    }
+  }
+  for (const e of model.endpoints) {
+    notes.set(`${CHAIN_PREFIX}fw-${e.interface}`, `egress of ${e.namespace}/${e.name}`);
+    notes.set(`${CHAIN_PREFIX}tw-${e.interface}`, `ingress of ${e.namespace}/${e.name}`);
+  }
+  return new Map([...notes].sort(([a], [b]) => byName(a, b)));
 }

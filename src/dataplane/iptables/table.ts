@@ -365,7 +365,7 @@ export class PolicyTable {
 
   /** Remove everything of ours (jumps, chains, sets). */
   async removeAll(): Promise<void> {
-    this.desired = { sets: new Map(), chains: new Map(), jumps: [], notes: new Map() };
+    this.desired = { sets: new Map(), chains: new Map(), jumps: [] };
     this.markForReadBack();
     await this.apply();
   }
