@@ -7,7 +7,8 @@
  *   one `iptables-restore --noflush` transaction for the filter table (only chains whose hash
  *   list differs, stale jumps and chains), then `ipset restore` destroying sets nothing uses.
  *   Unchanged chains and sets are not written, so a label change or a policy change rewrites
- *   only the chains and sets it affects.
+ *   only the chains and sets it affects. When no set is new (only members change), the ipset
+ *   and iptables batches run side by side.
  * - What it believes is the kernel's state is the last read-back plus what it wrote since.
  *   The first `apply()`, any `apply()` after a failure, and any after `markForReadBack()` (the
  *   periodic timer, `startRefresh`) read `iptables-save -t filter` and `ipset save` first and
@@ -50,6 +51,9 @@ export const execLocal: Exec = (cmd, args, input) =>
         else resolve(stdout);
       },
     );
+    // A command that exits without reading its stdin (a save) must not crash us with EPIPE;
+    // its exit status is what counts.
+    child.stdin?.on('error', () => {});
     child.stdin?.end(input ?? '');
   });
 
@@ -134,7 +138,8 @@ export function parseIpsetSave(text: string): Map<string, SetSpec> {
 }
 
 function sameList<T>(a: readonly T[] | undefined, b: readonly T[] | undefined): boolean {
-  if (a === undefined || b === undefined) return a === b;
+  if (a === b) return true;
+  if (a === undefined || b === undefined) return false;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
@@ -301,11 +306,17 @@ export class PolicyTable {
     for (const a of this.actualJumps)
       if (!desiredJumpChains.has(a.chain)) deleteRules.push({ chain: a.chain, spec: a.spec });
 
-    if (writeSets.size > 0) {
-      await this.exec('ipset', ['restore', '-exist'], ipsetRestoreText(writeSets));
-      for (const [n, s] of writeSets) actualSets.set(n, s);
-    }
-    if (writeChains.size > 0 || removeChains.length > 0 || deleteRules.length > 0 || insertJumps.length > 0) {
+    const writingChains =
+      writeChains.size > 0 || removeChains.length > 0 || deleteRules.length > 0 || insertJumps.length > 0;
+    // A set must exist before a rule names it; when every set written exists already (only
+    // members change) the two batches are independent and run side by side.
+    const setsFirst = [...writeSets.keys()].some((n) => !actualSets.has(n));
+    const setsDone =
+      writeSets.size > 0
+        ? this.exec('ipset', ['restore', '-exist'], ipsetRestoreText(writeSets))
+        : Promise.resolve('');
+    if (setsFirst || !writingChains) await setsDone;
+    if (writingChains) {
       const text = iptablesRestoreText({
         write: writeChains,
         remove: removeChains,
@@ -313,7 +324,11 @@ export class PolicyTable {
         insertJumps,
       });
       const args = backend === 'legacy' ? ['--noflush', '--wait', '10'] : ['--noflush'];
-      await this.exec(`iptables-${backend}-restore`, args, text);
+      const [, chainsResult] = await Promise.allSettled([
+        setsDone,
+        this.exec(`iptables-${backend}-restore`, args, text),
+      ]);
+      if (chainsResult.status === 'rejected') throw chainsResult.reason;
       for (const [n, rules] of writeChains) {
         actualChains.set(n, this.expectedHashes(n, rules));
         this.believedRules.set(n, rules);
@@ -330,6 +345,8 @@ export class PolicyTable {
         target: j.target,
       }));
     }
+    await setsDone;
+    for (const [n, s] of writeSets) actualSets.set(n, s);
     if (staleSets.length > 0) {
       try {
         await this.exec('ipset', ['restore', '-exist'], ipsetRestoreText(new Map(), staleSets));
