@@ -4,7 +4,7 @@
  * read-back and a second failure is reported; plus the read-back parsers and the render's
  * bounded dispatch.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { render } from '../../src/dataplane/iptables/render.js';
 import {
   DataplaneError,
@@ -232,5 +232,26 @@ describe('Renderer', () => {
     expect(after.sets).toEqual(fresh.sets);
     const changed = [...after.chains.keys()].filter((k) => after.chains.get(k) !== before.chains.get(k));
     expect(changed).toEqual([`twl-tw-${pod.interface}`]);
+  });
+});
+
+describe('PolicyTable.startRefresh', () => {
+  it('reads back and repairs on every tick, and stops', async () => {
+    vi.useFakeTimers();
+    try {
+      const { exec, calls } = fakeExec();
+      const t = new PolicyTable({ exec, backend: 'nft' });
+      t.setDesired(render(compile(cluster(2, [dbFromWeb]))));
+      await t.apply();
+      calls.length = 0;
+      t.startRefresh(180_000);
+      await vi.advanceTimersByTimeAsync(180_000);
+      expect(calls.filter((c) => c.cmd === 'iptables-nft-save')).toHaveLength(1);
+      t.stopRefresh();
+      await vi.advanceTimersByTimeAsync(360_000);
+      expect(calls.filter((c) => c.cmd === 'iptables-nft-save')).toHaveLength(1);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

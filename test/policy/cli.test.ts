@@ -3,10 +3,10 @@
  * order, usage errors that name the flag or field, bad policies logged on stderr while the rest
  * is rendered. Regenerate the golden files with UPDATE_GOLDEN=1 after a deliberate change.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { policyCommand } from '../../src/cli/policy.js';
 import { UsageError } from '../../src/cli/usage.js';
 
@@ -41,6 +41,10 @@ function golden(name: string, actual: string): void {
 
 describe('twill policy render', () => {
   afterEach(() => vi.restoreAllMocks());
+  afterAll(() => {
+    for (const f of ['shuffled', 'bad'])
+      rmSync(join(tmpdir(), `twill-${f}-state-${process.pid}.json`), { force: true });
+  });
 
   it('prints the text form: a legend, ipset restore input, iptables-restore input (golden)', async () => {
     const r = await run(['render', '--state', stateFile]);

@@ -12,7 +12,7 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -71,6 +71,12 @@ function agentFile(): string {
     writeFileSync(agentPath, AGENT);
   }
   return agentPath;
+}
+
+/** Remove the agent script written for this test process (call in afterAll). */
+export function removeAgentFile(): void {
+  if (agentPath) rmSync(agentPath, { force: true });
+  agentPath = undefined;
 }
 
 /** A probe agent running in one namespace. */

@@ -2,7 +2,8 @@
  * NetworkPolicy truth tables on the real kernel. One node namespace, three Kubernetes namespaces
  * of three pods each (pod namespaces on veths, the 169.254.1.1 scheme), every pod and the node
  * serving TCP and UDP echo on 80 and 81. Each scenario sets the cluster state (policies, labels),
- * compiles and applies it incrementally over the previous scenario's rules, probes every pair
+ * feeds its differences into the incremental compiler and applies the result over the previous
+ * scenario's rules (the agent's path), probes every pair
  * with real connections (TCP connect + echo, UDP echo; a drop is a 400 ms timeout, retried once)
  * and compares the observed matrix with the one the reference evaluator (reference.ts, written
  * from the API documentation and sharing no code with the compiler) expects. Conntrack is
@@ -10,13 +11,13 @@
  * ipset work happens inside the test's own namespaces.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { render } from '../../src/dataplane/iptables/render.js';
+import { Renderer } from '../../src/dataplane/iptables/render.js';
 import { execInNetns, PolicyTable } from '../../src/dataplane/iptables/table.js';
-import { compile } from '../../src/policy/compile.js';
+import { PolicyCompiler } from '../../src/policy/compile.js';
 import type { ClusterState, NetworkPolicy, PodInfo } from '../../src/policy/types.js';
 import { describeSystem } from '../helpers/env.js';
 import { Lab } from '../helpers/netns.js';
-import { type Agent, addPod, buildNode, type LabPod, startAgent } from './helpers.js';
+import { type Agent, addPod, buildNode, type LabPod, removeAgentFile, startAgent } from './helpers.js';
 import { refAllows } from './reference.js';
 
 const NODE_IP = '10.9.0.1';
@@ -418,10 +419,12 @@ describeSystem(
         policies: [],
       };
       table = new PolicyTable({ exec: execInNetns(node), backend: 'nft' });
+      compiler.setState(state);
     });
 
     afterAll(async () => {
       await lab.cleanup();
+      removeAgentFile();
       pods = [];
     });
 
@@ -457,11 +460,46 @@ describeSystem(
       return { observed, expected };
     }
 
+    // The agent's path: each scenario's differences go into the incremental compiler as single
+    // object changes, a long-lived renderer renders, the table applies the difference.
+    const compiler = new PolicyCompiler('node-1', { warn: (_o, msg) => warnings.push(msg) });
+    const renderer = new Renderer();
+    function feed(prev: ClusterState, next: ClusterState): void {
+      const diff = <T>(a: T[], b: T[], key: (x: T) => string, set: (x: T) => void, del: (x: T) => void) => {
+        const before = new Map(a.map((x) => [key(x), x]));
+        const after = new Map(b.map((x) => [key(x), x]));
+        for (const [k, x] of before) if (!after.has(k)) del(x);
+        for (const [k, x] of after) if (before.get(k) !== x) set(x);
+      };
+      diff(
+        prev.namespaces,
+        next.namespaces,
+        (n) => n.name,
+        (n) => compiler.setNamespace(n),
+        (n) => compiler.deleteNamespace(n.name),
+      );
+      diff(
+        prev.pods,
+        next.pods,
+        (p) => `${p.namespace}/${p.name}`,
+        (p) => compiler.setPod(p),
+        (p) => compiler.deletePod(p.namespace, p.name),
+      );
+      diff(
+        prev.policies,
+        next.policies,
+        (p) => `${p.metadata.namespace}/${p.metadata.name}`,
+        (p) => compiler.setPolicy(p),
+        (p) => compiler.deletePolicy(p.metadata.namespace!, p.metadata.name),
+      );
+    }
+
     for (const step of STEPS) {
       it(step.name, async () => {
+        const prev = state;
         state = step.change(state);
-        const model = compile(state, { warn: (_o, msg) => warnings.push(msg) });
-        table.setDesired(render(model));
+        feed(prev, state);
+        table.setDesired(renderer.render(compiler.model()));
         const stats = await table.apply();
         step.check?.(stats);
         // New connections only: an old UDP flow whose 5-tuple a probe happens to reuse would
