@@ -74,6 +74,35 @@ export interface NeighborConfig {
   /** Source address for our connection (same family as `address`), or null to let the kernel pick. */
   localAddress: string | null;
   description: string | null;
+  /** We reflect to this iBGP neighbor as its route reflector (RFC 4456). */
+  routeReflectorClient: boolean;
+  /** Send our own address as NEXT_HOP on iBGP (always so on eBGP). */
+  nextHopSelf: boolean;
+  /** How many times our AS may appear in a path from this neighbor. */
+  allowasIn: number;
+  /** Most prefixes accepted from this neighbor; more ends the session with Cease 6/1. */
+  maxPrefix: number | null;
+  /** Prefix rules for what we accept from / send to this neighbor; first match wins. */
+  import: PrefixRuleConfig[];
+  export: PrefixRuleConfig[];
+}
+
+export interface PrefixRuleConfig {
+  /** Canonical prefix text. */
+  prefix: string;
+  /** Prefix lengths matched (default: exactly the prefix's own length). */
+  ge: number;
+  le: number;
+  action: 'accept' | 'reject';
+}
+
+export interface GracefulRestartConfig {
+  /** Offer graceful restart (RFC 4724) to every neighbor and help restarting ones. */
+  enabled: boolean;
+  /** Seconds our neighbors should keep our routes while we restart (12 bits: 1..4095). */
+  restartTime: number;
+  /** Seconds a restarted speaker waits for End-of-RIB from its neighbors before it advertises. */
+  deferralTime: number;
 }
 
 export interface SpeakerConfig {
@@ -87,6 +116,10 @@ export interface SpeakerConfig {
   originate: string[];
   api: { listen: ApiAddress };
   mesh: { lowerAddressDials: boolean };
+  /** RFC 4456 cluster id for reflected routes; the router id unless set. */
+  clusterId: string;
+  gracefulRestart: GracefulRestartConfig;
+  decision: { alwaysCompareMed: boolean };
 }
 
 export const DEFAULT_ASN = 64512;
@@ -364,7 +397,21 @@ export function formatApiAddress(a: ApiAddress): string {
 // ---------------------------------------------------------------------------------------------
 // The document
 
-const TOP_KEYS = ['routerId', 'asn', 'listen', 'neighbors', 'originate', 'api', 'mesh'] as const;
+const TOP_KEYS = [
+  'routerId',
+  'asn',
+  'listen',
+  'neighbors',
+  'originate',
+  'api',
+  'mesh',
+  'clusterId',
+  'gracefulRestart',
+  'decision',
+] as const;
+const GR_KEYS = ['enabled', 'restartTime', 'deferralTime'] as const;
+const DECISION_KEYS = ['alwaysCompareMed'] as const;
+const RULE_KEYS = ['prefix', 'ge', 'le', 'action'] as const;
 const LISTEN_KEYS = ['address', 'port'] as const;
 const NEIGHBOR_KEYS = [
   'address',
@@ -376,6 +423,12 @@ const NEIGHBOR_KEYS = [
   'families',
   'localAddress',
   'description',
+  'routeReflectorClient',
+  'nextHopSelf',
+  'allowasIn',
+  'maxPrefix',
+  'import',
+  'export',
 ] as const;
 const API_KEYS = ['listen'] as const;
 const MESH_KEYS = ['lowerAddressDials'] as const;
@@ -444,6 +497,12 @@ function readNeighbor(v: unknown, path: string, issues: Issues): NeighborConfig 
     families: [...DEFAULT_FAMILIES],
     localAddress: null,
     description: null,
+    routeReflectorClient: false,
+    nextHopSelf: false,
+    allowasIn: 0,
+    maxPrefix: null,
+    import: [],
+    export: [],
   };
   if (has(v, 'port', path, issues)) n.port = readInt(v.port, at('port'), 1, 65535, issues) ?? n.port;
   if (has(v, 'passive', path, issues)) n.passive = readBool(v.passive, at('passive'), issues) ?? n.passive;
@@ -469,7 +528,69 @@ function readNeighbor(v: unknown, path: string, issues: Issues): NeighborConfig 
   }
   if (has(v, 'description', path, issues))
     n.description = readString(v.description, at('description'), issues) ?? null;
+  if (has(v, 'routeReflectorClient', path, issues))
+    n.routeReflectorClient = readBool(v.routeReflectorClient, at('routeReflectorClient'), issues) ?? false;
+  if (has(v, 'nextHopSelf', path, issues))
+    n.nextHopSelf = readBool(v.nextHopSelf, at('nextHopSelf'), issues) ?? false;
+  if (has(v, 'allowasIn', path, issues))
+    n.allowasIn = readInt(v.allowasIn, at('allowasIn'), 0, 10, issues) ?? 0;
+  if (has(v, 'maxPrefix', path, issues))
+    n.maxPrefix = readInt(v.maxPrefix, at('maxPrefix'), 1, 100_000_000, issues) ?? null;
+  if (has(v, 'import', path, issues)) n.import = readRules(v.import, at('import'), issues);
+  if (has(v, 'export', path, issues)) n.export = readRules(v.export, at('export'), issues);
+  if (n.routeReflectorClient && asn !== undefined && address !== undefined && n.asn !== asn) {
+    // (checked against our AS in parseSpeakerConfig)
+  }
   return address !== undefined && asn !== undefined ? n : undefined;
+}
+
+function readRules(v: unknown, path: string, issues: Issues): PrefixRuleConfig[] {
+  if (!Array.isArray(v)) {
+    issues.add(path, `${show(v)} is not a list of rules {prefix, ge, le, action}`);
+    return [];
+  }
+  const out: PrefixRuleConfig[] = [];
+  v.forEach((item, i) => {
+    const at = `${path}[${i}]`;
+    if (!isMapping(item)) {
+      issues.add(at, `${show(item)} is not a rule {prefix, ge, le, action}`);
+      return;
+    }
+    checkKeys(item, at, RULE_KEYS, issues);
+    let prefix: string | undefined;
+    let len = 0;
+    let max = 32;
+    if (typeof item.prefix === 'string') {
+      try {
+        const k = parsePrefix(item.prefix);
+        prefix = formatPrefix(k);
+        len = Number(prefix.slice(prefix.lastIndexOf('/') + 1));
+        max = prefix.includes(':') ? 128 : 32;
+      } catch (err) {
+        if (!(err instanceof AddrError)) throw err;
+        issues.add(`${at}.prefix`, `${show(item.prefix)}: ${err.message}`);
+      }
+    } else issues.add(`${at}.prefix`, 'required (an IPv4 or IPv6 prefix)');
+    const ge = has(item, 'ge', at, issues) ? readInt(item.ge, `${at}.ge`, len, max, issues) : len;
+    const le = has(item, 'le', at, issues)
+      ? readInt(item.le, `${at}.le`, len, max, issues)
+      : has(item, 'ge', at, issues)
+        ? max
+        : len;
+    if (ge !== undefined && le !== undefined && ge > le) issues.add(at, `ge ${ge} is above le ${le}`);
+    const action = item.action;
+    if (action !== 'accept' && action !== 'reject')
+      issues.add(`${at}.action`, `${show(action)} is not accept or reject`);
+    if (
+      prefix !== undefined &&
+      ge !== undefined &&
+      le !== undefined &&
+      (action === 'accept' || action === 'reject')
+    ) {
+      out.push({ prefix, ge, le, action });
+    }
+  });
+  return out;
 }
 
 function readOriginate(v: unknown, issues: Issues): string[] {
@@ -534,6 +655,9 @@ export function parseSpeakerConfig(text: string, source: string): SpeakerConfig 
     originate: [],
     api: { listen: { kind: 'unix', path: DEFAULT_API_SOCKET } },
     mesh: { lowerAddressDials: false },
+    clusterId: '',
+    gracefulRestart: { enabled: true, restartTime: 120, deferralTime: 60 },
+    decision: { alwaysCompareMed: false },
   };
 
   if (has(root, 'routerId', '', issues)) {
@@ -572,6 +696,47 @@ export function parseSpeakerConfig(text: string, source: string): SpeakerConfig 
   }
 
   if (has(root, 'originate', '', issues)) config.originate = readOriginate(root.originate, issues);
+
+  config.clusterId = config.routerId;
+  if (has(root, 'clusterId', '', issues)) {
+    const ip = typeof root.clusterId === 'string' ? parseIp(root.clusterId) : undefined;
+    if (ip?.version !== 4) issues.add('clusterId', `${show(root.clusterId)} is not an IPv4 address`);
+    else config.clusterId = ip.text;
+  }
+  if (has(root, 'gracefulRestart', '', issues)) {
+    const gr = root.gracefulRestart;
+    if (!isMapping(gr))
+      issues.add('gracefulRestart', `${show(gr)} is not a mapping {enabled, restartTime, deferralTime}`);
+    else {
+      checkKeys(gr, 'gracefulRestart', GR_KEYS, issues);
+      const g = config.gracefulRestart;
+      if (has(gr, 'enabled', 'gracefulRestart', issues))
+        g.enabled = readBool(gr.enabled, 'gracefulRestart.enabled', issues) ?? g.enabled;
+      if (has(gr, 'restartTime', 'gracefulRestart', issues))
+        g.restartTime =
+          readInt(gr.restartTime, 'gracefulRestart.restartTime', 1, 4095, issues) ?? g.restartTime;
+      if (has(gr, 'deferralTime', 'gracefulRestart', issues))
+        g.deferralTime =
+          readInt(gr.deferralTime, 'gracefulRestart.deferralTime', 1, 3600, issues) ?? g.deferralTime;
+    }
+  }
+  if (has(root, 'decision', '', issues)) {
+    const d = root.decision;
+    if (!isMapping(d)) issues.add('decision', `${show(d)} is not a mapping {alwaysCompareMed}`);
+    else {
+      checkKeys(d, 'decision', DECISION_KEYS, issues);
+      if (has(d, 'alwaysCompareMed', 'decision', issues))
+        config.decision.alwaysCompareMed =
+          readBool(d.alwaysCompareMed, 'decision.alwaysCompareMed', issues) ?? false;
+    }
+  }
+  config.neighbors.forEach((n, i) => {
+    if (n.routeReflectorClient && n.asn !== config.asn)
+      issues.add(
+        `neighbors[${i}].routeReflectorClient`,
+        `route reflection is for iBGP; AS ${n.asn} is not ours (${config.asn})`,
+      );
+  });
 
   if (has(root, 'api', '', issues)) {
     const api = root.api;

@@ -118,7 +118,13 @@ export type FsmAction =
   | { kind: 'cancel'; timer: Timer }
   | { kind: 'established'; ctx: CodecContext; peerOpen: OpenMessage; holdTime: number; keepalive: number }
   /** Release the session's resources (§8.2.2 "releases all BGP resources"): routes go, or go stale. */
-  | { kind: 'down'; wasEstablished: boolean; reason: string; received?: NotificationSummary }
+  | {
+      kind: 'down';
+      wasEstablished: boolean;
+      reason: string;
+      received?: NotificationSummary;
+      sent?: NotificationSummary;
+    }
   | { kind: 'update'; update: DecodedUpdate }
   | { kind: 'refresh'; refresh: RouteRefreshMessage }
   | { kind: 'state'; from: FsmState; to: FsmState };
@@ -267,7 +273,9 @@ function toIdle(
   const wasEstablished = st.s.state === FsmState.Established;
   for (const t of ALL_TIMERS) st.out.push({ kind: 'cancel', timer: t });
   st.out.push({ kind: 'close' });
-  st.out.push({ kind: 'down', wasEstablished, reason: opts.reason, received: opts.received });
+  let sent: NotificationSummary | undefined;
+  for (const a of st.out) if (a.kind === 'send' && a.notification) sent = a.notification;
+  st.out.push({ kind: 'down', wasEstablished, reason: opts.reason, received: opts.received, sent });
   const count =
     opts.counter === 'inc'
       ? st.s.connectRetryCounter + 1

@@ -1,50 +1,92 @@
 /**
- * The speaker: the listener, one Peer per configured neighbor, connection collisions, what we
- * originate, and what each neighbor sent us. With session.ts, the only I/O in bgp/.
+ * The speaker: the listener, one Peer per configured neighbor, connection collisions, the RIB,
+ * and what goes to each peer. With session.ts, the only I/O in bgp/.
  *
+ * Sessions
  * - Listener (IPv4 and IPv6, configurable address and port). A connection from an address that
  *   is not a configured neighbor is destroyed at once and logged: no OPEN, no FSM.
  * - Peer: at most two sessions at a time, `out` (we dial; absent for a passive neighbor or the
  *   higher address under the Calico mesh rule) and `in` (accepted). When a session reaches
  *   OpenConfirm, the other one is checked (RFC 4271 §6.8): against an Established one the new
- *   session is dumped; against one in OpenSent/OpenConfirm the lower BGP Identifier's outgoing
- *   connection loses (the connection opened by the higher identifier survives); a dial still
- *   in progress is stopped. The loser gets OpenCollisionDump and sends Cease 6/7. An outgoing
- *   session that lost is paused until the winner goes down, so it does not redial into a
- *   collision every backoff.
+ *   session is dumped; against one in OpenSent/OpenConfirm the connection opened by the higher
+ *   BGP Identifier survives; a dial still in progress is stopped. The loser gets
+ *   OpenCollisionDump and sends Cease 6/7. An outgoing session that lost is paused until the
+ *   winner goes down, so it does not redial into a collision every backoff.
  * - Capabilities we offer: multiprotocol per the neighbor's families, route refresh and enhanced
- *   route refresh (RFC 7313), 4-octet AS, extended message (RFC 8654). The negotiated codec
- *   context comes from both OPENs (wire/context.ts).
- * - Originate: `setOriginated(prefixes)` replaces the whole set (level-triggered, STYLE.md §4);
- *   each Established peer is sent only the difference. Changes coalesce per peer in a map of
- *   prefix -> announce/withdraw and go out at the next turn of the event loop, packed many NLRI
- *   per UPDATE (wire/update.ts packUpdates), and only while the socket takes them: a slow peer
- *   holds at most one pending entry per prefix, never a growing queue. End-of-RIB for each family
- *   follows the initial table. Attributes: ORIGIN IGP, AS_PATH empty (iBGP) or our AS (eBGP),
- *   NEXT_HOP our address on the session; for the other family, an address of that family on the
- *   same interface (IPv6: global, then link-local), else the router id (IPv4-mapped for IPv6);
- *   LOCAL_PREF 100 to iBGP peers.
- * - Received routes: kept per peer (Adj-RIB-In) after the RFC 7606 actions (treat-as-withdraw
- *   turns announcements into withdrawals), the peer-dependent checks of wire/validate.ts, and AS
- *   loop rejection (a path holding our own AS is not kept).
- *   Best-path selection and re-advertisement between peers arrive with the RIB; in this mode
- *   nothing learned is passed on, and the kernel is never written.
- * - Route refresh: a ROUTE-REFRESH is answered by re-sending our Adj-RIB-Out for that family,
- *   wrapped in BoRR/EoRR when enhanced route refresh was negotiated (RFC 7313 §4).
- * - Removal or shutdown: Cease 6/3 (peer de-configured) or 6/2 (administrative shutdown) with an
- *   RFC 8203 message.
+ *   route refresh (RFC 7313), 4-octet AS, extended message (RFC 8654), graceful restart
+ *   (RFC 4724) when enabled.
+ *
+ * Routes
+ * - Received: RFC 7606 actions (treat-as-withdraw turns announcements into withdrawals), the
+ *   peer-dependent checks of wire/validate.ts, then import policy (policy.ts: AS loops,
+ *   reflection loops, prefix filters), then the RIB (rib/rib.ts), which returns best-path deltas.
+ *   Max-prefix per peer ends the session with Cease 6/1.
+ * - Originated: `setOriginated(prefixes)` replaces the whole set (level-triggered, STYLE.md §4);
+ *   originated paths enter the same RIB as local paths.
+ * - Sent: every delta goes through export policy (policy.ts: split horizon, iBGP rules, route
+ *   reflection, next-hop handling, filters) into each peer's Adj-RIB-Out (rib/adj-out.ts), where
+ *   changes coalesce per prefix. A flush at the next turn of the event loop packs them many NLRI
+ *   per attribute set (wire/update.ts packUpdates), withdrawals batched too, and only while the
+ *   socket takes them: a slow peer holds at most one pending entry per prefix. End-of-RIB for each
+ *   family follows the initial table. NEXT_HOP self is our address on the session; for the other
+ *   family, an address of that family on the same interface (IPv6: global, then link-local), else
+ *   the router id (IPv4-mapped for IPv6).
+ * - Route refresh: a ROUTE-REFRESH is answered from the Adj-RIB-Out, wrapped in BoRR/EoRR when
+ *   enhanced route refresh was negotiated (RFC 7313 §4). A change to a neighbor's import rules asks
+ *   the neighbor for a refresh instead of resetting the session.
+ *
+ * Graceful restart (RFC 4724)
+ * - Helper: when a session with a GR-capable peer ends without a NOTIFICATION, its paths stay,
+ *   flagged stale, for the restart time it announced; they are swept for each family when the
+ *   peer's End-of-RIB arrives (or at once if its new OPEN lacks the F bit for it), and all of them
+ *   when the time runs out.
+ * - Restarting speaker (`restarting: true`, from `twill speaker --graceful-restart`): the OPEN
+ *   carries the R bit and the F bit per family; nothing is advertised until every GR-capable
+ *   peer has sent End-of-RIB, or the deferral time has passed (§4.1 selection deferral).
+ * - Shutdown with GR: sessions to GR-capable peers are closed without a NOTIFICATION, so the peers
+ *   keep our routes while we restart; other peers get Cease 6/2 with an RFC 8203 message.
+ * - Long-lived GR (RFC 9494) is decoded but not acted on.
+ *
+ * Removal: Cease 6/3 (peer de-configured) with an RFC 8203 message.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { formatIpv4, type PrefixKey, parseIpv4, parsePrefix } from '../net/addr.js';
-import type { NeighborConfig, SpeakerConfig } from './config.js';
+import {
+  formatIpv4,
+  formatPrefix,
+  type PrefixKey,
+  parseIpv4,
+  parsePrefix,
+  parsePrefix4,
+  parsePrefix6,
+} from '../net/addr.js';
+import type { NeighborConfig, PrefixRuleConfig, SpeakerConfig } from './config.js';
 import { dialsNeighbor } from './config.js';
-import { DEFAULT_TIMERS, type FsmOptions, FsmState } from './fsm.js';
+import { stepLabel } from './decision.js';
+import { DEFAULT_TIMERS, type FsmOptions, FsmState, type NotificationSummary } from './fsm.js';
+import {
+  DEFAULT_PEER_POLICY,
+  exportAllowed,
+  exportAttrs,
+  filterAccepts,
+  importCheck,
+  type LocalInfo,
+  type PeerPolicy,
+  type PrefixRule,
+  ruleMatches,
+} from './policy.js';
+import { AdjRibOut } from './rib/adj-out.js';
+import { AttrTable, type RouteAttrs } from './rib/attrs.js';
+import { type Delta, familyOfPrefix, type NextHopResolver, type Path, type PeerRef, Rib } from './rib/rib.js';
 import { normalizeAddress, Session, type SessionLog } from './session.js';
 import type { NotificationRecord, PeerStateName, PeerStatus, SpeakerStatus } from './status.js';
-import type { PathAttributes } from './wire/attributes.js';
 import {
-  AsPathSegmentType,
+  formatAsPath,
+  formatCommunity,
+  formatLargeCommunity,
+  type PathAttributes,
+} from './wire/attributes.js';
+import {
   CeaseSubcode,
   type Family,
   familyName,
@@ -54,6 +96,7 @@ import {
   RefreshSubtype,
 } from './wire/constants.js';
 import { ErrorAction } from './wire/error.js';
+import type { OpenMessage } from './wire/open.js';
 import { makeOpen } from './wire/open.js';
 import { encodeRouteRefresh } from './wire/route-refresh.js';
 import { type DecodedUpdate, encodeEndOfRib, packUpdates } from './wire/update.js';
@@ -64,45 +107,69 @@ export interface Logger extends SessionLog {
   error(obj: object, msg: string): void;
 }
 
-/** A route a neighbor sent us, as kept in its Adj-RIB-In. */
-export interface ReceivedRoute {
-  prefix: PrefixKey;
-  attrs: PathAttributes;
-  /** IPv4 NEXT_HOP or the MP_REACH_NLRI next hops. */
-  nextHops: string[];
-}
-
-export interface SpeakerTimers {
+export interface SpeakerOptions {
   /** ms; tests shorten these. */
   idleHoldMinMs?: number;
   idleHoldMaxMs?: number;
   sendHoldMs?: number;
+  /** Started as a restarting speaker (RFC 4724 R bit, selection deferral). */
+  restarting?: boolean;
+  /** Next-hop resolution for learned paths; default: directly connected subnets. */
+  resolver?: NextHopResolver;
 }
 
-const familyOf = (k: PrefixKey): Family => (typeof k === 'number' ? IPV4_UNICAST : IPV6_UNICAST);
+/** One Loc-RIB entry as `twill routes` shows it. */
+export interface RouteView {
+  prefix: string;
+  /** "won on LOCAL_PREF", "only path", ... */
+  reason: string;
+  paths: {
+    from: string;
+    best: boolean;
+    stale: boolean;
+    reachable: boolean;
+    nextHops: string[];
+    asPath: string;
+    origin: string;
+    localPref?: number;
+    med?: number;
+    communities?: string[];
+    largeCommunities?: string[];
+    originatorId?: string;
+    clusterList?: string[];
+  }[];
+}
+
+const SELF = 'self';
+const ORIGINS = ['IGP', 'EGP', 'INCOMPLETE'];
 
 class Peer {
   out: Session | undefined;
   in: Session | undefined;
   /** The out session lost a collision and waits for the winner to go down. */
   outPaused = false;
-  readonly adjIn = new Map<PrefixKey, ReceivedRoute>();
-  /** What the peer holds from us (Adj-RIB-Out, prefixes only: one attribute set per family). */
-  readonly adjOut = new Set<PrefixKey>();
-  /** Changes not yet sent: true announce, false withdraw. */
-  readonly pending = new Map<PrefixKey, boolean>();
-  /** Families whose End-of-RIB is owed after the initial table; BoRR owed an EoRR. */
+  /** Set while Established. */
+  ref: PeerRef | undefined;
+  adjOut: AdjRibOut | undefined;
+  /** Export results by `${attrs id}:${source peer}`; cleared with the Adj-RIB-Out. */
+  exportCache = new Map<string, RouteAttrs | null>();
+  peerOpen: OpenMessage | undefined;
   eorOwed = new Set<Family>();
   eorrOwed = new Set<Family>();
+  /** Families whose End-of-RIB arrived in this session. */
+  eorSeen = new Set<Family>();
   flushScheduled = false;
   stateName: PeerStateName = 'Idle';
   since = new Date();
   lastError: PeerStatus['lastError'] = null;
   removed = false;
+  /** Graceful-restart helper: stale paths are swept when this fires. */
+  staleTimer: NodeJS.Timeout | undefined;
 
   constructor(
-    readonly cfg: NeighborConfig,
-    readonly dials: boolean,
+    public cfg: NeighborConfig,
+    public dials: boolean,
+    public policy: PeerPolicy,
   ) {}
 
   get established(): Session | undefined {
@@ -116,28 +183,75 @@ class Peer {
   }
 }
 
+function rules(list: readonly PrefixRuleConfig[]): PrefixRule[] {
+  return list.map((r) => ({
+    prefix: r.prefix.includes(':') ? parsePrefix6(r.prefix) : parsePrefix4(r.prefix),
+    ge: r.ge,
+    le: r.le,
+    action: r.action,
+  }));
+}
+
+function policyOf(n: NeighborConfig): PeerPolicy {
+  return {
+    ...DEFAULT_PEER_POLICY,
+    rrClient: n.routeReflectorClient,
+    nextHopSelf: n.nextHopSelf,
+    allowasIn: n.allowasIn,
+    importRules: rules(n.import),
+    exportRules: rules(n.export),
+  };
+}
+
 export class Speaker {
+  readonly rib: Rib;
+  private readonly exportTable = new AttrTable();
   private readonly peers = new Map<string, Peer>();
   private readonly servers: Server[] = [];
   private originated = new Set<PrefixKey>();
   private readonly localId: number;
+  private readonly local: PeerRef;
+  private readonly me: LocalInfo;
   private readonly writer = new Writer(64 * 1024);
   private boundPort: number | null = null;
   private stopped = false;
+  private deferring: boolean;
+  private deferralTimer: NodeJS.Timeout | undefined;
+  private revalidateTimer: NodeJS.Timeout | undefined;
+  private readonly resolver: NextHopResolver & { read?: () => void };
+  private readonly bestListeners: ((deltas: readonly Delta[]) => void)[] = [];
 
   constructor(
     private readonly config: SpeakerConfig,
     private readonly log: Logger,
-    private readonly timers: SpeakerTimers = {},
+    private readonly options: SpeakerOptions = {},
   ) {
     this.localId = parseIpv4(config.routerId);
-    for (const p of config.originate) this.originated.add(parsePrefix(p));
-    for (const n of config.neighbors) this.peers.set(n.address, new Peer(n, dialsNeighbor(config, n)));
+    this.local = {
+      id: '',
+      asn: config.asn,
+      routerId: this.localId,
+      ebgp: false,
+      local: true,
+      rrClient: false,
+    };
+    this.me = { asn: config.asn, routerId: config.routerId, clusterId: config.clusterId || config.routerId };
+    this.resolver = options.resolver ?? connectedResolver();
+    this.rib = new Rib(config.decision, this.resolver);
+    this.deferring = !!options.restarting && config.gracefulRestart.enabled;
+    for (const n of config.neighbors)
+      this.peers.set(n.address, new Peer(n, dialsNeighbor(config, n), policyOf(n)));
+    this.applyDeltas(this.originate(config.originate.map((p) => parsePrefix(p))));
   }
 
   /** The port the listener is bound to (the configured one, or the kernel's pick for port 0). */
   get port(): number | null {
     return this.boundPort;
+  }
+
+  /** Best-path changes, for consumers outside BGP (the kernel route reconciler). */
+  onBestChange(fn: (deltas: readonly Delta[]) => void): void {
+    this.bestListeners.push(fn);
   }
 
   async start(): Promise<void> {
@@ -157,29 +271,73 @@ export class Speaker {
       this.servers.push(server);
       this.log.info({ address: l.address, port: this.boundPort }, 'listening for BGP connections');
     }
+    if (this.deferring) {
+      this.deferralTimer = setTimeout(
+        () => this.endDeferral('deferral time passed'),
+        this.config.gracefulRestart.deferralTime * 1000,
+      );
+      this.deferralTimer.unref();
+      this.log.info(
+        { seconds: this.config.gracefulRestart.deferralTime },
+        'restarting: deferring advertisements until End-of-RIB from peers',
+      );
+    }
     for (const p of this.peers.values()) this.startPeer(p);
+    // Next hops that did not resolve may resolve later (and the other way round).
+    this.revalidateTimer = setInterval(() => {
+      this.resolver.read?.();
+      this.applyDeltas(this.rib.revalidate());
+    }, 5000);
+    this.revalidateTimer.unref();
   }
 
-  /** Cease 6/2 with `message` to every peer, close the listener. Leaves nothing running. */
+  /**
+   * Stop every session and the listener. With graceful restart, GR-capable peers see the
+   * connection close without a NOTIFICATION and keep our routes; the rest get Cease 6/2.
+   */
   async stop(message = 'Twill is shutting down'): Promise<void> {
     this.stopped = true;
     for (const s of this.servers) s.close();
-    for (const p of this.peers.values()) this.stopPeer(p, CeaseSubcode.AdministrativeShutdown, message);
+    for (const p of this.peers.values()) {
+      const s = p.established;
+      if (s && this.config.gracefulRestart.enabled && p.peerOpen?.caps.gracefulRestart) {
+        this.log.info(
+          { peer: p.cfg.address },
+          'closing without NOTIFICATION: the peer keeps our routes (graceful restart)',
+        );
+        s.dispose();
+      }
+      this.stopPeer(p, CeaseSubcode.AdministrativeShutdown, message);
+      if (p.staleTimer) clearTimeout(p.staleTimer);
+    }
+    if (this.deferralTimer) clearTimeout(this.deferralTimer);
+    if (this.revalidateTimer) clearInterval(this.revalidateTimer);
     // Let the NOTIFICATIONs reach the wire.
     await new Promise((r) => setTimeout(r, 50));
     for (const p of this.peers.values()) for (const s of p.sessions()) s.dispose();
   }
 
-  /** Replace the originated set; established peers get the difference. */
+  /** Replace the originated set; peers get the difference. */
   setOriginated(prefixes: string[]): void {
-    const next = new Set(prefixes.map((p) => parsePrefix(p)));
-    for (const p of this.peers.values()) {
-      if (!p.established) continue;
-      for (const k of next) if (!p.adjOut.has(k) || p.pending.get(k) === false) this.queue(p, k, true);
-      for (const k of p.adjOut) if (!next.has(k)) this.queue(p, k, false);
-      for (const [k, ann] of p.pending) if (ann && !next.has(k)) p.pending.delete(k);
+    this.applyDeltas(this.originate(prefixes.map((p) => parsePrefix(p))));
+  }
+
+  private originate(next: PrefixKey[]): Delta[] {
+    const want = new Set(next);
+    const deltas: Delta[] = [];
+    for (const k of this.originated) {
+      if (want.has(k)) continue;
+      const d = this.rib.withdraw(k, this.local.id);
+      if (d) deltas.push(d);
     }
-    this.originated = next;
+    for (const k of want) {
+      if (this.originated.has(k)) continue;
+      const ra = this.rib.attrs.intern({ origin: Origin.Igp, asPath: [] }, []);
+      const d = this.rib.announce(k, this.local, 0, ra);
+      if (d) deltas.push(d);
+    }
+    this.originated = want;
+    return deltas;
   }
 
   /** Remove a neighbor: Cease 6/3 (RFC 4486) and forget it. */
@@ -188,19 +346,44 @@ export class Speaker {
     if (!p) return;
     p.removed = true;
     this.stopPeer(p, CeaseSubcode.PeerDeconfigured, message);
+    if (p.staleTimer) clearTimeout(p.staleTimer);
     this.peers.delete(address);
+    this.applyDeltas(this.rib.peerDown(address));
   }
 
   addNeighbor(n: NeighborConfig): void {
     if (this.peers.has(n.address)) throw new Error(`neighbor ${n.address} already configured`);
-    const p = new Peer(n, dialsNeighbor(this.config, n));
+    const p = new Peer(n, dialsNeighbor(this.config, n), policyOf(n));
     this.peers.set(n.address, p);
     this.startPeer(p);
   }
 
-  /** Each neighbor's Adj-RIB-In. */
-  received(): { peer: string; routes: ReceivedRoute[] }[] {
-    return [...this.peers.values()].map((p) => ({ peer: p.cfg.address, routes: [...p.adjIn.values()] }));
+  /**
+   * Change a neighbor's policy without resetting its session: new import rules ask the peer for
+   * a route refresh (RFC 2918); new export rules recompute what it should hold from us.
+   */
+  updateNeighborPolicy(n: NeighborConfig): void {
+    const p = this.peers.get(n.address);
+    if (!p) throw new Error(`neighbor ${n.address} is not configured`);
+    const before = JSON.stringify(p.cfg.import);
+    p.cfg = n;
+    p.policy = policyOf(n);
+    const s = p.established;
+    if (!s) return;
+    if (JSON.stringify(n.import) !== before) {
+      if (s.fsm.peerOpen?.caps.routeRefresh) {
+        for (const f of s.fsm.ctx!.families)
+          s.send(encodeRouteRefresh({ afi: f >> 8, safi: f & 255, subtype: RefreshSubtype.Normal }));
+        this.log.info({ peer: n.address }, 'import rules changed: asked the peer for a route refresh');
+      } else {
+        s.feed({
+          type: 'AutomaticStop',
+          subcode: CeaseSubcode.OtherConfigurationChange,
+          message: 'import policy changed',
+        });
+      }
+    }
+    this.fillAdjOut(p);
   }
 
   status(): SpeakerStatus {
@@ -213,10 +396,28 @@ export class Speaker {
     };
   }
 
+  /** The Loc-RIB with every candidate path and why the best won (`twill routes`). */
+  routes(filter?: string): RouteView[] {
+    const within = filter ? coveredBy(filter) : () => true;
+    const out: RouteView[] = [];
+    for (const [k, e] of this.rib.entries()) {
+      const text = formatPrefix(k);
+      if (!within(text)) continue;
+      out.push({
+        prefix: text,
+        reason: stepLabel(e.reason),
+        paths: e.paths.map((p) => pathView(p, p === e.best)),
+      });
+    }
+    return out.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
+  }
+
   // ---- peers and sessions ----
 
   private fsmOptions(p: Peer, passive: boolean): FsmOptions {
     const n = p.cfg;
+    const gr = this.config.gracefulRestart;
+    const restarting = !!this.options.restarting && gr.enabled;
     return {
       localAs: this.config.asn,
       localId: this.localId,
@@ -226,12 +427,22 @@ export class Speaker {
         routeRefresh: true,
         enhancedRouteRefresh: true,
         extendedMessage: true,
+        ...(gr.enabled
+          ? {
+              gracefulRestart: {
+                restarting,
+                notification: false,
+                time: gr.restartTime,
+                families: n.families.map((family) => ({ family, forwarding: restarting })),
+              },
+            }
+          : {}),
       }),
       minHoldTime: DEFAULT_TIMERS.minHoldTime,
       connectRetryMs: n.connectRetry * 1000,
       passive,
-      idleHoldMinMs: this.timers.idleHoldMinMs ?? DEFAULT_TIMERS.idleHoldMinMs,
-      idleHoldMaxMs: this.timers.idleHoldMaxMs ?? DEFAULT_TIMERS.idleHoldMaxMs,
+      idleHoldMinMs: this.options.idleHoldMinMs ?? DEFAULT_TIMERS.idleHoldMinMs,
+      idleHoldMaxMs: this.options.idleHoldMaxMs ?? DEFAULT_TIMERS.idleHoldMaxMs,
       stableAfterMs: DEFAULT_TIMERS.stableAfterMs,
       openHoldMs: DEFAULT_TIMERS.openHoldMs,
     };
@@ -246,7 +457,7 @@ export class Speaker {
       direction,
       socket,
       log: this.log,
-      sendHoldMs: this.timers.sendHoldMs,
+      sendHoldMs: this.options.sendHoldMs,
       callbacks: {
         state: (s, from, to) => this.onState(p, s, from, to),
         openConfirm: (s) => this.resolveCollision(p, s),
@@ -295,14 +506,7 @@ export class Speaker {
       return;
     }
     sock.resume();
-    if (p.in) {
-      if (p.in.state === FsmState.Established) {
-        // RFC 4271 §6.8: keep the established session; this one is dumped at OpenConfirm.
-        this.log.info({ peer: remote }, 'second connection while established');
-      } else {
-        p.in.dispose();
-      }
-    }
+    if (p.in && p.in.state !== FsmState.Established) p.in.dispose();
     const s = this.newSession(p, 'in', sock);
     // Beside an established incoming session the new one runs until its collision dump.
     if (p.in?.state !== FsmState.Established) p.in = s;
@@ -345,7 +549,6 @@ export class Speaker {
   }
 
   private onState(p: Peer, s: Session, _from: FsmState, to: FsmState): void {
-    // The peer's state is its best session's.
     const rank = [
       FsmState.Idle,
       FsmState.Connect,
@@ -367,6 +570,7 @@ export class Speaker {
 
   private onEstablished(p: Peer, s: Session): void {
     const ctx = s.fsm.ctx!;
+    const open = s.fsm.peerOpen!;
     // One session per peer: an outgoing one still trying stops (with Cease 6/7 if it got as far
     // as an OPEN) and waits until this one goes down.
     if (s === p.in && p.out && p.out.state !== FsmState.Established) {
@@ -379,11 +583,62 @@ export class Speaker {
       { peer: p.cfg.address, holdTime: s.fsm.holdTime, families: [...ctx.families].map(familyName) },
       'session established',
     );
-    p.adjOut.clear();
-    p.pending.clear();
+    p.peerOpen = open;
+    p.ref = {
+      id: p.cfg.address,
+      asn: p.cfg.asn,
+      routerId: open.bgpId >>> 0,
+      ebgp: p.cfg.asn !== this.config.asn,
+      local: false,
+      rrClient: p.cfg.routeReflectorClient,
+    };
+    p.eorSeen.clear();
+    // Graceful restart helper: the peer came back. Families it no longer preserves lose their
+    // stale paths now; the rest wait for its End-of-RIB.
+    if (this.rib.hasStale(p.cfg.address)) {
+      const gr = open.caps.gracefulRestart;
+      const deltas: Delta[] = [];
+      for (const f of [IPV4_UNICAST, IPV6_UNICAST]) {
+        const kept = gr?.families.find((x) => x.family === f)?.forwarding;
+        if (!kept || !ctx.families.has(f)) deltas.push(...this.rib.sweepStale(p.cfg.address, f));
+      }
+      this.applyDeltas(deltas);
+    }
+    p.adjOut = new AdjRibOut(this.exportTable);
+    p.exportCache.clear();
+    if (!this.deferring) this.fillAdjOut(p);
+  }
+
+  /** Everything the Loc-RIB holds, as this peer should have it, then End-of-RIB. */
+  private fillAdjOut(p: Peer): void {
+    const s = p.established;
+    if (!s || !p.adjOut) return;
+    const ctx = s.fsm.ctx!;
+    for (const [k, e] of this.rib.entries()) {
+      if (!ctx.families.has(familyOfPrefix(k))) continue;
+      p.adjOut.set(k, this.exportFor(p, e.best));
+    }
     p.eorOwed = new Set([...ctx.families].filter((f) => f === IPV4_UNICAST || f === IPV6_UNICAST));
-    for (const k of this.originated) if (ctx.families.has(familyOf(k))) p.pending.set(k, true);
     this.scheduleFlush(p);
+  }
+
+  private endDeferral(why: string): void {
+    if (!this.deferring) return;
+    this.deferring = false;
+    if (this.deferralTimer) clearTimeout(this.deferralTimer);
+    this.log.info({ why }, 'restart: advertising');
+    for (const p of this.peers.values()) this.fillAdjOut(p);
+  }
+
+  private checkDeferral(): void {
+    if (!this.deferring) return;
+    for (const p of this.peers.values()) {
+      const s = p.established;
+      if (!s || !p.peerOpen?.caps.gracefulRestart) continue;
+      for (const f of s.fsm.ctx!.families) if (!p.eorSeen.has(f)) return;
+    }
+    // Every established GR peer has sent its table; peers not up yet get theirs when they come.
+    if ([...this.peers.values()].some((p) => p.established)) this.endDeferral('End-of-RIB from every peer');
   }
 
   private onDown(
@@ -392,7 +647,8 @@ export class Speaker {
     info: {
       wasEstablished: boolean;
       reason: string;
-      received?: { code: number; subcode: number; text: string };
+      received?: NotificationSummary;
+      sent?: NotificationSummary;
     },
   ): void {
     if (info.received) {
@@ -403,18 +659,59 @@ export class Speaker {
         text: info.received.text,
         at: new Date().toISOString(),
       } satisfies NotificationRecord;
-    } else if (!p.lastError || p.lastError.direction === 'local' || info.wasEstablished) {
-      if (!/^sent /.test(info.reason) && info.reason !== 'stopped')
-        p.lastError = { direction: 'local', text: info.reason, at: new Date().toISOString() };
+    } else if (
+      !info.sent &&
+      info.reason !== 'stopped' &&
+      (!p.lastError || p.lastError.direction === 'local' || info.wasEstablished)
+    ) {
+      p.lastError = { direction: 'local', text: info.reason, at: new Date().toISOString() };
     }
     this.log.info(
       { peer: p.cfg.address, session: s.direction, reason: info.reason },
       info.wasEstablished ? 'session down' : 'connection closed',
     );
     if (info.wasEstablished) {
-      p.adjIn.clear();
-      p.adjOut.clear();
-      p.pending.clear();
+      p.adjOut?.clear();
+      p.adjOut = undefined;
+      for (const ra of p.exportCache.values()) if (ra) this.exportTable.release(ra);
+      p.exportCache.clear();
+      p.ref = undefined;
+      const gr = p.peerOpen?.caps.gracefulRestart;
+      // RFC 4724 §4.2: a session that ends without a NOTIFICATION keeps a GR peer's routes, stale.
+      const helper =
+        this.config.gracefulRestart.enabled &&
+        gr !== undefined &&
+        !info.received &&
+        !info.sent &&
+        !p.removed &&
+        !this.stopped;
+      if (helper) {
+        // Only the families the peer said it preserves across a restart are kept (RFC 4724 §4.2).
+        const kept = new Set(gr.families.map((f) => f.family));
+        const deltas: Delta[] = [];
+        for (const f of [IPV4_UNICAST, IPV6_UNICAST]) {
+          this.rib.markStale(p.cfg.address, f);
+          if (!kept.has(f)) deltas.push(...this.rib.sweepStale(p.cfg.address, f));
+        }
+        this.applyDeltas(deltas);
+        const n = this.rib.countFrom(p.cfg.address);
+        this.log.info(
+          { peer: p.cfg.address, stale: n, seconds: gr.time },
+          'graceful restart: keeping the peer’s routes as stale',
+        );
+        if (p.staleTimer) clearTimeout(p.staleTimer);
+        p.staleTimer = setTimeout(() => {
+          p.staleTimer = undefined;
+          this.log.info(
+            { peer: p.cfg.address },
+            'graceful restart: restart time passed, removing stale routes',
+          );
+          this.applyDeltas(this.rib.sweepStale(p.cfg.address));
+        }, gr.time * 1000);
+        p.staleTimer.unref();
+      } else {
+        this.applyDeltas(this.rib.peerDown(p.cfg.address));
+      }
     }
     if (s !== p.out) {
       // Incoming sessions do not restart: the peer dials again.
@@ -436,54 +733,133 @@ export class Speaker {
   }
 
   private onUpdate(p: Peer, s: Session, u: DecodedUpdate): void {
-    validateUpdate(u, {
-      ebgp: p.cfg.asn !== this.config.asn,
-      peerAs: p.cfg.asn,
-      localAddress: s.localAddress,
-    });
+    const from = p.ref;
+    if (!from) return;
+    validateUpdate(u, { ebgp: from.ebgp, peerAs: p.cfg.asn, localAddress: s.localAddress });
     for (const e of u.errors)
       this.log.warn({ peer: p.cfg.address, action: e.action, code: e.code, subcode: e.subcode }, e.message);
-    // RFC 4271 §9.1.2: a path that already holds our AS is a loop; it is not kept (and, like a
-    // withdrawal, replaces what the peer sent before for those prefixes).
-    const loop = u.attrs.asPath?.some((seg) => seg.asns.includes(this.config.asn)) ?? false;
-    const withdraw = u.action === ErrorAction.TreatAsWithdraw || loop;
-    for (const k of u.withdrawn) p.adjIn.delete(k);
-    if (u.mpUnreach) for (const k of u.mpUnreach.prefixes) p.adjIn.delete(k);
-    const nh = u.attrs.nextHop;
-    for (const k of u.nlri) {
-      if (withdraw) p.adjIn.delete(k);
-      else p.adjIn.set(k, { prefix: k, attrs: u.attrs, nextHops: nh ? [nh] : [] });
+    const deltas: Delta[] = [];
+    const id = from.id;
+    const push = (d: Delta | undefined) => {
+      if (d) deltas.push(d);
+    };
+    u.withdrawn.forEach((k, i) => {
+      push(this.rib.withdraw(k, id, u.withdrawnIds?.[i] ?? 0));
+    });
+    u.mpUnreach?.prefixes.forEach((k, i) => {
+      push(this.rib.withdraw(k, id, u.mpUnreach!.pathIds?.[i] ?? 0));
+    });
+
+    const verdict = importCheck(u.attrs, from, p.policy, this.me);
+    const withdraw = u.action === ErrorAction.TreatAsWithdraw || !verdict.accept;
+    if (!verdict.accept && (u.nlri.length || u.mpReach?.prefixes.length)) {
+      this.log.debug({ peer: id, reason: verdict.reason }, 'path rejected on import');
     }
+    const announce = (keys: readonly PrefixKey[], ids: readonly number[] | undefined, hops: string[]) => {
+      let ra: RouteAttrs | undefined;
+      keys.forEach((k, i) => {
+        const pathId = ids?.[i] ?? 0;
+        if (withdraw || !filterAccepts(p.policy.importRules, k)) {
+          push(this.rib.withdraw(k, id, pathId));
+          return;
+        }
+        ra = ra ? this.rib.attrs.retain(ra) : this.rib.attrs.intern(u.attrs, hops);
+        push(this.rib.announce(k, from, pathId, ra));
+      });
+    };
+    if (u.nlri.length) announce(u.nlri, u.nlriIds, u.attrs.nextHop ? [u.attrs.nextHop] : []);
     const r = u.mpReach;
-    if (r && (r.afi === 1 || r.afi === 2) && r.safi === 1) {
-      for (const k of r.prefixes) {
-        if (withdraw) p.adjIn.delete(k);
-        else p.adjIn.set(k, { prefix: k, attrs: u.attrs, nextHops: r.nextHops });
+    if (r && (r.afi === 1 || r.afi === 2) && r.safi === 1 && r.prefixes.length)
+      announce(r.prefixes, r.pathIds, r.nextHops);
+    this.applyDeltas(deltas);
+
+    if (p.cfg.maxPrefix !== null && this.rib.countFrom(id) > p.cfg.maxPrefix) {
+      this.log.warn({ peer: id, max: p.cfg.maxPrefix }, 'maximum number of prefixes reached');
+      s.feed({
+        type: 'AutomaticStop',
+        subcode: CeaseSubcode.MaxPrefixes,
+        message: `more than ${p.cfg.maxPrefix} prefixes`,
+      });
+    }
+    if (u.endOfRib !== undefined) this.onEndOfRib(p, u.endOfRib);
+  }
+
+  private onEndOfRib(p: Peer, f: Family): void {
+    p.eorSeen.add(f);
+    if (this.rib.hasStale(p.cfg.address)) {
+      const deltas = this.rib.sweepStale(p.cfg.address, f);
+      this.log.info(
+        { peer: p.cfg.address, family: familyName(f), removed: deltas.length },
+        'End-of-RIB: stale routes swept',
+      );
+      this.applyDeltas(deltas);
+      if (!this.rib.hasStale(p.cfg.address) && p.staleTimer) {
+        clearTimeout(p.staleTimer);
+        p.staleTimer = undefined;
       }
     }
+    this.checkDeferral();
   }
 
   private onRefresh(p: Peer, s: Session, r: { afi: number; safi: number; subtype: number }): void {
-    if (r.subtype !== RefreshSubtype.Normal) return; // BoRR/EoRR from the peer: nothing to do here yet.
+    if (r.subtype !== RefreshSubtype.Normal) return; // BoRR/EoRR from the peer need nothing here.
     const fam = (r.afi << 8) | r.safi;
-    const ctx = s.fsm.ctx;
-    if (!ctx?.families.has(fam)) return;
+    if (!s.fsm.ctx?.families.has(fam) || !p.adjOut) return;
     if (s.fsm.peerOpen?.caps.enhancedRouteRefresh) {
       s.send(
         encodeRouteRefresh({ afi: r.afi, safi: r.safi, subtype: RefreshSubtype.BeginningOfRouteRefresh }),
       );
       p.eorrOwed.add(fam);
     }
-    for (const k of p.adjOut) if (familyOf(k) === fam) p.pending.set(k, true);
+    p.adjOut.resend(fam);
     this.scheduleFlush(p);
+  }
+
+  // ---- export ----
+
+  /** What `p` should hold for a prefix whose best path is `best` (null: nothing). */
+  private exportFor(p: Peer, best: Path | undefined): RouteAttrs | null {
+    const to = p.ref;
+    if (!best || !to) return null;
+    if (!filterAccepts(p.policy.exportRules, best.prefix)) return null;
+    const key = `${best.ra.id}:${best.peer.id}`;
+    let ra = p.exportCache.get(key);
+    if (ra === undefined) {
+      if (!exportAllowed(best.peer, to, p.policy, this.isReflector())) ra = null;
+      else {
+        const e = exportAttrs(best.ra.attrs, best.ra.nextHops, best.peer, to, p.policy, this.me);
+        ra = this.exportTable.intern(e.attrs, e.nextHops ?? [SELF]);
+      }
+      if (p.exportCache.size > 50_000) {
+        for (const x of p.exportCache.values()) if (x) this.exportTable.release(x);
+        p.exportCache.clear();
+      }
+      p.exportCache.set(key, ra);
+    }
+    return ra ? this.exportTable.retain(ra) : null;
+  }
+
+  private isReflector(): boolean {
+    for (const p of this.peers.values()) if (p.cfg.routeReflectorClient) return true;
+    return false;
+  }
+
+  private applyDeltas(deltas: readonly Delta[]): void {
+    if (deltas.length === 0) return;
+    if (!this.deferring) {
+      for (const p of this.peers.values()) {
+        const s = p.established;
+        if (!s || !p.adjOut) continue;
+        const fams = s.fsm.ctx!.families;
+        for (const d of deltas)
+          if (fams.has(familyOfPrefix(d.prefix))) p.adjOut.set(d.prefix, this.exportFor(p, d.newBest));
+        this.scheduleFlush(p);
+      }
+    }
+    for (const fn of this.bestListeners) fn(deltas);
   }
 
   // ---- sending ----
-
-  private queue(p: Peer, k: PrefixKey, announce: boolean): void {
-    p.pending.set(k, announce);
-    this.scheduleFlush(p);
-  }
 
   private scheduleFlush(p: Peer): void {
     if (p.flushScheduled) return;
@@ -494,56 +870,41 @@ export class Speaker {
     });
   }
 
-  private attrsFor(p: Peer, s: Session, fam: Family): { attrs: PathAttributes; nextHops?: string[] } {
-    const ebgp = p.cfg.asn !== this.config.asn;
-    const local = s.localAddress ?? this.config.routerId;
-    const attrs: PathAttributes = {
-      origin: Origin.Igp,
-      asPath: ebgp ? [{ type: AsPathSegmentType.AsSequence, asns: [this.config.asn] }] : [],
-    };
-    if (!ebgp) attrs.localPref = 100;
-    const hops = nextHopsOn(local);
-    if (fam === IPV4_UNICAST) {
-      attrs.nextHop = hops.v4 ?? this.config.routerId;
-      return { attrs };
-    }
-    return { attrs, nextHops: hops.v6.length ? hops.v6 : [`::ffff:${hops.v4 ?? this.config.routerId}`] };
-  }
-
   /** Send pending changes while the socket takes them; the rest waits for 'drain'. */
   private flush(p: Peer): void {
     const s = p.established;
-    if (!s || !s.writable) return;
+    if (!s || !s.writable || !p.adjOut) return;
     const ctx = s.fsm.ctx!;
-    const BATCH = 8192;
-    while (p.pending.size > 0) {
-      const ann: Record<number, PrefixKey[]> = { [IPV4_UNICAST]: [], [IPV6_UNICAST]: [] };
-      const wd: Record<number, PrefixKey[]> = { [IPV4_UNICAST]: [], [IPV6_UNICAST]: [] };
-      let n = 0;
-      for (const [k, a] of p.pending) {
-        p.pending.delete(k);
-        const f = familyOf(k);
-        if (!ctx.families.has(f)) continue;
-        if (a) {
-          ann[f]!.push(k);
-          p.adjOut.add(k);
-        } else if (p.adjOut.delete(k)) {
-          wd[f]!.push(k);
-        }
-        if (++n >= BATCH) break;
-      }
+    const hops = nextHopsOn(s.localAddress ?? this.config.routerId);
+    while (p.adjOut.pendingCount > 0) {
+      const batch = p.adjOut.take(16_384);
       const w = this.writer.reset();
-      for (const f of [IPV4_UNICAST, IPV6_UNICAST]) {
-        if (wd[f]!.length) packUpdates(w, { family: f, prefixes: wd[f]!, withdraw: true }, ctx);
-        if (ann[f]!.length) packUpdates(w, { family: f, prefixes: ann[f]!, ...this.attrsFor(p, s, f) }, ctx);
+      for (const [f, prefixes] of batch.withdraw)
+        packUpdates(w, { family: f, prefixes, withdraw: true }, ctx);
+      for (const [ra, prefixes] of batch.announce) {
+        const v4 = prefixes.filter((k) => typeof k === 'number');
+        const v6 = v4.length === prefixes.length ? [] : prefixes.filter((k) => typeof k === 'string');
+        const self = ra.nextHops[0] === SELF;
+        if (v4.length) {
+          const nh = self ? (hops.v4 ?? this.config.routerId) : ra.nextHops[0]!;
+          packUpdates(w, { family: IPV4_UNICAST, prefixes: v4, attrs: { ...ra.attrs, nextHop: nh } }, ctx);
+        }
+        if (v6.length) {
+          const nhs =
+            self || ra.nextHops[0]!.indexOf(':') < 0 ? v6Hops(hops, this.config.routerId) : [...ra.nextHops];
+          packUpdates(
+            w,
+            { family: IPV6_UNICAST, prefixes: v6, attrs: ra.attrs as PathAttributes, nextHops: nhs },
+            ctx,
+          );
+        }
       }
       if (w.pos > 0 && !s.send(w.take())) return;
     }
     for (const f of p.eorOwed) if (!s.send(encodeEndOfRib(f, ctx))) return;
     p.eorOwed.clear();
-    for (const f of p.eorrOwed) {
+    for (const f of p.eorrOwed)
       s.send(encodeRouteRefresh({ afi: f >> 8, safi: f & 255, subtype: RefreshSubtype.EndOfRouteRefresh }));
-    }
     p.eorrOwed.clear();
   }
 
@@ -561,7 +922,7 @@ export class Speaker {
       if (ctx.as4) caps.push('4-octet-as');
       if (ctx.maxLength > 4096) caps.push('extended-message');
       if (ctx.addPathRx.size || ctx.addPathTx.size) caps.push('add-path');
-      if (peerOpen.caps.gracefulRestart) caps.push('graceful-restart(peer)');
+      if (ours.gracefulRestart && peerOpen.caps.gracefulRestart) caps.push('graceful-restart');
     }
     return {
       address: p.cfg.address,
@@ -575,18 +936,119 @@ export class Speaker {
       keepalive: s?.fsm.keepaliveTime ?? null,
       routerId: peerOpen ? formatIpv4(peerOpen.bgpId) : null,
       capabilities: caps,
-      prefixesReceived: p.adjIn.size,
-      prefixesAdvertised: p.adjOut.size,
+      prefixesReceived: this.rib.countFrom(p.cfg.address),
+      prefixesAdvertised: p.adjOut?.sent.size ?? 0,
       passive: !p.dials,
     };
   }
 }
 
+function pathView(p: Path, best: boolean): RouteView['paths'][number] {
+  const a = p.ra.attrs;
+  const v: RouteView['paths'][number] = {
+    from: p.peer.local ? 'local' : p.peer.id,
+    best,
+    stale: p.stale,
+    reachable: p.reachable,
+    nextHops: [...p.ra.nextHops],
+    asPath: formatAsPath(a.asPath),
+    origin: ORIGINS[a.origin ?? 2] ?? '?',
+  };
+  if (a.localPref !== undefined) v.localPref = a.localPref;
+  if (a.med !== undefined) v.med = a.med;
+  if (a.communities) v.communities = a.communities.map(formatCommunity);
+  if (a.largeCommunities) v.largeCommunities = a.largeCommunities.map(formatLargeCommunity);
+  if (a.originatorId) v.originatorId = a.originatorId;
+  if (a.clusterList) v.clusterList = [...a.clusterList];
+  return v;
+}
+
+/** A prefix filter for `twill routes --prefix P`: P itself and everything inside it. */
+function coveredBy(text: string): (prefix: string) => boolean {
+  const key = parsePrefix(text, true);
+  const len = Number(formatPrefix(key).split('/')[1]);
+  const rule: PrefixRule = { prefix: key, ge: len, le: 128, action: 'accept' };
+  return (prefix) => ruleMatches(rule, parsePrefix(prefix));
+}
+
+/**
+ * The standalone speaker's next-hop resolver: a next hop is reachable when it is on a directly
+ * connected subnet (cost 0). The interface list is read again at most once a second, and at most
+ * every 200 ms while a next hop does not resolve (a link's RUNNING flag can lag its first
+ * packets); `version` changes when the list does, so the RIB knows to look again.
+ */
+export function connectedResolver(): NextHopResolver & { version: number } {
+  let nets: { v6: boolean; addr: bigint; mask: bigint }[] = [];
+  let readAt = 0;
+  let key = '';
+  const toBig = (a: string): { v6: boolean; n: bigint } | undefined => {
+    const x = normalizeAddress(a);
+    try {
+      if (!x.includes(':')) return { v6: false, n: BigInt(parseIpv4(x)) };
+      const text = parsePrefix6(`${x.split('%')[0]}/128`);
+      return { v6: true, n: v6ToBig(text.slice(0, text.lastIndexOf('/'))) };
+    } catch {
+      return undefined;
+    }
+  };
+  const r = {
+    version: 0,
+    read() {
+      readAt = Date.now();
+      const next: typeof nets = [];
+      for (const addrs of Object.values(networkInterfaces())) {
+        for (const a of addrs ?? []) {
+          const b = toBig(a.address);
+          if (!b || a.internal) continue;
+          const bits = b.v6 ? 128 : 32;
+          const len = Number(a.cidr?.split('/')[1] ?? bits);
+          const mask = ((1n << BigInt(bits)) - 1n) ^ ((1n << BigInt(bits - len)) - 1n);
+          next.push({ v6: b.v6, addr: b.n & mask, mask });
+        }
+      }
+      const k = next.map((n) => `${n.addr}/${n.mask}`).join(',');
+      if (k !== key) {
+        key = k;
+        r.version++;
+      }
+      nets = next;
+    },
+    resolve(nh: string): number | undefined {
+      if (nh.startsWith('fe80')) return 0;
+      const t = toBig(nh.startsWith('::ffff:') && nh.includes('.') ? nh.slice(7) : nh);
+      if (!t) return undefined;
+      const find = () => nets.some((n) => n.v6 === t.v6 && (t.n & n.mask) === n.addr);
+      const age = Date.now() - readAt;
+      if (age > 1000) r.read();
+      if (find()) return 0;
+      if (age > 200) {
+        r.read();
+        if (find()) return 0;
+      }
+      return undefined;
+    },
+  };
+  return r;
+}
+
+function v6ToBig(text: string): bigint {
+  const [head, tail] = text.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const mid = tail === undefined ? [] : new Array<string>(8 - h.length - t.length).fill('0');
+  let n = 0n;
+  for (const g of [...h, ...mid, ...t]) n = (n << 16n) | BigInt(Number.parseInt(g, 16));
+  return n;
+}
+
+function v6Hops(hops: { v4?: string; v6: string[] }, routerId: string): string[] {
+  return hops.v6.length ? hops.v6 : [`::ffff:${hops.v4 ?? routerId}`];
+}
+
 /**
  * Our next hops on the interface that carries a session: the session's own address for its
  * family, and for the other family an address of that family on the same interface (IPv6: the
- * global one, then the link-local one, as BIRD sends them). Without one, callers fall back to
- * the router id or its IPv4-mapped IPv6 form.
+ * global one, then the link-local one, as BIRD sends them).
  */
 function nextHopsOn(local: string): { v4?: string; v6: string[] } {
   const v6Local = local.includes(':');

@@ -45,6 +45,9 @@ describe('defaults', () => {
       originate: [],
       api: { listen: { kind: 'unix', path: '/run/twill/twill.sock' } },
       mesh: { lowerAddressDials: false },
+      clusterId: '10.10.0.1',
+      gracefulRestart: { enabled: true, restartTime: 120, deferralTime: 60 },
+      decision: { alwaysCompareMed: false },
     } satisfies SpeakerConfig);
   });
 
@@ -61,6 +64,12 @@ describe('defaults', () => {
         families: [IPV4_UNICAST, IPV6_UNICAST],
         localAddress: null,
         description: null,
+        routeReflectorClient: false,
+        nextHopSelf: false,
+        allowasIn: 0,
+        maxPrefix: null,
+        import: [],
+        export: [],
       },
     ] satisfies NeighborConfig[]);
   });
@@ -304,7 +313,7 @@ describe('unknown keys', () => {
 
   it('list the known keys when nothing is close', () => {
     expect(errors(`${minimal}kernel: true\n`)).toEqual([
-      `${SRC}: kernel: unknown field (expected one of: routerId, asn, listen, neighbors, originate, api, mesh)`,
+      `${SRC}: kernel: unknown field (expected one of: routerId, asn, listen, neighbors, originate, api, mesh, clusterId, gracefulRestart, decision)`,
     ]);
   });
 
@@ -426,10 +435,18 @@ function toDocument(c: SpeakerConfig): Record<string, unknown> {
       families: n.families.map(familyName),
       ...(n.localAddress !== null ? { localAddress: n.localAddress } : {}),
       ...(n.description !== null ? { description: n.description } : {}),
+      nextHopSelf: n.nextHopSelf,
+      allowasIn: n.allowasIn,
+      ...(n.maxPrefix !== null ? { maxPrefix: n.maxPrefix } : {}),
+      import: n.import,
+      export: n.export,
     })),
     originate: c.originate,
     api: { listen: api(c.api.listen) },
     mesh: c.mesh,
+    clusterId: c.clusterId,
+    gracefulRestart: c.gracefulRestart,
+    decision: c.decision,
   };
 }
 
@@ -450,6 +467,23 @@ const neighbor: fc.Arbitrary<NeighborConfig> = fc.oneof(fc.constant(4), fc.const
       .chain((f) => fc.shuffledSubarray(f, { minLength: f.length })),
     localAddress: fc.option(version === 4 ? v4 : v6, { nil: null }),
     description: fc.option(fc.string(), { nil: null }),
+    routeReflectorClient: fc.constant(false),
+    nextHopSelf: fc.boolean(),
+    allowasIn: fc.integer({ min: 0, max: 10 }),
+    maxPrefix: fc.option(fc.integer({ min: 1, max: 1_000_000 }), { nil: null }),
+    import: fc.array(
+      fc
+        .record({
+          prefix: fc.constantFrom('10.0.0.0/8', '192.168.0.0/16', 'fd00::/8'),
+          action: fc.constantFrom('accept' as const, 'reject' as const),
+        })
+        .map((r) => {
+          const len = Number(r.prefix.split('/')[1]);
+          return { prefix: r.prefix, ge: len, le: len + 8, action: r.action };
+        }),
+      { maxLength: 3 },
+    ),
+    export: fc.constant([]),
   }),
 );
 
@@ -482,6 +516,13 @@ const speakerConfig: fc.Arbitrary<SpeakerConfig> = fc.record({
   originate: fc.uniqueArray(fc.oneof(prefix4, prefix6), { maxLength: 8 }),
   api: fc.record({ listen: apiAddr }),
   mesh: fc.record({ lowerAddressDials: fc.boolean() }),
+  clusterId: fc.integer({ min: 1, max: 0xffffffff }).map(formatIpv4),
+  gracefulRestart: fc.record({
+    enabled: fc.boolean(),
+    restartTime: fc.integer({ min: 1, max: 4095 }),
+    deferralTime: fc.integer({ min: 1, max: 3600 }),
+  }),
+  decision: fc.record({ alwaysCompareMed: fc.boolean() }),
 });
 
 describe('round trip', () => {

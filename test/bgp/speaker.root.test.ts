@@ -40,6 +40,8 @@ describeSystem(
         asn: 64512,
         neighbors: [{ address: '10.71.0.2', asn: 4200000001, holdTime: 3, connectRetry: 1 }],
         originate: ['10.1.0.0/24', '10.1.1.0/24', 'fd00:1::/48'],
+        // Without graceful restart, so SIGTERM ends the session with Cease 6/2.
+        extra: { gracefulRestart: { enabled: false } },
       });
       b = new Twill(lab, {
         ns: nsB,
@@ -92,9 +94,8 @@ describeSystem(
       await waitFor('routes at b', async () => (await b.prefixesFrom('10.71.0.1')).length === 3);
       expect(await b.prefixesFrom('10.71.0.1')).toEqual(['10.1.0.0/24', '10.1.1.0/24', 'fd00:1::/48']);
       expect(await a.prefixesFrom('10.71.0.2')).toEqual(['10.2.0.0/24']);
-      const route = (await b.routes())[0]!.routes.find((r) => r.prefix === '10.1.0.0/24')!;
-      expect(route.attrs.asPath).toEqual([{ type: 2, asns: [64512] }]);
-      expect(route.nextHops).toEqual(['10.71.0.1']);
+      const route = (await b.pathFrom('10.1.0.0/24', '10.71.0.1'))!;
+      expect(route).toMatchObject({ asPath: '64512', nextHops: ['10.71.0.1'], best: true, origin: 'IGP' });
       expect(a.peer('10.71.0.2')).toMatchObject({ prefixesAdvertised: 3, prefixesReceived: 1 });
       expect(b.peer('10.71.0.1')).toMatchObject({ prefixesAdvertised: 1, prefixesReceived: 3 });
       expect(a.statusText()).toMatch(/10\.71\.0\.2\s+\|\s+eBGP AS 4200000001\s+\|\s+Established/);

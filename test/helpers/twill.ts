@@ -35,17 +35,31 @@ export interface TwillSpec {
   neighbors: TwillNeighbor[];
   originate?: string[];
   mesh?: { lowerAddressDials: boolean };
+  /** More top-level config fields (gracefulRestart, clusterId, decision...). */
+  extra?: Record<string, unknown>;
+  /** Start with --graceful-restart. */
+  restarting?: boolean;
+}
+
+export interface TwillPathView {
+  from: string;
+  best: boolean;
+  stale: boolean;
+  reachable: boolean;
+  nextHops: string[];
+  asPath: string;
+  origin: string;
+  localPref?: number;
+  med?: number;
+  communities?: string[];
+  originatorId?: string;
+  clusterList?: string[];
 }
 
 export interface TwillRoute {
   prefix: string;
-  nextHops: string[];
-  attrs: {
-    asPath?: { type: number; asns: number[] }[];
-    communities?: number[];
-    localPref?: number;
-    med?: number;
-  };
+  reason: string;
+  paths: TwillPathView[];
 }
 
 export class Twill {
@@ -74,6 +88,7 @@ export class Twill {
       api: { listen: this.sock },
     };
     if (s.mesh) doc.mesh = s.mesh;
+    Object.assign(doc, s.extra ?? {});
     writeFileSync(this.config, stringify(doc));
   }
 
@@ -127,11 +142,10 @@ export class Twill {
     return execFileSync(process.execPath, [BIN, 'status', '--api', this.sock], { encoding: 'utf8' });
   }
 
-  async routes(): Promise<{ peer: string; routes: TwillRoute[] }[]> {
-    return (await getJson({ kind: 'unix', path: this.sock }, '/routes')) as {
-      peer: string;
-      routes: TwillRoute[];
-    }[];
+  /** The Loc-RIB, as `twill routes --json` prints it. */
+  async routes(prefix?: string): Promise<TwillRoute[]> {
+    const q = prefix ? `?prefix=${encodeURIComponent(prefix)}` : '';
+    return (await getJson({ kind: 'unix', path: this.sock }, `/routes${q}`)) as TwillRoute[];
   }
 
   peer(address: string) {
@@ -148,7 +162,17 @@ export class Twill {
     );
   }
 
+  /** Prefixes for which `address` sent a path (its Adj-RIB-In as the Loc-RIB shows it). */
   async prefixesFrom(address: string): Promise<string[]> {
-    return ((await this.routes()).find((r) => r.peer === address)?.routes ?? []).map((r) => r.prefix).sort();
+    return (await this.routes())
+      .filter((r) => r.paths.some((p) => p.from === address))
+      .map((r) => r.prefix)
+      .sort();
+  }
+
+  async pathFrom(prefix: string, address: string): Promise<TwillPathView | undefined> {
+    return (await this.routes(prefix))
+      .find((r) => r.prefix === prefix)
+      ?.paths.find((p) => p.from === address);
   }
 }

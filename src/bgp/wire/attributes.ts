@@ -537,7 +537,9 @@ export function pathLength(path: readonly AsPathSegment[]): number {
  * Unknown attributes as they go to another peer (RFC 4271 §5): an unknown optional transitive
  * attribute passes on with the Partial bit set; an unknown optional non-transitive one is dropped.
  */
-export function forwardUnknown(unknown: readonly UnknownAttribute[] | undefined): UnknownAttribute[] | undefined {
+export function forwardUnknown(
+  unknown: readonly UnknownAttribute[] | undefined,
+): UnknownAttribute[] | undefined {
   if (!unknown) return undefined;
   const out = unknown
     .filter((u) => (u.flags & AttrFlag.Transitive) !== 0)
