@@ -4,6 +4,7 @@
  * exit code 2; anything else is a bug and prints its stack.
  */
 import { policyCommand } from './cli/policy.js';
+import { routesCommand } from './cli/routes.js';
 import { speakerCommand } from './cli/speaker.js';
 import { statusCommand } from './cli/status.js';
 import { UsageError } from './cli/usage.js';
@@ -15,6 +16,10 @@ type Command = {
 
 const commands: Record<string, Command> = {
   speaker: { summary: 'run a standalone BGP speaker (speaker --config FILE)', run: speakerCommand },
+  routes: {
+    summary: 'show the Loc-RIB with every path and why the best won (routes [--json] [--prefix P])',
+    run: routesCommand,
+  },
   status: { summary: 'show BGP peers of a running Twill (status [--json] [--api ADDR])', run: statusCommand },
   policy: {
     summary: 'render NetworkPolicy to ipset/iptables input (policy render --state FILE)',

@@ -126,6 +126,12 @@ export class Twill {
     await done;
   }
 
+  /** Write the spec's config again and send SIGHUP (live reload). */
+  reload(): void {
+    this.writeConfig();
+    this.kill('SIGHUP');
+  }
+
   kill(sig: NodeJS.Signals): void {
     process.kill(this.proc!.pid!, sig);
   }
