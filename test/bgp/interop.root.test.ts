@@ -147,11 +147,13 @@ describeSystem('interop with BIRD 2, FRR and GoBGP (namespaces)', { root: true, 
     const dAddr = '10.90.20.2';
     let twill: Twill;
     let bird: Daemon;
+    let nsD: string;
+    let birdIf: string;
 
     beforeAll(async () => {
       const nsT = lab.ns('tf');
-      const nsD = lab.ns('df');
-      lab.link(nsT, `${tAddr}/24`, nsD, `${dAddr}/24`);
+      nsD = lab.ns('df');
+      birdIf = lab.link(nsT, `${tAddr}/24`, nsD, `${dAddr}/24`).bIf;
       twill = new Twill(lab, {
         ns: nsT,
         dir,
@@ -177,10 +179,17 @@ describeSystem('interop with BIRD 2, FRR and GoBGP (namespaces)', { root: true, 
       await twill.waitState(dAddr, 'Established');
     });
 
-    it('a peer killed with SIGKILL goes down, and the session comes back when it restarts', async () => {
+    it('a peer killed with SIGKILL is detected by the hold timer, and the session comes back when it restarts', async () => {
+      // Like a node that loses power: take BIRD's link down first, so no FIN or RST reaches Twill
+      // and only the hold timer (3 s) can tell.
+      lab.exec(nsD, 'ip', ['link', 'set', birdIf, 'down']);
       bird.kill('SIGKILL');
+      const t0 = Date.now();
       await waitFor('twill notices', () => twill.peer(dAddr).state !== 'Established', 10_000);
+      expect(Date.now() - t0).toBeGreaterThan(1500);
+      expect(twill.peer(dAddr).lastError).toMatchObject({ direction: 'sent', code: 4, subcode: 0 });
       expect(await twill.prefixesFrom(dAddr)).toEqual([]);
+      lab.exec(nsD, 'ip', ['link', 'set', birdIf, 'up']);
       await bird.start();
       await twill.waitState(dAddr, 'Established', 30_000);
       await waitFor('routes back', async () => (await twill.prefixesFrom(dAddr)).length === 1, 20_000);
