@@ -397,9 +397,9 @@ function fsmError(st: Step, now: number, e: FsmEvent): void {
   });
 }
 
-/** Events after which the connection is gone: NOTIFICATIONs, TCP failure. */
-function received(e: { notification: NotificationMessage }): NotificationSummary {
-  return summary(e.notification);
+/** A NOTIFICATION from the peer ends the session: to Idle, counting as §8.2.2 says. */
+function notificationReceived(st: Step, now: number, n: NotificationMessage, counter: Counter): void {
+  toIdle(st, now, { counter, reason: `received ${describeNotification(n)}`, received: summary(n) });
 }
 
 export function step(fsm: Fsm, e: FsmEvent, now: number): { state: Fsm; actions: FsmAction[] } {
@@ -474,18 +474,14 @@ export function step(fsm: Fsm, e: FsmEvent, now: number): { state: Fsm; actions:
           toIdle(st, now, { counter: 'inc', reason: errorReason(e.error) });
           break;
         case 'NotifMsgVerErr':
-          toIdle(st, now, {
-            counter: 'inc',
-            reason: `received ${describeNotification(e.notification)}`,
-            received: received(e),
-          });
+          notificationReceived(st, now, e.notification, 'inc');
           break;
         default:
           // Events 8, 10, 11, 13, 19, 23, 25-28: drop everything, count, Idle.
           toIdle(st, now, {
             counter: 'inc',
             reason: `${e.type} in ${fsm.state}`,
-            received: 'notification' in e ? received(e) : undefined,
+            received: 'notification' in e ? summary(e.notification) : undefined,
           });
           break;
       }
@@ -563,19 +559,11 @@ export function step(fsm: Fsm, e: FsmEvent, now: number): { state: Fsm; actions:
           break;
         case 'NotifMsgVerErr':
           // §8.2.2: counted in Established only.
-          toIdle(st, now, {
-            counter: est ? 'inc' : 'keep',
-            reason: `received ${describeNotification(e.notification)}`,
-            received: received(e),
-          });
+          notificationReceived(st, now, e.notification, est ? 'inc' : 'keep');
           break;
         case 'NotifMsg':
           // Never answered with a NOTIFICATION (§8.2.2 OpenSent would send 5/1 here; pointless).
-          toIdle(st, now, {
-            counter: 'inc',
-            reason: `received ${describeNotification(e.notification)}`,
-            received: received(e),
-          });
+          notificationReceived(st, now, e.notification, 'inc');
           break;
         case 'KeepAliveMsg':
           if (fsm.state === FsmState.OpenSent) {
