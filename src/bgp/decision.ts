@@ -96,8 +96,9 @@ export function asPathLength(path: readonly AsPathSegment[] | undefined): number
 }
 
 /**
- * The neighbouring AS for the MED rule: the first AS of the first AS_SEQUENCE (confederation
- * segments skipped); 0 for a path with none (local or iBGP-originated routes).
+ * The neighbouring AS for the MED rule: the first AS of a leading AS_SEQUENCE (confederation
+ * segments skipped); 0 when there is none or an AS_SET comes first (local or iBGP-originated
+ * routes, our own aggregates), so such paths compare MED among themselves.
  */
 export function neighborAs(path: readonly AsPathSegment[] | undefined): number {
   for (const s of path ?? []) {

@@ -9,7 +9,8 @@
  *
  * What it does not do: policy (policy.ts decides what enters and leaves), I/O, timers. Graceful
  * restart is data here — `markStale(peer)` flags a peer's paths, `sweepStale(peer, family)`
- * removes the ones still flagged — and the speaker owns the timers.
+ * removes the ones still flagged — and the speaker owns the timers. A stale path the peer sends
+ * again unchanged just loses its flag, without a delta.
  *
  * Paths whose next hop does not resolve (a `NextHopResolver`) stay in the Adj-RIB-In but are not
  * candidates (RFC 4271 §9.1.2.1). The standalone speaker resolves directly connected subnets.
@@ -169,8 +170,11 @@ export class Rib {
       const i = mine.findIndex((p) => p.pathId === pathId);
       if (i >= 0) {
         const old = mine[i]!;
-        if (old.ra === ra && !old.stale) {
-          // The same route again: nothing changes.
+        if (old.ra === ra) {
+          // The same route again: nothing changes. A stale path sent again unchanged (a
+          // restarted peer refilling its table, RFC 4724 §4.2) is simply fresh again; replacing
+          // it would hand out a delta from a path to its own copy for every prefix it holds.
+          old.stale = false;
           this.attrs.release(ra);
           return undefined;
         }
