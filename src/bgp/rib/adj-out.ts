@@ -28,6 +28,8 @@ export class AdjRibOut {
   readonly sent = new Map<PrefixKey, RouteAttrs>();
   /** Desired changes not yet sent: a set to announce, or null to withdraw. */
   private readonly pending = new Map<PrefixKey, RouteAttrs | null>();
+  /** Prefixes a route refresh asked for: sent at the next take even if unchanged. */
+  private readonly refresh = new Set<PrefixKey>();
 
   constructor(private readonly table: AttrTable) {}
 
@@ -40,7 +42,7 @@ export class AdjRibOut {
     const old = this.pending.get(prefix);
     if (old) this.table.release(old);
     const sent = this.sent.get(prefix);
-    if (ra === null ? sent === undefined : sent === ra) {
+    if (ra === null ? sent === undefined : sent === ra && !this.refresh.has(prefix)) {
       // Back to what the peer already holds: nothing to send.
       this.pending.delete(prefix);
       if (ra) this.table.release(ra);
@@ -49,13 +51,16 @@ export class AdjRibOut {
     this.pending.set(prefix, ra);
   }
 
-  /** Send everything again (route refresh): every sent prefix of `family` becomes pending. */
+  /**
+   * Send everything again (route refresh): every sent prefix of `family` becomes pending. The
+   * peer still holds them, so `sent` stays as it is: a prefix withdrawn before the next take is
+   * withdrawn, and one set back to what was sent goes out again all the same.
+   */
   resend(family: Family): void {
     for (const [k, ra] of this.sent) {
-      if (familyOfPrefix(k) !== family || this.pending.has(k)) continue;
-      this.pending.set(k, this.table.retain(ra));
-      this.sent.delete(k);
-      this.table.release(ra);
+      if (familyOfPrefix(k) !== family) continue;
+      this.refresh.add(k);
+      if (!this.pending.has(k)) this.pending.set(k, this.table.retain(ra));
     }
   }
 
@@ -65,6 +70,7 @@ export class AdjRibOut {
     for (const [k, ra] of this.pending) {
       if (batch.count >= max) break;
       this.pending.delete(k);
+      this.refresh.delete(k);
       batch.count++;
       const old = this.sent.get(k);
       if (ra === null) {
@@ -92,5 +98,6 @@ export class AdjRibOut {
     for (const ra of this.pending.values()) if (ra) this.table.release(ra);
     this.sent.clear();
     this.pending.clear();
+    this.refresh.clear();
   }
 }
