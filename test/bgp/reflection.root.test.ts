@@ -13,7 +13,7 @@
  *    `show route all` (BGP.originator_id, BGP.cluster_list), FRR's `show bgp ... json` and
  *    GoBGP's `global rib -j` show; the non-client's route reaches the clients only (§6).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -66,6 +66,10 @@ describeSystem('route reflection with BIRD, FRR and GoBGP (namespaces)', { root:
         ['bird-rr:eth2', 'twill2:eth1'],
         ['bird-rr:eth3', 'twill3:eth1'],
       ]);
+      // The reflector's cluster id, which the Twills must see in CLUSTER_LIST, is BIRD's config.
+      const birdConf = readFileSync(join(ROOT, 'containerlab/bird-rr/bird.conf'), 'utf8');
+      expect(birdConf).toMatch(new RegExp(`rr cluster id ${CLUSTER_ID.replace(/\./g, '\\.')};`));
+      expect(birdConf.match(/^protocol bgp twill\d from rr_client/gm)).toHaveLength(3);
     });
 
     it('every Twill holds the other two prefixes, reflected by BIRD with ORIGINATOR_ID and CLUSTER_LIST', async () => {
@@ -219,7 +223,7 @@ describeSystem('route reflection with BIRD, FRR and GoBGP (namespaces)', { root:
       for (const a of [C_BIRD, C_FRR, N_GOBGP, N_BIRD]) await twill.waitState(a, 'Established');
     });
 
-    /** Routes of `d` once `want` are all there (and, settled, nothing else arrives for a moment). */
+    /** The routes `d` learned, once every prefix in `want` is among them. */
     const routesOf = async (d: Daemon, want: string[]): Promise<Route[]> => {
       await waitFor(
         `${d.kind} ${d.spec.routerId} holds ${want.join(', ')}`,
