@@ -18,7 +18,7 @@
  *   - the peer's export prefix filter.
  * A next hop of "self" is left as `undefined` in the result: only the session knows its address.
  */
-import { type PrefixKey, prefix4Len, prefixAfi } from '../net/addr.js';
+import { type PrefixKey, prefix4Len, prefix6Parts, prefixAfi } from '../net/addr.js';
 import type { PathAttributes } from './wire/attributes.js';
 import { forwardUnknown } from './wire/attributes.js';
 import { AsPathSegmentType } from './wire/constants.js';
@@ -80,18 +80,16 @@ function covers(rule: PrefixKey, rlen: number, k: PrefixKey): boolean {
     const mask = (0xffffffff << (32 - rlen)) >>> 0;
     return (ra & mask) >>> 0 === (ka & mask) >>> 0;
   }
-  const rb = bits6(rule as string);
-  const kb = bits6(k as string);
-  return rb.slice(0, rlen) === kb.slice(0, rlen);
-}
-
-function bits6(k: string): string {
-  const addr = k.slice(0, k.lastIndexOf('/'));
-  const [head, tail] = addr.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const mid = tail === undefined ? [] : new Array<string>(8 - h.length - t.length).fill('0');
-  return [...h, ...mid, ...t].map((g) => Number.parseInt(g, 16).toString(2).padStart(16, '0')).join('');
+  // Compare bytes, not text: canonical IPv6 text keeps a dotted tail for IPv4-mapped addresses.
+  const rb = new Uint8Array(16);
+  const kb = new Uint8Array(16);
+  prefix6Parts(rule as string, rb);
+  prefix6Parts(k as string, kb);
+  for (let bit = 0; bit < rlen; bit++) {
+    const m = 0x80 >> (bit & 7);
+    if ((rb[bit >> 3]! & m) !== (kb[bit >> 3]! & m)) return false;
+  }
+  return true;
 }
 
 /** First matching rule decides; no rule matches: accept. */
