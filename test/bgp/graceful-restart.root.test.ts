@@ -23,39 +23,24 @@
  *    while BIRD is down, still stale once the new session is Established, and fresh only after
  *    BIRD ends its recovery; the watcher behind Twill was sent no withdrawal.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeSystem } from '../helpers/env.js';
 import { Lab, waitFor } from '../helpers/netns.js';
-import { BIN, ROOT, Twill } from '../helpers/twill.js';
+import { Twill } from '../helpers/twill.js';
 import { cleanupDaemons, type Daemon, startBird } from '../interop/daemons.js';
 import { type RawPeer, startRawPeer } from '../interop/rawpeer.js';
 import { birdc, decodeUpdate } from './lab-helpers.js';
 
 const TOOLS = ['ip', 'bird', 'birdc'];
 
-/**
- * Start `twill` as Twill.start() in test/helpers/twill.ts does, with `--graceful-restart` when
- * `restarting` (the helper's `spec.restarting` does not reach the command line).
- */
-async function startTwill(lab: Lab, twill: Twill, restarting: boolean): Promise<void> {
-  if (!existsSync(join(ROOT, 'dist/src/cli.js'))) throw new Error('dist/ is missing: run `npm run build`');
-  const args = [BIN, 'speaker', '--config', twill.config, '--log-level', 'debug'];
-  if (restarting) args.push('--graceful-restart');
-  const proc = lab.spawn(twill.spec.ns, process.execPath, args, {
-    env: { ...process.env, TWILL_TEST_FAST_TIMERS: '1' },
-  });
-  twill.proc = proc;
+/** Start (or start again) a Twill, with `--graceful-restart` when `restarting`. */
+async function startTwill(_lab: Lab, twill: Twill, restarting: boolean): Promise<void> {
+  twill.spec.restarting = restarting;
   twill.log += `--- started${restarting ? ' with --graceful-restart' : ''} ---\n`;
-  proc.stdout?.on('data', (d: Buffer) => {
-    twill.log += d.toString();
-  });
-  proc.stderr?.on('data', (d: Buffer) => {
-    twill.log += d.toString();
-  });
-  await waitFor(`twill ${twill.spec.routerId} API`, () => existsSync(twill.sock) && twill.status(), 15_000);
+  await twill.start();
 }
 
 const RECOVERY_HOLD = `

@@ -95,14 +95,11 @@ export class Twill {
   async start(): Promise<void> {
     if (!existsSync(join(ROOT, 'dist/src/cli.js')))
       throw new Error('dist/ is missing: run `npm run build` (npm test does it)');
-    this.proc = this.lab.spawn(
-      this.spec.ns,
-      process.execPath,
-      [BIN, 'speaker', '--config', this.config, '--log-level', 'debug'],
-      {
-        env: { ...process.env, TWILL_TEST_FAST_TIMERS: '1' },
-      },
-    );
+    const args = [BIN, 'speaker', '--config', this.config, '--log-level', 'debug'];
+    if (this.spec.restarting) args.push('--graceful-restart');
+    this.proc = this.lab.spawn(this.spec.ns, process.execPath, args, {
+      env: { ...process.env, TWILL_TEST_FAST_TIMERS: '1' },
+    });
     this.proc.stdout?.on('data', (d: Buffer) => {
       this.log += d.toString();
     });
