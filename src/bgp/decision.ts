@@ -29,6 +29,7 @@
  * property tests check each step is antisymmetric and that no candidate beats the winner.
  * Paths whose next hop does not resolve are not candidates (§9.1.2.1).
  */
+import { parseIpv4, parseIpv6 } from '../net/addr.js';
 import type { AsPathSegment } from './wire/attributes.js';
 import { AsPathSegmentType } from './wire/constants.js';
 
@@ -108,28 +109,14 @@ export function neighborAs(path: readonly AsPathSegment[] | undefined): number {
   return 0;
 }
 
-function ipv4Number(text: string): number {
-  const p = text.split('.');
-  return ((Number(p[0]) << 24) | (Number(p[1]) << 16) | (Number(p[2]) << 8) | Number(p[3])) >>> 0;
-}
-
 /** Compare addresses as bytes: every IPv4 address sorts before every IPv6 one. */
 export function compareAddresses(a: string, b: string): number {
   const a6 = a.includes(':');
   const b6 = b.includes(':');
   if (a6 !== b6) return a6 ? 1 : -1;
-  if (!a6) return ipv4Number(a) - ipv4Number(b);
-  const ea = expand6(a);
-  const eb = expand6(b);
-  return ea < eb ? -1 : ea > eb ? 1 : 0;
-}
-
-function expand6(a: string): string {
-  const [head, tail] = a.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const mid = tail === undefined ? [] : new Array<string>(8 - h.length - t.length).fill('0');
-  return [...h, ...mid, ...t].map((g) => g.padStart(4, '0')).join('');
+  // A locally originated path has no peer address ('').
+  if (!a6) return (a === '' ? 0 : parseIpv4(a)) - (b === '' ? 0 : parseIpv4(b));
+  return Buffer.compare(parseIpv6(a), parseIpv6(b));
 }
 
 const sign = (x: number) => (x < 0 ? -1 : x > 0 ? 1 : 0);
@@ -191,8 +178,8 @@ export const STEPS: readonly Step[] = [
     label: 'router id',
     rfc: '9.1.2.2 (f), RFC 4456 §9',
     compare: (a, b) => {
-      const ia = a.originatorId !== undefined ? ipv4Number(a.originatorId) : a.peerRouterId >>> 0;
-      const ib = b.originatorId !== undefined ? ipv4Number(b.originatorId) : b.peerRouterId >>> 0;
+      const ia = a.originatorId !== undefined ? parseIpv4(a.originatorId) : a.peerRouterId >>> 0;
+      const ib = b.originatorId !== undefined ? parseIpv4(b.originatorId) : b.peerRouterId >>> 0;
       return sign(ia - ib);
     },
   },

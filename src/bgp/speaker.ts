@@ -56,6 +56,7 @@ import {
   formatPrefix,
   type PrefixKey,
   parseIpv4,
+  parseIpv6,
   parsePrefix,
   parsePrefix4,
   parsePrefix6,
@@ -985,8 +986,7 @@ export function connectedResolver(): NextHopResolver & { version: number } {
     const x = normalizeAddress(a);
     try {
       if (!x.includes(':')) return { v6: false, n: BigInt(parseIpv4(x)) };
-      const text = parsePrefix6(`${x.split('%')[0]}/128`);
-      return { v6: true, n: v6ToBig(text.slice(0, text.lastIndexOf('/'))) };
+      return { v6: true, n: BigInt(`0x${Buffer.from(parseIpv6(x.split('%')[0]!)).toString('hex')}`) };
     } catch {
       return undefined;
     }
@@ -1029,16 +1029,6 @@ export function connectedResolver(): NextHopResolver & { version: number } {
     },
   };
   return r;
-}
-
-function v6ToBig(text: string): bigint {
-  const [head, tail] = text.split('::') as [string, string | undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const mid = tail === undefined ? [] : new Array<string>(8 - h.length - t.length).fill('0');
-  let n = 0n;
-  for (const g of [...h, ...mid, ...t]) n = (n << 16n) | BigInt(Number.parseInt(g, 16));
-  return n;
 }
 
 function v6Hops(hops: { v4?: string; v6: string[] }, routerId: string): string[] {
