@@ -152,7 +152,11 @@ export function exportAttrs(
   const unknown = forwardUnknown(attrs.unknown);
   if (unknown) out.unknown = unknown;
   if (to.ebgp) {
-    out.asPath = prepend(attrs.asPath ?? [], me.asn);
+    // RFC 5065 §5.3: confederation segments never leave for an external peer.
+    const outside = (attrs.asPath ?? []).filter(
+      (g) => g.type === AsPathSegmentType.AsSequence || g.type === AsPathSegmentType.AsSet,
+    );
+    out.asPath = prepend(outside, me.asn);
     if (from.local && attrs.med !== undefined) out.med = attrs.med;
     return { attrs: out, nextHops: undefined };
   }

@@ -413,3 +413,26 @@ describe('export: what a path carries', () => {
     );
   });
 });
+
+describe('eBGP export and confederations (RFC 5065 §5.3)', () => {
+  it('confederation segments are removed before our AS is prepended', () => {
+    const from = { id: '10.0.0.2', asn: 64512, routerId: 2, ebgp: false, local: false, rrClient: false };
+    const to = { id: '10.0.0.9', asn: 65009, routerId: 9, ebgp: true, local: false, rrClient: false };
+    const me = { asn: 64512, routerId: '10.0.0.1', clusterId: '10.0.0.1' };
+    const e = exportAttrs(
+      {
+        origin: 0,
+        asPath: [
+          { type: 3, asns: [65100] },
+          { type: 2, asns: [65001] },
+        ],
+      },
+      ['10.0.0.2'],
+      from,
+      to,
+      DEFAULT_PEER_POLICY,
+      me,
+    );
+    expect(e.attrs.asPath).toEqual([{ type: 2, asns: [64512, 65001] }]);
+  });
+});
