@@ -154,6 +154,10 @@ class Peer {
   adjOut: AdjRibOut | undefined;
   /** Export results by `${attrs id}:${source peer}`; cleared with the Adj-RIB-Out. */
   exportCache = new Map<string, RouteAttrs | null>();
+  /** The last export answer (held by exportCache): attributes, source, result. */
+  memoRa: RouteAttrs | undefined;
+  memoFrom: PeerRef | undefined;
+  memoOut: RouteAttrs | null = null;
   peerOpen: OpenMessage | undefined;
   eorOwed = new Set<Family>();
   eorrOwed = new Set<Family>();
@@ -369,6 +373,9 @@ export class Speaker {
     const before = JSON.stringify(p.cfg.import);
     p.cfg = n;
     p.policy = policyOf(n);
+    // Export answers depend on every peer's policy (route reflection): work them out again.
+    this.resetExportCaches();
+    for (const other of this.peers.values()) if (other !== p) this.fillAdjOut(other);
     const s = p.established;
     if (!s) return;
     if (JSON.stringify(n.import) !== before) {
@@ -607,19 +614,21 @@ export class Speaker {
     }
     p.adjOut = new AdjRibOut(this.exportTable);
     p.exportCache.clear();
-    if (!this.deferring) this.fillAdjOut(p);
+    p.memoRa = undefined;
+    this.fillAdjOut(p, true);
   }
 
   /** Everything the Loc-RIB holds, as this peer should have it, then End-of-RIB. */
-  private fillAdjOut(p: Peer): void {
+  private fillAdjOut(p: Peer, initial = false): void {
     const s = p.established;
-    if (!s || !p.adjOut) return;
+    if (!s || !p.adjOut || this.deferring) return;
     const ctx = s.fsm.ctx!;
     for (const [k, e] of this.rib.entries()) {
       if (!ctx.families.has(familyOfPrefix(k))) continue;
       p.adjOut.set(k, this.exportFor(p, e.best));
     }
-    p.eorOwed = new Set([...ctx.families].filter((f) => f === IPV4_UNICAST || f === IPV6_UNICAST));
+    if (initial)
+      p.eorOwed = new Set([...ctx.families].filter((f) => f === IPV4_UNICAST || f === IPV6_UNICAST));
     this.scheduleFlush(p);
   }
 
@@ -628,7 +637,7 @@ export class Speaker {
     this.deferring = false;
     if (this.deferralTimer) clearTimeout(this.deferralTimer);
     this.log.info({ why }, 'restart: advertising');
-    for (const p of this.peers.values()) this.fillAdjOut(p);
+    for (const p of this.peers.values()) this.fillAdjOut(p, true);
   }
 
   private checkDeferral(): void {
@@ -676,6 +685,7 @@ export class Speaker {
       p.adjOut = undefined;
       for (const ra of p.exportCache.values()) if (ra) this.exportTable.release(ra);
       p.exportCache.clear();
+      p.memoRa = undefined;
       p.ref = undefined;
       const gr = p.peerOpen?.caps.gracefulRestart;
       // RFC 4724 §4.2: a session that ends without a NOTIFICATION keeps a GR peer's routes, stale.
@@ -822,7 +832,10 @@ export class Speaker {
   private exportFor(p: Peer, best: Path | undefined): RouteAttrs | null {
     const to = p.ref;
     if (!best || !to) return null;
-    if (!filterAccepts(p.policy.exportRules, best.prefix)) return null;
+    if (p.policy.exportRules.length && !filterAccepts(p.policy.exportRules, best.prefix)) return null;
+    // Consecutive prefixes mostly share attributes and source: remember the last answer.
+    if (best.ra === p.memoRa && best.peer === p.memoFrom)
+      return p.memoOut ? this.exportTable.retain(p.memoOut) : null;
     const key = `${best.ra.id}:${best.peer.id}`;
     let ra = p.exportCache.get(key);
     if (ra === undefined) {
@@ -834,10 +847,22 @@ export class Speaker {
       if (p.exportCache.size > 50_000) {
         for (const x of p.exportCache.values()) if (x) this.exportTable.release(x);
         p.exportCache.clear();
+        p.memoRa = undefined;
       }
       p.exportCache.set(key, ra);
     }
+    p.memoRa = best.ra;
+    p.memoFrom = best.peer;
+    p.memoOut = ra;
     return ra ? this.exportTable.retain(ra) : null;
+  }
+
+  private resetExportCaches(): void {
+    for (const p of this.peers.values()) {
+      for (const ra of p.exportCache.values()) if (ra) this.exportTable.release(ra);
+      p.exportCache.clear();
+      p.memoRa = undefined;
+    }
   }
 
   private isReflector(): boolean {
@@ -938,7 +963,7 @@ export class Speaker {
       routerId: peerOpen ? formatIpv4(peerOpen.bgpId) : null,
       capabilities: caps,
       prefixesReceived: this.rib.countFrom(p.cfg.address),
-      prefixesAdvertised: p.adjOut?.sent.size ?? 0,
+      prefixesAdvertised: p.adjOut?.sentCount ?? 0,
       passive: !p.dials,
     };
   }

@@ -26,6 +26,7 @@ import {
 import type { AsPathSegment } from '../wire/attributes.js';
 import { type Family, IPV4_UNICAST, IPV6_UNICAST } from '../wire/constants.js';
 import { AttrTable, type RouteAttrs } from './attrs.js';
+import { PrefixIndex } from './prefix-index.js';
 
 /** Who a path came from. One object per peer, shared by its paths. */
 export interface PeerRef {
@@ -102,6 +103,7 @@ export interface Delta {
 }
 
 export interface RibEntry {
+  readonly prefix: PrefixKey;
   /** Every path for the prefix, candidates and not. */
   paths: Path[];
   best: Path | undefined;
@@ -112,9 +114,16 @@ export const familyOfPrefix = (k: PrefixKey): Family => (typeof k === 'number' ?
 
 export class Rib {
   readonly attrs = new AttrTable();
-  private readonly loc = new Map<PrefixKey, RibEntry>();
-  /** Adj-RIB-In: per peer, per prefix, its paths (one per path id). */
-  private readonly adjIn = new Map<string, Map<PrefixKey, Path[]>>();
+  /** The Loc-RIB: a slot per prefix (prefix-index.ts), its entry at that slot. */
+  private readonly index = new PrefixIndex(4096);
+  private readonly slots: (RibEntry | undefined)[] = [];
+  /**
+   * The Adj-RIB-In is not a table of its own: a peer's paths for a prefix are the ones in the
+   * prefix's Loc-RIB entry with that peer (a prefix has a handful of paths at most). Counts per
+   * peer are kept so max-prefix and status cost nothing.
+   */
+  private readonly counts = new Map<string, number>();
+  private readonly staleCounts = new Map<string, number>();
   private resolverVersion: number | undefined;
 
   constructor(
@@ -123,26 +132,33 @@ export class Rib {
   ) {}
 
   get size(): number {
-    return this.loc.size;
+    return this.index.size;
   }
 
   entry(prefix: PrefixKey): RibEntry | undefined {
-    return this.loc.get(prefix);
+    const s = this.index.get(prefix);
+    return s < 0 ? undefined : this.slots[s];
   }
 
-  entries(): IterableIterator<[PrefixKey, RibEntry]> {
-    return this.loc.entries();
+  *entries(): IterableIterator<[PrefixKey, RibEntry]> {
+    const n = this.index.slotCount;
+    for (let s = 0; s < n; s++) {
+      const e = this.slots[s];
+      if (e) yield [e.prefix, e];
+    }
   }
 
-  /** The prefixes and paths a peer sent (its Adj-RIB-In). */
-  adjRibIn(peerId: string): ReadonlyMap<PrefixKey, readonly Path[]> {
-    return this.adjIn.get(peerId) ?? new Map();
-  }
-
+  /** How many paths the peer has in the RIB (its Adj-RIB-In). */
   countFrom(peerId: string): number {
-    let n = 0;
-    for (const ps of this.adjRibIn(peerId).values()) n += ps.length;
-    return n;
+    return this.counts.get(peerId) ?? 0;
+  }
+
+  private count(peerId: string, by: number): void {
+    this.counts.set(peerId, (this.counts.get(peerId) ?? 0) + by);
+  }
+
+  private countStale(peerId: string, by: number): void {
+    this.staleCounts.set(peerId, (this.staleCounts.get(peerId) ?? 0) + by);
   }
 
   /**
@@ -150,81 +166,63 @@ export class Rib {
    * with a reference for this path (AttrTable.intern); the RIB releases it when the path goes.
    */
   announce(prefix: PrefixKey, peer: PeerRef, pathId: number, ra: RouteAttrs): Delta | undefined {
+    const slot = this.index.add(prefix);
+    let entry = this.slots[slot];
+    if (!entry) {
+      entry = { prefix, paths: [], best: undefined, reason: 'none' };
+      this.slots[slot] = entry;
+    }
+    const paths = entry.paths;
+    let i = 0;
+    while (i < paths.length && (paths[i]!.peer.id !== peer.id || paths[i]!.pathId !== pathId)) i++;
+    const old = paths[i];
+    if (old && old.ra === ra) {
+      // The same route again: nothing changes. A stale path sent again unchanged (a restarted
+      // peer refilling its table, RFC 4724 §4.2) is simply fresh again; replacing it would hand
+      // out a delta from a path to its own copy for every prefix it holds.
+      if (old.stale) this.countStale(peer.id, -1);
+      old.stale = false;
+      this.attrs.release(ra);
+      return undefined;
+    }
     const nh = ra.nextHops[0];
     // The peer's own address is reachable by definition: the session to it is up.
     const cost = peer.local || nh === undefined || nh === peer.id ? 0 : this.resolver.resolve(nh);
     const path = new Path(prefix, peer, pathId, ra, cost !== undefined);
     path.igpCost = cost;
-    let byPrefix = this.adjIn.get(peer.id);
-    if (!byPrefix) {
-      byPrefix = new Map();
-      this.adjIn.set(peer.id, byPrefix);
-    }
-    const mine = byPrefix.get(prefix);
-    let entry = this.loc.get(prefix);
-    if (!entry) {
-      entry = { paths: [], best: undefined, reason: 'none' };
-      this.loc.set(prefix, entry);
-    }
-    if (mine) {
-      const i = mine.findIndex((p) => p.pathId === pathId);
-      if (i >= 0) {
-        const old = mine[i]!;
-        if (old.ra === ra) {
-          // The same route again: nothing changes. A stale path sent again unchanged (a
-          // restarted peer refilling its table, RFC 4724 §4.2) is simply fresh again; replacing
-          // it would hand out a delta from a path to its own copy for every prefix it holds.
-          old.stale = false;
-          this.attrs.release(ra);
-          return undefined;
-        }
-        mine[i] = path;
-        entry.paths[entry.paths.indexOf(old)] = path;
-        this.attrs.release(old.ra);
-      } else {
-        mine.push(path);
-        entry.paths.push(path);
-      }
+    if (old) {
+      if (old.stale) this.countStale(peer.id, -1);
+      paths[i] = path;
+      this.attrs.release(old.ra);
     } else {
-      byPrefix.set(prefix, [path]);
-      entry.paths.push(path);
+      paths.push(path);
+      this.count(peer.id, 1);
     }
     return this.reselect(prefix, entry);
   }
 
   withdraw(prefix: PrefixKey, peerId: string, pathId = 0): Delta | undefined {
-    const byPrefix = this.adjIn.get(peerId);
-    const mine = byPrefix?.get(prefix);
-    if (!mine) return undefined;
-    const i = mine.findIndex((p) => p.pathId === pathId);
+    const entry = this.entry(prefix);
+    if (!entry) return undefined;
+    const i = entry.paths.findIndex((p) => p.peer.id === peerId && p.pathId === pathId);
     if (i < 0) return undefined;
-    const old = mine[i]!;
-    if (mine.length === 1) byPrefix!.delete(prefix);
-    else mine.splice(i, 1);
-    return this.removePath(old);
+    return this.removeAt(prefix, entry, i);
   }
 
   /** Remove every path of a peer (session down without graceful restart). */
   peerDown(peerId: string): Delta[] {
-    const byPrefix = this.adjIn.get(peerId);
-    if (!byPrefix) return [];
-    this.adjIn.delete(peerId);
-    const out: Delta[] = [];
-    for (const paths of byPrefix.values()) {
-      for (const p of paths) {
-        const d = this.removePath(p);
-        if (d) out.push(d);
-      }
-    }
-    return out;
+    return this.removeWhere(peerId, undefined, () => true);
   }
 
   /** RFC 4724 §4.2: keep a restarting peer's paths, flagged stale. No best path changes. */
   markStale(peerId: string, family?: Family): number {
+    if (!this.countFrom(peerId)) return 0;
     let n = 0;
-    for (const [prefix, paths] of this.adjIn.get(peerId) ?? []) {
-      if (family !== undefined && familyOfPrefix(prefix) !== family) continue;
-      for (const p of paths) {
+    for (const entry of this.slots) {
+      if (!entry || (family !== undefined && familyOfPrefix(entry.prefix) !== family)) continue;
+      for (const p of entry.paths) {
+        if (p.peer.id !== peerId) continue;
+        if (!p.stale) this.countStale(peerId, 1);
         p.stale = true;
         n++;
       }
@@ -234,23 +232,34 @@ export class Rib {
 
   /** Remove the peer's paths still flagged stale (after its End-of-RIB, or when time runs out). */
   sweepStale(peerId: string, family?: Family): Delta[] {
-    const byPrefix = this.adjIn.get(peerId);
-    if (!byPrefix) return [];
+    if (!this.hasStale(peerId)) return [];
+    return this.removeWhere(peerId, family, (p) => p.stale);
+  }
+
+  private removeWhere(peerId: string, family: Family | undefined, pick: (p: Path) => boolean): Delta[] {
     const out: Delta[] = [];
-    for (const [prefix, paths] of [...byPrefix]) {
-      if (family !== undefined && familyOfPrefix(prefix) !== family) continue;
-      const keep = paths.filter((p) => !p.stale);
-      if (keep.length === paths.length) continue;
-      if (keep.length) byPrefix.set(prefix, keep);
-      else byPrefix.delete(prefix);
-      for (const p of paths) {
-        if (!p.stale) continue;
-        const d = this.removePath(p);
+    if (!this.countFrom(peerId)) return out;
+    for (const entry of this.slots) {
+      if (!entry || (family !== undefined && familyOfPrefix(entry.prefix) !== family)) continue;
+      for (let i = entry.paths.length - 1; i >= 0; i--) {
+        const p = entry.paths[i]!;
+        if (p.peer.id !== peerId || !pick(p)) continue;
+        const d = this.removeAt(entry.prefix, entry, i);
         if (d) out.push(d);
       }
     }
-    if (byPrefix.size === 0) this.adjIn.delete(peerId);
     return out;
+  }
+
+  private removeAt(prefix: PrefixKey, entry: RibEntry, i: number): Delta | undefined {
+    const old = entry.paths[i]!;
+    entry.paths.splice(i, 1);
+    this.count(old.peer.id, -1);
+    if (old.stale) this.countStale(old.peer.id, -1);
+    this.attrs.release(old.ra);
+    const d = this.reselect(prefix, entry);
+    if (entry.paths.length === 0) this.slots[this.index.delete(prefix)] = undefined;
+    return d;
   }
 
   /**
@@ -262,7 +271,9 @@ export class Rib {
     if (v === undefined || v === this.resolverVersion) return [];
     this.resolverVersion = v;
     const out: Delta[] = [];
-    for (const [prefix, entry] of this.loc) {
+    for (const entry of this.slots) {
+      if (!entry) continue;
+      const prefix = entry.prefix;
       let changed = false;
       for (const p of entry.paths) {
         const nh = p.ra.nextHops[0];
@@ -284,18 +295,7 @@ export class Rib {
   }
 
   hasStale(peerId: string): boolean {
-    for (const paths of this.adjIn.get(peerId)?.values() ?? []) if (paths.some((p) => p.stale)) return true;
-    return false;
-  }
-
-  private removePath(old: Path): Delta | undefined {
-    const entry = this.loc.get(old.prefix)!;
-    const j = entry.paths.indexOf(old);
-    if (j >= 0) entry.paths.splice(j, 1);
-    this.attrs.release(old.ra);
-    const d = this.reselect(old.prefix, entry);
-    if (entry.paths.length === 0) this.loc.delete(old.prefix);
-    return d;
+    return (this.staleCounts.get(peerId) ?? 0) > 0;
   }
 
   private reselect(prefix: PrefixKey, entry: RibEntry): Delta | undefined {
