@@ -51,7 +51,7 @@ export class PrefixIndex {
   /** The prefix at a slot, or undefined for a free one. */
   prefixAt(s: number): PrefixKey | undefined {
     const k = this.keyAt4[s]!;
-    return k === k ? k : this.keyAt6[s];
+    return Number.isNaN(k) ? this.keyAt6[s] : k;
   }
 
   private hash(k: number): number {
