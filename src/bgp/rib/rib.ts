@@ -166,11 +166,17 @@ export class Rib {
    * with a reference for this path (AttrTable.intern); the RIB releases it when the path goes.
    */
   announce(prefix: PrefixKey, peer: PeerRef, pathId: number, ra: RouteAttrs): Delta | undefined {
+    const nh = ra.nextHops[0];
     const slot = this.index.add(prefix);
     let entry = this.slots[slot];
     if (!entry) {
-      entry = { prefix, paths: [], best: undefined, reason: 'none' };
-      this.slots[slot] = entry;
+      // A new prefix: one path, the best if its next hop resolves. (A one-element array: an
+      // empty one grown by push would reserve room for 17.)
+      const path = this.newPath(prefix, peer, pathId, ra, nh);
+      const best = path.reachable ? path : undefined;
+      this.slots[slot] = { prefix, paths: [path], best, reason: best ? 'only' : 'none' };
+      this.count(peer.id, 1);
+      return best ? { prefix, oldBest: undefined, newBest: best } : undefined;
     }
     const paths = entry.paths;
     let i = 0;
@@ -185,11 +191,7 @@ export class Rib {
       this.attrs.release(ra);
       return undefined;
     }
-    const nh = ra.nextHops[0];
-    // The peer's own address is reachable by definition: the session to it is up.
-    const cost = peer.local || nh === undefined || nh === peer.id ? 0 : this.resolver.resolve(nh);
-    const path = new Path(prefix, peer, pathId, ra, cost !== undefined);
-    path.igpCost = cost;
+    const path = this.newPath(prefix, peer, pathId, ra, nh);
     if (old) {
       if (old.stale) this.countStale(peer.id, -1);
       paths[i] = path;
@@ -199,6 +201,20 @@ export class Rib {
       this.count(peer.id, 1);
     }
     return this.reselect(prefix, entry);
+  }
+
+  private newPath(
+    prefix: PrefixKey,
+    peer: PeerRef,
+    pathId: number,
+    ra: RouteAttrs,
+    nh: string | undefined,
+  ): Path {
+    // The peer's own address is reachable by definition: the session to it is up.
+    const cost = peer.local || nh === undefined || nh === peer.id ? 0 : this.resolver.resolve(nh);
+    const path = new Path(prefix, peer, pathId, ra, cost !== undefined);
+    path.igpCost = cost;
+    return path;
   }
 
   withdraw(prefix: PrefixKey, peerId: string, pathId = 0): Delta | undefined {
@@ -300,16 +316,21 @@ export class Rib {
 
   private reselect(prefix: PrefixKey, entry: RibEntry): Delta | undefined {
     const oldBest = entry.best;
-    const candidates =
-      entry.paths.length === 1
-        ? entry.paths[0]!.reachable
-          ? entry.paths
-          : []
-        : entry.paths.filter((p) => p.reachable);
-    const sel = selectBest(candidates, this.decision);
-    entry.best = sel.best;
-    entry.reason = sel.reason;
-    if (oldBest === sel.best) return undefined;
-    return { prefix, oldBest, newBest: sel.best };
+    const paths = entry.paths;
+    if (paths.length <= 1) {
+      // The common case needs no selection.
+      const only = paths[0];
+      entry.best = only?.reachable ? only : undefined;
+      entry.reason = entry.best ? 'only' : 'none';
+    } else {
+      const sel = selectBest(
+        paths.filter((p) => p.reachable),
+        this.decision,
+      );
+      entry.best = sel.best;
+      entry.reason = sel.reason;
+    }
+    if (oldBest === entry.best) return undefined;
+    return { prefix, oldBest, newBest: entry.best };
   }
 }
