@@ -158,6 +158,8 @@ class Peer {
   memoRa: RouteAttrs | undefined;
   memoFrom: PeerRef | undefined;
   memoOut: RouteAttrs | null = null;
+  /** Our next hops on this session's interface (nextHopsOn), read once per session. */
+  hops: { v4?: string; v6: string[] } | undefined;
   peerOpen: OpenMessage | undefined;
   eorOwed = new Set<Family>();
   eorrOwed = new Set<Family>();
@@ -291,6 +293,7 @@ export class Speaker {
     // Next hops that did not resolve may resolve later (and the other way round).
     this.revalidateTimer = setInterval(() => {
       this.resolver.read?.();
+      for (const p of this.peers.values()) p.hops = undefined;
       this.applyDeltas(this.rib.revalidate());
     }, 5000);
     this.revalidateTimer.unref();
@@ -613,6 +616,7 @@ export class Speaker {
       this.applyDeltas(deltas);
     }
     p.adjOut = new AdjRibOut(this.exportTable);
+    p.hops = undefined;
     p.exportCache.clear();
     p.memoRa = undefined;
     this.fillAdjOut(p, true);
@@ -901,7 +905,9 @@ export class Speaker {
     const s = p.established;
     if (!s || !s.writable || !p.adjOut) return;
     const ctx = s.fsm.ctx!;
-    const hops = nextHopsOn(s.localAddress ?? this.config.routerId);
+    // Reading the interfaces is a system call: once per session, refreshed with the next hops.
+    if (!p.hops) p.hops = nextHopsOn(s.localAddress ?? this.config.routerId);
+    const hops = p.hops;
     while (p.adjOut.pendingCount > 0) {
       const batch = p.adjOut.take(16_384);
       const w = this.writer.reset();
