@@ -99,6 +99,7 @@ const CODE_NAMES: Record<number, string> = {
   5: 'Finite State Machine Error',
   6: 'Cease',
   7: 'ROUTE-REFRESH Message Error',
+  8: 'Send Hold Timer Expired',
 };
 
 const SUBCODE_NAMES: Record<number, Record<number, string>> = {
