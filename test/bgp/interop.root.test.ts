@@ -43,13 +43,28 @@ const TOOLS = ['ip', 'bird', 'birdc', 'gobgpd', 'gobgp', 'vtysh', '/usr/lib/frr/
 interface Case {
   kind: DaemonKind;
   mode: 'ebgp' | 'ibgp';
+  /** Twill dials (the daemon is passive), or Twill waits (the daemon dials). */
+  twill: 'dialing' | 'passive';
+  /** The session runs over IPv6 (both families still carried). */
+  v6: boolean;
   i: number;
 }
 
-const CASES: Case[] = (['bird', 'frr', 'gobgp'] as DaemonKind[]).flatMap((kind, k) => [
-  { kind, mode: 'ebgp' as const, i: k * 2 + 1 },
-  { kind, mode: 'ibgp' as const, i: k * 2 + 2 },
-]);
+// Every daemon, eBGP and iBGP, Twill dialing and Twill passive; and one session over IPv6.
+const CASES: Case[] = [
+  ...(['bird', 'frr', 'gobgp'] as DaemonKind[]).flatMap((kind, k) =>
+    (['ebgp', 'ibgp'] as const).flatMap((mode, m) =>
+      (['dialing', 'passive'] as const).map((twill, t) => ({
+        kind,
+        mode,
+        twill,
+        v6: false,
+        i: k * 4 + m * 2 + t + 1,
+      })),
+    ),
+  ),
+  { kind: 'bird', mode: 'ebgp', twill: 'dialing', v6: true, i: 13 },
+];
 
 describeSystem('interop with BIRD 2, FRR and GoBGP (namespaces)', { root: true, tools: TOOLS }, () => {
   const lab = new Lab();
@@ -63,84 +78,93 @@ describeSystem('interop with BIRD 2, FRR and GoBGP (namespaces)', { root: true, 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  describe.each(CASES)('$kind $mode', ({ kind, mode, i }) => {
-    const tAddr = `10.90.${i}.1`;
-    const dAddr = `10.90.${i}.2`;
-    const ebgp = mode === 'ebgp';
-    const twillAs = ebgp ? 4200000001 : 64512;
-    const daemonAs = ebgp ? 64513 : 64512;
-    let twill: Twill;
-    let daemon: Daemon;
+  describe.each(CASES)(
+    '$kind $mode, Twill $twill, IPv6 transport: $v6',
+    ({ kind, mode, twill: role, v6, i }) => {
+      const t4 = `10.90.${i}.1`;
+      const tAddr = v6 ? `fd90:${i}::1` : t4;
+      const dAddr = v6 ? `fd90:${i}::2` : `10.90.${i}.2`;
+      const ebgp = mode === 'ebgp';
+      const dialing = role === 'dialing';
+      const twillAs = ebgp ? 4200000001 : 64512;
+      const daemonAs = ebgp ? 64513 : 64512;
+      let twill: Twill;
+      let daemon: Daemon;
 
-    beforeAll(async () => {
-      const nsT = lab.ns(`t${i}`);
-      const nsD = lab.ns(`d${i}`);
-      lab.link(nsT, `${tAddr}/24`, nsD, `${dAddr}/24`, { v6: [`fd90:${i}::1/64`, `fd90:${i}::2/64`] });
-      twill = new Twill(lab, {
-        ns: nsT,
-        dir,
-        routerId: tAddr,
-        asn: twillAs,
-        // eBGP: Twill dials. iBGP: Twill only listens.
-        neighbors: [{ address: dAddr, asn: daemonAs, passive: !ebgp, holdTime: 9, connectRetry: 1 }],
-        originate: [`10.100.${i}.0/24`, `fd10:${i}::/48`],
+      beforeAll(async () => {
+        const nsT = lab.ns(`t${i}`);
+        const nsD = lab.ns(`d${i}`);
+        lab.link(nsT, `${t4}/24`, nsD, `10.90.${i}.2/24`, { v6: [`fd90:${i}::1/64`, `fd90:${i}::2/64`] });
+        twill = new Twill(lab, {
+          ns: nsT,
+          dir,
+          routerId: t4,
+          asn: twillAs,
+          listen: { address: v6 ? '::' : '0.0.0.0', port: 179 },
+          neighbors: [{ address: dAddr, asn: daemonAs, passive: !dialing, holdTime: 9, connectRetry: 1 }],
+          originate: [`10.100.${i}.0/24`, `fd10:${i}::/48`],
+        });
+        [daemon] = await Promise.all([
+          START[kind](lab, {
+            ns: nsD,
+            dir: join(dir, `${kind}-${mode}-${role}${v6 ? '-v6' : ''}`),
+            routerId: `10.90.${i}.2`,
+            asn: daemonAs,
+            peers: [{ address: tAddr, asn: twillAs, passive: dialing }],
+            originate: [`10.200.${i}.0/24`, `fd20:${i}::/48`],
+          }),
+          twill.start(),
+        ]);
       });
-      [daemon] = await Promise.all([
-        START[kind](lab, {
-          ns: nsD,
-          dir: join(dir, `${kind}-${mode}`),
-          routerId: dAddr,
-          asn: daemonAs,
-          peers: [{ address: tAddr, asn: twillAs, passive: ebgp }],
-          originate: [`10.200.${i}.0/24`, `fd20:${i}::/48`],
-        }),
-        twill.start(),
-      ]);
-    });
 
-    it('reaches Established on both sides', async () => {
-      await daemon.waitEstablished(tAddr, 30_000);
-      await twill.waitState(dAddr, 'Established');
-      const p = twill.peer(dAddr);
-      expect(p).toMatchObject({ asn: daemonAs, type: mode, holdTime: 9, passive: !ebgp });
-      expect(p.capabilities).toEqual(expect.arrayContaining(['ipv4-unicast', 'ipv6-unicast', '4-octet-as']));
-    });
+      it('reaches Established on both sides', async () => {
+        await daemon.waitEstablished(tAddr, 30_000);
+        await twill.waitState(dAddr, 'Established');
+        const p = twill.peer(dAddr);
+        expect(p).toMatchObject({ asn: daemonAs, type: mode, holdTime: 9, passive: !dialing });
+        expect(p.capabilities).toEqual(
+          expect.arrayContaining(['ipv4-unicast', 'ipv6-unicast', '4-octet-as']),
+        );
+      });
 
-    it(`${kind} holds Twill's IPv4 and IPv6 prefixes, in its own CLI`, async () => {
-      const routes = await waitFor(
-        `${kind} routes`,
-        async () => {
-          const r = await daemon.routes();
-          return (
-            r.some((x) => x.prefix === `10.100.${i}.0/24`) &&
-            r.some((x) => x.prefix === `fd10:${i}::/48`) &&
-            r
-          );
-        },
-        20_000,
-      );
-      const v4 = routes.find((r) => r.prefix === `10.100.${i}.0/24`)!;
-      expect(v4.asPath).toEqual(ebgp ? [twillAs] : []);
-      expect(v4.nextHop).toBe(tAddr);
-      if (!ebgp) expect(v4.localPref).toBe(100);
-      const v6 = routes.find((r) => r.prefix === `fd10:${i}::/48`)!;
-      expect(v6.nextHop).toBe(`fd90:${i}::1`);
-    });
+      it(`${kind} holds Twill's IPv4 and IPv6 prefixes, in its own CLI`, async () => {
+        const routes = await waitFor(
+          `${kind} routes`,
+          async () => {
+            const r = await daemon.routes();
+            return (
+              r.some((x) => x.prefix === `10.100.${i}.0/24`) &&
+              r.some((x) => x.prefix === `fd10:${i}::/48`) &&
+              r
+            );
+          },
+          20_000,
+        );
+        const v4 = routes.find((r) => r.prefix === `10.100.${i}.0/24`)!;
+        expect(v4.asPath).toEqual(ebgp ? [twillAs] : []);
+        expect(v4.nextHop).toBe(t4);
+        if (!ebgp) expect(v4.localPref).toBe(100);
+        const v6 = routes.find((r) => r.prefix === `fd10:${i}::/48`)!;
+        expect(v6.nextHop).toBe(`fd90:${i}::1`);
+      });
 
-    it(`Twill holds ${kind}'s IPv4 and IPv6 prefixes, in twill status`, async () => {
-      await waitFor('twill routes', async () => (await twill.prefixesFrom(dAddr)).length === 2, 20_000).catch(
-        (err) => {
+      it(`Twill holds ${kind}'s IPv4 and IPv6 prefixes, in twill status`, async () => {
+        await waitFor(
+          'twill routes',
+          async () => (await twill.prefixesFrom(dAddr)).length === 2,
+          20_000,
+        ).catch((err) => {
           throw new Error(
             `${err.message}\n--- twill log ---\n${twill.log.slice(-3000)}\n--- ${kind} log ---\n${daemon.log().slice(-2000)}`,
           );
-        },
-      );
-      expect(await twill.prefixesFrom(dAddr)).toEqual([`10.200.${i}.0/24`, `fd20:${i}::/48`]);
-      const p = twill.peer(dAddr);
-      expect(p.prefixesReceived).toBe(2);
-      expect(p.prefixesAdvertised).toBe(2);
-    });
-  });
+        });
+        expect(await twill.prefixesFrom(dAddr)).toEqual([`10.200.${i}.0/24`, `fd20:${i}::/48`]);
+        const p = twill.peer(dAddr);
+        expect(p.prefixesReceived).toBe(2);
+        expect(p.prefixesAdvertised).toBe(2);
+      });
+    },
+  );
 
   describe('peer failures (BIRD)', () => {
     const tAddr = '10.90.20.1';
