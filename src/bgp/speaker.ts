@@ -627,9 +627,9 @@ export class Speaker {
     const s = p.established;
     if (!s || !p.adjOut || this.deferring) return;
     const ctx = s.fsm.ctx!;
-    for (const [k, e] of this.rib.entries()) {
+    for (const [k, best] of this.rib.bestPaths()) {
       if (!ctx.families.has(familyOfPrefix(k))) continue;
-      p.adjOut.set(k, this.exportFor(p, e.best));
+      p.adjOut.set(k, this.exportFor(p, best));
     }
     if (initial)
       p.eorOwed = new Set([...ctx.families].filter((f) => f === IPV4_UNICAST || f === IPV6_UNICAST));

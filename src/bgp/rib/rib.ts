@@ -49,10 +49,15 @@ export interface NextHopResolver {
 
 export const ALWAYS_REACHABLE: NextHopResolver = { resolve: () => 0 };
 
-/** One path: a prefix, where it came from, its (shared) attributes. */
+/**
+ * One path as the RIB hands it out: a snapshot of a row of the path table (deltas, entries). The
+ * table itself keeps no objects per path; `id` names the row while the path lives.
+ */
 export class Path implements Candidate {
   stale = false;
   igpCost: number | undefined;
+  /** The path's row in the RIB; rows are reused once a path is gone. */
+  id = -1;
   constructor(
     readonly prefix: PrefixKey,
     readonly peer: PeerRef,
@@ -112,16 +117,65 @@ export interface RibEntry {
 
 export const familyOfPrefix = (k: PrefixKey): Family => (typeof k === 'number' ? IPV4_UNICAST : IPV6_UNICAST);
 
+const NONE = -1;
+const STALE = 1;
+const REACHABLE = 2;
+const REASONS: Selection<Path>['reason'][] = [
+  'none',
+  'only',
+  'localPref',
+  'local',
+  'asPathLength',
+  'origin',
+  'med',
+  'ebgp',
+  'igpCost',
+  'clusterList',
+  'routerId',
+  'peerAddress',
+  'pathId',
+];
+const REASON_CODE = new Map(REASONS.map((r, i) => [r, i]));
+
+function grown<T extends Int32Array | Uint8Array | Float64Array | Uint32Array>(
+  a: T,
+  n: number,
+  fill?: number,
+): T {
+  if (n <= a.length) return a;
+  let len = a.length * 2;
+  while (len < n) len *= 2;
+  const b = new (a.constructor as new (n: number) => T)(len);
+  b.set(a);
+  if (fill !== undefined) b.fill(fill, a.length);
+  return b;
+}
+
 export class Rib {
   readonly attrs = new AttrTable();
-  /** The Loc-RIB: a slot per prefix (prefix-index.ts), its entry at that slot. */
-  private readonly index = new PrefixIndex(4096);
-  private readonly slots: (RibEntry | undefined)[] = [];
   /**
-   * The Adj-RIB-In is not a table of its own: a peer's paths for a prefix are the ones in the
-   * prefix's Loc-RIB entry with that peer (a prefix has a handful of paths at most). Counts per
-   * peer are kept so max-prefix and status cost nothing.
+   * Storage, for a full table (a million prefixes) without a million objects: the Loc-RIB is a
+   * PrefixIndex giving each prefix a slot, and per slot its first path, its best path and the
+   * reason it won, in typed arrays. Paths are rows of a path table (typed arrays plus one array of
+   * attribute-set references), linked per slot. The Adj-RIB-In is not a table of its own: a
+   * peer's paths for a prefix are the rows of that slot with that peer (a prefix has a handful of
+   * paths at most); counts per peer are kept so max-prefix and status cost nothing.
    */
+  private readonly index = new PrefixIndex(4096);
+  private head = new Int32Array(4096).fill(NONE);
+  private best = new Int32Array(4096).fill(NONE);
+  private reason = new Uint8Array(4096);
+  private pNext = new Int32Array(4096);
+  private pSlot = new Int32Array(4096);
+  private pPeer = new Int32Array(4096);
+  private pPathId = new Uint32Array(4096);
+  private pFlags = new Uint8Array(4096);
+  private pCost = new Float64Array(4096);
+  private pRa: (RouteAttrs | undefined)[] = [];
+  private nPaths = 0;
+  private freePaths: number[] = [];
+  private readonly peerOrd = new Map<string, number>();
+  private readonly peerRefs: PeerRef[] = [];
   private readonly counts = new Map<string, number>();
   private readonly staleCounts = new Map<string, number>();
   private resolverVersion: number | undefined;
@@ -135,22 +189,69 @@ export class Rib {
     return this.index.size;
   }
 
-  entry(prefix: PrefixKey): RibEntry | undefined {
-    const s = this.index.get(prefix);
-    return s < 0 ? undefined : this.slots[s];
+  private view(id: number): Path {
+    const ref = this.peerRefs[this.pPeer[id]!]!;
+    const p = new Path(
+      this.index.prefixAt(this.pSlot[id]!)!,
+      ref,
+      this.pPathId[id]!,
+      this.pRa[id]!,
+      (this.pFlags[id]! & REACHABLE) !== 0,
+    );
+    p.stale = (this.pFlags[id]! & STALE) !== 0;
+    const c = this.pCost[id]!;
+    p.igpCost = Number.isNaN(c) ? undefined : c;
+    p.id = id;
+    return p;
   }
 
+  private entryAt(slot: number): RibEntry {
+    const paths: Path[] = [];
+    let best: Path | undefined;
+    const b = this.best[slot]!;
+    for (let id = this.head[slot]!; id !== NONE; id = this.pNext[id]!) {
+      const v = this.view(id);
+      if (id === b) best = v;
+      paths.push(v);
+    }
+    return { prefix: this.index.prefixAt(slot)!, paths, best, reason: REASONS[this.reason[slot]!]! };
+  }
+
+  /** The prefix's entry: a snapshot, with every path and the best. */
+  entry(prefix: PrefixKey): RibEntry | undefined {
+    const s = this.index.get(prefix);
+    return s < 0 || this.head[s] === NONE ? undefined : this.entryAt(s);
+  }
+
+  /** Every entry, as snapshots. */
   *entries(): IterableIterator<[PrefixKey, RibEntry]> {
     const n = this.index.slotCount;
     for (let s = 0; s < n; s++) {
-      const e = this.slots[s];
-      if (e) yield [e.prefix, e];
+      if (this.head[s] === NONE || this.index.prefixAt(s) === undefined) continue;
+      const e = this.entryAt(s);
+      yield [e.prefix, e];
+    }
+  }
+
+  /** Each prefix with its best path only (cheaper than entries()). */
+  *bestPaths(): IterableIterator<[PrefixKey, Path | undefined]> {
+    const n = this.index.slotCount;
+    for (let s = 0; s < n; s++) {
+      if (this.head[s] === NONE) continue;
+      const k = this.index.prefixAt(s);
+      if (k === undefined) continue;
+      const b = this.best[s]!;
+      yield [k, b === NONE ? undefined : this.view(b)];
     }
   }
 
   /** How many paths the peer has in the RIB (its Adj-RIB-In). */
   countFrom(peerId: string): number {
     return this.counts.get(peerId) ?? 0;
+  }
+
+  hasStale(peerId: string): boolean {
+    return (this.staleCounts.get(peerId) ?? 0) > 0;
   }
 
   private count(peerId: string, by: number): void {
@@ -161,87 +262,116 @@ export class Rib {
     this.staleCounts.set(peerId, (this.staleCounts.get(peerId) ?? 0) + by);
   }
 
+  /** The ordinal of a peer; a session's PeerRef replaces the one before it. */
+  private ordinal(peer: PeerRef): number {
+    let o = this.peerOrd.get(peer.id);
+    if (o === undefined) {
+      o = this.peerRefs.length;
+      this.peerOrd.set(peer.id, o);
+    }
+    this.peerRefs[o] = peer;
+    return o;
+  }
+
+  private newRow(): number {
+    const id = this.freePaths.length ? this.freePaths.pop()! : this.nPaths++;
+    if (id >= this.pNext.length) {
+      const n = id + 1;
+      this.pNext = grown(this.pNext, n);
+      this.pSlot = grown(this.pSlot, n);
+      this.pPeer = grown(this.pPeer, n);
+      this.pPathId = grown(this.pPathId, n);
+      this.pFlags = grown(this.pFlags, n);
+      this.pCost = grown(this.pCost, n);
+    }
+    return id;
+  }
+
+  private setRow(id: number, slot: number, ord: number, pathId: number, ra: RouteAttrs, peer: PeerRef): void {
+    const nh = ra.nextHops[0];
+    // The peer's own address is reachable by definition: the session to it is up.
+    const cost = peer.local || nh === undefined || nh === peer.id ? 0 : this.resolver.resolve(nh);
+    this.pSlot[id] = slot;
+    this.pPeer[id] = ord;
+    this.pPathId[id] = pathId;
+    this.pRa[id] = ra;
+    this.pFlags[id] = cost === undefined ? 0 : REACHABLE;
+    this.pCost[id] = cost === undefined ? Number.NaN : cost;
+  }
+
   /**
    * Announce (or replace) the path `pathId` of `prefix` from `peer`. `ra` must be an interned set
    * with a reference for this path (AttrTable.intern); the RIB releases it when the path goes.
    */
   announce(prefix: PrefixKey, peer: PeerRef, pathId: number, ra: RouteAttrs): Delta | undefined {
-    const nh = ra.nextHops[0];
+    const ord = this.ordinal(peer);
     const slot = this.index.add(prefix);
-    let entry = this.slots[slot];
-    if (!entry) {
-      // A new prefix: one path, the best if its next hop resolves. (A one-element array: an
-      // empty one grown by push would reserve room for 17.)
-      const path = this.newPath(prefix, peer, pathId, ra, nh);
-      const best = path.reachable ? path : undefined;
-      this.slots[slot] = { prefix, paths: [path], best, reason: best ? 'only' : 'none' };
-      this.count(peer.id, 1);
-      return best ? { prefix, oldBest: undefined, newBest: best } : undefined;
+    if (slot >= this.head.length) {
+      this.head = grown(this.head, slot + 1, NONE);
+      this.best = grown(this.best, slot + 1, NONE);
+      this.reason = grown(this.reason, slot + 1);
     }
-    const paths = entry.paths;
-    let i = 0;
-    while (i < paths.length && (paths[i]!.peer.id !== peer.id || paths[i]!.pathId !== pathId)) i++;
-    const old = paths[i];
-    if (old && old.ra === ra) {
+    let id = this.head[slot]!;
+    while (id !== NONE && (this.pPeer[id] !== ord || this.pPathId[id] !== pathId)) id = this.pNext[id]!;
+    if (id !== NONE && this.pRa[id] === ra) {
       // The same route again: nothing changes. A stale path sent again unchanged (a restarted
-      // peer refilling its table, RFC 4724 §4.2) is simply fresh again; replacing it would hand
-      // out a delta from a path to its own copy for every prefix it holds.
-      if (old.stale) this.countStale(peer.id, -1);
-      old.stale = false;
+      // peer refilling its table, RFC 4724 §4.2) is simply fresh again, without a delta.
+      if (this.pFlags[id]! & STALE) {
+        this.countStale(peer.id, -1);
+        this.pFlags[id] = this.pFlags[id]! & ~STALE;
+      }
       this.attrs.release(ra);
       return undefined;
     }
-    const path = this.newPath(prefix, peer, pathId, ra, nh);
-    if (old) {
-      if (old.stale) this.countStale(peer.id, -1);
-      paths[i] = path;
-      this.attrs.release(old.ra);
+    const oldBest = this.best[slot]!;
+    const before = oldBest === NONE ? undefined : this.view(oldBest);
+    if (id !== NONE) {
+      if (this.pFlags[id]! & STALE) this.countStale(peer.id, -1);
+      this.attrs.release(this.pRa[id]!);
+      this.setRow(id, slot, ord, pathId, ra, peer);
     } else {
-      paths.push(path);
+      id = this.newRow();
+      this.setRow(id, slot, ord, pathId, ra, peer);
+      this.pNext[id] = this.head[slot]!;
+      this.head[slot] = id;
       this.count(peer.id, 1);
     }
-    return this.reselect(prefix, entry);
-  }
-
-  private newPath(
-    prefix: PrefixKey,
-    peer: PeerRef,
-    pathId: number,
-    ra: RouteAttrs,
-    nh: string | undefined,
-  ): Path {
-    // The peer's own address is reachable by definition: the session to it is up.
-    const cost = peer.local || nh === undefined || nh === peer.id ? 0 : this.resolver.resolve(nh);
-    const path = new Path(prefix, peer, pathId, ra, cost !== undefined);
-    path.igpCost = cost;
-    return path;
+    // A path that replaced the best one is a new best even if it wins again.
+    return this.reselect(slot, before, id === oldBest);
   }
 
   withdraw(prefix: PrefixKey, peerId: string, pathId = 0): Delta | undefined {
-    const entry = this.entry(prefix);
-    if (!entry) return undefined;
-    const i = entry.paths.findIndex((p) => p.peer.id === peerId && p.pathId === pathId);
-    if (i < 0) return undefined;
-    return this.removeAt(prefix, entry, i);
+    const slot = this.index.get(prefix);
+    const ord = this.peerOrd.get(peerId);
+    if (slot < 0 || ord === undefined) return undefined;
+    let prev = NONE;
+    let id = this.head[slot]!;
+    while (id !== NONE && (this.pPeer[id] !== ord || this.pPathId[id] !== pathId)) {
+      prev = id;
+      id = this.pNext[id]!;
+    }
+    if (id === NONE) return undefined;
+    return this.removeRow(slot, prev, id);
   }
 
   /** Remove every path of a peer (session down without graceful restart). */
   peerDown(peerId: string): Delta[] {
-    return this.removeWhere(peerId, undefined, () => true);
+    return this.removeWhere(peerId, undefined, false);
   }
 
   /** RFC 4724 §4.2: keep a restarting peer's paths, flagged stale. No best path changes. */
   markStale(peerId: string, family?: Family): number {
-    if (!this.countFrom(peerId)) return 0;
+    const ord = this.peerOrd.get(peerId);
+    if (ord === undefined || !this.countFrom(peerId)) return 0;
     let n = 0;
-    for (const entry of this.slots) {
-      if (!entry || (family !== undefined && familyOfPrefix(entry.prefix) !== family)) continue;
-      for (const p of entry.paths) {
-        if (p.peer.id !== peerId) continue;
-        if (!p.stale) this.countStale(peerId, 1);
-        p.stale = true;
-        n++;
+    for (let id = 0; id < this.nPaths; id++) {
+      if (this.pRa[id] === undefined || this.pPeer[id] !== ord) continue;
+      if (family !== undefined && familyOfPrefix(this.index.prefixAt(this.pSlot[id]!)!) !== family) continue;
+      if (!(this.pFlags[id]! & STALE)) {
+        this.countStale(peerId, 1);
+        this.pFlags[id] = this.pFlags[id]! | STALE;
       }
+      n++;
     }
     return n;
   }
@@ -249,32 +379,52 @@ export class Rib {
   /** Remove the peer's paths still flagged stale (after its End-of-RIB, or when time runs out). */
   sweepStale(peerId: string, family?: Family): Delta[] {
     if (!this.hasStale(peerId)) return [];
-    return this.removeWhere(peerId, family, (p) => p.stale);
+    return this.removeWhere(peerId, family, true);
   }
 
-  private removeWhere(peerId: string, family: Family | undefined, pick: (p: Path) => boolean): Delta[] {
+  private removeWhere(peerId: string, family: Family | undefined, staleOnly: boolean): Delta[] {
     const out: Delta[] = [];
-    if (!this.countFrom(peerId)) return out;
-    for (const entry of this.slots) {
-      if (!entry || (family !== undefined && familyOfPrefix(entry.prefix) !== family)) continue;
-      for (let i = entry.paths.length - 1; i >= 0; i--) {
-        const p = entry.paths[i]!;
-        if (p.peer.id !== peerId || !pick(p)) continue;
-        const d = this.removeAt(entry.prefix, entry, i);
-        if (d) out.push(d);
+    const ord = this.peerOrd.get(peerId);
+    if (ord === undefined || !this.countFrom(peerId)) return out;
+    const n = this.index.slotCount;
+    for (let slot = 0; slot < n; slot++) {
+      if (this.head[slot] === NONE) continue;
+      if (family !== undefined && familyOfPrefix(this.index.prefixAt(slot)!) !== family) continue;
+      let prev = NONE;
+      let id = this.head[slot]!;
+      while (id !== NONE) {
+        const next = this.pNext[id]!;
+        if (this.pPeer[id] === ord && (!staleOnly || this.pFlags[id]! & STALE)) {
+          const d = this.removeRow(slot, prev, id);
+          if (d) out.push(d);
+          if (this.head[slot] === NONE) break;
+        } else {
+          prev = id;
+        }
+        id = next;
       }
     }
     return out;
   }
 
-  private removeAt(prefix: PrefixKey, entry: RibEntry, i: number): Delta | undefined {
-    const old = entry.paths[i]!;
-    entry.paths.splice(i, 1);
-    this.count(old.peer.id, -1);
-    if (old.stale) this.countStale(old.peer.id, -1);
-    this.attrs.release(old.ra);
-    const d = this.reselect(prefix, entry);
-    if (entry.paths.length === 0) this.slots[this.index.delete(prefix)] = undefined;
+  private removeRow(slot: number, prev: number, id: number): Delta | undefined {
+    const oldBest = this.best[slot]!;
+    const before = oldBest === NONE ? undefined : this.view(oldBest);
+    const peer = this.peerRefs[this.pPeer[id]!]!;
+    if (prev === NONE) this.head[slot] = this.pNext[id]!;
+    else this.pNext[prev] = this.pNext[id]!;
+    this.count(peer.id, -1);
+    if (this.pFlags[id]! & STALE) this.countStale(peer.id, -1);
+    this.attrs.release(this.pRa[id]!);
+    this.pRa[id] = undefined;
+    this.pFlags[id] = 0;
+    this.freePaths.push(id);
+    const prefix = this.index.prefixAt(slot)!;
+    const d = this.reselect(slot, before, id === oldBest);
+    if (this.head[slot] === NONE) {
+      this.index.delete(prefix);
+      this.best[slot] = NONE;
+    }
     return d;
   }
 
@@ -287,50 +437,66 @@ export class Rib {
     if (v === undefined || v === this.resolverVersion) return [];
     this.resolverVersion = v;
     const out: Delta[] = [];
-    for (const entry of this.slots) {
-      if (!entry) continue;
-      const prefix = entry.prefix;
+    const n = this.index.slotCount;
+    for (let slot = 0; slot < n; slot++) {
+      if (this.head[slot] === NONE) continue;
       let changed = false;
-      for (const p of entry.paths) {
-        const nh = p.ra.nextHops[0];
-        if (p.peer.local || nh === undefined || nh === p.peer.id) continue;
+      for (let id = this.head[slot]!; id !== NONE; id = this.pNext[id]!) {
+        const peer = this.peerRefs[this.pPeer[id]!]!;
+        const nh = this.pRa[id]!.nextHops[0];
+        if (peer.local || nh === undefined || nh === peer.id) continue;
         const cost = this.resolver.resolve(nh);
         const reachable = cost !== undefined;
-        if (reachable !== p.reachable || cost !== p.igpCost) {
-          p.reachable = reachable;
-          p.igpCost = cost;
+        const was = (this.pFlags[id]! & REACHABLE) !== 0;
+        const oldCost = this.pCost[id]!;
+        if (reachable !== was || (reachable && cost !== oldCost)) {
+          this.pFlags[id] = reachable ? this.pFlags[id]! | REACHABLE : this.pFlags[id]! & ~REACHABLE;
+          this.pCost[id] = reachable ? cost : Number.NaN;
           changed = true;
         }
       }
       if (changed) {
-        const d = this.reselect(prefix, entry);
+        const b = this.best[slot]!;
+        const d = this.reselect(slot, b === NONE ? undefined : this.view(b), true);
         if (d) out.push(d);
       }
     }
     return out;
   }
 
-  hasStale(peerId: string): boolean {
-    return (this.staleCounts.get(peerId) ?? 0) > 0;
-  }
-
-  private reselect(prefix: PrefixKey, entry: RibEntry): Delta | undefined {
-    const oldBest = entry.best;
-    const paths = entry.paths;
-    if (paths.length <= 1) {
+  /**
+   * Select the slot's best path again. `before` is the old best's snapshot; `changed` says the
+   * old best row itself changed (replaced, removed or re-resolved), so it is news even if the
+   * same row wins.
+   */
+  private reselect(slot: number, before: Path | undefined, changed: boolean): Delta | undefined {
+    const h = this.head[slot]!;
+    let best = NONE;
+    let reason = 0;
+    if (h === NONE) {
+      best = NONE;
+    } else if (this.pNext[h] === NONE) {
       // The common case needs no selection.
-      const only = paths[0];
-      entry.best = only?.reachable ? only : undefined;
-      entry.reason = entry.best ? 'only' : 'none';
+      if (this.pFlags[h]! & REACHABLE) {
+        best = h;
+        reason = 1;
+      }
     } else {
-      const sel = selectBest(
-        paths.filter((p) => p.reachable),
-        this.decision,
-      );
-      entry.best = sel.best;
-      entry.reason = sel.reason;
+      const candidates: Path[] = [];
+      for (let id = h; id !== NONE; id = this.pNext[id]!)
+        if (this.pFlags[id]! & REACHABLE) candidates.push(this.view(id));
+      const sel = selectBest(candidates, this.decision);
+      best = sel.best ? sel.best.id : NONE;
+      reason = REASON_CODE.get(sel.reason)!;
     }
-    if (oldBest === entry.best) return undefined;
-    return { prefix, oldBest, newBest: entry.best };
+    this.best[slot] = best;
+    this.reason[slot] = reason;
+    const oldId = before?.id ?? NONE;
+    if (best === oldId && !(changed && best !== NONE)) return undefined;
+    return {
+      prefix: this.index.prefixAt(slot)!,
+      oldBest: before,
+      newBest: best === NONE ? undefined : this.view(best),
+    };
   }
 }
