@@ -75,6 +75,8 @@ export class AdjRibOut {
 
   /** Record the desired state of a prefix. `ra` carries a reference the table now owns. */
   set(prefix: PrefixKey, ra: RouteAttrs | null): void {
+    // Nothing held, nothing pending: a withdrawal is a no-op (the peer a route came from).
+    if (ra === null && this.idx.size === 0) return;
     let s = this.idx.get(prefix);
     if (s < 0) {
       if (ra === null) return; // Never sent, not wanted.
