@@ -5,7 +5,10 @@
  *
  * Every change returns a delta `{ prefix, oldBest, newBest }` (STYLE.md §11): the Adj-RIB-Outs
  * and, later, the kernel route reconciler consume deltas and never rescan the table. A change
- * that leaves the best path as it was (same path object, same attributes) returns no delta.
+ * that leaves the best path as it was (the same path, the same attributes) returns no delta.
+ *
+ * Storage is a struct of arrays (see the Rib class): a million prefixes cost typed arrays, not a
+ * million objects. `Path` objects are snapshots made for deltas and entries, and die young.
  *
  * What it does not do: policy (policy.ts decides what enters and leaves), I/O, timers. Graceful
  * restart is data here — `markStale(peer)` flags a peer's paths, `sweepStale(peer, family)`
