@@ -93,13 +93,15 @@ export interface AttrParseState {
   attrs: PathAttributes;
   errors: BgpError[];
   action: ErrorAction;
-  /** Offsets of MP_REACH / MP_UNREACH values, for update.ts. */
-  mpReach?: [number, number, number];
-  mpUnreach?: [number, number, number];
+  /** [value start, value end, attribute start] of MP_REACH / MP_UNREACH, for update.ts. */
+  mpReach?: [number, number, number | undefined];
+  mpUnreach?: [number, number, number | undefined];
   as4Path?: AsPathSegment[];
   as4Aggregator?: Aggregator;
   /** Set when attribute framing broke (RFC 7606 §4): mandatory-attribute checks are moot. */
   framingError: boolean;
+  /** Offset of the header of the attribute being decoded (its flags octet). */
+  attrStart?: number;
 }
 
 type Decode = (s: AttrParseState, p: number, len: number, fault: Fault) => void;
@@ -288,7 +290,7 @@ def(AttrType.MpReachNlri, {
   malformed: RESET,
   decode(s, p, len, fault) {
     if (len < 5) fault(UpdateSubcode.OptionalAttributeError, `MP_REACH_NLRI of ${len} octets`);
-    s.mpReach = [p, p + len, p - (len > 255 ? 4 : 3)];
+    s.mpReach = [p, p + len, s.attrStart];
   },
 });
 
@@ -298,7 +300,7 @@ def(AttrType.MpUnreachNlri, {
   malformed: RESET,
   decode(s, p, len, fault) {
     if (len < 3) fault(UpdateSubcode.OptionalAttributeError, `MP_UNREACH_NLRI of ${len} octets`);
-    s.mpUnreach = [p, p + len, p - (len > 255 ? 4 : 3)];
+    s.mpUnreach = [p, p + len, s.attrStart];
   },
 });
 
@@ -412,6 +414,7 @@ export function decodeAttributes(s: AttrParseState, p: number, end: number): voi
       return;
     }
     const attrStart = p;
+    s.attrStart = attrStart;
     p = v + len;
     // RFC 7606 §3(g): a repeated MP_REACH/MP_UNREACH resets; any other repeat is dropped.
     const bit = 1 << (type & 7);

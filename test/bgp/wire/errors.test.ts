@@ -296,6 +296,21 @@ const updateResetRows: Row[] = [
     action: ACTION.reset,
   },
   {
+    // Regression: the data started one octet late when a short MP_REACH_NLRI carried the
+    // Extended Length flag (FRR and BIRD send 0x90), because the header size was guessed from
+    // the length instead of read from the flag.
+    name: 'MP_REACH_NLRI with the Extended Length flag and a next hop length of 5 -> 3/9 with the whole attribute',
+    wire: update(
+      h``,
+      Buffer.concat([h`90 0e 000a 0002 01 05 0102030405 00`, ORIGIN_IGP, AS_PATH_EMPTY]),
+      h``,
+    ),
+    code: 3,
+    subcode: 9,
+    data: '900e000a00020105010203040500',
+    action: ACTION.reset,
+  },
+  {
     name: 'MP_REACH_NLRI IPv6 prefix length 129 -> 3/10',
     wire: update(
       h``,
