@@ -179,8 +179,11 @@ export class Rib {
   private freePaths: number[] = [];
   private readonly peerOrd = new Map<string, number>();
   private readonly peerRefs: PeerRef[] = [];
-  private readonly counts = new Map<string, number>();
-  private readonly staleCounts = new Map<string, number>();
+  /** Paths and stale paths per peer ordinal. */
+  private readonly counts: number[] = [];
+  private readonly staleCounts: number[] = [];
+  private lastPeer: PeerRef | undefined;
+  private lastOrd = -1;
   private resolverVersion: number | undefined;
 
   constructor(
@@ -250,29 +253,28 @@ export class Rib {
 
   /** How many paths the peer has in the RIB (its Adj-RIB-In). */
   countFrom(peerId: string): number {
-    return this.counts.get(peerId) ?? 0;
+    const o = this.peerOrd.get(peerId);
+    return o === undefined ? 0 : this.counts[o]!;
   }
 
   hasStale(peerId: string): boolean {
-    return (this.staleCounts.get(peerId) ?? 0) > 0;
-  }
-
-  private count(peerId: string, by: number): void {
-    this.counts.set(peerId, (this.counts.get(peerId) ?? 0) + by);
-  }
-
-  private countStale(peerId: string, by: number): void {
-    this.staleCounts.set(peerId, (this.staleCounts.get(peerId) ?? 0) + by);
+    const o = this.peerOrd.get(peerId);
+    return o !== undefined && this.staleCounts[o]! > 0;
   }
 
   /** The ordinal of a peer; a session's PeerRef replaces the one before it. */
   private ordinal(peer: PeerRef): number {
+    if (peer === this.lastPeer) return this.lastOrd;
     let o = this.peerOrd.get(peer.id);
     if (o === undefined) {
       o = this.peerRefs.length;
       this.peerOrd.set(peer.id, o);
+      this.counts[o] = 0;
+      this.staleCounts[o] = 0;
     }
     this.peerRefs[o] = peer;
+    this.lastPeer = peer;
+    this.lastOrd = o;
     return o;
   }
 
@@ -320,7 +322,7 @@ export class Rib {
       // The same route again: nothing changes. A stale path sent again unchanged (a restarted
       // peer refilling its table, RFC 4724 §4.2) is simply fresh again, without a delta.
       if (this.pFlags[id]! & STALE) {
-        this.countStale(peer.id, -1);
+        this.staleCounts[ord] = this.staleCounts[ord]! - 1;
         this.pFlags[id] = this.pFlags[id]! & ~STALE;
       }
       this.attrs.release(ra);
@@ -329,7 +331,7 @@ export class Rib {
     const oldBest = this.best[slot]!;
     const before = oldBest === NONE ? undefined : this.view(oldBest);
     if (id !== NONE) {
-      if (this.pFlags[id]! & STALE) this.countStale(peer.id, -1);
+      if (this.pFlags[id]! & STALE) this.staleCounts[ord] = this.staleCounts[ord]! - 1;
       this.attrs.release(this.pRa[id]!);
       this.setRow(id, slot, ord, pathId, ra, peer);
     } else {
@@ -337,7 +339,7 @@ export class Rib {
       this.setRow(id, slot, ord, pathId, ra, peer);
       this.pNext[id] = this.head[slot]!;
       this.head[slot] = id;
-      this.count(peer.id, 1);
+      this.counts[ord] = this.counts[ord]! + 1;
     }
     // A path that replaced the best one is a new best even if it wins again.
     return this.reselect(slot, before, id === oldBest);
@@ -345,7 +347,7 @@ export class Rib {
 
   withdraw(prefix: PrefixKey, peerId: string, pathId = 0): Delta | undefined {
     const slot = this.index.get(prefix);
-    const ord = this.peerOrd.get(peerId);
+    const ord = peerId === this.lastPeer?.id ? this.lastOrd : this.peerOrd.get(peerId);
     if (slot < 0 || ord === undefined) return undefined;
     let prev = NONE;
     let id = this.head[slot]!;
@@ -371,7 +373,7 @@ export class Rib {
       if (this.pRa[id] === undefined || this.pPeer[id] !== ord) continue;
       if (family !== undefined && familyOfPrefix(this.index.prefixAt(this.pSlot[id]!)!) !== family) continue;
       if (!(this.pFlags[id]! & STALE)) {
-        this.countStale(peerId, 1);
+        this.staleCounts[ord] = this.staleCounts[ord]! + 1;
         this.pFlags[id] = this.pFlags[id]! | STALE;
       }
       n++;
@@ -413,11 +415,11 @@ export class Rib {
   private removeRow(slot: number, prev: number, id: number): Delta | undefined {
     const oldBest = this.best[slot]!;
     const before = oldBest === NONE ? undefined : this.view(oldBest);
-    const peer = this.peerRefs[this.pPeer[id]!]!;
+    const ord = this.pPeer[id]!;
     if (prev === NONE) this.head[slot] = this.pNext[id]!;
     else this.pNext[prev] = this.pNext[id]!;
-    this.count(peer.id, -1);
-    if (this.pFlags[id]! & STALE) this.countStale(peer.id, -1);
+    this.counts[ord] = this.counts[ord]! - 1;
+    if (this.pFlags[id]! & STALE) this.staleCounts[ord] = this.staleCounts[ord]! - 1;
     this.attrs.release(this.pRa[id]!);
     this.pRa[id] = undefined;
     this.pFlags[id] = 0;
