@@ -48,7 +48,10 @@ import { type Family, familyName, IPV4_UNICAST, IPV6_UNICAST, parseFamilyName } 
 // Types
 
 export interface ListenConfig {
-  /** Canonical IPv4 or IPv6 literal; '0.0.0.0' or '::' for every address. */
+  /**
+   * Canonical IPv4 or IPv6 literal. The default '::' takes IPv4 and IPv6 connections (dual
+   * stack; the speaker falls back to '0.0.0.0' on a host without IPv6); '0.0.0.0' only IPv4.
+   */
   address: string;
   /** 0 asks the kernel for a free port (tests). */
   port: number;
@@ -124,6 +127,8 @@ export interface SpeakerConfig {
 
 export const DEFAULT_ASN = 64512;
 export const DEFAULT_PORT = 179;
+/** Every address, IPv4 and IPv6. */
+export const DEFAULT_LISTEN_ADDRESS = '::';
 export const DEFAULT_HOLD_TIME = 90;
 export const DEFAULT_CONNECT_RETRY = 5;
 export const DEFAULT_API_SOCKET = '/run/twill/twill.sock';
@@ -450,7 +455,7 @@ function readListen(v: unknown, issues: Issues): ListenConfig | null | undefined
     return undefined;
   }
   checkKeys(v, 'listen', LISTEN_KEYS, issues);
-  let address = '0.0.0.0';
+  let address = DEFAULT_LISTEN_ADDRESS;
   let port = DEFAULT_PORT;
   if (has(v, 'address', 'listen', issues))
     address = readIp(v.address, 'listen.address', issues)?.text ?? address;
@@ -650,7 +655,7 @@ export function parseSpeakerConfig(text: string, source: string): SpeakerConfig 
   const config: SpeakerConfig = {
     routerId: '',
     asn: DEFAULT_ASN,
-    listen: { address: '0.0.0.0', port: DEFAULT_PORT },
+    listen: { address: DEFAULT_LISTEN_ADDRESS, port: DEFAULT_PORT },
     neighbors: [],
     originate: [],
     api: { listen: { kind: 'unix', path: DEFAULT_API_SOCKET } },

@@ -264,14 +264,25 @@ export class Speaker {
   async start(): Promise<void> {
     const l = this.config.listen;
     if (l) {
-      const server = createServer({ pauseOnConnect: true }, (sock) => this.incoming(sock));
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: l.address, port: l.port, ipv6Only: false }, () => {
-          server.off('error', reject);
-          resolve();
+      let server = createServer({ pauseOnConnect: true }, (sock) => this.incoming(sock));
+      const listen = (srv: Server, host: string) =>
+        new Promise<void>((resolve, reject) => {
+          srv.once('error', reject);
+          srv.listen({ host, port: l.port, ipv6Only: false }, () => {
+            srv.off('error', reject);
+            resolve();
+          });
         });
-      });
+      try {
+        await listen(server, l.address);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // '::' on a host without IPv6: every IPv4 address is the next best thing.
+        if (l.address !== '::' || (code !== 'EAFNOSUPPORT' && code !== 'EADDRNOTAVAIL')) throw err;
+        this.log.warn({ code }, 'no IPv6 on this host: listening on 0.0.0.0 (IPv4 only)');
+        server = createServer({ pauseOnConnect: true }, (sock) => this.incoming(sock));
+        await listen(server, '0.0.0.0');
+      }
       server.on('error', (err) => this.log.error({ err: err.message }, 'listener error'));
       const addr = server.address();
       this.boundPort = typeof addr === 'object' && addr ? addr.port : l.port;

@@ -40,7 +40,7 @@ describe('defaults', () => {
     expect(parseSpeakerConfig(minimal, SRC)).toEqual({
       routerId: '10.10.0.1',
       asn: 64512,
-      listen: { address: '0.0.0.0', port: 179 },
+      listen: { address: '::', port: 179 },
       neighbors: [],
       originate: [],
       api: { listen: { kind: 'unix', path: '/run/twill/twill.sock' } },
@@ -77,11 +77,11 @@ describe('defaults', () => {
   it('listen: false does not listen; partial listen keeps the other default', () => {
     expect(parseSpeakerConfig(`${minimal}listen: false\n`, SRC).listen).toBeNull();
     expect(parseSpeakerConfig(`${minimal}listen: {port: 1179}\n`, SRC).listen).toEqual({
-      address: '0.0.0.0',
+      address: '::',
       port: 1179,
     });
-    expect(parseSpeakerConfig(`${minimal}listen: {address: '::'}\n`, SRC).listen).toEqual({
-      address: '::',
+    expect(parseSpeakerConfig(`${minimal}listen: {address: 0.0.0.0}\n`, SRC).listen).toEqual({
+      address: '0.0.0.0',
       port: 179,
     });
   });
