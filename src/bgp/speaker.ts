@@ -980,6 +980,7 @@ export class Speaker {
       routerId: peerOpen ? formatIpv4(peerOpen.bgpId) : null,
       capabilities: caps,
       prefixesReceived: this.rib.countFrom(p.cfg.address),
+      prefixesStale: this.rib.staleFrom(p.cfg.address),
       prefixesAdvertised: p.adjOut?.sentCount ?? 0,
       passive: !p.dials,
     };

@@ -36,6 +36,11 @@ export interface PeerStatus {
   /** Negotiated capabilities, by name: "ipv4-unicast", "route-refresh", "4-octet-as", ... */
   capabilities: string[];
   prefixesReceived: number;
+  /**
+   * Of those, paths kept stale for a restarting peer (RFC 4724 graceful restart), until its
+   * End-of-RIB or its restart time runs out.
+   */
+  prefixesStale: number;
   prefixesAdvertised: number;
   /** Whether Twill dials this peer or only waits for it. */
   passive: boolean;

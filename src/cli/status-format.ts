@@ -80,11 +80,14 @@ function peerType(p: PeerStatus): string {
 function info(p: PeerStatus): string {
   if (p.state === 'Established') {
     const hold = p.holdTime === null ? 'hold ?' : p.holdTime === 0 ? 'no hold timer' : `hold ${p.holdTime}s`;
-    return `${hold}, ${p.prefixesReceived} in / ${p.prefixesAdvertised} out`;
+    const stale = p.prefixesStale ? `, ${p.prefixesStale} stale` : '';
+    return `${hold}, ${p.prefixesReceived} in / ${p.prefixesAdvertised} out${stale}`;
   }
   const e = p.lastError;
-  if (e === null) return '';
-  return clean(e.direction === 'local' ? e.text : `${e.direction} ${e.text}`);
+  // A restarting peer's routes are still in use: say so first (RFC 4724).
+  const kept = p.prefixesStale ? `graceful restart: ${p.prefixesStale} routes kept; ` : '';
+  if (e === null) return kept.replace(/; $/, '');
+  return clean(`${kept}${e.direction === 'local' ? e.text : `${e.direction} ${e.text}`}`);
 }
 
 /** Replace control characters (C0, DEL, C1) with spaces, collapse runs, cut long text. */

@@ -296,6 +296,12 @@ describeSystem('graceful restart with BIRD 2 (namespaces)', { root: true, tools:
       const kept = await birdPaths();
       expect(kept.map((r) => r.prefix).sort()).toEqual(PREFIXES);
       for (const r of kept) expect(r.paths).toMatchObject([{ best: true, stale: true, reachable: true }]);
+      // twill status tells the operator the routes are kept, and how many.
+      expect(twill.peer(B)).toMatchObject({
+        prefixesReceived: PREFIXES.length,
+        prefixesStale: PREFIXES.length,
+      });
+      expect(twill.statusText()).toContain(`graceful restart: ${PREFIXES.length} routes kept`);
     });
 
     it('BIRD comes back with -R: its paths stay stale until its End-of-RIB, then are fresh; the watcher saw no withdrawal', async () => {

@@ -22,6 +22,7 @@ function peer(p: Partial<PeerStatus> & Pick<PeerStatus, 'address'>): PeerStatus 
     routerId: '10.10.0.2',
     capabilities: ['ipv4-unicast', 'route-refresh', '4-octet-as'],
     prefixesReceived: 1,
+    prefixesStale: 0,
     prefixesAdvertised: 1,
     passive: false,
     ...p,
@@ -178,5 +179,25 @@ describe('formatStatus', () => {
   it('shows an unparseable SINCE as it is', () => {
     const out = formatStatus({ ...base, peers: [peer({ address: '10.10.0.2', since: 'soon' })] }, now, utc);
     expect(out).toContain('| Established | soon  |');
+  });
+
+  it('says a restarting peer’s routes are kept, before the error, and counts stale paths when it is back', () => {
+    const down = peer({
+      address: '10.10.0.2',
+      state: 'Active',
+      prefixesStale: 12,
+      lastError: {
+        direction: 'local',
+        text: 'connection lost: connection closed',
+        at: '2026-11-23T09:14:07Z',
+      },
+    });
+    expect(formatStatus({ ...base, peers: [down] }, now, utc)).toContain(
+      '| graceful restart: 12 routes kept; connection lost: connection closed |',
+    );
+    const back = peer({ address: '10.10.0.2', prefixesReceived: 12, prefixesStale: 5 });
+    expect(formatStatus({ ...base, peers: [back] }, now, utc)).toContain(
+      '| hold 90s, 12 in / 1 out, 5 stale |',
+    );
   });
 });

@@ -257,6 +257,12 @@ export class Rib {
     return o === undefined ? 0 : this.counts[o]!;
   }
 
+  /** How many of the peer's paths are stale (graceful restart). */
+  staleFrom(peerId: string): number {
+    const o = this.peerOrd.get(peerId);
+    return o === undefined ? 0 : this.staleCounts[o]!;
+  }
+
   hasStale(peerId: string): boolean {
     const o = this.peerOrd.get(peerId);
     return o !== undefined && this.staleCounts[o]! > 0;
