@@ -631,6 +631,8 @@ export class Speaker {
     p.exportCache.clear();
     p.memoRa = undefined;
     this.fillAdjOut(p, true);
+    // A peer without graceful restart sends no End-of-RIB to wait for.
+    if (this.deferring && !open.caps.gracefulRestart) this.checkDeferral();
   }
 
   /** Everything the Loc-RIB holds, as this peer should have it, then End-of-RIB. */
