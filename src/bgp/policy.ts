@@ -18,7 +18,7 @@
  *   - the peer's export prefix filter.
  * A next hop of "self" is left as `undefined` in the result: only the session knows its address.
  */
-import { type PrefixKey, prefix4Len, prefix6Parts, prefixAfi } from '../net/addr.js';
+import { formatIpv4, type PrefixKey, prefix4Len, prefix6Parts, prefixAfi } from '../net/addr.js';
 import type { PathAttributes } from './wire/attributes.js';
 import { forwardUnknown } from './wire/attributes.js';
 import { AsPathSegmentType } from './wire/constants.js';
@@ -165,7 +165,7 @@ export function exportAttrs(
   if (attrs.med !== undefined) out.med = attrs.med;
   const reflecting = !from.local && !from.ebgp;
   if (reflecting) {
-    out.originatorId = attrs.originatorId ?? ipv4Text(from.routerId);
+    out.originatorId = attrs.originatorId ?? formatIpv4(from.routerId);
     out.clusterList = [me.clusterId, ...(attrs.clusterList ?? [])];
   }
   const self = from.local || toPolicy.nextHopSelf;
@@ -188,8 +188,4 @@ export function prepend(
     { type: AsPathSegmentType.AsSequence, asns: [asn] },
     ...path.map((s) => ({ type: s.type, asns: [...s.asns] })),
   ];
-}
-
-function ipv4Text(n: number): string {
-  return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }

@@ -628,8 +628,7 @@ export class Speaker {
     }
     p.adjOut = new AdjRibOut(this.exportTable);
     p.hops = undefined;
-    p.exportCache.clear();
-    p.memoRa = undefined;
+    this.clearExportCache(p);
     this.fillAdjOut(p, true);
     // A peer without graceful restart sends no End-of-RIB to wait for.
     if (this.deferring && !open.caps.gracefulRestart) this.checkDeferral();
@@ -700,9 +699,7 @@ export class Speaker {
     if (info.wasEstablished) {
       p.adjOut?.clear();
       p.adjOut = undefined;
-      for (const ra of p.exportCache.values()) if (ra) this.exportTable.release(ra);
-      p.exportCache.clear();
-      p.memoRa = undefined;
+      this.clearExportCache(p);
       p.ref = undefined;
       const gr = p.peerOpen?.caps.gracefulRestart;
       // RFC 4724 §4.2: a session that ends without a NOTIFICATION keeps a GR peer's routes, stale.
@@ -861,11 +858,7 @@ export class Speaker {
         const e = exportAttrs(best.ra.attrs, best.ra.nextHops, best.peer, to, p.policy, this.me);
         ra = this.exportTable.intern(e.attrs, e.nextHops ?? [SELF]);
       }
-      if (p.exportCache.size > 50_000) {
-        for (const x of p.exportCache.values()) if (x) this.exportTable.release(x);
-        p.exportCache.clear();
-        p.memoRa = undefined;
-      }
+      if (p.exportCache.size > 50_000) this.clearExportCache(p);
       p.exportCache.set(key, ra);
     }
     p.memoRa = best.ra;
@@ -874,12 +867,15 @@ export class Speaker {
     return ra ? this.exportTable.retain(ra) : null;
   }
 
+  /** Forget a peer's export answers (they hold references in the export table). */
+  private clearExportCache(p: Peer): void {
+    for (const ra of p.exportCache.values()) if (ra) this.exportTable.release(ra);
+    p.exportCache.clear();
+    p.memoRa = undefined;
+  }
+
   private resetExportCaches(): void {
-    for (const p of this.peers.values()) {
-      for (const ra of p.exportCache.values()) if (ra) this.exportTable.release(ra);
-      p.exportCache.clear();
-      p.memoRa = undefined;
-    }
+    for (const p of this.peers.values()) this.clearExportCache(p);
   }
 
   private isReflector(): boolean {
@@ -916,7 +912,7 @@ export class Speaker {
   /** Send pending changes while the socket takes them; the rest waits for 'drain'. */
   private flush(p: Peer): void {
     const s = p.established;
-    if (!s || !s.writable || !p.adjOut) return;
+    if (!s?.writable || !p.adjOut) return;
     const ctx = s.fsm.ctx!;
     // Reading the interfaces is a system call: once per session, refreshed with the next hops.
     if (!p.hops) p.hops = nextHopsOn(s.localAddress ?? this.config.routerId);

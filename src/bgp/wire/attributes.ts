@@ -33,7 +33,7 @@
  * eBGP path, confederation segments from outside, our own address as NEXT_HOP) are in
  * validate.ts, not here.
  */
-import { formatIpv4 } from '../../net/addr.js';
+import { formatIpv4, parseIpv4 } from '../../net/addr.js';
 import {
   AS_TRANS,
   AsPathSegmentType,
@@ -614,7 +614,7 @@ export function encodeAttributes(w: Writer, a: PathAttributes, ctx: CodecContext
   if (a.asPath !== undefined)
     writeAttr(w, WELL_KNOWN, AttrType.AsPath, () => writeAsPath(w, a.asPath!, asSize));
   upTo(AttrType.NextHop);
-  if (a.nextHop !== undefined) writeAttr(w, WELL_KNOWN, AttrType.NextHop, () => w.u32(ipv4(a.nextHop!)));
+  if (a.nextHop !== undefined) writeAttr(w, WELL_KNOWN, AttrType.NextHop, () => w.u32(parseIpv4(a.nextHop!)));
   upTo(AttrType.MultiExitDisc);
   if (a.med !== undefined) writeAttr(w, OPT_NON_TRANS, AttrType.MultiExitDisc, () => w.u32(a.med!));
   upTo(AttrType.LocalPref);
@@ -627,7 +627,7 @@ export function encodeAttributes(w: Writer, a: PathAttributes, ctx: CodecContext
     writeAttr(w, OPT_TRANS, AttrType.Aggregator, () => {
       if (asSize === 4) w.u32(agg.asn);
       else w.u16(agg.asn > 0xffff ? AS_TRANS : agg.asn);
-      w.u32(ipv4(agg.address));
+      w.u32(parseIpv4(agg.address));
     });
   }
   upTo(AttrType.Communities);
@@ -637,11 +637,11 @@ export function encodeAttributes(w: Writer, a: PathAttributes, ctx: CodecContext
     });
   upTo(AttrType.OriginatorId);
   if (a.originatorId !== undefined)
-    writeAttr(w, OPT_NON_TRANS, AttrType.OriginatorId, () => w.u32(ipv4(a.originatorId!)));
+    writeAttr(w, OPT_NON_TRANS, AttrType.OriginatorId, () => w.u32(parseIpv4(a.originatorId!)));
   upTo(AttrType.ClusterList);
   if (a.clusterList?.length)
     writeAttr(w, OPT_NON_TRANS, AttrType.ClusterList, () => {
-      for (const c of a.clusterList!) w.u32(ipv4(c));
+      for (const c of a.clusterList!) w.u32(parseIpv4(c));
     });
   upTo(AttrType.ExtendedCommunities);
   if (a.extCommunities?.length) {
@@ -662,7 +662,7 @@ export function encodeAttributes(w: Writer, a: PathAttributes, ctx: CodecContext
   if (!ctx.as4 && agg && agg.asn > 0xffff) {
     writeAttr(w, OPT_TRANS, AttrType.As4Aggregator, () => {
       w.u32(agg.asn);
-      w.u32(ipv4(agg.address));
+      w.u32(parseIpv4(agg.address));
     });
   }
   upTo(AttrType.LargeCommunity);
@@ -679,25 +679,6 @@ export function encodeAttributes(w: Writer, a: PathAttributes, ctx: CodecContext
 }
 
 export { writeAttr };
-
-const ipv4Cache = new Map<string, number>();
-function ipv4(text: string): number {
-  let v = ipv4Cache.get(text);
-  if (v === undefined) {
-    const parts = text.split('.');
-    if (parts.length !== 4) throw new Error(`not an IPv4 address: ${text}`);
-    v = 0;
-    for (const part of parts) {
-      const n = Number(part);
-      if (!Number.isInteger(n) || n < 0 || n > 255 || part === '')
-        throw new Error(`not an IPv4 address: ${text}`);
-      v = v * 256 + n;
-    }
-    if (ipv4Cache.size > 4096) ipv4Cache.clear();
-    ipv4Cache.set(text, v);
-  }
-  return v;
-}
 
 // ---- formatting for humans (status, routes, tests) ----
 

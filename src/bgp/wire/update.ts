@@ -176,11 +176,10 @@ export function decodeUpdate(buf: Buffer, start: number, end: number, ctx: Codec
   if (nlriIds) u.nlriIds = nlriIds;
 
   if (s.mpUnreach) {
-    const [p, e, a] = s.mpUnreach;
+    const [p, e] = s.mpUnreach;
     const fam = family(buf.readUInt16BE(p), buf[p + 2]!);
     const r = decodeMpNlri(buf, fam, p + 3, e, ctx);
     u.mpUnreach = { afi: fam >> 8, safi: fam & 255, ...r };
-    void a;
   }
   if (s.mpReach) {
     const [p, e, a] = s.mpReach;
@@ -404,7 +403,6 @@ export function packUpdates(w: Writer, req: PackRequest, ctx: CodecContext): num
       w.u16(0);
       const aAt = w.skip(2);
       // MP attribute with the extended length flag always, so its length field is fixed at 2 octets.
-      const mpStart = w.pos;
       w.u8(AttrFlag.Optional | AttrFlag.ExtendedLength);
       w.u8(req.withdraw ? AttrType.MpUnreachNlri : AttrType.MpReachNlri);
       const lenAt = w.skip(2);
@@ -425,7 +423,6 @@ export function packUpdates(w: Writer, req: PackRequest, ctx: CodecContext): num
         i++;
       }
       w.patch16(lenAt, w.pos - lenAt - 2);
-      void mpStart;
       w.bytes(attrs);
       w.patch16(aAt, w.pos - aAt - 2);
     }
