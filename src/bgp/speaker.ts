@@ -210,8 +210,23 @@ function policyOf(n: NeighborConfig): PeerPolicy {
   };
 }
 
+/** A reusable list of slots (the RIB's changes during one UPDATE). */
+class SlotList {
+  slots = new Int32Array(1024);
+  length = 0;
+  push(slot: number): void {
+    if (this.length === this.slots.length) {
+      const next = new Int32Array(this.slots.length * 2);
+      next.set(this.slots);
+      this.slots = next;
+    }
+    this.slots[this.length++] = slot;
+  }
+}
+
 export class Speaker {
   readonly rib: Rib;
+  private readonly changed = new SlotList();
   private readonly exportTable = new AttrTable();
   private readonly peers = new Map<string, Peer>();
   private readonly servers: Server[] = [];
@@ -626,7 +641,7 @@ export class Speaker {
       }
       this.applyDeltas(deltas);
     }
-    p.adjOut = new AdjRibOut(this.exportTable);
+    p.adjOut = new AdjRibOut(this.exportTable, this.rib);
     p.hops = undefined;
     this.clearExportCache(p);
     this.fillAdjOut(p, true);
@@ -639,9 +654,15 @@ export class Speaker {
     const s = p.established;
     if (!s || !p.adjOut || this.deferring) return;
     const ctx = s.fsm.ctx!;
-    for (const [k, best] of this.rib.bestPaths()) {
-      if (!ctx.families.has(familyOfPrefix(k))) continue;
-      p.adjOut.set(k, this.exportFor(p, best));
+    const rib = this.rib;
+    const v4 = ctx.families.has(IPV4_UNICAST);
+    const v6 = ctx.families.has(IPV6_UNICAST);
+    for (let slot = 0, n = rib.slotCount; slot < n; slot++) {
+      const row = rib.bestRowAt(slot);
+      if (row < 0) continue;
+      const k = rib.prefixAt(slot)!;
+      if (!(typeof k === 'number' ? v4 : v6)) continue;
+      p.adjOut.setSlot(slot, this.exportOf(p, rib.raAt(row), rib.peerAt(row), k));
     }
     if (initial)
       p.eorOwed = new Set([...ctx.families].filter((f) => f === IPV4_UNICAST || f === IPV6_UNICAST));
@@ -763,40 +784,60 @@ export class Speaker {
     validateUpdate(u, { ebgp: from.ebgp, peerAs: p.cfg.asn, localAddress: s.localAddress });
     for (const e of u.errors)
       this.log.warn({ peer: p.cfg.address, action: e.action, code: e.code, subcode: e.subcode }, e.message);
+    // The RIB's changes in their compact form (a slot per changed prefix, rib.ts), unless
+    // someone outside BGP listens for deltas with the old best path in them.
+    const rib = this.rib;
+    const full = this.bestListeners.length > 0;
     const deltas: Delta[] = [];
+    const changed = this.changed;
     const id = from.id;
-    const push = (d: Delta | undefined) => {
-      if (d) deltas.push(d);
+    const withdrawOne = (k: PrefixKey, pathId: number) => {
+      if (full) {
+        const d = rib.withdraw(k, id, pathId);
+        if (d) deltas.push(d);
+      } else {
+        const slot = rib.withdrawSlot(k, id, pathId);
+        if (slot >= 0) changed.push(slot);
+      }
     };
-    u.withdrawn.forEach((k, i) => {
-      push(this.rib.withdraw(k, id, u.withdrawnIds?.[i] ?? 0));
-    });
-    u.mpUnreach?.prefixes.forEach((k, i) => {
-      push(this.rib.withdraw(k, id, u.mpUnreach!.pathIds?.[i] ?? 0));
-    });
+    const unreach = (keys: readonly PrefixKey[], ids: readonly number[] | undefined) => {
+      for (let i = 0; i < keys.length; i++) withdrawOne(keys[i]!, ids?.[i] ?? 0);
+    };
+    unreach(u.withdrawn, u.withdrawnIds);
+    if (u.mpUnreach) unreach(u.mpUnreach.prefixes, u.mpUnreach.pathIds);
 
     const verdict = importCheck(u.attrs, from, p.policy, this.me);
     const withdraw = u.action === ErrorAction.TreatAsWithdraw || !verdict.accept;
     if (!verdict.accept && (u.nlri.length || u.mpReach?.prefixes.length)) {
       this.log.debug({ peer: id, reason: verdict.reason }, 'path rejected on import');
     }
+    const rules = p.policy.importRules;
     const announce = (keys: readonly PrefixKey[], ids: readonly number[] | undefined, hops: string[]) => {
+      if (withdraw) return unreach(keys, ids);
       let ra: RouteAttrs | undefined;
-      keys.forEach((k, i) => {
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i]!;
         const pathId = ids?.[i] ?? 0;
-        if (withdraw || !filterAccepts(p.policy.importRules, k)) {
-          push(this.rib.withdraw(k, id, pathId));
-          return;
+        if (rules.length && !filterAccepts(rules, k)) {
+          withdrawOne(k, pathId);
+          continue;
         }
-        ra = ra ? this.rib.attrs.retain(ra) : this.rib.attrs.intern(u.attrs, hops);
-        push(this.rib.announce(k, from, pathId, ra));
-      });
+        ra = ra ? rib.attrs.retain(ra) : rib.attrs.intern(u.attrs, hops);
+        if (full) {
+          const d = rib.announce(k, from, pathId, ra);
+          if (d) deltas.push(d);
+        } else {
+          const slot = rib.announceSlot(k, from, pathId, ra);
+          if (slot >= 0) changed.push(slot);
+        }
+      }
     };
     if (u.nlri.length) announce(u.nlri, u.nlriIds, u.attrs.nextHop ? [u.attrs.nextHop] : []);
     const r = u.mpReach;
     if (r && (r.afi === 1 || r.afi === 2) && r.safi === 1 && r.prefixes.length)
       announce(r.prefixes, r.pathIds, r.nextHops);
-    this.applyDeltas(deltas);
+    if (full) this.applyDeltas(deltas);
+    else this.applySlots(changed);
 
     if (p.cfg.maxPrefix !== null && this.rib.countFrom(id) > p.cfg.maxPrefix) {
       this.log.warn({ peer: id, max: p.cfg.maxPrefix }, 'maximum number of prefixes reached');
@@ -844,25 +885,29 @@ export class Speaker {
 
   /** What `p` should hold for a prefix whose best path is `best` (null: nothing). */
   private exportFor(p: Peer, best: Path | undefined): RouteAttrs | null {
+    return best ? this.exportOf(p, best.ra, best.peer, best.prefix) : null;
+  }
+
+  /** What `p` should hold for `prefix` whose best path has `bestRa` from `from`. */
+  private exportOf(p: Peer, bestRa: RouteAttrs, from: PeerRef, prefix: PrefixKey): RouteAttrs | null {
     const to = p.ref;
-    if (!best || !to) return null;
-    if (p.policy.exportRules.length && !filterAccepts(p.policy.exportRules, best.prefix)) return null;
+    if (!to) return null;
+    if (p.policy.exportRules.length && !filterAccepts(p.policy.exportRules, prefix)) return null;
     // Consecutive prefixes mostly share attributes and source: remember the last answer.
-    if (best.ra === p.memoRa && best.peer === p.memoFrom)
-      return p.memoOut ? this.exportTable.retain(p.memoOut) : null;
-    const key = `${best.ra.id}:${best.peer.id}`;
+    if (bestRa === p.memoRa && from === p.memoFrom) return p.memoOut ? this.exportTable.retain(p.memoOut) : null;
+    const key = `${bestRa.uid}:${from.id}`;
     let ra = p.exportCache.get(key);
     if (ra === undefined) {
-      if (!exportAllowed(best.peer, to, p.policy, this.isReflector())) ra = null;
+      if (!exportAllowed(from, to, p.policy, this.isReflector())) ra = null;
       else {
-        const e = exportAttrs(best.ra.attrs, best.ra.nextHops, best.peer, to, p.policy, this.me);
+        const e = exportAttrs(bestRa.attrs, bestRa.nextHops, from, to, p.policy, this.me);
         ra = this.exportTable.intern(e.attrs, e.nextHops ?? [SELF]);
       }
       if (p.exportCache.size > 50_000) this.clearExportCache(p);
       p.exportCache.set(key, ra);
     }
-    p.memoRa = best.ra;
-    p.memoFrom = best.peer;
+    p.memoRa = bestRa;
+    p.memoFrom = from;
     p.memoOut = ra;
     return ra ? this.exportTable.retain(ra) : null;
   }
@@ -896,6 +941,34 @@ export class Speaker {
       }
     }
     for (const fn of this.bestListeners) fn(deltas);
+  }
+
+  /** applyDeltas for changes in their compact form: the slots whose best path changed. */
+  private applySlots(changed: SlotList): void {
+    const n = changed.length;
+    if (n === 0) return;
+    const rib = this.rib;
+    const slots = changed.slots;
+    if (!this.deferring) {
+      for (const p of this.peers.values()) {
+        const s = p.established;
+        const out = p.adjOut;
+        if (!s || !out) continue;
+        const fams = s.fsm.ctx!.families;
+        const v4 = fams.has(IPV4_UNICAST);
+        const v6 = fams.has(IPV6_UNICAST);
+        for (let i = 0; i < n; i++) {
+          const slot = slots[i]!;
+          const k = rib.prefixAt(slot);
+          // Freed: no path and no Adj-RIB-Out holds it, so nobody is owed anything.
+          if (k === undefined || !(typeof k === 'number' ? v4 : v6)) continue;
+          const row = rib.bestRowAt(slot);
+          out.setSlot(slot, row < 0 ? null : this.exportOf(p, rib.raAt(row), rib.peerAt(row), k));
+        }
+        this.scheduleFlush(p);
+      }
+    }
+    changed.length = 0;
   }
 
   // ---- sending ----

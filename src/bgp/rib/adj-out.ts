@@ -9,13 +9,17 @@
  * by family, and records them as sent. Pending state is one slot per prefix at most, so a peer
  * that reads slowly costs memory bounded by the table size, never a growing queue.
  *
- * Layout, for speed (a full table is a million prefixes per peer): a PrefixIndex gives each
- * prefix a slot; what was sent and what is wanted are arrays indexed by slot, and a queue holds
- * the slots that changed. `set` is one index lookup; `take` walks the queue and touches the index
- * only to forget a prefix the peer no longer holds.
+ * Layout, for speed (a full table is a million prefixes per peer): prefixes are named by the
+ * slots of a `SlotSpace` — in the speaker, the Loc-RIB's own slots, so the Adj-RIB-Outs do no
+ * prefix lookups of their own: `setSlot(slot, attrs)` and `take` are array operations. What was
+ * sent and what is wanted are attribute-set ids (attrs.ts) in typed arrays indexed by slot, and a
+ * queue holds the slots that changed. A slot this table holds anything for (sent, wanted or
+ * queued) is pinned in the slot space, so the RIB does not hand it to another prefix while a
+ * withdrawal of the old one is still owed. `set(prefix, …)` looks the slot up, for callers
+ * without one. Without a RIB (tests, tools) the table makes a slot space of its own.
  *
- * Attribute sets are interned (attrs.ts) and reference counted: a slot retains the set it sent
- * and the set it wants.
+ * Attribute sets are interned and reference counted: a slot retains the set it sent and the set
+ * it wants.
  */
 import type { PrefixKey } from '../../net/addr.js';
 import type { Family } from '../wire/constants.js';
@@ -29,23 +33,76 @@ export interface Batch {
   count: number;
 }
 
-const REFRESH = 1;
+/** Slots naming prefixes, shared by the tables that use them (the Rib is one). */
+export interface SlotSpace {
+  /** The prefix's slot, or -1. */
+  slotOf(prefix: PrefixKey): number;
+  /** The prefix's slot, made if it has none; the caller pins it at once. */
+  claim(prefix: PrefixKey): number;
+  prefixAt(slot: number): PrefixKey | undefined;
+  /** While pinned, a slot keeps its prefix. */
+  pin(slot: number): void;
+  unpin(slot: number): void;
+  /** One past the highest slot in use. */
+  readonly slotCount: number;
+}
+
+/** A slot space for an Adj-RIB-Out on its own: a slot lives while it is pinned. */
+export class OwnSlots implements SlotSpace {
+  private readonly idx = new PrefixIndex();
+  private pins = new Int32Array(64);
+
+  get slotCount(): number {
+    return this.idx.slotCount;
+  }
+  slotOf(prefix: PrefixKey): number {
+    return this.idx.get(prefix);
+  }
+  claim(prefix: PrefixKey): number {
+    const s = this.idx.add(prefix);
+    if (s >= this.pins.length) {
+      const p = new Int32Array(Math.max(s + 1, this.pins.length * 2));
+      p.set(this.pins);
+      this.pins = p;
+    }
+    return s;
+  }
+  prefixAt(slot: number): PrefixKey | undefined {
+    return this.idx.prefixAt(slot);
+  }
+  pin(slot: number): void {
+    this.pins[slot] = this.pins[slot]! + 1;
+  }
+  unpin(slot: number): void {
+    if (--this.pins[slot]! === 0) this.idx.delete(this.idx.prefixAt(slot)!);
+  }
+}
+
+/** Per slot flags. HELD: this table holds the slot (pinned; its sent/want entries are valid). */
+const HELD = 1;
 const QUEUED = 2;
+/** Sent again at the next take even if unchanged (route refresh). */
+const REFRESH = 4;
+
+/** `want` entries: no change wanted, withdraw; else an attribute-set id. */
+const SAME = 0;
+const WITHDRAW = -1;
 
 export class AdjRibOut {
-  private idx = new PrefixIndex();
-  /** Per slot: what the peer holds. */
-  private sentAt: (RouteAttrs | undefined)[] = [];
-  /** Per slot: what it should hold when that may differ: a set, null to withdraw, undefined for no change. */
-  private wantAt: (RouteAttrs | null | undefined)[] = [];
-  /** Per slot: REFRESH (sent again at the next take even if unchanged), QUEUED. */
-  private flags = new Uint8Array(1024);
+  /** Per slot: the id of the set the peer holds, 0 for nothing. */
+  private sentAt = new Int32Array(0);
+  /** Per slot: SAME, WITHDRAW or the id of the set it should hold. */
+  private wantAt = new Int32Array(0);
+  private flags = new Uint8Array(0);
   private queue: number[] = [];
   private head = 0;
   private nPending = 0;
   private nSent = 0;
 
-  constructor(private readonly table: AttrTable) {}
+  constructor(
+    private readonly table: AttrTable,
+    private readonly space: SlotSpace = new OwnSlots(),
+  ) {}
 
   get pendingCount(): number {
     return this.nPending;
@@ -59,47 +116,67 @@ export class AdjRibOut {
   /** What the peer holds (a copy; for inspection and tests). */
   get sent(): ReadonlyMap<PrefixKey, RouteAttrs> {
     const m = new Map<PrefixKey, RouteAttrs>();
-    for (let s = 0; s < this.idx.slotCount; s++) {
-      const k = this.idx.prefixAt(s);
-      const ra = this.sentAt[s];
-      if (k !== undefined && ra) m.set(k, ra);
-    }
+    for (let s = 0; s < this.flags.length; s++)
+      if (this.flags[s]! & HELD && this.sentAt[s]) m.set(this.space.prefixAt(s)!, this.table.byId(this.sentAt[s]!));
     return m;
   }
 
   private pending(s: number): boolean {
     if (this.flags[s]! & REFRESH) return true;
-    const w = this.wantAt[s];
-    return w !== undefined && w !== (this.sentAt[s] ?? null);
+    const w = this.wantAt[s]!;
+    return w !== SAME && w !== (this.sentAt[s]! || WITHDRAW);
   }
 
   /** Record the desired state of a prefix. `ra` carries a reference the table now owns. */
   set(prefix: PrefixKey, ra: RouteAttrs | null): void {
-    // Nothing held, nothing pending: a withdrawal is a no-op (the peer a route came from).
-    if (ra === null && this.idx.size === 0) return;
-    let s = this.idx.get(prefix);
-    if (s < 0) {
+    if (ra === null) {
+      const s = this.space.slotOf(prefix);
+      if (s >= 0) this.setSlot(s, null);
+      return;
+    }
+    this.setSlot(this.space.claim(prefix), ra);
+  }
+
+  /** `set` by slot. */
+  setSlot(s: number, ra: RouteAttrs | null): void {
+    if (s >= this.flags.length) {
+      // Never held: a withdrawal is a no-op (the peer a route came from, say).
+      if (ra === null) return;
+      this.grow(s + 1);
+    }
+    if (!(this.flags[s]! & HELD)) {
       if (ra === null) return; // Never sent, not wanted.
-      s = this.idx.add(prefix);
-      if (s >= this.flags.length) {
-        const f = new Uint8Array(this.flags.length * 2);
-        f.set(this.flags);
-        this.flags = f;
-      }
-      this.sentAt[s] = undefined;
-      this.wantAt[s] = undefined;
-      this.flags[s] = 0;
+      this.flags[s] = HELD;
+      this.sentAt[s] = 0;
+      this.wantAt[s] = SAME;
+      this.space.pin(s);
     }
     const before = this.pending(s);
-    const old = this.wantAt[s];
-    if (old) this.table.release(old);
-    this.wantAt[s] = ra;
-    if (ra !== null && ra === this.sentAt[s] && !(this.flags[s]! & REFRESH)) {
+    const old = this.wantAt[s]!;
+    if (old > 0) this.table.release(this.table.byId(old));
+    let w = ra === null ? WITHDRAW : ra.id;
+    if (ra !== null && w === this.sentAt[s] && !(this.flags[s]! & REFRESH)) {
       // Back to what the peer already holds: nothing to send.
       this.table.release(ra);
-      this.wantAt[s] = undefined;
+      w = SAME;
     }
+    this.wantAt[s] = w;
     this.account(s, before);
+  }
+
+  private grow(n: number): void {
+    let len = Math.max(1024, this.flags.length * 2);
+    while (len < n) len *= 2;
+    len = Math.max(len, this.space.slotCount);
+    const a = new Int32Array(len);
+    a.set(this.sentAt);
+    this.sentAt = a;
+    const b = new Int32Array(len);
+    b.set(this.wantAt);
+    this.wantAt = b;
+    const f = new Uint8Array(len);
+    f.set(this.flags);
+    this.flags = f;
   }
 
   private account(s: number, before: boolean): void {
@@ -109,16 +186,17 @@ export class AdjRibOut {
     if (after && !(f & QUEUED)) {
       this.flags[s] = f | QUEUED;
       this.queue.push(s);
-    } else if (!after && !(f & QUEUED) && this.sentAt[s] === undefined && this.wantAt[s] === undefined) {
+    } else if (!after && !(f & QUEUED) && this.sentAt[s] === 0) {
+      // Nothing held, nothing owed (a withdrawal of what was never sent is no change).
       this.forget(s);
     }
   }
 
   private forget(s: number): void {
-    this.idx.delete(this.idx.prefixAt(s)!);
-    this.sentAt[s] = undefined;
-    this.wantAt[s] = undefined;
+    this.sentAt[s] = 0;
+    this.wantAt[s] = SAME;
     this.flags[s] = 0;
+    this.space.unpin(s);
   }
 
   /**
@@ -127,12 +205,12 @@ export class AdjRibOut {
    * to what was sent goes out again all the same.
    */
   resend(family: Family): void {
-    for (let s = 0; s < this.idx.slotCount; s++) {
-      const k = this.idx.prefixAt(s);
-      if (k === undefined || !this.sentAt[s] || this.flags[s]! & REFRESH || familyOfPrefix(k) !== family)
-        continue;
+    for (let s = 0; s < this.flags.length; s++) {
+      const f = this.flags[s]!;
+      if (!(f & HELD) || !this.sentAt[s] || f & REFRESH) continue;
+      if (familyOfPrefix(this.space.prefixAt(s)!) !== family) continue;
       const before = this.pending(s);
-      this.flags[s] = this.flags[s]! | REFRESH;
+      this.flags[s] = f | REFRESH;
       this.account(s, before);
     }
   }
@@ -141,25 +219,29 @@ export class AdjRibOut {
   take(max = Number.POSITIVE_INFINITY): Batch {
     const batch: Batch = { announce: new Map(), withdraw: new Map(), count: 0 };
     const q = this.queue;
+    const table = this.table;
+    // Consecutive prefixes mostly share a set: remember the last list.
+    let lastId = 0;
+    let lastList: PrefixKey[] = [];
     while (this.head < q.length && batch.count < max) {
       const s = q[this.head++]!;
       this.flags[s] = this.flags[s]! & ~QUEUED;
       if (!this.pending(s)) {
-        if (this.sentAt[s] === undefined && this.wantAt[s] === undefined) this.forget(s);
+        if (this.sentAt[s] === 0) this.forget(s);
         continue;
       }
       this.nPending--;
       batch.count++;
-      const prefix = this.idx.prefixAt(s)!;
-      const want = this.wantAt[s];
-      const sent = this.sentAt[s];
+      const prefix = this.space.prefixAt(s)!;
+      const want = this.wantAt[s]!;
+      const sent = this.sentAt[s]!;
       // A refresh with no change re-announces what the peer holds.
-      const target = want !== undefined ? want : (sent ?? null);
-      this.wantAt[s] = undefined;
-      this.flags[s] = 0;
-      if (target === null) {
+      const target = want !== SAME ? want : sent || WITHDRAW;
+      this.wantAt[s] = SAME;
+      this.flags[s] = HELD;
+      if (target === WITHDRAW) {
         if (sent) {
-          this.table.release(sent);
+          table.release(table.byId(sent));
           this.nSent--;
         }
         this.forget(s);
@@ -169,15 +251,22 @@ export class AdjRibOut {
         else batch.withdraw.set(f, [prefix]);
         continue;
       }
-      if (want !== undefined) {
+      if (want !== SAME) {
         // The wanted set's reference moves to `sent`.
-        if (sent) this.table.release(sent);
+        if (sent) table.release(table.byId(sent));
         else this.nSent++;
         this.sentAt[s] = target;
       }
-      const list = batch.announce.get(target);
+      if (target === lastId) {
+        lastList.push(prefix);
+        continue;
+      }
+      const ra = table.byId(target);
+      const list = batch.announce.get(ra);
       if (list) list.push(prefix);
-      else batch.announce.set(target, [prefix]);
+      else batch.announce.set(ra, [prefix]);
+      lastId = target;
+      lastList = list ?? batch.announce.get(ra)!;
     }
     if (this.head === q.length) {
       this.queue = [];
@@ -189,18 +278,19 @@ export class AdjRibOut {
     return batch;
   }
 
-  /** Forget everything (session down). */
+  /** Forget everything (session down): every slot is released. */
   clear(): void {
-    for (let s = 0; s < this.idx.slotCount; s++) {
-      const a = this.sentAt[s];
-      const b = this.wantAt[s];
-      if (a) this.table.release(a);
-      if (b) this.table.release(b);
+    for (let s = 0; s < this.flags.length; s++) {
+      if (!(this.flags[s]! & HELD)) continue;
+      const a = this.sentAt[s]!;
+      const b = this.wantAt[s]!;
+      if (a > 0) this.table.release(this.table.byId(a));
+      if (b > 0) this.table.release(this.table.byId(b));
+      this.space.unpin(s);
     }
-    this.idx = new PrefixIndex();
-    this.sentAt = [];
-    this.wantAt = [];
-    this.flags = new Uint8Array(1024);
+    this.sentAt = new Int32Array(0);
+    this.wantAt = new Int32Array(0);
+    this.flags = new Uint8Array(0);
     this.queue = [];
     this.head = 0;
     this.nPending = 0;

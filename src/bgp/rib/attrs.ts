@@ -6,11 +6,19 @@
  * The key is a canonical serialisation of the attributes after import processing (so two UPDATEs
  * whose bytes differ only in attribute order or flags share a set). Sets are reference counted:
  * a path holding one calls `release` when it goes, and the last release frees it. No I/O.
+ *
+ * Each live set has a small integer `id`, and `byId(id)` finds it again, so tables can keep ids
+ * in typed arrays instead of references in JS arrays (an Adj-RIB-Out of a million prefixes). A
+ * freed set's id goes to the next new set, which keeps ids dense. A key that may outlive the set
+ * (a cache) uses `uid`, which is never reused.
  */
 import type { PathAttributes } from '../wire/attributes.js';
 
 export interface RouteAttrs {
+  /** Small, dense, reused once the set is freed. */
   readonly id: number;
+  /** Never reused. */
+  readonly uid: number;
   readonly key: string;
   readonly attrs: Readonly<PathAttributes>;
   /** Next hops: for IPv4 the NEXT_HOP, for IPv6 the MP_REACH_NLRI global (and link-local). */
@@ -28,7 +36,9 @@ function keyOf(attrs: PathAttributes, nextHops: readonly string[]): string {
 
 export class AttrTable {
   private readonly byKey = new Map<string, RouteAttrs>();
-  private nextId = 1;
+  private readonly sets: (RouteAttrs | undefined)[] = [undefined];
+  private readonly freeIds: number[] = [];
+  private nextUid = 1;
 
   get size(): number {
     return this.byKey.size;
@@ -39,14 +49,17 @@ export class AttrTable {
     const key = keyOf(attrs, nextHops);
     let a = this.byKey.get(key);
     if (!a) {
+      const id = this.freeIds.length ? this.freeIds.pop()! : this.sets.length;
       a = {
-        id: this.nextId++,
+        id,
+        uid: this.nextUid++,
         key,
         attrs: Object.freeze(attrs),
         nextHops: Object.freeze([...nextHops]),
         refs: 0,
       };
       this.byKey.set(key, a);
+      this.sets[id] = a;
     }
     a.refs++;
     return a;
@@ -59,6 +72,15 @@ export class AttrTable {
   }
 
   release(a: RouteAttrs): void {
-    if (--a.refs <= 0) this.byKey.delete(a.key);
+    // Exactly at zero: a stray extra release must not free the id twice.
+    if (--a.refs !== 0) return;
+    this.byKey.delete(a.key);
+    this.sets[a.id] = undefined;
+    this.freeIds.push(a.id);
+  }
+
+  /** The live set with this id (ids start at 1). */
+  byId(id: number): RouteAttrs {
+    return this.sets[id]!;
   }
 }

@@ -6,9 +6,16 @@
  * Every change returns a delta `{ prefix, oldBest, newBest }` (STYLE.md §11): the Adj-RIB-Outs
  * and, later, the kernel route reconciler consume deltas and never rescan the table. A change
  * that leaves the best path as it was (the same path, the same attributes) returns no delta.
+ * The speaker's UPDATE path uses the same changes in their compact form: `announceSlot` and
+ * `withdrawSlot` return the slot whose best path changed (or -1), and the new best is read from
+ * the slot (`bestRowAt`, `raAt`, `peerAt`), so a full table allocates no object per prefix.
  *
  * Storage is a struct of arrays (see the Rib class): a million prefixes cost typed arrays, not a
  * million objects. `Path` objects are snapshots made for deltas and entries, and die young.
+ *
+ * The Rib is also the slot space of the Adj-RIB-Outs (adj-out.ts): they name prefixes by the
+ * Rib's slots, and pin the ones they hold. A prefix whose last path goes keeps its slot while it
+ * is pinned (a withdrawal is still owed to a peer), then the slot is freed for another prefix.
  *
  * What it does not do: policy (policy.ts decides what enters and leaves), I/O, timers. Graceful
  * restart is data here — `markStale(peer)` flags a peer's paths, `sweepStale(peer, family)`
@@ -28,6 +35,7 @@ import {
 } from '../decision.js';
 import type { AsPathSegment } from '../wire/attributes.js';
 import { type Family, IPV4_UNICAST, IPV6_UNICAST } from '../wire/constants.js';
+import type { SlotSpace } from './adj-out.js';
 import { AttrTable, type RouteAttrs } from './attrs.js';
 import { PrefixIndex } from './prefix-index.js';
 
@@ -154,7 +162,7 @@ function grown<T extends Int32Array | Uint8Array | Float64Array | Uint32Array>(
   return b;
 }
 
-export class Rib {
+export class Rib implements SlotSpace {
   readonly attrs = new AttrTable();
   /**
    * Storage, for a full table (a million prefixes) without a million objects: the Loc-RIB is a
@@ -168,6 +176,10 @@ export class Rib {
   private head = new Int32Array(4096).fill(NONE);
   private best = new Int32Array(4096).fill(NONE);
   private reason = new Uint8Array(4096);
+  /** Per slot: how many Adj-RIB-Outs hold it. */
+  private pins = new Int32Array(4096);
+  /** Slots with at least one path. */
+  private nLive = 0;
   private pNext = new Int32Array(4096);
   private pSlot = new Int32Array(4096);
   private pPeer = new Int32Array(4096);
@@ -191,8 +203,61 @@ export class Rib {
     private readonly resolver: NextHopResolver = ALWAYS_REACHABLE,
   ) {}
 
+  /** How many prefixes have a path. */
   get size(): number {
-    return this.index.size;
+    return this.nLive;
+  }
+
+  // ---- the slot space (adj-out.ts) ----
+
+  get slotCount(): number {
+    return this.index.slotCount;
+  }
+
+  slotOf(prefix: PrefixKey): number {
+    return this.index.get(prefix);
+  }
+
+  claim(prefix: PrefixKey): number {
+    return this.slotFor(prefix);
+  }
+
+  prefixAt(slot: number): PrefixKey | undefined {
+    return this.index.prefixAt(slot);
+  }
+
+  pin(slot: number): void {
+    this.pins[slot] = this.pins[slot]! + 1;
+  }
+
+  unpin(slot: number): void {
+    if (--this.pins[slot]! === 0 && this.head[slot] === NONE) this.index.delete(this.index.prefixAt(slot)!);
+  }
+
+  private slotFor(prefix: PrefixKey): number {
+    const slot = this.index.add(prefix);
+    if (slot >= this.head.length) {
+      this.head = grown(this.head, slot + 1, NONE);
+      this.best = grown(this.best, slot + 1, NONE);
+      this.reason = grown(this.reason, slot + 1);
+      this.pins = grown(this.pins, slot + 1);
+    }
+    return slot;
+  }
+
+  /** The slot's best path (a row), or -1. */
+  bestRowAt(slot: number): number {
+    return this.best[slot]!;
+  }
+
+  /** A row's attribute set. */
+  raAt(row: number): RouteAttrs {
+    return this.pRa[row]!;
+  }
+
+  /** Who a row came from. */
+  peerAt(row: number): PeerRef {
+    return this.peerRefs[this.pPeer[row]!]!;
   }
 
   private view(id: number): Path {
@@ -315,13 +380,15 @@ export class Rib {
    * with a reference for this path (AttrTable.intern); the RIB releases it when the path goes.
    */
   announce(prefix: PrefixKey, peer: PeerRef, pathId: number, ra: RouteAttrs): Delta | undefined {
+    const before = this.bestView(prefix);
+    const s = this.announceSlot(prefix, peer, pathId, ra);
+    return s < 0 ? undefined : this.delta(prefix, s, before);
+  }
+
+  /** `announce`, returning the slot whose best path changed, or -1. */
+  announceSlot(prefix: PrefixKey, peer: PeerRef, pathId: number, ra: RouteAttrs): number {
     const ord = this.ordinal(peer);
-    const slot = this.index.add(prefix);
-    if (slot >= this.head.length) {
-      this.head = grown(this.head, slot + 1, NONE);
-      this.best = grown(this.best, slot + 1, NONE);
-      this.reason = grown(this.reason, slot + 1);
-    }
+    const slot = this.slotFor(prefix);
     let id = this.head[slot]!;
     while (id !== NONE && (this.pPeer[id] !== ord || this.pPathId[id] !== pathId)) id = this.pNext[id]!;
     if (id !== NONE && this.pRa[id] === ra) {
@@ -332,10 +399,9 @@ export class Rib {
         this.pFlags[id] = this.pFlags[id]! & ~STALE;
       }
       this.attrs.release(ra);
-      return undefined;
+      return -1;
     }
     const oldBest = this.best[slot]!;
-    const before = oldBest === NONE ? undefined : this.view(oldBest);
     if (id !== NONE) {
       if (this.pFlags[id]! & STALE) this.staleCounts[ord] = this.staleCounts[ord]! - 1;
       this.attrs.release(this.pRa[id]!);
@@ -343,26 +409,46 @@ export class Rib {
     } else {
       id = this.newRow();
       this.setRow(id, slot, ord, pathId, ra, peer);
+      if (this.head[slot] === NONE) this.nLive++;
       this.pNext[id] = this.head[slot]!;
       this.head[slot] = id;
       this.counts[ord] = this.counts[ord]! + 1;
     }
     // A path that replaced the best one is a new best even if it wins again.
-    return this.reselect(slot, before, id === oldBest);
+    return this.reselect(slot, id === oldBest) ? slot : -1;
+  }
+
+  private bestView(prefix: PrefixKey): Path | undefined {
+    const s = this.index.get(prefix);
+    const b = s < 0 ? NONE : this.best[s]!;
+    return b === NONE ? undefined : this.view(b);
+  }
+
+  /** The delta of a change at `slot` (which may be freed by now: `prefix` is given). */
+  private delta(prefix: PrefixKey, slot: number, before: Path | undefined): Delta {
+    const b = this.index.prefixAt(slot) === prefix ? this.best[slot]! : NONE;
+    return { prefix, oldBest: before, newBest: b === NONE ? undefined : this.view(b) };
   }
 
   withdraw(prefix: PrefixKey, peerId: string, pathId = 0): Delta | undefined {
+    const before = this.bestView(prefix);
+    const s = this.withdrawSlot(prefix, peerId, pathId);
+    return s < 0 ? undefined : this.delta(prefix, s, before);
+  }
+
+  /** `withdraw`, returning the slot whose best path changed, or -1. */
+  withdrawSlot(prefix: PrefixKey, peerId: string, pathId = 0): number {
     const slot = this.index.get(prefix);
     const ord = peerId === this.lastPeer?.id ? this.lastOrd : this.peerOrd.get(peerId);
-    if (slot < 0 || ord === undefined) return undefined;
+    if (slot < 0 || ord === undefined) return -1;
     let prev = NONE;
     let id = this.head[slot]!;
     while (id !== NONE && (this.pPeer[id] !== ord || this.pPathId[id] !== pathId)) {
       prev = id;
       id = this.pNext[id]!;
     }
-    if (id === NONE) return undefined;
-    return this.removeRow(slot, prev, id);
+    if (id === NONE) return -1;
+    return this.removeRow(slot, prev, id) ? slot : -1;
   }
 
   /** Remove every path of a peer (session down without graceful restart). */
@@ -406,8 +492,10 @@ export class Rib {
       while (id !== NONE) {
         const next = this.pNext[id]!;
         if (this.pPeer[id] === ord && (!staleOnly || this.pFlags[id]! & STALE)) {
-          const d = this.removeRow(slot, prev, id);
-          if (d) out.push(d);
+          const b = this.best[slot]!;
+          const before = b === NONE ? undefined : this.view(b);
+          const prefix = this.index.prefixAt(slot)!;
+          if (this.removeRow(slot, prev, id)) out.push(this.delta(prefix, slot, before));
           if (this.head[slot] === NONE) break;
         } else {
           prev = id;
@@ -418,9 +506,9 @@ export class Rib {
     return out;
   }
 
-  private removeRow(slot: number, prev: number, id: number): Delta | undefined {
+  /** Unlink row `id` (after `prev`) from the slot; true when the best path changed. */
+  private removeRow(slot: number, prev: number, id: number): boolean {
     const oldBest = this.best[slot]!;
-    const before = oldBest === NONE ? undefined : this.view(oldBest);
     const ord = this.pPeer[id]!;
     if (prev === NONE) this.head[slot] = this.pNext[id]!;
     else this.pNext[prev] = this.pNext[id]!;
@@ -430,13 +518,14 @@ export class Rib {
     this.pRa[id] = undefined;
     this.pFlags[id] = 0;
     this.freePaths.push(id);
-    const prefix = this.index.prefixAt(slot)!;
-    const d = this.reselect(slot, before, id === oldBest);
+    const news = this.reselect(slot, id === oldBest);
     if (this.head[slot] === NONE) {
-      this.index.delete(prefix);
+      this.nLive--;
       this.best[slot] = NONE;
+      // A pinned slot stays until the Adj-RIB-Outs have sent the withdrawal (unpin).
+      if (this.pins[slot] === 0) this.index.delete(this.index.prefixAt(slot)!);
     }
-    return d;
+    return news;
   }
 
   /**
@@ -468,19 +557,19 @@ export class Rib {
       }
       if (changed) {
         const b = this.best[slot]!;
-        const d = this.reselect(slot, b === NONE ? undefined : this.view(b), true);
-        if (d) out.push(d);
+        const before = b === NONE ? undefined : this.view(b);
+        if (this.reselect(slot, true)) out.push(this.delta(this.index.prefixAt(slot)!, slot, before));
       }
     }
     return out;
   }
 
   /**
-   * Select the slot's best path again. `before` is the old best's snapshot; `changed` says the
-   * old best row itself changed (replaced, removed or re-resolved), so it is news even if the
-   * same row wins.
+   * Select the slot's best path again; true when that is news. `changed` says the old best row
+   * itself changed (replaced, removed or re-resolved), so it is news even if the same row wins.
    */
-  private reselect(slot: number, before: Path | undefined, changed: boolean): Delta | undefined {
+  private reselect(slot: number, changed: boolean): boolean {
+    const oldId = this.best[slot]!;
     const h = this.head[slot]!;
     let best = NONE;
     let reason = 0;
@@ -502,12 +591,6 @@ export class Rib {
     }
     this.best[slot] = best;
     this.reason[slot] = reason;
-    const oldId = before?.id ?? NONE;
-    if (best === oldId && !(changed && best !== NONE)) return undefined;
-    return {
-      prefix: this.index.prefixAt(slot)!,
-      oldBest: before,
-      newBest: best === NONE ? undefined : this.view(best),
-    };
+    return best !== oldId || (changed && best !== NONE);
   }
 }
