@@ -11,7 +11,10 @@ import type { PrefixKey } from '../../src/net/addr.js';
 const pool: PrefixKey[] = [
   ...Array.from({ length: 200 }, (_, i) => (0x0a000000 + i * 256) * 64 + 24),
   ...Array.from({ length: 40 }, (_, i) => (0xc0a80000 + i) * 64 + 32),
+  // One address at many lengths: same significant bits, different buckets.
+  ...[1, 8, 16, 24, 25, 26, 31].map((len) => 0x0a000000 * 64 + len),
   0,
+  0x80000000 * 64 + 1,
   0xffffffff * 64 + 32,
   '2001:db8::/32',
   '2001:db8:1::/48',

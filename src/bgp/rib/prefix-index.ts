@@ -1,23 +1,37 @@
 /**
  * A prefix -> small integer index, the one lookup every table in rib/ does per prefix.
  *
- * IPv4 keys (addr * 64 + len, up to 2^38) live in an open-addressing hash table on typed arrays:
- * linear probing, load factor at most 1/2, deletion by backward shift (no tombstones), so a
- * lookup is a hash and a probe or two with no allocation. A JS Map with such keys costs several
+ * IPv4 keys (addr * 64 + len, up to 2^38) live in an open-addressing hash table on one typed
+ * array: linear probing, load factor at most 1/2, deletion by backward shift (no tombstones), so
+ * a lookup is a hash and a probe or two with no allocation. A JS Map with such keys costs several
  * times more per operation on a million-entry table (each key a heap number, each entry an
  * object) — that was the RIB's hot spot. IPv6 keys (canonical text) use a Map: IPv6 tables are
  * small next to IPv4 ones in a pod network.
+ *
+ * On a million prefixes the cost is memory latency, not arithmetic, so the layout is for the
+ * cache: a bucket is two int32s, the address and (length + 1) << 26 | slot, so a probe reads one
+ * cache line; and the hash keeps runs of neighbouring prefixes together. It takes the prefix's
+ * significant bits (addr >>> (32 - len)), mixes all but the low three with the length, and keeps
+ * those three as the low bits of the bucket: eight consecutive prefixes of one length land in
+ * eight consecutive buckets. Peers send tables in address order, so a full table's lookups walk
+ * memory mostly in order. Eight, not more: wider runs made probe sequences long enough to lose
+ * on shuffled input. Slots are below 2^26.
  *
  * Slots are dense integers from 0, reused after `delete` (lowest-freed-first is not promised):
  * callers keep per-prefix data in plain arrays indexed by slot. No I/O.
  */
 import type { PrefixKey } from '../../net/addr.js';
 
-const EMPTY = -1;
+const RUN_BITS = 3;
+const RUN = 1 << RUN_BITS;
+const SLOT_BITS = 26;
+const SLOT_MASK = (1 << SLOT_BITS) - 1;
+/** The most slots an index hands out. */
+export const MAX_SLOTS = SLOT_MASK + 1;
 
 export class PrefixIndex {
-  private keys: Float64Array;
-  private slotsAt: Int32Array;
+  /** Buckets: [addr, (len + 1) << 26 | slot] pairs; 0 in the second word is an empty bucket. */
+  private table: Int32Array;
   private mask: number;
   private n4 = 0;
   private readonly v6 = new Map<string, number>();
@@ -34,8 +48,7 @@ export class PrefixIndex {
   constructor(capacity = 1024) {
     let cap = 16;
     while (cap < capacity * 2) cap *= 2;
-    this.keys = new Float64Array(cap).fill(EMPTY);
-    this.slotsAt = new Int32Array(cap);
+    this.table = new Int32Array(cap * 2);
     this.mask = cap - 1;
   }
 
@@ -54,26 +67,37 @@ export class PrefixIndex {
     return Number.isNaN(k) ? this.keyAt6[s] : k;
   }
 
-  private hash(k: number): number {
-    const lo = (k % 4294967296) | 0;
-    const hi = (k / 4294967296) | 0;
-    let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
+  /** The bucket a prefix would sit in with no collisions. */
+  private home(addr: number, len: number): number {
+    const v = len === 0 ? 0 : addr >>> (32 - len);
+    let h = Math.imul((v >>> RUN_BITS) ^ Math.imul(len + 1, 0x9e3779b1), 0x85ebca6b);
     h ^= h >>> 13;
     h = Math.imul(h, 0xc2b2ae35);
-    return (h ^ (h >>> 16)) & this.mask;
+    h ^= h >>> 16;
+    return ((h << RUN_BITS) | (v & (RUN - 1))) & this.mask;
+  }
+
+  /** The bucket holding IPv4 key `k`, or -1. */
+  private find(k: number): number {
+    const len = k % 64;
+    const addr = ((k - len) / 64) | 0;
+    const tag = (len + 1) << SLOT_BITS;
+    const t = this.table;
+    const mask = this.mask;
+    let i = this.home(addr, len);
+    for (;;) {
+      const x = t[2 * i + 1]!;
+      if (x === 0) return -1;
+      if (t[2 * i] === addr && (x & ~SLOT_MASK) === tag) return i;
+      i = (i + 1) & mask;
+    }
   }
 
   /** The prefix's slot, or -1. */
   get(k: PrefixKey): number {
     if (typeof k === 'string') return this.v6.get(k) ?? -1;
-    const keys = this.keys;
-    let i = this.hash(k);
-    for (;;) {
-      const x = keys[i]!;
-      if (x === k) return this.slotsAt[i]!;
-      if (x === EMPTY) return -1;
-      i = (i + 1) & this.mask;
-    }
+    const i = this.find(k);
+    return i < 0 ? -1 : this.table[2 * i + 1]! & SLOT_MASK;
   }
 
   /** The prefix's slot, given one if it has none. */
@@ -86,18 +110,22 @@ export class PrefixIndex {
       }
       return s;
     }
-    if ((this.n4 + 1) * 2 > this.keys.length) this.grow();
-    const keys = this.keys;
-    let i = this.hash(k);
+    if ((this.n4 + 1) * 2 > this.mask + 1) this.grow();
+    const len = k % 64;
+    const addr = ((k - len) / 64) | 0;
+    const tag = (len + 1) << SLOT_BITS;
+    const t = this.table;
+    const mask = this.mask;
+    let i = this.home(addr, len);
     for (;;) {
-      const x = keys[i]!;
-      if (x === k) return this.slotsAt[i]!;
-      if (x === EMPTY) break;
-      i = (i + 1) & this.mask;
+      const x = t[2 * i + 1]!;
+      if (x === 0) break;
+      if (t[2 * i] === addr && (x & ~SLOT_MASK) === tag) return x & SLOT_MASK;
+      i = (i + 1) & mask;
     }
     const s = this.take(k);
-    keys[i] = k;
-    this.slotsAt[i] = s;
+    t[2 * i] = addr;
+    t[2 * i + 1] = tag | s;
     this.n4++;
     return s;
   }
@@ -111,31 +139,28 @@ export class PrefixIndex {
       this.release(s);
       return s;
     }
-    const keys = this.keys;
+    const i = this.find(k);
+    if (i < 0) return -1;
+    const t = this.table;
     const mask = this.mask;
-    let i = this.hash(k);
-    for (;;) {
-      const x = keys[i]!;
-      if (x === EMPTY) return -1;
-      if (x === k) break;
-      i = (i + 1) & mask;
-    }
-    const s = this.slotsAt[i]!;
+    const s = t[2 * i + 1]! & SLOT_MASK;
     // Backward-shift deletion: pull later members of the probe run into the hole.
     let hole = i;
     let j = (i + 1) & mask;
-    while (keys[j] !== EMPTY) {
-      const home = this.hash(keys[j]!);
+    for (;;) {
+      const x = t[2 * j + 1]!;
+      if (x === 0) break;
+      const home = this.home(t[2 * j]!, (x >>> SLOT_BITS) - 1);
       // Move j into the hole unless its home lies cyclically in (hole, j].
       const between = hole <= j ? home > hole && home <= j : home > hole || home <= j;
       if (!between) {
-        keys[hole] = keys[j]!;
-        this.slotsAt[hole] = this.slotsAt[j]!;
+        t[2 * hole] = t[2 * j]!;
+        t[2 * hole + 1] = x;
         hole = j;
       }
       j = (j + 1) & mask;
     }
-    keys[hole] = EMPTY;
+    t[2 * hole + 1] = 0;
     this.n4--;
     this.release(s);
     return s;
@@ -145,6 +170,7 @@ export class PrefixIndex {
     let s: number;
     if (this.nFree) s = this.free[--this.nFree]!;
     else {
+      if (this.nSlots === MAX_SLOTS) throw new RangeError(`prefix index full (${MAX_SLOTS} prefixes)`);
       s = this.nSlots++;
       if (s >= this.keyAt4.length) {
         const next = new Float64Array(this.keyAt4.length * 2).fill(Number.NaN);
@@ -169,19 +195,18 @@ export class PrefixIndex {
   }
 
   private grow(): void {
-    const oldKeys = this.keys;
-    const oldSlots = this.slotsAt;
-    const cap = oldKeys.length * 2;
-    this.keys = new Float64Array(cap).fill(EMPTY);
-    this.slotsAt = new Int32Array(cap);
+    const old = this.table;
+    const cap = (this.mask + 1) * 2;
+    const t = new Int32Array(cap * 2);
+    this.table = t;
     this.mask = cap - 1;
-    for (let i = 0; i < oldKeys.length; i++) {
-      const k = oldKeys[i]!;
-      if (k === EMPTY) continue;
-      let j = this.hash(k);
-      while (this.keys[j] !== EMPTY) j = (j + 1) & this.mask;
-      this.keys[j] = k;
-      this.slotsAt[j] = oldSlots[i]!;
+    for (let i = 0; i < old.length; i += 2) {
+      const x = old[i + 1]!;
+      if (x === 0) continue;
+      let j = this.home(old[i]!, (x >>> SLOT_BITS) - 1);
+      while (t[2 * j + 1] !== 0) j = (j + 1) & this.mask;
+      t[2 * j] = old[i]!;
+      t[2 * j + 1] = x;
     }
   }
 }
