@@ -240,6 +240,8 @@ export class Speaker {
   private deferring: boolean;
   private deferralTimer: NodeJS.Timeout | undefined;
   private revalidateTimer: NodeJS.Timeout | undefined;
+  /** Frees the RIB's dead slots once UPDATEs pause (rib.ts, prune). */
+  private pruneTimer: NodeJS.Timeout | undefined;
   private readonly resolver: NextHopResolver & { read?: () => void };
   private readonly bestListeners: ((deltas: readonly Delta[]) => void)[] = [];
 
@@ -259,7 +261,7 @@ export class Speaker {
     };
     this.me = { asn: config.asn, routerId: config.routerId, clusterId: config.clusterId || config.routerId };
     this.resolver = options.resolver ?? connectedResolver();
-    this.rib = new Rib(config.decision, this.resolver);
+    this.rib = new Rib(config.decision, this.resolver, () => this.schedulePrune());
     this.deferring = !!options.restarting && config.gracefulRestart.enabled;
     for (const n of config.neighbors)
       this.peers.set(n.address, new Peer(n, dialsNeighbor(config, n), policyOf(n)));
@@ -346,6 +348,7 @@ export class Speaker {
     }
     if (this.deferralTimer) clearTimeout(this.deferralTimer);
     if (this.revalidateTimer) clearInterval(this.revalidateTimer);
+    if (this.pruneTimer) clearTimeout(this.pruneTimer);
     // Let the NOTIFICATIONs reach the wire.
     await new Promise((r) => setTimeout(r, 50));
     for (const p of this.peers.values()) for (const s of p.sessions()) s.dispose();
@@ -838,6 +841,8 @@ export class Speaker {
       announce(r.prefixes, r.pathIds, r.nextHops);
     if (full) this.applyDeltas(deltas);
     else this.applySlots(changed);
+    // UPDATEs still coming: the prune waits.
+    this.pruneTimer?.refresh();
 
     if (p.cfg.maxPrefix !== null && this.rib.countFrom(id) > p.cfg.maxPrefix) {
       this.log.warn({ peer: id, max: p.cfg.maxPrefix }, 'maximum number of prefixes reached');
@@ -941,6 +946,16 @@ export class Speaker {
       }
     }
     for (const fn of this.bestListeners) fn(deltas);
+  }
+
+  /** The RIB has dead slots: prune them once no UPDATE has come for 100 ms. */
+  private schedulePrune(): void {
+    if (this.pruneTimer || this.stopped) return;
+    this.pruneTimer = setTimeout(() => {
+      this.pruneTimer = undefined;
+      this.rib.prune();
+    }, 100);
+    this.pruneTimer.unref();
   }
 
   /** applyDeltas for changes in their compact form: the slots whose best path changed. */

@@ -5,13 +5,13 @@
  * whose best path changed, and an Adj-RIB-Out pins the slots it holds so the Rib does not give a
  * slot to another prefix while a withdrawal of the old one is still owed. A bug here sends a
  * withdrawal or an announcement under the wrong prefix, so random sequences of announce,
- * withdraw, peer down, takes at random points and session resets (clear and refill, as the
- * speaker does on a new session) drive a Rib and two Adj-RIB-Outs (one IPv4-only), and a
- * receiver applies each batch as a peer would:
+ * withdraw, peer down, takes at random points, session resets (clear and refill, as the
+ * speaker does on a new session) and prunes of dead slots drive a Rib and two Adj-RIB-Outs (one
+ * IPv4-only), and a receiver applies each batch as a peer would:
  *   - a batch never withdraws what the receiver does not hold;
  *   - once drained, each receiver holds exactly the Loc-RIB's best paths of its families;
- *   - at the end, with everything withdrawn and drained, no prefix keeps a slot and the tables
- *     hold no attribute set.
+ *   - at the end, with everything withdrawn, drained and pruned, no prefix keeps a slot and the
+ *     tables hold no attribute set.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -47,7 +47,8 @@ type Op =
   | { op: 'withdraw'; prefix: number; peer: number }
   | { op: 'down'; peer: number }
   | { op: 'take'; out: number; max: number }
-  | { op: 'reset'; out: number };
+  | { op: 'reset'; out: number }
+  | { op: 'prune' };
 
 const ops: fc.Arbitrary<Op[]> = fc.array(
   fc.oneof(
@@ -78,6 +79,7 @@ const ops: fc.Arbitrary<Op[]> = fc.array(
       }),
     },
     { weight: 1, arbitrary: fc.record({ op: fc.constant('reset' as const), out: fc.nat(1) }) },
+    { weight: 1, arbitrary: fc.record({ op: fc.constant('prune' as const) }) },
   ),
   { maxLength: 120, size: 'medium' },
 );
@@ -146,6 +148,9 @@ describe('Rib slots shared with Adj-RIB-Outs', () => {
               outs[o.out]!.held.clear();
               fill(o.out);
               break;
+            case 'prune':
+              rib.prune();
+              break;
           }
         }
         const best = (i: number) => {
@@ -167,6 +172,8 @@ describe('Rib slots shared with Adj-RIB-Outs', () => {
           outs[i]!.drain();
           expect(outs[i]!.held.size).toBe(0);
         }
+        rib.prune();
+        expect(rib.deadCount).toBe(0);
         for (const k of PREFIXES) expect(rib.slotOf(k), `slot of ${String(k)}`).toBe(-1);
         expect(rib.size).toBe(0);
         expect(rib.attrs.size).toBe(0);
@@ -174,5 +181,43 @@ describe('Rib slots shared with Adj-RIB-Outs', () => {
       }),
       { numRuns: runs },
     );
+  });
+
+  const peer = PEERS[0]!;
+  const key = (i: number) => (0x0a000000 + i * 256) * 64 + 24;
+
+  it('a prefix back before the prune keeps its slot; after the prune its slot is free', () => {
+    const rib = new Rib();
+    const a = rib.announceSlot(key(0), peer, 0, rib.attrs.intern({ origin: 0 }, [peer.id]));
+    rib.withdrawSlot(key(0), peer.id);
+    expect(rib.deadCount).toBe(1);
+    expect(rib.size).toBe(0);
+    expect(rib.announceSlot(key(0), peer, 0, rib.attrs.intern({ origin: 0 }, [peer.id]))).toBe(a);
+    rib.prune();
+    expect(rib.slotOf(key(0)), 'back in use: not freed').toBe(a);
+    rib.withdrawSlot(key(0), peer.id);
+    rib.prune();
+    expect(rib.slotOf(key(0))).toBe(-1);
+    expect(rib.prefixAt(a)).toBeUndefined();
+  });
+
+  it('dead slots are reused before the tables grow, and the speaker is told once per batch', () => {
+    let wakes = 0;
+    const rib = new Rib(undefined, undefined, () => wakes++);
+    const n = 70_000;
+    const ra = () => rib.attrs.intern({ origin: 0 }, [peer.id]);
+    for (let i = 0; i < n; i++) rib.announceSlot(key(i), peer, 0, ra());
+    for (let i = 0; i < n; i++) rib.withdrawSlot(key(i), peer.id);
+    expect(rib.deadCount).toBe(n);
+    expect(wakes).toBe(1);
+    // 140k other prefixes, with no pause between: the dead slots make room (the arrays are
+    // sized in powers of two, so slots up to 131072 are there already).
+    for (let i = n; i < 3 * n; i++) {
+      rib.announceSlot(key(i), peer, 0, ra());
+      rib.withdrawSlot(key(i), peer.id);
+    }
+    expect(rib.slotCount).toBeLessThanOrEqual(131_072);
+    expect(rib.slotOf(key(0))).toBe(-1);
+    expect(wakes).toBeGreaterThan(1);
   });
 });

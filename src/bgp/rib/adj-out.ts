@@ -94,8 +94,10 @@ export class AdjRibOut {
   /** Per slot: SAME, WITHDRAW or the id of the set it should hold. */
   private wantAt = new Int32Array(0);
   private flags = new Uint8Array(0);
-  private queue: number[] = [];
+  /** Slots queued, from `head` to `qLen`. */
+  private queue = new Int32Array(256);
   private head = 0;
+  private qLen = 0;
   private nPending = 0;
   private nSent = 0;
 
@@ -185,7 +187,12 @@ export class AdjRibOut {
     const f = this.flags[s]!;
     if (after && !(f & QUEUED)) {
       this.flags[s] = f | QUEUED;
-      this.queue.push(s);
+      if (this.qLen === this.queue.length) {
+        const q = new Int32Array(this.queue.length * 2);
+        q.set(this.queue);
+        this.queue = q;
+      }
+      this.queue[this.qLen++] = s;
     } else if (!after && !(f & QUEUED) && this.sentAt[s] === 0) {
       // Nothing held, nothing owed (a withdrawal of what was never sent is no change).
       this.forget(s);
@@ -223,7 +230,7 @@ export class AdjRibOut {
     // Consecutive prefixes mostly share a set: remember the last list.
     let lastId = 0;
     let lastList: PrefixKey[] = [];
-    while (this.head < q.length && batch.count < max) {
+    while (this.head < this.qLen && batch.count < max) {
       const s = q[this.head++]!;
       this.flags[s] = this.flags[s]! & ~QUEUED;
       if (!this.pending(s)) {
@@ -268,11 +275,13 @@ export class AdjRibOut {
       lastId = target;
       lastList = list ?? batch.announce.get(ra)!;
     }
-    if (this.head === q.length) {
-      this.queue = [];
-      this.head = 0;
-    } else if (this.head > 4096 && this.head * 2 > q.length) {
-      this.queue = q.slice(this.head);
+    if (this.head === this.qLen) {
+      this.head = this.qLen = 0;
+      // A burst's queue (a full table: megabytes) is not kept for the next change.
+      if (q.length > 65536) this.queue = new Int32Array(256);
+    } else if (this.head > 4096 && this.head * 2 > this.qLen) {
+      q.copyWithin(0, this.head, this.qLen);
+      this.qLen -= this.head;
       this.head = 0;
     }
     return batch;
@@ -291,8 +300,8 @@ export class AdjRibOut {
     this.sentAt = new Int32Array(0);
     this.wantAt = new Int32Array(0);
     this.flags = new Uint8Array(0);
-    this.queue = [];
-    this.head = 0;
+    this.queue = new Int32Array(256);
+    this.head = this.qLen = 0;
     this.nPending = 0;
     this.nSent = 0;
   }

@@ -36,14 +36,15 @@ export class PrefixIndex {
   private n4 = 0;
   private readonly v6 = new Map<string, number>();
   /**
-   * slot -> prefix: IPv4 keys in a Float64Array (NaN when the slot is not IPv4), IPv6 text in a
-   * plain array. A JS array of numbers would box every key once a slot is freed.
+   * slot -> prefix: IPv4 keys (>= 0) in a Float64Array, IPv6 text in a plain array (NaN here). A
+   * JS array of numbers would box every key once a slot is freed. Free slots form a list through
+   * the same array, as negative numbers: -(next free slot + 2), so freeing a million prefixes
+   * allocates nothing.
    */
   private keyAt4 = new Float64Array(1024).fill(Number.NaN);
   private readonly keyAt6: (string | undefined)[] = [];
   private nSlots = 0;
-  private free = new Int32Array(64);
-  private nFree = 0;
+  private freeHead = -1;
 
   constructor(capacity = 1024) {
     let cap = 16;
@@ -61,10 +62,19 @@ export class PrefixIndex {
     return this.nSlots;
   }
 
+  /**
+   * Whether adding a new prefix would grow the index (its buckets), or hand out a slot at or past
+   * `slots` (the length of the caller's arrays indexed by slot).
+   */
+  wouldGrow(slots: number): boolean {
+    return (this.n4 + 1) * 2 > this.mask + 1 || (this.freeHead < 0 && this.nSlots >= slots);
+  }
+
   /** The prefix at a slot, or undefined for a free one. */
   prefixAt(s: number): PrefixKey | undefined {
     const k = this.keyAt4[s]!;
-    return Number.isNaN(k) ? this.keyAt6[s] : k;
+    if (k >= 0) return k;
+    return k < 0 ? undefined : this.keyAt6[s];
   }
 
   /** The bucket a prefix would sit in with no collisions. */
@@ -168,8 +178,10 @@ export class PrefixIndex {
 
   private take(k: PrefixKey): number {
     let s: number;
-    if (this.nFree) s = this.free[--this.nFree]!;
-    else {
+    if (this.freeHead >= 0) {
+      s = this.freeHead;
+      this.freeHead = -this.keyAt4[s]! - 2;
+    } else {
       if (this.nSlots === MAX_SLOTS) throw new RangeError(`prefix index full (${MAX_SLOTS} prefixes)`);
       s = this.nSlots++;
       if (s >= this.keyAt4.length) {
@@ -179,19 +191,17 @@ export class PrefixIndex {
       }
     }
     if (typeof k === 'number') this.keyAt4[s] = k;
-    else this.keyAt6[s] = k;
+    else {
+      this.keyAt4[s] = Number.NaN;
+      this.keyAt6[s] = k;
+    }
     return s;
   }
 
   private release(s: number): void {
-    this.keyAt4[s] = Number.NaN;
     if (this.keyAt6[s] !== undefined) this.keyAt6[s] = undefined;
-    if (this.nFree === this.free.length) {
-      const next = new Int32Array(this.free.length * 2);
-      next.set(this.free);
-      this.free = next;
-    }
-    this.free[this.nFree++] = s;
+    this.keyAt4[s] = -(this.freeHead + 2);
+    this.freeHead = s;
   }
 
   private grow(): void {

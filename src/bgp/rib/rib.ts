@@ -15,7 +15,12 @@
  *
  * The Rib is also the slot space of the Adj-RIB-Outs (adj-out.ts): they name prefixes by the
  * Rib's slots, and pin the ones they hold. A prefix whose last path goes keeps its slot while it
- * is pinned (a withdrawal is still owed to a peer), then the slot is freed for another prefix.
+ * is pinned (a withdrawal is still owed to a peer). After that its slot is dead: listed, and
+ * freed by `prune()`, which the speaker calls when UPDATEs pause (as BIRD prunes its tables in
+ * an event of their own). So a mass withdrawal does no index deletions while it is being passed
+ * on, and a prefix that comes back before the prune (a peer's session flapping) finds its slot.
+ * Under churn that never pauses, the prune comes before the tables would grow: dead slots never
+ * make the RIB bigger than its live and pinned prefixes need.
  *
  * What it does not do: policy (policy.ts decides what enters and leaves), I/O, timers. Graceful
  * restart is data here — `markStale(peer)` flags a peer's paths, `sweepStale(peer, family)`
@@ -148,7 +153,7 @@ const REASONS: Selection<Path>['reason'][] = [
 ];
 const REASON_CODE = new Map(REASONS.map((r, i) => [r, i]));
 
-function grown<T extends Int32Array | Uint8Array | Float64Array | Uint32Array>(
+function grown<T extends Int32Array | Uint8Array | Uint16Array | Float64Array | Uint32Array>(
   a: T,
   n: number,
   fill?: number,
@@ -177,18 +182,30 @@ export class Rib implements SlotSpace {
   private best = new Int32Array(4096).fill(NONE);
   private reason = new Uint8Array(4096);
   /** Per slot: how many Adj-RIB-Outs hold it. */
-  private pins = new Int32Array(4096);
+  private pins = new Uint16Array(4096);
   /** Slots with at least one path. */
   private nLive = 0;
+  /**
+   * Slots whose prefix has no path and no pin, to be freed by prune(): `listed` marks them, and
+   * the first 4096 are also in `dead`; past that prune() scans `listed` (a byte per slot) rather
+   * than keep a list as long as a mass withdrawal.
+   */
+  private readonly dead = new Int32Array(4096);
+  private nDead = 0;
+  private listed = new Uint8Array(4096);
   private pNext = new Int32Array(4096);
   private pSlot = new Int32Array(4096);
-  private pPeer = new Int32Array(4096);
-  private pPathId = new Uint32Array(4096);
+  /** Peer ordinals: 65536 peers at most. */
+  private pPeer = new Uint16Array(4096);
+  /** ADD-PATH path ids; null until a path has one that is not 0. */
+  private pPathId: Uint32Array | null = null;
   private pFlags = new Uint8Array(4096);
   private pCost = new Float64Array(4096);
-  private pRa: (RouteAttrs | undefined)[] = [];
+  /** The row's attribute set (its id in `attrs`; 0 for a free row). */
+  private pRa = new Int32Array(4096);
   private nPaths = 0;
-  private freePaths: number[] = [];
+  /** Free rows, linked through pNext. */
+  private freeRow = NONE;
   private readonly peerOrd = new Map<string, number>();
   private readonly peerRefs: PeerRef[] = [];
   /** Paths and stale paths per peer ordinal. */
@@ -201,6 +218,8 @@ export class Rib implements SlotSpace {
   constructor(
     private readonly decision: DecisionOptions = DEFAULT_DECISION,
     private readonly resolver: NextHopResolver = ALWAYS_REACHABLE,
+    /** Called when a slot dies and none was waiting for prune(): time to schedule one. */
+    private readonly onDead?: () => void,
   ) {}
 
   /** How many prefixes have a path. */
@@ -227,22 +246,58 @@ export class Rib implements SlotSpace {
   }
 
   pin(slot: number): void {
-    this.pins[slot] = this.pins[slot]! + 1;
+    const n = this.pins[slot]!;
+    if (n === 0xffff) throw new RangeError('more than 65535 Adj-RIB-Outs hold one prefix');
+    this.pins[slot] = n + 1;
   }
 
   unpin(slot: number): void {
-    if (--this.pins[slot]! === 0 && this.head[slot] === NONE) this.index.delete(this.index.prefixAt(slot)!);
+    if (--this.pins[slot]! === 0 && this.head[slot] === NONE) this.bury(slot);
   }
 
   private slotFor(prefix: PrefixKey): number {
+    // Dead slots are reused rather than the tables grown.
+    if (this.nDead > 0 && this.index.wouldGrow(this.head.length)) this.prune();
     const slot = this.index.add(prefix);
     if (slot >= this.head.length) {
       this.head = grown(this.head, slot + 1, NONE);
       this.best = grown(this.best, slot + 1, NONE);
       this.reason = grown(this.reason, slot + 1);
       this.pins = grown(this.pins, slot + 1);
+      this.listed = grown(this.listed, slot + 1);
     }
     return slot;
+  }
+
+  /** The slot's prefix has no path and no pin: list it for prune(). */
+  private bury(slot: number): void {
+    if (this.listed[slot]) return;
+    this.listed[slot] = 1;
+    if (this.nDead < this.dead.length) this.dead[this.nDead] = slot;
+    if (++this.nDead === 1) this.onDead?.();
+  }
+
+  /** Slots waiting for prune(). */
+  get deadCount(): number {
+    return this.nDead;
+  }
+
+  /** Free the slots of prefixes that have had no path and no pin since they were listed. */
+  prune(): void {
+    if (this.nDead <= this.dead.length) {
+      for (let i = 0; i < this.nDead; i++) this.free(this.dead[i]!);
+    } else {
+      const n = this.index.slotCount;
+      for (let slot = 0; slot < n; slot++) if (this.listed[slot]) this.free(slot);
+    }
+    this.nDead = 0;
+  }
+
+  private free(slot: number): void {
+    this.listed[slot] = 0;
+    // Back in use since (announced again, or pinned): not dead after all.
+    if (this.head[slot] !== NONE || this.pins[slot] !== 0) return;
+    this.index.delete(this.index.prefixAt(slot)!);
   }
 
   /** The slot's best path (a row), or -1. */
@@ -252,7 +307,7 @@ export class Rib implements SlotSpace {
 
   /** A row's attribute set. */
   raAt(row: number): RouteAttrs {
-    return this.pRa[row]!;
+    return this.attrs.byId(this.pRa[row]!);
   }
 
   /** Who a row came from. */
@@ -265,8 +320,8 @@ export class Rib implements SlotSpace {
     const p = new Path(
       this.index.prefixAt(this.pSlot[id]!)!,
       ref,
-      this.pPathId[id]!,
-      this.pRa[id]!,
+      this.pathIdAt(id),
+      this.attrs.byId(this.pRa[id]!),
       (this.pFlags[id]! & REACHABLE) !== 0,
     );
     p.stale = (this.pFlags[id]! & STALE) !== 0;
@@ -339,6 +394,7 @@ export class Rib implements SlotSpace {
     let o = this.peerOrd.get(peer.id);
     if (o === undefined) {
       o = this.peerRefs.length;
+      if (o > 0xffff) throw new RangeError('more than 65536 peers');
       this.peerOrd.set(peer.id, o);
       this.counts[o] = 0;
       this.staleCounts[o] = 0;
@@ -349,16 +405,26 @@ export class Rib implements SlotSpace {
     return o;
   }
 
+  private pathIdAt(id: number): number {
+    return this.pPathId === null ? 0 : this.pPathId[id]!;
+  }
+
   private newRow(): number {
-    const id = this.freePaths.length ? this.freePaths.pop()! : this.nPaths++;
+    const free = this.freeRow;
+    if (free !== NONE) {
+      this.freeRow = this.pNext[free]!;
+      return free;
+    }
+    const id = this.nPaths++;
     if (id >= this.pNext.length) {
       const n = id + 1;
       this.pNext = grown(this.pNext, n);
       this.pSlot = grown(this.pSlot, n);
       this.pPeer = grown(this.pPeer, n);
-      this.pPathId = grown(this.pPathId, n);
+      if (this.pPathId) this.pPathId = grown(this.pPathId, n);
       this.pFlags = grown(this.pFlags, n);
       this.pCost = grown(this.pCost, n);
+      this.pRa = grown(this.pRa, n);
     }
     return id;
   }
@@ -369,8 +435,12 @@ export class Rib implements SlotSpace {
     const cost = peer.local || nh === undefined || nh === peer.id ? 0 : this.resolver.resolve(nh);
     this.pSlot[id] = slot;
     this.pPeer[id] = ord;
-    this.pPathId[id] = pathId;
-    this.pRa[id] = ra;
+    if (this.pPathId) this.pPathId[id] = pathId;
+    else if (pathId !== 0) {
+      this.pPathId = new Uint32Array(this.pNext.length);
+      this.pPathId[id] = pathId;
+    }
+    this.pRa[id] = ra.id;
     this.pFlags[id] = cost === undefined ? 0 : REACHABLE;
     this.pCost[id] = cost === undefined ? Number.NaN : cost;
   }
@@ -390,8 +460,8 @@ export class Rib implements SlotSpace {
     const ord = this.ordinal(peer);
     const slot = this.slotFor(prefix);
     let id = this.head[slot]!;
-    while (id !== NONE && (this.pPeer[id] !== ord || this.pPathId[id] !== pathId)) id = this.pNext[id]!;
-    if (id !== NONE && this.pRa[id] === ra) {
+    while (id !== NONE && (this.pPeer[id] !== ord || this.pathIdAt(id) !== pathId)) id = this.pNext[id]!;
+    if (id !== NONE && this.pRa[id] === ra.id) {
       // The same route again: nothing changes. A stale path sent again unchanged (a restarted
       // peer refilling its table, RFC 4724 §4.2) is simply fresh again, without a delta.
       if (this.pFlags[id]! & STALE) {
@@ -404,7 +474,7 @@ export class Rib implements SlotSpace {
     const oldBest = this.best[slot]!;
     if (id !== NONE) {
       if (this.pFlags[id]! & STALE) this.staleCounts[ord] = this.staleCounts[ord]! - 1;
-      this.attrs.release(this.pRa[id]!);
+      this.attrs.release(this.attrs.byId(this.pRa[id]!));
       this.setRow(id, slot, ord, pathId, ra, peer);
     } else {
       id = this.newRow();
@@ -443,7 +513,7 @@ export class Rib implements SlotSpace {
     if (slot < 0 || ord === undefined) return -1;
     let prev = NONE;
     let id = this.head[slot]!;
-    while (id !== NONE && (this.pPeer[id] !== ord || this.pPathId[id] !== pathId)) {
+    while (id !== NONE && (this.pPeer[id] !== ord || this.pathIdAt(id) !== pathId)) {
       prev = id;
       id = this.pNext[id]!;
     }
@@ -462,7 +532,7 @@ export class Rib implements SlotSpace {
     if (ord === undefined || !this.countFrom(peerId)) return 0;
     let n = 0;
     for (let id = 0; id < this.nPaths; id++) {
-      if (this.pRa[id] === undefined || this.pPeer[id] !== ord) continue;
+      if (this.pRa[id] === 0 || this.pPeer[id] !== ord) continue;
       if (family !== undefined && familyOfPrefix(this.index.prefixAt(this.pSlot[id]!)!) !== family) continue;
       if (!(this.pFlags[id]! & STALE)) {
         this.staleCounts[ord] = this.staleCounts[ord]! + 1;
@@ -514,16 +584,17 @@ export class Rib implements SlotSpace {
     else this.pNext[prev] = this.pNext[id]!;
     this.counts[ord] = this.counts[ord]! - 1;
     if (this.pFlags[id]! & STALE) this.staleCounts[ord] = this.staleCounts[ord]! - 1;
-    this.attrs.release(this.pRa[id]!);
-    this.pRa[id] = undefined;
+    this.attrs.release(this.attrs.byId(this.pRa[id]!));
+    this.pRa[id] = 0;
     this.pFlags[id] = 0;
-    this.freePaths.push(id);
+    this.pNext[id] = this.freeRow;
+    this.freeRow = id;
     const news = this.reselect(slot, id === oldBest);
     if (this.head[slot] === NONE) {
       this.nLive--;
       this.best[slot] = NONE;
       // A pinned slot stays until the Adj-RIB-Outs have sent the withdrawal (unpin).
-      if (this.pins[slot] === 0) this.index.delete(this.index.prefixAt(slot)!);
+      if (this.pins[slot] === 0) this.bury(slot);
     }
     return news;
   }
@@ -543,7 +614,7 @@ export class Rib implements SlotSpace {
       let changed = false;
       for (let id = this.head[slot]!; id !== NONE; id = this.pNext[id]!) {
         const peer = this.peerRefs[this.pPeer[id]!]!;
-        const nh = this.pRa[id]!.nextHops[0];
+        const nh = this.attrs.byId(this.pRa[id]!).nextHops[0];
         if (peer.local || nh === undefined || nh === peer.id) continue;
         const cost = this.resolver.resolve(nh);
         const reachable = cost !== undefined;
