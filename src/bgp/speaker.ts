@@ -152,9 +152,14 @@ class Peer {
   /** Set while Established. */
   ref: PeerRef | undefined;
   adjOut: AdjRibOut | undefined;
-  /** Export results by `${attrs id}:${source peer}`; cleared with the Adj-RIB-Out. */
-  exportCache = new Map<string, RouteAttrs | null>();
-  /** The last export answer (held by exportCache): attributes, source, result. */
+  /**
+   * Export answers by the RIB attribute set's id (ids are dense): the set and source each answer
+   * is for, and the answer (which holds a reference in the export table).
+   */
+  exportRa: (RouteAttrs | undefined)[] = [];
+  exportFrom: (PeerRef | undefined)[] = [];
+  exportOut: (RouteAttrs | null)[] = [];
+  /** The last export answer: attributes, source, result. */
   memoRa: RouteAttrs | undefined;
   memoFrom: PeerRef | undefined;
   memoOut: RouteAttrs | null = null;
@@ -815,6 +820,12 @@ export class Speaker {
       this.log.debug({ peer: id, reason: verdict.reason }, 'path rejected on import');
     }
     const rules = p.policy.importRules;
+    // An UPDATE's attribute bytes name its attribute set when nothing changed them on the way in
+    // and they carry no NLRI (MP_REACH does): cheaper than a key made from the decoded set.
+    const rawKey =
+      u.errors.length === 0 && !u.mpReach && !u.mpUnreach
+        ? `w${s.fsm.ctx!.as4 ? 4 : 2}${u.attrBytes.toString('latin1')}`
+        : undefined;
     const announce = (keys: readonly PrefixKey[], ids: readonly number[] | undefined, hops: string[]) => {
       if (withdraw) return unreach(keys, ids);
       let ra: RouteAttrs | undefined;
@@ -825,7 +836,7 @@ export class Speaker {
           withdrawOne(k, pathId);
           continue;
         }
-        ra = ra ? rib.attrs.retain(ra) : rib.attrs.intern(u.attrs, hops);
+        ra = ra ? rib.attrs.retain(ra) : rib.attrs.intern(u.attrs, hops, rawKey);
         if (full) {
           const d = rib.announce(k, from, pathId, ra);
           if (d) deltas.push(d);
@@ -900,16 +911,26 @@ export class Speaker {
     if (p.policy.exportRules.length && !filterAccepts(p.policy.exportRules, prefix)) return null;
     // Consecutive prefixes mostly share attributes and source: remember the last answer.
     if (bestRa === p.memoRa && from === p.memoFrom) return p.memoOut ? this.exportTable.retain(p.memoOut) : null;
-    const key = `${bestRa.uid}:${from.id}`;
-    let ra = p.exportCache.get(key);
-    if (ra === undefined) {
+    const id = bestRa.id;
+    let ra: RouteAttrs | null;
+    if (p.exportRa[id] === bestRa && p.exportFrom[id] === from) ra = p.exportOut[id]!;
+    else {
       if (!exportAllowed(from, to, p.policy, this.isReflector())) ra = null;
       else {
         const e = exportAttrs(bestRa.attrs, bestRa.nextHops, from, to, p.policy, this.me);
         ra = this.exportTable.intern(e.attrs, e.nextHops ?? [SELF]);
       }
-      if (p.exportCache.size > 50_000) this.clearExportCache(p);
-      p.exportCache.set(key, ra);
+      // The id's earlier answer was for a set since freed, or another source.
+      const old = p.exportOut[id];
+      if (old) this.exportTable.release(old);
+      while (p.exportRa.length < id) {
+        p.exportRa.push(undefined);
+        p.exportFrom.push(undefined);
+        p.exportOut.push(null);
+      }
+      p.exportRa[id] = bestRa;
+      p.exportFrom[id] = from;
+      p.exportOut[id] = ra;
     }
     p.memoRa = bestRa;
     p.memoFrom = from;
@@ -919,8 +940,10 @@ export class Speaker {
 
   /** Forget a peer's export answers (they hold references in the export table). */
   private clearExportCache(p: Peer): void {
-    for (const ra of p.exportCache.values()) if (ra) this.exportTable.release(ra);
-    p.exportCache.clear();
+    for (const ra of p.exportOut) if (ra) this.exportTable.release(ra);
+    p.exportRa = [];
+    p.exportFrom = [];
+    p.exportOut = [];
     p.memoRa = undefined;
   }
 

@@ -4,7 +4,10 @@
  * table from one peer typically has a few thousand distinct sets for a million prefixes.
  *
  * The key is a canonical serialisation of the attributes after import processing (so two UPDATEs
- * whose bytes differ only in attribute order or flags share a set). Sets are reference counted:
+ * whose bytes differ only in attribute order or flags share a set), or one the caller gives: the
+ * speaker uses an UPDATE's attribute bytes when they decode to the set unchanged, which is
+ * cheaper to make. Such keys start with 'w' and canonical ones with '[', so they never meet; the
+ * same attributes by both routes are two sets, which costs sharing, never correctness. Sets are reference counted:
  * a path holding one calls `release` when it goes, and the last release frees it. No I/O.
  *
  * Each live set has a small integer `id`, and `byId(id)` finds it again, so tables can keep ids
@@ -45,8 +48,7 @@ export class AttrTable {
   }
 
   /** The shared set for these attributes, with one more reference. */
-  intern(attrs: PathAttributes, nextHops: readonly string[]): RouteAttrs {
-    const key = keyOf(attrs, nextHops);
+  intern(attrs: PathAttributes, nextHops: readonly string[], key = keyOf(attrs, nextHops)): RouteAttrs {
     let a = this.byKey.get(key);
     if (!a) {
       const id = this.freeIds.length ? this.freeIds.pop()! : this.sets.length;
