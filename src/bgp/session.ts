@@ -135,8 +135,17 @@ export class Session {
   }
 
   get localAddress(): string | undefined {
-    return this.socket?.localAddress ? normalizeAddress(this.socket.localAddress) : undefined;
+    const sock = this.socket;
+    if (!sock?.localAddress) return undefined;
+    // Asked for every UPDATE: normalised once per socket.
+    if (this.localFor !== sock) {
+      this.localFor = sock;
+      this.local = normalizeAddress(sock.localAddress);
+    }
+    return this.local;
   }
+  private localFor: Socket | undefined;
+  private local: string | undefined;
 
   /** Stop everything and forget the socket; the FSM is left as it is. */
   dispose(): void {

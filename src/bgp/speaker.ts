@@ -82,6 +82,7 @@ import { type Delta, familyOfPrefix, type NextHopResolver, type Path, type PeerR
 import { normalizeAddress, Session, type SessionLog } from './session.js';
 import type { NotificationRecord, PeerStateName, PeerStatus, SpeakerStatus } from './status.js';
 import {
+  encodeAttributes,
   formatAsPath,
   formatCommunity,
   formatLargeCommunity,
@@ -96,6 +97,7 @@ import {
   Origin,
   RefreshSubtype,
 } from './wire/constants.js';
+import { makeContext } from './wire/context.js';
 import { ErrorAction } from './wire/error.js';
 import type { OpenMessage } from './wire/open.js';
 import { makeOpen } from './wire/open.js';
@@ -213,6 +215,23 @@ function policyOf(n: NeighborConfig): PeerPolicy {
     importRules: rules(n.import),
     exportRules: rules(n.export),
   };
+}
+
+const keyWriter = new Writer(4096);
+const AS4 = makeContext({ as4: true });
+
+/**
+ * The export table's key for a set: its attributes as they go on the wire (with 4-octet AS
+ * numbers, which lose nothing) and its next hops. Sets that look the same on the wire are one set
+ * to the Adj-RIB-Outs, and this is several times cheaper than the canonical key (attrs.ts).
+ */
+function exportKey(attrs: PathAttributes, hops: readonly string[]): string | undefined {
+  try {
+    encodeAttributes(keyWriter.reset(), attrs, AS4);
+  } catch {
+    return undefined; // The canonical key, then; sending it will say what is wrong.
+  }
+  return `x${keyWriter.view().toString('latin1')}|${hops.join(',')}`;
 }
 
 /** A reusable list of slots (the RIB's changes during one UPDATE). */
@@ -918,7 +937,8 @@ export class Speaker {
       if (!exportAllowed(from, to, p.policy, this.isReflector())) ra = null;
       else {
         const e = exportAttrs(bestRa.attrs, bestRa.nextHops, from, to, p.policy, this.me);
-        ra = this.exportTable.intern(e.attrs, e.nextHops ?? [SELF]);
+        const hops = e.nextHops ?? [SELF];
+        ra = this.exportTable.intern(e.attrs, hops, exportKey(e.attrs, hops));
       }
       // The id's earlier answer was for a set since freed, or another source.
       const old = p.exportOut[id];
