@@ -104,6 +104,7 @@ import { makeOpen } from './wire/open.js';
 import { encodeRouteRefresh } from './wire/route-refresh.js';
 import { type DecodedUpdate, encodeEndOfRib, packUpdates } from './wire/update.js';
 import { validateUpdate } from './wire/validate.js';
+import { warmUp } from './warmup.js';
 import { Writer } from './wire/writer.js';
 
 export interface Logger extends SessionLog {
@@ -119,6 +120,8 @@ export interface SpeakerOptions {
   restarting?: boolean;
   /** Next-hop resolution for learned paths; default: directly connected subnets. */
   resolver?: NextHopResolver;
+  /** Run the UPDATE path over a synthetic table before listening (warmup.ts); default true. */
+  warmUp?: boolean;
 }
 
 /** One Loc-RIB entry as `twill routes` shows it. */
@@ -303,6 +306,11 @@ export class Speaker {
   }
 
   async start(): Promise<void> {
+    if (this.options.warmUp !== false) {
+      const t0 = performance.now();
+      warmUp();
+      this.log.debug({ ms: Math.round(performance.now() - t0) }, 'UPDATE path warmed up');
+    }
     const l = this.config.listen;
     if (l) {
       let server = createServer({ pauseOnConnect: true }, (sock) => this.incoming(sock));
@@ -929,7 +937,8 @@ export class Speaker {
     if (!to) return null;
     if (p.policy.exportRules.length && !filterAccepts(p.policy.exportRules, prefix)) return null;
     // Consecutive prefixes mostly share attributes and source: remember the last answer.
-    if (bestRa === p.memoRa && from === p.memoFrom) return p.memoOut ? this.exportTable.retain(p.memoOut) : null;
+    if (bestRa === p.memoRa && from === p.memoFrom)
+      return p.memoOut ? this.exportTable.retain(p.memoOut) : null;
     const id = bestRa.id;
     let ra: RouteAttrs | null;
     if (p.exportRa[id] === bestRa && p.exportFrom[id] === from) ra = p.exportOut[id]!;
