@@ -78,7 +78,16 @@ import {
 } from './policy.js';
 import { AdjRibOut } from './rib/adj-out.js';
 import { AttrTable, type RouteAttrs } from './rib/attrs.js';
-import { type Delta, familyOfPrefix, type NextHopResolver, type Path, type PeerRef, Rib } from './rib/rib.js';
+import {
+  type Delta,
+  type ExportFn,
+  familyOfPrefix,
+  type NextHopResolver,
+  type Path,
+  type PeerRef,
+  Rib,
+  SlotList,
+} from './rib/rib.js';
 import { normalizeAddress, Session, type SessionLog } from './session.js';
 import type { NotificationRecord, PeerStateName, PeerStatus, SpeakerStatus } from './status.js';
 import {
@@ -164,6 +173,8 @@ class Peer {
   exportRa: (RouteAttrs | undefined)[] = [];
   exportFrom: (PeerRef | undefined)[] = [];
   exportOut: (RouteAttrs | null)[] = [];
+  /** exportOf for this peer, made once. */
+  exportFn: ExportFn | undefined;
   /** The last export answer: attributes, source, result. */
   memoRa: RouteAttrs | undefined;
   memoFrom: PeerRef | undefined;
@@ -235,20 +246,6 @@ function exportKey(attrs: PathAttributes, hops: readonly string[]): string | und
     return undefined; // The canonical key, then; sending it will say what is wrong.
   }
   return `x${keyWriter.view().toString('latin1')}|${hops.join(',')}`;
-}
-
-/** A reusable list of slots (the RIB's changes during one UPDATE). */
-class SlotList {
-  slots = new Int32Array(1024);
-  length = 0;
-  push(slot: number): void {
-    if (this.length === this.slots.length) {
-      const next = new Int32Array(this.slots.length * 2);
-      next.set(this.slots);
-      this.slots = next;
-    }
-    this.slots[this.length++] = slot;
-  }
 }
 
 export class Speaker {
@@ -827,15 +824,11 @@ export class Speaker {
     const changed = this.changed;
     const id = from.id;
     const withdrawOne = (k: PrefixKey, pathId: number) => {
-      if (full) {
-        const d = rib.withdraw(k, id, pathId);
-        if (d) deltas.push(d);
-      } else {
-        const slot = rib.withdrawSlot(k, id, pathId);
-        if (slot >= 0) changed.push(slot);
-      }
+      const d = rib.withdraw(k, id, pathId);
+      if (d) deltas.push(d);
     };
     const unreach = (keys: readonly PrefixKey[], ids: readonly number[] | undefined) => {
+      if (!full) return rib.withdrawKeys(keys, ids, id, changed);
       for (let i = 0; i < keys.length; i++) withdrawOne(keys[i]!, ids?.[i] ?? 0);
     };
     unreach(u.withdrawn, u.withdrawnIds);
@@ -853,25 +846,22 @@ export class Speaker {
       u.errors.length === 0 && !u.mpReach && !u.mpUnreach
         ? `w${s.fsm.ctx!.as4 ? 4 : 2}${u.attrBytes.toString('latin1')}`
         : undefined;
+    const accept = rules.length ? (k: PrefixKey) => filterAccepts(rules, k) : undefined;
     const announce = (keys: readonly PrefixKey[], ids: readonly number[] | undefined, hops: string[]) => {
       if (withdraw) return unreach(keys, ids);
-      let ra: RouteAttrs | undefined;
-      for (let i = 0; i < keys.length; i++) {
-        const k = keys[i]!;
-        const pathId = ids?.[i] ?? 0;
-        if (rules.length && !filterAccepts(rules, k)) {
-          withdrawOne(k, pathId);
-          continue;
+      const ra = rib.attrs.intern(u.attrs, hops, rawKey);
+      if (!full) rib.announceKeys(keys, ids, from, ra, changed, accept);
+      else
+        for (let i = 0; i < keys.length; i++) {
+          const k = keys[i]!;
+          const pathId = ids?.[i] ?? 0;
+          if (accept && !accept(k)) withdrawOne(k, pathId);
+          else {
+            const d = rib.announce(k, from, pathId, rib.attrs.retain(ra));
+            if (d) deltas.push(d);
+          }
         }
-        ra = ra ? rib.attrs.retain(ra) : rib.attrs.intern(u.attrs, hops, rawKey);
-        if (full) {
-          const d = rib.announce(k, from, pathId, ra);
-          if (d) deltas.push(d);
-        } else {
-          const slot = rib.announceSlot(k, from, pathId, ra);
-          if (slot >= 0) changed.push(slot);
-        }
-      }
+      rib.attrs.release(ra);
     };
     if (u.nlri.length) announce(u.nlri, u.nlriIds, u.attrs.nextHop ? [u.attrs.nextHop] : []);
     const r = u.mpReach;
@@ -1012,26 +1002,15 @@ export class Speaker {
 
   /** applyDeltas for changes in their compact form: the slots whose best path changed. */
   private applySlots(changed: SlotList): void {
-    const n = changed.length;
-    if (n === 0) return;
-    const rib = this.rib;
-    const slots = changed.slots;
+    if (changed.length === 0) return;
     if (!this.deferring) {
       for (const p of this.peers.values()) {
         const s = p.established;
         const out = p.adjOut;
         if (!s || !out) continue;
         const fams = s.fsm.ctx!.families;
-        const v4 = fams.has(IPV4_UNICAST);
-        const v6 = fams.has(IPV6_UNICAST);
-        for (let i = 0; i < n; i++) {
-          const slot = slots[i]!;
-          const k = rib.prefixAt(slot);
-          // Freed: no path and no Adj-RIB-Out holds it, so nobody is owed anything.
-          if (k === undefined || !(typeof k === 'number' ? v4 : v6)) continue;
-          const row = rib.bestRowAt(slot);
-          out.setSlot(slot, row < 0 ? null : this.exportOf(p, rib.raAt(row), rib.peerAt(row), k));
-        }
+        p.exportFn ??= (ra, from, k) => this.exportOf(p, ra, from, k);
+        this.rib.feed(out, changed, fams.has(IPV4_UNICAST), fams.has(IPV6_UNICAST), p.exportFn);
         this.scheduleFlush(p);
       }
     }

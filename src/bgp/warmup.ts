@@ -14,8 +14,8 @@
  * compiles for them is what the sessions use.
  */
 import { AdjRibOut } from './rib/adj-out.js';
-import { AttrTable, type RouteAttrs } from './rib/attrs.js';
-import { type PeerRef, Rib } from './rib/rib.js';
+import { AttrTable } from './rib/attrs.js';
+import { type ExportFn, type PeerRef, Rib, SlotList } from './rib/rib.js';
 import { AsPathSegmentType, IPV4_UNICAST, MsgType, Origin } from './wire/constants.js';
 import { makeContext } from './wire/context.js';
 import { Framer } from './wire/framer.js';
@@ -55,22 +55,23 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
     const table = new AttrTable();
     const out = new AdjRibOut(table, rib);
     const exported = table.intern({ origin: Origin.Igp, asPath: [] }, ['self']);
-    const changed = (slot: number) => {
-      if (slot < 0 || rib.prefixAt(slot) === undefined) return;
-      out.setSlot(slot, rib.bestRowAt(slot) < 0 ? null : table.retain(exported));
-    };
+    const exportOf: ExportFn = (_ra, peer) => (peer === from ? table.retain(exported) : null);
+    const changed = new SlotList();
     const framer = new Framer();
     framer.push(stream);
     for (let f = framer.next(); f; f = framer.next()) {
       const m = decodeMessage(f, ctx);
       if (m.type !== MsgType.Update) continue;
       validateUpdate(m, { ebgp: true, peerAs: from.asn, localAddress: '192.0.2.2' });
-      for (const k of m.withdrawn) changed(rib.withdrawSlot(k, from.id));
-      let ra: RouteAttrs | undefined;
-      for (const k of m.nlri) {
-        ra = ra ? rib.attrs.retain(ra) : rib.attrs.intern(m.attrs, [from.id]);
-        changed(rib.announceSlot(k, from, 0, ra));
+      // What the speaker's onUpdate and applySlots do.
+      rib.withdrawKeys(m.withdrawn, m.withdrawnIds, from.id, changed);
+      if (m.nlri.length) {
+        const ra = rib.attrs.intern(m.attrs, [from.id]);
+        rib.announceKeys(m.nlri, m.nlriIds, from, ra, changed);
+        rib.attrs.release(ra);
       }
+      rib.feed(out, changed, true, false, exportOf);
+      changed.length = 0;
       // What a flush does.
       while (out.pendingCount > 0) {
         const batch = out.take(4096);

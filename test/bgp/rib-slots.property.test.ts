@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AdjRibOut } from '../../src/bgp/rib/adj-out.js';
 import { AttrTable } from '../../src/bgp/rib/attrs.js';
-import { type PeerRef, Rib } from '../../src/bgp/rib/rib.js';
+import { type ExportFn, type PeerRef, Rib, SlotList } from '../../src/bgp/rib/rib.js';
 import { type PrefixKey, parsePrefix } from '../../src/net/addr.js';
 
 const runs = Number(process.env.FC_RUNS ?? 300);
@@ -115,8 +115,13 @@ describe('Rib slots shared with Adj-RIB-Outs', () => {
           const ra = row < 0 ? null : table.intern({ ...rib.raAt(row).attrs }, rib.raAt(row).nextHops);
           outs[i]!.out.setSlot(slot, ra);
         };
-        const changed = (slot: number) => {
-          if (slot >= 0) for (const i of [0, 1]) feed(i, slot);
+        // The UPDATE path: announceKeys / withdrawKeys collect the changed slots, feed passes
+        // them on (as the speaker's onUpdate and applySlots do).
+        const exportOf: ExportFn = (ra) => table.intern({ ...ra.attrs }, ra.nextHops);
+        const list = new SlotList();
+        const changed = () => {
+          for (const i of [0, 1]) rib.feed(outs[i]!.out, list, true, !v4only[i], exportOf);
+          list.length = 0;
         };
         const fill = (i: number) => {
           for (let s = 0; s < rib.slotCount; s++) if (rib.bestRowAt(s) >= 0) feed(i, s);
@@ -125,11 +130,14 @@ describe('Rib slots shared with Adj-RIB-Outs', () => {
           switch (o.op) {
             case 'announce': {
               const ra = rib.attrs.intern({ origin: 0, asPath: [], med: o.med }, [PEERS[o.peer]!.id]);
-              changed(rib.announceSlot(PREFIXES[o.prefix]!, PEERS[o.peer]!, 0, ra));
+              rib.announceKeys([PREFIXES[o.prefix]!], undefined, PEERS[o.peer]!, ra, list);
+              rib.attrs.release(ra);
+              changed();
               break;
             }
             case 'withdraw':
-              changed(rib.withdrawSlot(PREFIXES[o.prefix]!, PEERS[o.peer]!.id));
+              rib.withdrawKeys([PREFIXES[o.prefix]!], undefined, PEERS[o.peer]!.id, list);
+              changed();
               break;
             case 'down':
               // The slow path, as the speaker takes it for a session going down: deltas by prefix.

@@ -40,7 +40,7 @@ import {
 } from '../decision.js';
 import type { AsPathSegment } from '../wire/attributes.js';
 import { type Family, IPV4_UNICAST, IPV6_UNICAST } from '../wire/constants.js';
-import type { SlotSpace } from './adj-out.js';
+import type { AdjRibOut, SlotSpace } from './adj-out.js';
 import { AttrTable, type RouteAttrs } from './attrs.js';
 import { PrefixIndex } from './prefix-index.js';
 
@@ -166,6 +166,23 @@ function grown<T extends Int32Array | Uint8Array | Uint16Array | Float64Array | 
   if (fill !== undefined) b.fill(fill, a.length);
   return b;
 }
+
+/** A reusable list of slots: the RIB's changes in their compact form. */
+export class SlotList {
+  slots = new Int32Array(1024);
+  length = 0;
+  push(slot: number): void {
+    if (this.length === this.slots.length) {
+      const next = new Int32Array(this.slots.length * 2);
+      next.set(this.slots);
+      this.slots = next;
+    }
+    this.slots[this.length++] = slot;
+  }
+}
+
+/** What a peer should hold for a prefix whose best path has `ra` from `from` (null: nothing). */
+export type ExportFn = (ra: RouteAttrs, from: PeerRef, prefix: PrefixKey) => RouteAttrs | null;
 
 export class Rib implements SlotSpace {
   readonly attrs = new AttrTable();
@@ -486,6 +503,59 @@ export class Rib implements SlotSpace {
     }
     // A path that replaced the best one is a new best even if it wins again.
     return this.reselect(slot, id === oldBest) ? slot : -1;
+  }
+
+  /** `withdrawSlot` for each key (with its path id); the changed slots go to `changed`. */
+  withdrawKeys(
+    keys: readonly PrefixKey[],
+    ids: readonly number[] | undefined,
+    peerId: string,
+    changed: SlotList,
+  ): void {
+    for (let i = 0; i < keys.length; i++) {
+      const slot = this.withdrawSlot(keys[i]!, peerId, ids?.[i] ?? 0);
+      if (slot >= 0) changed.push(slot);
+    }
+  }
+
+  /**
+   * `announceSlot` for each key with one attribute set: each path takes a reference of its own,
+   * and the caller keeps the one it has. A key `accept` refuses is withdrawn instead (an import
+   * filter). The changed slots go to `changed`.
+   */
+  announceKeys(
+    keys: readonly PrefixKey[],
+    ids: readonly number[] | undefined,
+    peer: PeerRef,
+    ra: RouteAttrs,
+    changed: SlotList,
+    accept?: (prefix: PrefixKey) => boolean,
+  ): void {
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      const pathId = ids?.[i] ?? 0;
+      const slot =
+        accept && !accept(k)
+          ? this.withdrawSlot(k, peer.id, pathId)
+          : this.announceSlot(k, peer, pathId, this.attrs.retain(ra));
+      if (slot >= 0) changed.push(slot);
+    }
+  }
+
+  /**
+   * Pass the changed slots' best paths to an Adj-RIB-Out, as `exportOf` has them for its peer,
+   * for the families it takes. A slot freed since is skipped: no path and no Adj-RIB-Out held it,
+   * so nobody is owed anything.
+   */
+  feed(out: AdjRibOut, changed: SlotList, v4: boolean, v6: boolean, exportOf: ExportFn): void {
+    const slots = changed.slots;
+    for (let i = 0, n = changed.length; i < n; i++) {
+      const slot = slots[i]!;
+      const k = this.index.prefixAt(slot);
+      if (k === undefined || !(typeof k === 'number' ? v4 : v6)) continue;
+      const row = this.best[slot]!;
+      out.setSlot(slot, row < 0 ? null : exportOf(this.raAt(row), this.peerAt(row), k));
+    }
   }
 
   private bestView(prefix: PrefixKey): Path | undefined {
