@@ -99,6 +99,8 @@ export function filterAccepts(rules: readonly PrefixRule[], k: PrefixKey): boole
 }
 
 export type ImportVerdict = { accept: true } | { accept: false; reason: string };
+/** One object for every accepted path (an UPDATE each). */
+const ACCEPT: ImportVerdict = Object.freeze({ accept: true });
 
 export function importCheck(
   attrs: PathAttributes,
@@ -115,7 +117,7 @@ export function importCheck(
     if (attrs.clusterList?.includes(me.clusterId))
       return { accept: false, reason: 'our cluster id in CLUSTER_LIST (RFC 4456 §8)' };
   }
-  return { accept: true };
+  return ACCEPT;
 }
 
 /** Should a path from `from` go to `to` at all (split horizon, iBGP and reflection rules)? */

@@ -119,7 +119,8 @@ export class AdjRibOut {
   get sent(): ReadonlyMap<PrefixKey, RouteAttrs> {
     const m = new Map<PrefixKey, RouteAttrs>();
     for (let s = 0; s < this.flags.length; s++)
-      if (this.flags[s]! & HELD && this.sentAt[s]) m.set(this.space.prefixAt(s)!, this.table.byId(this.sentAt[s]!));
+      if (this.flags[s]! & HELD && this.sentAt[s])
+        m.set(this.space.prefixAt(s)!, this.table.byId(this.sentAt[s]!));
     return m;
   }
 
@@ -230,6 +231,8 @@ export class AdjRibOut {
     // Consecutive prefixes mostly share a set: remember the last list.
     let lastId = 0;
     let lastList: PrefixKey[] = [];
+    let lastFamily = 0;
+    let lastWithdrawn: PrefixKey[] = [];
     while (this.head < this.qLen && batch.count < max) {
       const s = q[this.head++]!;
       this.flags[s] = this.flags[s]! & ~QUEUED;
@@ -253,9 +256,16 @@ export class AdjRibOut {
         }
         this.forget(s);
         const f = familyOfPrefix(prefix);
-        const list = batch.withdraw.get(f);
-        if (list) list.push(prefix);
-        else batch.withdraw.set(f, [prefix]);
+        if (f !== lastFamily) {
+          lastFamily = f;
+          let list = batch.withdraw.get(f);
+          if (!list) {
+            list = [];
+            batch.withdraw.set(f, list);
+          }
+          lastWithdrawn = list;
+        }
+        lastWithdrawn.push(prefix);
         continue;
       }
       if (want !== SAME) {

@@ -34,8 +34,12 @@ export function decodeMessage(f: Frame, ctx: CodecContext): Message {
   switch (f.type) {
     case MsgType.Open:
       return { type: MsgType.Open, ...decodeOpen(f.buf, f.start, f.end) };
-    case MsgType.Update:
-      return { type: MsgType.Update, ...decodeUpdate(f.buf, f.start, f.end, ctx) };
+    case MsgType.Update: {
+      // The decoded object itself, typed: UPDATEs come by the thousand, a copy each is waste.
+      const u = decodeUpdate(f.buf, f.start, f.end, ctx) as DecodedUpdate & { type: MsgType.Update };
+      u.type = MsgType.Update;
+      return u;
+    }
     case MsgType.Notification:
       return { type: MsgType.Notification, ...decodeNotification(f.buf, f.start, f.end) };
     case MsgType.Keepalive:
