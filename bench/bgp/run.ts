@@ -506,8 +506,9 @@ function aggregate(runs: RunResult[]): Row {
   return row;
 }
 
+// Milliseconds shown: a 100k load takes a few hundredths of a second.
 const fmtS = (ms: number | undefined, ok = true) =>
-  ms === undefined ? (ok ? '-' : 'timeout') : (ms / 1000).toFixed(2);
+  ms === undefined ? (ok ? '-' : 'timeout') : (ms / 1000).toFixed(3);
 const fmtMs = (ms: number | undefined) => (ms === undefined ? '-' : ms.toFixed(2));
 const fmtMiB = (m: number | undefined) => (m === undefined ? '-' : m.toFixed(0));
 const ratio = (a: number | undefined, b: number | undefined) =>
