@@ -19,13 +19,18 @@
  * Routes
  * - Received: RFC 7606 actions (treat-as-withdraw turns announcements into withdrawals), the
  *   peer-dependent checks of wire/validate.ts, then import policy (policy.ts: AS loops,
- *   reflection loops, prefix filters), then the RIB (rib/rib.ts), which returns best-path deltas.
+ *   reflection loops, prefix filters), then the RIB (rib/rib.ts), which returns best-path deltas:
+ *   on the UPDATE path in their compact form, the slots whose best path changed (no object per
+ *   prefix), and as `Delta` objects for session changes and for `onBestChange` listeners.
  *   Max-prefix per peer ends the session with Cease 6/1.
+ * - The RIB's dead slots (prefixes with no path left) are pruned 100 ms after UPDATEs pause.
+ * - At start, before listening, the UPDATE path is run over a synthetic table (warmup.ts).
  * - Originated: `setOriginated(prefixes)` replaces the whole set (level-triggered, STYLE.md §4);
  *   originated paths enter the same RIB as local paths.
  * - Sent: every delta goes through export policy (policy.ts: split horizon, iBGP rules, route
- *   reflection, next-hop handling, filters) into each peer's Adj-RIB-Out (rib/adj-out.ts), where
- *   changes coalesce per prefix. A flush at the next turn of the event loop packs them many NLRI
+ *   reflection, next-hop handling, filters; answers cached per attribute set and source) into
+ *   each peer's Adj-RIB-Out (rib/adj-out.ts, on the RIB's slots), where changes coalesce per
+ *   prefix. A flush at the next turn of the event loop packs them many NLRI
  *   per attribute set (wire/update.ts packUpdates), withdrawals batched too, and only while the
  *   socket takes them: a slow peer holds at most one pending entry per prefix. End-of-RIB for each
  *   family follows the initial table. NEXT_HOP self is our address on the session; for the other
@@ -1041,23 +1046,19 @@ export class Speaker {
       const w = this.writer.reset();
       for (const [f, prefixes] of batch.withdraw)
         packUpdates(w, { family: f, prefixes, withdraw: true }, ctx);
-      for (const [ra, prefixes] of batch.announce) {
-        const v4 = prefixes.filter((k) => typeof k === 'number');
-        const v6 = v4.length === prefixes.length ? [] : prefixes.filter((k) => typeof k === 'string');
+      for (const [ra, v4] of batch.announce) {
+        const nh = ra.nextHops[0] === SELF ? (hops.v4 ?? this.config.routerId) : ra.nextHops[0]!;
+        packUpdates(w, { family: IPV4_UNICAST, prefixes: v4, attrs: { ...ra.attrs, nextHop: nh } }, ctx);
+      }
+      for (const [ra, v6] of batch.announce6) {
         const self = ra.nextHops[0] === SELF;
-        if (v4.length) {
-          const nh = self ? (hops.v4 ?? this.config.routerId) : ra.nextHops[0]!;
-          packUpdates(w, { family: IPV4_UNICAST, prefixes: v4, attrs: { ...ra.attrs, nextHop: nh } }, ctx);
-        }
-        if (v6.length) {
-          const nhs =
-            self || ra.nextHops[0]!.indexOf(':') < 0 ? v6Hops(hops, this.config.routerId) : [...ra.nextHops];
-          packUpdates(
-            w,
-            { family: IPV6_UNICAST, prefixes: v6, attrs: ra.attrs as PathAttributes, nextHops: nhs },
-            ctx,
-          );
-        }
+        const nhs =
+          self || ra.nextHops[0]!.indexOf(':') < 0 ? v6Hops(hops, this.config.routerId) : [...ra.nextHops];
+        packUpdates(
+          w,
+          { family: IPV6_UNICAST, prefixes: v6, attrs: ra.attrs as PathAttributes, nextHops: nhs },
+          ctx,
+        );
       }
       if (w.pos > 0 && !s.send(w.take())) return;
     }

@@ -105,18 +105,23 @@ function run(attrPool: { attrs: PathAttributes; nextHop: string }[], script: Op[
         n++;
       }
     }
-    for (const [ra, ks] of b.announce) {
-      for (const k of ks) {
-        expect(seen.has(k), `${what}: ${String(k)} twice in one batch`).toBe(false);
-        seen.add(k);
-        expect(keyOf(ra), `${what}: announces ${String(k)} as desired now`).toBe(keyOf(desired.get(k)));
-        if (held.get(k) === ra)
-          expect(owed.has(k), `${what}: announces ${String(k)} unchanged without a refresh`).toBe(true);
-        held.set(k, ra);
-        owed.delete(k);
-        n++;
+    for (const [v4, groups] of [
+      [true, b.announce],
+      [false, b.announce6],
+    ] as const)
+      for (const [ra, ks] of groups) {
+        for (const k of ks) {
+          expect(typeof k === 'number', `${what}: ${String(k)} in the other family's announcements`).toBe(v4);
+          expect(seen.has(k), `${what}: ${String(k)} twice in one batch`).toBe(false);
+          seen.add(k);
+          expect(keyOf(ra), `${what}: announces ${String(k)} as desired now`).toBe(keyOf(desired.get(k)));
+          if (held.get(k) === ra)
+            expect(owed.has(k), `${what}: announces ${String(k)} unchanged without a refresh`).toBe(true);
+          held.set(k, ra);
+          owed.delete(k);
+          n++;
+        }
       }
-    }
     expect(b.count, `${what}: count`).toBe(n);
   };
 
@@ -210,11 +215,13 @@ describe('Adj-RIB-Out', () => {
     expect(table.size).toBe(1);
   });
 
-  it('groups announcements by attribute set and withdrawals by family', () => {
+  it('groups announcements by family and attribute set, and withdrawals by family', () => {
     const table = new AttrTable();
     const out = new AdjRibOut(table);
     for (const k of PREFIXES) out.set(k, table.intern({ ...A }, ['192.0.2.1']));
-    expect(out.take().announce.size).toBe(1);
+    const a = out.take();
+    expect([...a.announce.values()]).toEqual([PREFIXES.filter((k) => typeof k === 'number')]);
+    expect([...a.announce6.values()]).toEqual([PREFIXES.filter((k) => typeof k === 'string')]);
     for (const k of PREFIXES) out.set(k, null);
     const b = out.take();
     expect(b.withdraw.get(IPV4_UNICAST)).toEqual(PREFIXES.filter((k) => typeof k === 'number'));

@@ -94,7 +94,8 @@ class Receiver {
         expect(this.held.has(k), `withdrawal of ${String(k)}, not held`).toBe(true);
         this.held.delete(k);
       }
-    for (const [ra, list] of b.announce) for (const k of list) this.held.set(k, ra.key);
+    for (const groups of [b.announce, b.announce6])
+      for (const [ra, list] of groups) for (const k of list) this.held.set(k, ra.key);
   }
 }
 

@@ -5,8 +5,8 @@
  * `set(prefix, attrs | null)` records the desired state for a prefix (level-triggered: the last
  * call wins). Changes coalesce: a prefix announced and withdrawn before the next flush sends
  * nothing, and one changed twice sends once. `take(max)` hands out up to `max` pending changes,
- * announcements grouped by attribute set (so each group packs into full UPDATEs) and withdrawals
- * by family, and records them as sent. Pending state is one slot per prefix at most, so a peer
+ * announcements grouped by family and attribute set (so each group packs into full UPDATEs) and
+ * withdrawals by family, and records them as sent. Pending state is one slot per prefix at most, so a peer
  * that reads slowly costs memory bounded by the table size, never a growing queue.
  *
  * Layout, for speed (a full table is a million prefixes per peer): prefixes are named by the
@@ -28,7 +28,10 @@ import { PrefixIndex } from './prefix-index.js';
 import { familyOfPrefix } from './rib.js';
 
 export interface Batch {
+  /** IPv4 announcements by attribute set. */
   announce: Map<RouteAttrs, PrefixKey[]>;
+  /** IPv6 announcements by attribute set. */
+  announce6: Map<RouteAttrs, PrefixKey[]>;
   withdraw: Map<Family, PrefixKey[]>;
   count: number;
 }
@@ -225,11 +228,12 @@ export class AdjRibOut {
 
   /** Up to `max` pending changes, recorded as sent. */
   take(max = Number.POSITIVE_INFINITY): Batch {
-    const batch: Batch = { announce: new Map(), withdraw: new Map(), count: 0 };
+    const batch: Batch = { announce: new Map(), announce6: new Map(), withdraw: new Map(), count: 0 };
     const q = this.queue;
     const table = this.table;
-    // Consecutive prefixes mostly share a set: remember the last list.
+    // Consecutive prefixes mostly share a set and a family: remember the last list.
     let lastId = 0;
+    let lastV4 = true;
     let lastList: PrefixKey[] = [];
     let lastFamily = 0;
     let lastWithdrawn: PrefixKey[] = [];
@@ -274,16 +278,20 @@ export class AdjRibOut {
         else this.nSent++;
         this.sentAt[s] = target;
       }
-      if (target === lastId) {
-        lastList.push(prefix);
-        continue;
+      const v4 = typeof prefix === 'number';
+      if (target !== lastId || v4 !== lastV4) {
+        const ra = table.byId(target);
+        const groups = v4 ? batch.announce : batch.announce6;
+        let list = groups.get(ra);
+        if (!list) {
+          list = [];
+          groups.set(ra, list);
+        }
+        lastId = target;
+        lastV4 = v4;
+        lastList = list;
       }
-      const ra = table.byId(target);
-      const list = batch.announce.get(ra);
-      if (list) list.push(prefix);
-      else batch.announce.set(ra, [prefix]);
-      lastId = target;
-      lastList = list ?? batch.announce.get(ra)!;
+      lastList.push(prefix);
     }
     if (this.head === this.qLen) {
       this.head = this.qLen = 0;
