@@ -30,8 +30,9 @@
  * - Sent: every delta goes through export policy (policy.ts: split horizon, iBGP rules, route
  *   reflection, next-hop handling, filters; answers cached per attribute set and source) into
  *   each peer's Adj-RIB-Out (rib/adj-out.ts, on the RIB's slots), where changes coalesce per
- *   prefix. A flush at the next turn of the event loop packs them many NLRI
- *   per attribute set (wire/update.ts packUpdates), withdrawals batched too, and only while the
+ *   prefix. A flush at the next turn of the event loop (or at once when 4096 changes wait and the
+ *   last flush was 2 ms ago, so a table arriving in bulk is passed on while it arrives) packs them
+ *   many NLRI per attribute set (wire/update.ts packUpdates), withdrawals batched too, and only while the
  *   socket takes them: a slow peer holds at most one pending entry per prefix. End-of-RIB for each
  *   family follows the initial table. NEXT_HOP self is our address on the session; for the other
  *   family, an address of that family on the same interface (IPv6: global, then link-local), else
@@ -192,6 +193,8 @@ class Peer {
   /** Families whose End-of-RIB arrived in this session. */
   eorSeen = new Set<Family>();
   flushScheduled = false;
+  /** When the last flush began (performance.now()). */
+  flushedAt = 0;
   stateName: PeerStateName = 'Idle';
   since = new Date();
   lastError: PeerStatus['lastError'] = null;
@@ -236,6 +239,13 @@ function policyOf(n: NeighborConfig): PeerPolicy {
   };
 }
 
+/**
+ * A peer's pending changes go out at once, not at the next turn of the loop, when there are this
+ * many and the last flush began this long ago: Node reads many socket chunks in one turn, and a
+ * table arriving in bulk would otherwise be passed on only once all of it has been read.
+ */
+const EAGER_FLUSH_PENDING = 4096;
+const EAGER_FLUSH_MS = 2;
 const keyWriter = new Writer(4096);
 const AS4 = makeContext({ as4: true });
 
@@ -1016,7 +1026,9 @@ export class Speaker {
         const fams = s.fsm.ctx!.families;
         p.exportFn ??= (ra, from, k) => this.exportOf(p, ra, from, k);
         this.rib.feed(out, changed, fams.has(IPV4_UNICAST), fams.has(IPV6_UNICAST), p.exportFn);
-        this.scheduleFlush(p);
+        if (out.pendingCount >= EAGER_FLUSH_PENDING && performance.now() - p.flushedAt >= EAGER_FLUSH_MS)
+          this.flush(p);
+        else this.scheduleFlush(p);
       }
     }
     changed.length = 0;
@@ -1037,6 +1049,7 @@ export class Speaker {
   private flush(p: Peer): void {
     const s = p.established;
     if (!s?.writable || !p.adjOut) return;
+    p.flushedAt = performance.now();
     const ctx = s.fsm.ctx!;
     // Reading the interfaces is a system call: once per session, refreshed with the next hops.
     if (!p.hops) p.hops = nextHopsOn(s.localAddress ?? this.config.routerId);
