@@ -87,20 +87,24 @@ export class PrefixIndex {
     return ((h << RUN_BITS) | (v & (RUN - 1))) & this.mask;
   }
 
-  /** The bucket holding IPv4 key `k`, or -1. */
-  private find(k: number): number {
-    const len = k % 64;
-    const addr = ((k - len) / 64) | 0;
+  /** The bucket holding the prefix, or the empty one where it would go. */
+  private probe(addr: number, len: number): number {
     const tag = (len + 1) << SLOT_BITS;
     const t = this.table;
     const mask = this.mask;
     let i = this.home(addr, len);
     for (;;) {
       const x = t[2 * i + 1]!;
-      if (x === 0) return -1;
-      if (t[2 * i] === addr && (x & ~SLOT_MASK) === tag) return i;
+      if (x === 0 || (t[2 * i] === addr && (x & ~SLOT_MASK) === tag)) return i;
       i = (i + 1) & mask;
     }
+  }
+
+  /** The bucket holding IPv4 key `k`, or -1. */
+  private find(k: number): number {
+    const len = k % 64;
+    const i = this.probe(((k - len) / 64) | 0, len);
+    return this.table[2 * i + 1] === 0 ? -1 : i;
   }
 
   /** The prefix's slot, or -1. */
@@ -123,19 +127,13 @@ export class PrefixIndex {
     if ((this.n4 + 1) * 2 > this.mask + 1) this.grow();
     const len = k % 64;
     const addr = ((k - len) / 64) | 0;
-    const tag = (len + 1) << SLOT_BITS;
+    const i = this.probe(addr, len);
     const t = this.table;
-    const mask = this.mask;
-    let i = this.home(addr, len);
-    for (;;) {
-      const x = t[2 * i + 1]!;
-      if (x === 0) break;
-      if (t[2 * i] === addr && (x & ~SLOT_MASK) === tag) return x & SLOT_MASK;
-      i = (i + 1) & mask;
-    }
+    const x = t[2 * i + 1]!;
+    if (x !== 0) return x & SLOT_MASK;
     const s = this.take(k);
     t[2 * i] = addr;
-    t[2 * i + 1] = tag | s;
+    t[2 * i + 1] = ((len + 1) << SLOT_BITS) | s;
     this.n4++;
     return s;
   }
