@@ -9,6 +9,8 @@
  * The speaker's UPDATE path uses the same changes in their compact form: `announceSlot` and
  * `withdrawSlot` return the slot whose best path changed (or -1), and the new best is read from
  * the slot (`bestRowAt`, `raAt`, `peerAt`), so a full table allocates no object per prefix.
+ * `announceKeys` and `withdrawKeys` do that for an UPDATE's prefixes into a `SlotList`, and
+ * `feed` hands the listed slots' best paths to an Adj-RIB-Out through an export function.
  *
  * Storage is a struct of arrays (see the Rib class): a million prefixes cost typed arrays, not a
  * million objects. `Path` objects are snapshots made for deltas and entries, and die young.
