@@ -834,18 +834,10 @@ export class Speaker {
     // The RIB's changes in their compact form (a slot per changed prefix, rib.ts), unless
     // someone outside BGP listens for deltas with the old best path in them.
     const rib = this.rib;
-    const full = this.bestListeners.length > 0;
-    const deltas: Delta[] = [];
-    const changed = this.changed;
+    const changed: SlotList | Delta[] = this.bestListeners.length > 0 ? [] : this.changed;
     const id = from.id;
-    const withdrawOne = (k: PrefixKey, pathId: number) => {
-      const d = rib.withdraw(k, id, pathId);
-      if (d) deltas.push(d);
-    };
-    const unreach = (keys: readonly PrefixKey[], ids: readonly number[] | undefined) => {
-      if (!full) return rib.withdrawKeys(keys, ids, id, changed);
-      for (let i = 0; i < keys.length; i++) withdrawOne(keys[i]!, ids?.[i] ?? 0);
-    };
+    const unreach = (keys: readonly PrefixKey[], ids: readonly number[] | undefined) =>
+      rib.withdrawKeys(keys, ids, id, changed);
     unreach(u.withdrawn, u.withdrawnIds);
     if (u.mpUnreach) unreach(u.mpUnreach.prefixes, u.mpUnreach.pathIds);
 
@@ -865,25 +857,15 @@ export class Speaker {
     const announce = (keys: readonly PrefixKey[], ids: readonly number[] | undefined, hops: string[]) => {
       if (withdraw) return unreach(keys, ids);
       const ra = rib.attrs.intern(u.attrs, hops, rawKey);
-      if (!full) rib.announceKeys(keys, ids, from, ra, changed, accept);
-      else
-        for (let i = 0; i < keys.length; i++) {
-          const k = keys[i]!;
-          const pathId = ids?.[i] ?? 0;
-          if (accept && !accept(k)) withdrawOne(k, pathId);
-          else {
-            const d = rib.announce(k, from, pathId, rib.attrs.retain(ra));
-            if (d) deltas.push(d);
-          }
-        }
+      rib.announceKeys(keys, ids, from, ra, changed, accept);
       rib.attrs.release(ra);
     };
     if (u.nlri.length) announce(u.nlri, u.nlriIds, u.attrs.nextHop ? [u.attrs.nextHop] : []);
     const r = u.mpReach;
     if (r && (r.afi === 1 || r.afi === 2) && r.safi === 1 && r.prefixes.length)
       announce(r.prefixes, r.pathIds, r.nextHops);
-    if (full) this.applyDeltas(deltas);
-    else this.applySlots(changed);
+    if (changed instanceof SlotList) this.applySlots(changed);
+    else this.applyDeltas(changed);
     // UPDATEs still coming: the prune waits.
     this.pruneTimer?.refresh();
 

@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AdjRibOut } from '../../src/bgp/rib/adj-out.js';
 import { AttrTable } from '../../src/bgp/rib/attrs.js';
-import { type ExportFn, type PeerRef, Rib, SlotList } from '../../src/bgp/rib/rib.js';
+import { type Delta, type ExportFn, type PeerRef, Rib, SlotList } from '../../src/bgp/rib/rib.js';
 import { type PrefixKey, parsePrefix } from '../../src/net/addr.js';
 
 const runs = Number(process.env.FC_RUNS ?? 300);
@@ -228,5 +228,27 @@ describe('Rib slots shared with Adj-RIB-Outs', () => {
     expect(rib.slotCount).toBeLessThanOrEqual(131_072);
     expect(rib.slotOf(key(0))).toBe(-1);
     expect(wakes).toBeGreaterThan(1);
+  });
+
+  it('announceKeys and withdrawKeys into a Delta list give the deltas announce and withdraw give', () => {
+    const keys = [0, 1, 2, 3].map(key);
+    const accept = (k: PrefixKey) => k !== key(2);
+    const [a, b] = [new Rib(), new Rib()];
+    const ra = (r: Rib, med: number) => r.attrs.intern({ origin: 0, med }, [peer.id]);
+    // a: per key; b: in one call each.
+    const one: unknown[] = [];
+    for (const med of [1, 2]) {
+      for (const k of keys) one.push(accept(k) ? a.announce(k, peer, 0, ra(a, med)) : a.withdraw(k, peer.id));
+      const set = ra(b, med);
+      const many: Delta[] = [];
+      b.announceKeys(keys, undefined, peer, set, many, accept);
+      b.attrs.release(set);
+      expect(many).toEqual(one.splice(0).filter((d) => d !== undefined));
+    }
+    for (const k of keys) one.push(a.withdraw(k, peer.id));
+    const many: Delta[] = [];
+    b.withdrawKeys(keys, undefined, peer.id, many);
+    expect(many).toEqual(one.filter((d) => d !== undefined));
+    expect(b.attrs.size).toBe(0);
   });
 });

@@ -8,6 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { getJson } from '../../src/api/http.js';
+import type { RouteView } from '../../src/bgp/speaker.js';
 import type { SpeakerStatus } from '../../src/bgp/status.js';
 import type { Lab } from './netns.js';
 import { waitFor } from './netns.js';
@@ -41,26 +42,9 @@ export interface TwillSpec {
   restarting?: boolean;
 }
 
-export interface TwillPathView {
-  from: string;
-  best: boolean;
-  stale: boolean;
-  reachable: boolean;
-  nextHops: string[];
-  asPath: string;
-  origin: string;
-  localPref?: number;
-  med?: number;
-  communities?: string[];
-  originatorId?: string;
-  clusterList?: string[];
-}
-
-export interface TwillRoute {
-  prefix: string;
-  reason: string;
-  paths: TwillPathView[];
-}
+/** `twill routes` entries, as the speaker's API serves them. */
+export type TwillRoute = RouteView;
+export type TwillPathView = RouteView['paths'][number];
 
 export class Twill {
   proc: ChildProcess | undefined;

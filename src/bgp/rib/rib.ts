@@ -38,6 +38,7 @@ import {
   type DecisionOptions,
   DEFAULT_DECISION,
   type Selection,
+  STEPS,
   selectBest,
 } from '../decision.js';
 import type { AsPathSegment } from '../wire/attributes.js';
@@ -138,21 +139,8 @@ export const familyOfPrefix = (k: PrefixKey): Family => (typeof k === 'number' ?
 const NONE = -1;
 const STALE = 1;
 const REACHABLE = 2;
-const REASONS: Selection<Path>['reason'][] = [
-  'none',
-  'only',
-  'localPref',
-  'local',
-  'asPathLength',
-  'origin',
-  'med',
-  'ebgp',
-  'igpCost',
-  'clusterList',
-  'routerId',
-  'peerAddress',
-  'pathId',
-];
+/** Reasons a best path won, stored per slot as an index into this list. */
+const REASONS: Selection<Path>['reason'][] = ['none', 'only', ...STEPS.map((s) => s.name)];
 const REASON_CODE = new Map(REASONS.map((r, i) => [r, i]));
 
 function grown<T extends Int32Array | Uint8Array | Uint16Array | Float64Array | Uint32Array>(
@@ -507,40 +495,53 @@ export class Rib implements SlotSpace {
     return this.reselect(slot, id === oldBest) ? slot : -1;
   }
 
-  /** `withdrawSlot` for each key (with its path id); the changed slots go to `changed`. */
+  /**
+   * Withdraw each key (with its path id). The changes go to `changed`: as slots into a SlotList
+   * (the compact form), or as Delta objects into an array (for listeners that want the old best).
+   */
   withdrawKeys(
     keys: readonly PrefixKey[],
     ids: readonly number[] | undefined,
     peerId: string,
-    changed: SlotList,
+    changed: SlotList | Delta[],
   ): void {
-    for (let i = 0; i < keys.length; i++) {
-      const slot = this.withdrawSlot(keys[i]!, peerId, ids?.[i] ?? 0);
-      if (slot >= 0) changed.push(slot);
-    }
+    for (let i = 0; i < keys.length; i++) this.withdrawInto(keys[i]!, peerId, ids?.[i] ?? 0, changed);
   }
 
   /**
-   * `announceSlot` for each key with one attribute set: each path takes a reference of its own,
-   * and the caller keeps the one it has. A key `accept` refuses is withdrawn instead (an import
-   * filter). The changed slots go to `changed`.
+   * Announce each key with one attribute set: each path takes a reference of its own, and the
+   * caller keeps the one it has. A key `accept` refuses is withdrawn instead (an import filter).
+   * The changes go to `changed`, as for withdrawKeys.
    */
   announceKeys(
     keys: readonly PrefixKey[],
     ids: readonly number[] | undefined,
     peer: PeerRef,
     ra: RouteAttrs,
-    changed: SlotList,
+    changed: SlotList | Delta[],
     accept?: (prefix: PrefixKey) => boolean,
   ): void {
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
       const pathId = ids?.[i] ?? 0;
-      const slot =
-        accept && !accept(k)
-          ? this.withdrawSlot(k, peer.id, pathId)
-          : this.announceSlot(k, peer, pathId, this.attrs.retain(ra));
+      if (accept && !accept(k)) this.withdrawInto(k, peer.id, pathId, changed);
+      else if (changed instanceof SlotList) {
+        const slot = this.announceSlot(k, peer, pathId, this.attrs.retain(ra));
+        if (slot >= 0) changed.push(slot);
+      } else {
+        const d = this.announce(k, peer, pathId, this.attrs.retain(ra));
+        if (d) changed.push(d);
+      }
+    }
+  }
+
+  private withdrawInto(k: PrefixKey, peerId: string, pathId: number, changed: SlotList | Delta[]): void {
+    if (changed instanceof SlotList) {
+      const slot = this.withdrawSlot(k, peerId, pathId);
       if (slot >= 0) changed.push(slot);
+    } else {
+      const d = this.withdraw(k, peerId, pathId);
+      if (d) changed.push(d);
     }
   }
 
