@@ -82,7 +82,7 @@ import {
   type PrefixRule,
   ruleMatches,
 } from './policy.js';
-import { AdjRibOut } from './rib/adj-out.js';
+import { AdjRibOut, type NextHopsFor, packBatch } from './rib/adj-out.js';
 import { AttrTable, type RouteAttrs } from './rib/attrs.js';
 import {
   type Delta,
@@ -117,7 +117,7 @@ import { ErrorAction } from './wire/error.js';
 import type { OpenMessage } from './wire/open.js';
 import { makeOpen } from './wire/open.js';
 import { encodeRouteRefresh } from './wire/route-refresh.js';
-import { type DecodedUpdate, encodeEndOfRib, packUpdates } from './wire/update.js';
+import { type DecodedUpdate, encodeEndOfRib } from './wire/update.js';
 import { validateUpdate } from './wire/validate.js';
 import { warmUp } from './warmup.js';
 import { Writer } from './wire/writer.js';
@@ -1036,25 +1036,18 @@ export class Speaker {
     // Reading the interfaces is a system call: once per session, refreshed with the next hops.
     if (!p.hops) p.hops = nextHopsOn(s.localAddress ?? this.config.routerId);
     const hops = p.hops;
+    const routerId = this.config.routerId;
+    // NEXT_HOP self is our address on the session; an IPv4 next hop on IPv6 routes is too.
+    const nextHops: NextHopsFor = {
+      v4: (ra) => (ra.nextHops[0] === SELF ? (hops.v4 ?? routerId) : ra.nextHops[0]!),
+      v6: (ra) =>
+        ra.nextHops[0] === SELF || ra.nextHops[0]!.indexOf(':') < 0
+          ? v6Hops(hops, routerId)
+          : [...ra.nextHops],
+    };
     while (p.adjOut.pendingCount > 0) {
-      const batch = p.adjOut.take(16_384);
       const w = this.writer.reset();
-      for (const [f, prefixes] of batch.withdraw)
-        packUpdates(w, { family: f, prefixes, withdraw: true }, ctx);
-      for (const [ra, v4] of batch.announce) {
-        const nh = ra.nextHops[0] === SELF ? (hops.v4 ?? this.config.routerId) : ra.nextHops[0]!;
-        packUpdates(w, { family: IPV4_UNICAST, prefixes: v4, attrs: { ...ra.attrs, nextHop: nh } }, ctx);
-      }
-      for (const [ra, v6] of batch.announce6) {
-        const self = ra.nextHops[0] === SELF;
-        const nhs =
-          self || ra.nextHops[0]!.indexOf(':') < 0 ? v6Hops(hops, this.config.routerId) : [...ra.nextHops];
-        packUpdates(
-          w,
-          { family: IPV6_UNICAST, prefixes: v6, attrs: ra.attrs as PathAttributes, nextHops: nhs },
-          ctx,
-        );
-      }
+      packBatch(w, p.adjOut.take(16_384), ctx, nextHops);
       if (w.pos > 0 && !s.send(w.take())) return;
     }
     for (const f of p.eorOwed) if (!s.send(encodeEndOfRib(f, ctx))) return;

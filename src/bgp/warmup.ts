@@ -13,7 +13,7 @@
  * speaker's order, attribute sets from AttrTable, updates from decodeMessage), so what V8
  * compiles for them is what the sessions use.
  */
-import { AdjRibOut } from './rib/adj-out.js';
+import { AdjRibOut, type NextHopsFor, packBatch } from './rib/adj-out.js';
 import { AttrTable } from './rib/attrs.js';
 import { type ExportFn, type PeerRef, Rib, SlotList } from './rib/rib.js';
 import { AsPathSegmentType, IPV4_UNICAST, MsgType, Origin } from './wire/constants.js';
@@ -49,6 +49,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
   packUpdates(w, { family: IPV4_UNICAST, prefixes: keys, attrs }, ctx);
   packUpdates(w, { family: IPV4_UNICAST, prefixes: keys, withdraw: true }, ctx);
   const stream = Buffer.from(w.take());
+  const ourHops: NextHopsFor = { v4: () => '192.0.2.2', v6: () => ['2001:db8::2'] };
   let passed = 0;
   for (let round = 0; round < rounds; round++) {
     const rib = new Rib();
@@ -75,15 +76,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
       // What a flush does.
       while (out.pendingCount > 0) {
         const batch = out.take(4096);
-        w.reset();
-        for (const [family, list] of batch.withdraw)
-          packUpdates(w, { family, prefixes: list, withdraw: true }, ctx);
-        for (const [set, list] of batch.announce)
-          packUpdates(
-            w,
-            { family: IPV4_UNICAST, prefixes: list, attrs: { ...set.attrs, nextHop: '192.0.2.2' } },
-            ctx,
-          );
+        packBatch(w.reset(), batch, ctx, ourHops);
         passed += batch.count;
       }
     }

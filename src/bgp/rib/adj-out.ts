@@ -20,9 +20,16 @@
  *
  * Attribute sets are interned and reference counted: a slot retains the set it sent and the set
  * it wants.
+ *
+ * `packBatch` writes a batch as UPDATEs (RFC 4271 §4.3, RFC 4760 for IPv6), the next hops given
+ * by the caller; the speaker's flush and the start-up warm-up both use it.
  */
 import type { PrefixKey } from '../../net/addr.js';
-import type { Family } from '../wire/constants.js';
+import type { PathAttributes } from '../wire/attributes.js';
+import { type Family, IPV4_UNICAST, IPV6_UNICAST } from '../wire/constants.js';
+import type { CodecContext } from '../wire/context.js';
+import { packUpdates } from '../wire/update.js';
+import type { Writer } from '../wire/writer.js';
 import type { AttrTable, RouteAttrs } from './attrs.js';
 import { PrefixIndex } from './prefix-index.js';
 import { familyOfPrefix } from './rib.js';
@@ -323,4 +330,23 @@ export class AdjRibOut {
     this.nPending = 0;
     this.nSent = 0;
   }
+}
+
+/** The next hops an announcement goes out with, per family. */
+export interface NextHopsFor {
+  v4(ra: RouteAttrs): string;
+  v6(ra: RouteAttrs): string[];
+}
+
+/** Write a batch into `w` as UPDATEs: withdrawals, then announcements per family and set. */
+export function packBatch(w: Writer, batch: Batch, ctx: CodecContext, hops: NextHopsFor): void {
+  for (const [family, prefixes] of batch.withdraw) packUpdates(w, { family, prefixes, withdraw: true }, ctx);
+  for (const [ra, prefixes] of batch.announce)
+    packUpdates(w, { family: IPV4_UNICAST, prefixes, attrs: { ...ra.attrs, nextHop: hops.v4(ra) } }, ctx);
+  for (const [ra, prefixes] of batch.announce6)
+    packUpdates(
+      w,
+      { family: IPV6_UNICAST, prefixes, attrs: ra.attrs as PathAttributes, nextHops: hops.v6(ra) },
+      ctx,
+    );
 }
