@@ -14,6 +14,8 @@ const pure = [
   'src/bgp/decision.ts',
   'src/bgp/rib',
   'src/bgp/policy.ts',
+  'src/bgp/export.ts',
+  'src/bgp/warmup.ts',
   'src/bgp/config.ts',
   'src/lab',
   'src/ipam',

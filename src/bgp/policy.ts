@@ -43,13 +43,21 @@ export interface PeerPolicy {
   exportRules: PrefixRule[];
 }
 
-export const DEFAULT_PEER_POLICY: PeerPolicy = {
-  rrClient: false,
-  nextHopSelf: false,
-  allowasIn: 0,
-  importRules: [],
-  exportRules: [],
-};
+/**
+ * A peer's policy: the defaults, with `o` over them. Every PeerPolicy is made here, so all have
+ * one shape (warmup.ts).
+ */
+export function peerPolicy(o: Partial<PeerPolicy> = {}): PeerPolicy {
+  return {
+    rrClient: o.rrClient ?? false,
+    nextHopSelf: o.nextHopSelf ?? false,
+    allowasIn: o.allowasIn ?? 0,
+    importRules: o.importRules ?? [],
+    exportRules: o.exportRules ?? [],
+  };
+}
+
+export const DEFAULT_PEER_POLICY: PeerPolicy = peerPolicy();
 
 export interface LocalInfo {
   asn: number;

@@ -28,7 +28,7 @@
  * - Originated: `setOriginated(prefixes)` replaces the whole set (level-triggered, STYLE.md §4);
  *   originated paths enter the same RIB as local paths.
  * - Sent: every delta goes through export policy (policy.ts: split horizon, iBGP rules, route
- *   reflection, next-hop handling, filters; answers cached per attribute set and source) into
+ *   reflection, next-hop handling, filters; export.ts caches the answers per peer) into
  *   each peer's Adj-RIB-Out (rib/adj-out.ts, on the RIB's slots), where changes coalesce per
  *   prefix. A flush at the next turn of the event loop (or at once when 4096 changes wait and the
  *   last flush was 2 ms ago, so a table arriving in bulk is passed on while it arrives) packs them
@@ -70,23 +70,21 @@ import {
 import type { NeighborConfig, PrefixRuleConfig, SpeakerConfig } from './config.js';
 import { dialsNeighbor } from './config.js';
 import { stepLabel } from './decision.js';
+import { PeerExport, SessionNextHops } from './export.js';
 import { DEFAULT_TIMERS, type FsmOptions, FsmState, type NotificationSummary } from './fsm.js';
 import {
-  DEFAULT_PEER_POLICY,
-  exportAllowed,
-  exportAttrs,
   filterAccepts,
   importCheck,
+  peerPolicy,
   type LocalInfo,
   type PeerPolicy,
   type PrefixRule,
   ruleMatches,
 } from './policy.js';
-import { AdjRibOut, type NextHopsFor, packBatch } from './rib/adj-out.js';
+import { AdjRibOut, packBatch } from './rib/adj-out.js';
 import { AttrTable, type RouteAttrs } from './rib/attrs.js';
 import {
   type Delta,
-  type ExportFn,
   familyOfPrefix,
   type NextHopResolver,
   type Path,
@@ -96,13 +94,7 @@ import {
 } from './rib/rib.js';
 import { normalizeAddress, Session, type SessionLog } from './session.js';
 import type { NotificationRecord, PeerStateName, PeerStatus, SpeakerStatus } from './status.js';
-import {
-  encodeAttributes,
-  formatAsPath,
-  formatCommunity,
-  formatLargeCommunity,
-  type PathAttributes,
-} from './wire/attributes.js';
+import { formatAsPath, formatCommunity, formatLargeCommunity } from './wire/attributes.js';
 import {
   CeaseSubcode,
   type Family,
@@ -112,7 +104,6 @@ import {
   Origin,
   RefreshSubtype,
 } from './wire/constants.js';
-import { makeContext } from './wire/context.js';
 import { ErrorAction } from './wire/error.js';
 import type { OpenMessage } from './wire/open.js';
 import { makeOpen } from './wire/open.js';
@@ -161,7 +152,6 @@ export interface RouteView {
   }[];
 }
 
-const SELF = 'self';
 const ORIGINS = ['IGP', 'EGP', 'INCOMPLETE'];
 
 class Peer {
@@ -172,21 +162,10 @@ class Peer {
   /** Set while Established. */
   ref: PeerRef | undefined;
   adjOut: AdjRibOut | undefined;
-  /**
-   * Export answers by the RIB attribute set's id (ids are dense): the set and source each answer
-   * is for, and the answer (which holds a reference in the export table).
-   */
-  exportRa: (RouteAttrs | undefined)[] = [];
-  exportFrom: (PeerRef | undefined)[] = [];
-  exportOut: (RouteAttrs | null)[] = [];
-  /** exportOf for this peer, made once. */
-  exportFn: ExportFn | undefined;
-  /** The last export answer: attributes, source, result. */
-  memoRa: RouteAttrs | undefined;
-  memoFrom: PeerRef | undefined;
-  memoOut: RouteAttrs | null = null;
+  /** What the peer is sent (export.ts); set while Established. */
+  exports: PeerExport | undefined;
   /** Our next hops on this session's interface (nextHopsOn), read once per session. */
-  hops: { v4?: string; v6: string[] } | undefined;
+  nextHops: SessionNextHops | undefined;
   peerOpen: OpenMessage | undefined;
   eorOwed = new Set<Family>();
   eorrOwed = new Set<Family>();
@@ -229,14 +208,13 @@ function rules(list: readonly PrefixRuleConfig[]): PrefixRule[] {
 }
 
 function policyOf(n: NeighborConfig): PeerPolicy {
-  return {
-    ...DEFAULT_PEER_POLICY,
+  return peerPolicy({
     rrClient: n.routeReflectorClient,
     nextHopSelf: n.nextHopSelf,
     allowasIn: n.allowasIn,
     importRules: rules(n.import),
     exportRules: rules(n.export),
-  };
+  });
 }
 
 /**
@@ -246,22 +224,6 @@ function policyOf(n: NeighborConfig): PeerPolicy {
  */
 const EAGER_FLUSH_PENDING = 4096;
 const EAGER_FLUSH_MS = 2;
-const keyWriter = new Writer(4096);
-const AS4 = makeContext({ as4: true });
-
-/**
- * The export table's key for a set: its attributes as they go on the wire (with 4-octet AS
- * numbers, which lose nothing) and its next hops. Sets that look the same on the wire are one set
- * to the Adj-RIB-Outs, and this is several times cheaper than the canonical key (attrs.ts).
- */
-function exportKey(attrs: PathAttributes, hops: readonly string[]): string | undefined {
-  try {
-    encodeAttributes(keyWriter.reset(), attrs, AS4);
-  } catch {
-    return undefined; // The canonical key, then; sending it will say what is wrong.
-  }
-  return `x${keyWriter.view().toString('latin1')}|${hops.join(',')}`;
-}
 
 export class Speaker {
   readonly rib: Rib;
@@ -365,7 +327,7 @@ export class Speaker {
     // Next hops that did not resolve may resolve later (and the other way round).
     this.revalidateTimer = setInterval(() => {
       this.resolver.read?.();
-      for (const p of this.peers.values()) p.hops = undefined;
+      for (const p of this.peers.values()) p.nextHops = undefined;
       this.applyDeltas(this.rib.revalidate());
     }, 5000);
     this.revalidateTimer.unref();
@@ -689,8 +651,8 @@ export class Speaker {
       this.applyDeltas(deltas);
     }
     p.adjOut = new AdjRibOut(this.exportTable, this.rib);
-    p.hops = undefined;
-    this.clearExportCache(p);
+    p.nextHops = undefined;
+    this.newExports(p);
     this.fillAdjOut(p, true);
     // A peer without graceful restart sends no End-of-RIB to wait for.
     if (this.deferring && !open.caps.gracefulRestart) this.checkDeferral();
@@ -699,7 +661,8 @@ export class Speaker {
   /** Everything the Loc-RIB holds, as this peer should have it, then End-of-RIB. */
   private fillAdjOut(p: Peer, initial = false): void {
     const s = p.established;
-    if (!s || !p.adjOut || this.deferring) return;
+    const exports = p.exports;
+    if (!s || !p.adjOut || !exports || this.deferring) return;
     const ctx = s.fsm.ctx!;
     const rib = this.rib;
     const v4 = ctx.families.has(IPV4_UNICAST);
@@ -709,7 +672,7 @@ export class Speaker {
       if (row < 0) continue;
       const k = rib.prefixAt(slot)!;
       if (!(typeof k === 'number' ? v4 : v6)) continue;
-      p.adjOut.setSlot(slot, this.exportOf(p, rib.raAt(row), rib.peerAt(row), k));
+      p.adjOut.setSlot(slot, exports.exportOf(rib.raAt(row), rib.peerAt(row), k));
     }
     if (initial)
       p.eorOwed = new Set([...ctx.families].filter((f) => f === IPV4_UNICAST || f === IPV6_UNICAST));
@@ -767,7 +730,8 @@ export class Speaker {
     if (info.wasEstablished) {
       p.adjOut?.clear();
       p.adjOut = undefined;
-      this.clearExportCache(p);
+      p.exports?.clear();
+      p.exports = undefined;
       p.ref = undefined;
       const gr = p.peerOpen?.caps.gracefulRestart;
       // RFC 4724 §4.2: a session that ends without a NOTIFICATION keeps a GR peer's routes, stale.
@@ -915,56 +879,19 @@ export class Speaker {
 
   /** What `p` should hold for a prefix whose best path is `best` (null: nothing). */
   private exportFor(p: Peer, best: Path | undefined): RouteAttrs | null {
-    return best ? this.exportOf(p, best.ra, best.peer, best.prefix) : null;
+    return best && p.exports ? p.exports.exportOf(best.ra, best.peer, best.prefix) : null;
   }
 
-  /** What `p` should hold for `prefix` whose best path has `bestRa` from `from`. */
-  private exportOf(p: Peer, bestRa: RouteAttrs, from: PeerRef, prefix: PrefixKey): RouteAttrs | null {
-    const to = p.ref;
-    if (!to) return null;
-    if (p.policy.exportRules.length && !filterAccepts(p.policy.exportRules, prefix)) return null;
-    // Consecutive prefixes mostly share attributes and source: remember the last answer.
-    if (bestRa === p.memoRa && from === p.memoFrom)
-      return p.memoOut ? this.exportTable.retain(p.memoOut) : null;
-    const id = bestRa.id;
-    let ra: RouteAttrs | null;
-    if (p.exportRa[id] === bestRa && p.exportFrom[id] === from) ra = p.exportOut[id]!;
-    else {
-      if (!exportAllowed(from, to, p.policy, this.isReflector())) ra = null;
-      else {
-        const e = exportAttrs(bestRa.attrs, bestRa.nextHops, from, to, p.policy, this.me);
-        const hops = e.nextHops ?? [SELF];
-        ra = this.exportTable.intern(e.attrs, hops, exportKey(e.attrs, hops));
-      }
-      // The id's earlier answer was for a set since freed, or another source.
-      const old = p.exportOut[id];
-      if (old) this.exportTable.release(old);
-      while (p.exportRa.length < id) {
-        p.exportRa.push(undefined);
-        p.exportFrom.push(undefined);
-        p.exportOut.push(null);
-      }
-      p.exportRa[id] = bestRa;
-      p.exportFrom[id] = from;
-      p.exportOut[id] = ra;
-    }
-    p.memoRa = bestRa;
-    p.memoFrom = from;
-    p.memoOut = ra;
-    return ra ? this.exportTable.retain(ra) : null;
-  }
-
-  /** Forget a peer's export answers (they hold references in the export table). */
-  private clearExportCache(p: Peer): void {
-    for (const ra of p.exportOut) if (ra) this.exportTable.release(ra);
-    p.exportRa = [];
-    p.exportFrom = [];
-    p.exportOut = [];
-    p.memoRa = undefined;
+  /** A fresh export cache for an established peer, under its current policy. */
+  private newExports(p: Peer): void {
+    p.exports?.clear();
+    p.exports = p.ref
+      ? new PeerExport(this.exportTable, this.me, p.ref, p.policy, () => this.isReflector())
+      : undefined;
   }
 
   private resetExportCaches(): void {
-    for (const p of this.peers.values()) this.clearExportCache(p);
+    for (const p of this.peers.values()) this.newExports(p);
   }
 
   private isReflector(): boolean {
@@ -1004,10 +931,9 @@ export class Speaker {
       for (const p of this.peers.values()) {
         const s = p.established;
         const out = p.adjOut;
-        if (!s || !out) continue;
+        if (!s || !out || !p.exports) continue;
         const fams = s.fsm.ctx!.families;
-        p.exportFn ??= (ra, from, k) => this.exportOf(p, ra, from, k);
-        this.rib.feed(out, changed, fams.has(IPV4_UNICAST), fams.has(IPV6_UNICAST), p.exportFn);
+        this.rib.feed(out, changed, fams.has(IPV4_UNICAST), fams.has(IPV6_UNICAST), p.exports);
         if (out.pendingCount >= EAGER_FLUSH_PENDING && performance.now() - p.flushedAt >= EAGER_FLUSH_MS)
           this.flush(p);
         else this.scheduleFlush(p);
@@ -1034,17 +960,12 @@ export class Speaker {
     p.flushedAt = performance.now();
     const ctx = s.fsm.ctx!;
     // Reading the interfaces is a system call: once per session, refreshed with the next hops.
-    if (!p.hops) p.hops = nextHopsOn(s.localAddress ?? this.config.routerId);
-    const hops = p.hops;
-    const routerId = this.config.routerId;
-    // NEXT_HOP self is our address on the session; an IPv4 next hop on IPv6 routes is too.
-    const nextHops: NextHopsFor = {
-      v4: (ra) => (ra.nextHops[0] === SELF ? (hops.v4 ?? routerId) : ra.nextHops[0]!),
-      v6: (ra) =>
-        ra.nextHops[0] === SELF || ra.nextHops[0]!.indexOf(':') < 0
-          ? v6Hops(hops, routerId)
-          : [...ra.nextHops],
-    };
+    if (!p.nextHops) {
+      const routerId = this.config.routerId;
+      const hops = nextHopsOn(s.localAddress ?? routerId);
+      p.nextHops = new SessionNextHops(hops.v4 ?? routerId, v6Hops(hops, routerId));
+    }
+    const nextHops = p.nextHops;
     while (p.adjOut.pendingCount > 0) {
       const w = this.writer.reset();
       packBatch(w, p.adjOut.take(16_384), ctx, nextHops);

@@ -9,79 +9,132 @@
  * times. It costs about a tenth of a second of CPU once, opens nothing and leaves nothing: every
  * object is a scratch one.
  *
- * The objects have the shapes the real ones have (a PeerRef literal with the properties in the
- * speaker's order, attribute sets from AttrTable, updates from decodeMessage), so what V8
- * compiles for them is what the sessions use.
+ * The objects are of the kinds the real ones are, because V8 compiles for what it has seen: a
+ * function that then meets another kind of object is thrown away (deoptimised) at the first real
+ * UPDATE and runs slowly until it is hot again, which undid most of the warm-up (100k load: 50 ms
+ * with those deoptimisations, 35-40 without). So:
+ *  - PeerRef literals with the properties in the speaker's order, and addresses made by
+ *    formatIpv4 as the configuration's and the decoder's are (string comparisons are specialised
+ *    to the kind of string seen);
+ *  - a codec context negotiated from two OPENs, policies from `peerPolicy`, the speaker's own
+ *    export and next-hop classes (export.ts), attribute sets from AttrTable, updates from
+ *    decodeMessage;
+ *  - several shapes of an eBGP peer's attributes (with and without MED and communities), three
+ *    policies, and flushes after every UPDATE, every fourth and only at the end (changes that
+ *    cancel out before they are sent), one per round.
+ *
+ * Checking for deoptimisations: `node --trace-deopt` on the speaker (bench/bgp) shows none in the
+ * UPDATE path while a first table loads.
  */
-import { AdjRibOut, type NextHopsFor, packBatch } from './rib/adj-out.js';
+import { formatIpv4 } from '../net/addr.js';
+import { PeerExport, SessionNextHops } from './export.js';
+import { type LocalInfo, type PrefixRule, peerPolicy } from './policy.js';
+import { AdjRibOut, packBatch } from './rib/adj-out.js';
 import { AttrTable } from './rib/attrs.js';
-import { type ExportFn, type PeerRef, Rib, SlotList } from './rib/rib.js';
+import { type PeerRef, Rib, SlotList } from './rib/rib.js';
+import type { PathAttributes } from './wire/attributes.js';
 import { AsPathSegmentType, IPV4_UNICAST, MsgType, Origin } from './wire/constants.js';
-import { makeContext } from './wire/context.js';
+import { negotiate } from './wire/context.js';
 import { Framer } from './wire/framer.js';
 import { decodeMessage } from './wire/message.js';
+import { makeOpen } from './wire/open.js';
 import { packUpdates } from './wire/update.js';
 import { validateUpdate } from './wire/validate.js';
 import { Writer } from './wire/writer.js';
 
 const PREFIXES = 8192;
 const ROUNDS = 3;
+/** Attributes beyond ORIGIN, AS_PATH and NEXT_HOP, one variant per quarter of the table. */
+const VARIANTS: Partial<PathAttributes>[] = [
+  {},
+  { med: 10 },
+  { communities: [(64512 * 65536 + 100) >>> 0] },
+  { med: 20, communities: [(64512 * 65536 + 200) >>> 0], largeCommunities: [[64512, 1, 2]] },
+];
 
 /** Run a synthetic table through the UPDATE path; returns the prefixes it passed on. */
 export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
-  const ctx = makeContext({ as4: true });
-  const from: PeerRef = {
-    id: '192.0.2.1',
-    asn: 64512,
-    routerId: 0xc0000201,
+  const peer = (addr: number, asn: number): PeerRef => ({
+    id: formatIpv4(addr),
+    asn,
+    routerId: addr,
     ebgp: true,
     local: false,
     rrClient: false,
-  };
+  });
+  const from = peer(0xc0000201, 64512);
+  const to = peer(0xc0000203, 64514);
+  const us = formatIpv4(0xc0000202);
+  const me: LocalInfo = { asn: 64513, routerId: us, clusterId: us };
+  // A context negotiated from two OPENs, as a session's is.
+  const families = { multiprotocol: [IPV4_UNICAST] };
+  const ctx = negotiate(
+    makeOpen(me.asn, 90, 0xc0000202, families),
+    makeOpen(from.asn, 90, from.routerId, families),
+  );
+  // The default policy, then an export filter and next-hop-self (which an eBGP peer ignores).
+  const all: PrefixRule = { prefix: 0, ge: 0, le: 32, action: 'accept' };
+  const policies = [peerPolicy(), peerPolicy({ exportRules: [all] }), peerPolicy({ nextHopSelf: true })];
   const keys: number[] = [];
   for (let i = 0; i < prefixes; i++) keys.push((0x0a000000 + i * 256) * 64 + 24);
-  const attrs = {
+  const base: PathAttributes = {
     origin: Origin.Igp,
-    asPath: [{ type: AsPathSegmentType.AsSequence, asns: [from.asn] }],
+    asPath: [{ type: AsPathSegmentType.AsSequence, asns: [from.asn, 64600] }],
     nextHop: from.id,
   };
   const w = new Writer(1 << 16);
-  packUpdates(w, { family: IPV4_UNICAST, prefixes: keys, attrs }, ctx);
+  // A quarter of the table for each of the common shapes of an eBGP peer's attributes: V8
+  // specialises property reads to the shapes it has seen, and a set of another shape at the first
+  // real UPDATE would throw that code away.
+  const quarter = prefixes / VARIANTS.length;
+  VARIANTS.forEach((extra, i) => {
+    const part = keys.slice(i * quarter, (i + 1) * quarter);
+    packUpdates(w, { family: IPV4_UNICAST, prefixes: part, attrs: { ...base, ...extra } }, ctx);
+  });
   packUpdates(w, { family: IPV4_UNICAST, prefixes: keys, withdraw: true }, ctx);
   const stream = Buffer.from(w.take());
-  const ourHops: NextHopsFor = { v4: () => '192.0.2.2', v6: () => ['2001:db8::2'] };
+  const ourHops = new SessionNextHops(us, [`::ffff:${us}`]);
+  // What the speaker's flush does.
+  const flush = (out: AdjRibOut): number => {
+    let sent = 0;
+    while (out.pendingCount > 0) {
+      const batch = out.take(4096);
+      packBatch(w.reset(), batch, ctx, ourHops);
+      sent += batch.count;
+    }
+    return sent;
+  };
   let passed = 0;
   for (let round = 0; round < rounds; round++) {
     const rib = new Rib();
     const table = new AttrTable();
     const out = new AdjRibOut(table, rib);
-    const exported = table.intern({ origin: Origin.Igp, asPath: [] }, ['self']);
-    const exportOf: ExportFn = (_ra, peer) => (peer === from ? table.retain(exported) : null);
+    const exports = new PeerExport(table, me, to, policies[round % policies.length]!, () => false);
     const changed = new SlotList();
     const framer = new Framer();
     framer.push(stream);
+    // Flushes after every UPDATE, every fourth, and only at the end: changes that cancel out
+    // before they are sent take their own path through the Adj-RIB-Out.
+    const every = [1, 4, Number.POSITIVE_INFINITY][round % 3]!;
+    let n = 0;
     for (let f = framer.next(); f; f = framer.next()) {
       const m = decodeMessage(f, ctx);
       if (m.type !== MsgType.Update) continue;
-      validateUpdate(m, { ebgp: true, peerAs: from.asn, localAddress: '192.0.2.2' });
+      validateUpdate(m, { ebgp: true, peerAs: from.asn, localAddress: us });
       // What the speaker's onUpdate and applySlots do.
       rib.withdrawKeys(m.withdrawn, m.withdrawnIds, from.id, changed);
       if (m.nlri.length) {
-        const ra = rib.attrs.intern(m.attrs, [from.id]);
+        const ra = rib.attrs.intern(m.attrs, m.attrs.nextHop ? [m.attrs.nextHop] : []);
         rib.announceKeys(m.nlri, m.nlriIds, from, ra, changed);
         rib.attrs.release(ra);
       }
-      rib.feed(out, changed, true, false, exportOf);
+      rib.feed(out, changed, true, false, exports);
       changed.length = 0;
-      // What a flush does.
-      while (out.pendingCount > 0) {
-        const batch = out.take(4096);
-        packBatch(w.reset(), batch, ctx, ourHops);
-        passed += batch.count;
-      }
+      if (++n % every === 0) passed += flush(out);
     }
+    passed += flush(out);
     rib.prune();
-    table.release(exported);
+    exports.clear();
     out.clear();
   }
   return passed;

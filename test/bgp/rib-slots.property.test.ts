@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { AdjRibOut } from '../../src/bgp/rib/adj-out.js';
 import { AttrTable } from '../../src/bgp/rib/attrs.js';
-import { type Delta, type ExportFn, type PeerRef, Rib, SlotList } from '../../src/bgp/rib/rib.js';
+import { type Delta, type Exports, type PeerRef, Rib, SlotList } from '../../src/bgp/rib/rib.js';
 import { type PrefixKey, parsePrefix } from '../../src/net/addr.js';
 
 const runs = Number(process.env.FC_RUNS ?? 300);
@@ -108,7 +108,7 @@ describe('Rib slots shared with Adj-RIB-Outs', () => {
         const v4only = [true, false];
         const outs = [0, 1].map(() => new Receiver(new AdjRibOut(table, rib)));
         const wants = (i: number, k: PrefixKey) => !v4only[i] || typeof k === 'number';
-        // The export: the best path's attributes, as the speaker's exportOf gives them.
+        // The export: the best path's attributes, as a peer's exports give them.
         const feed = (i: number, slot: number) => {
           const k = rib.prefixAt(slot);
           if (k === undefined || !wants(i, k)) return;
@@ -118,10 +118,10 @@ describe('Rib slots shared with Adj-RIB-Outs', () => {
         };
         // The UPDATE path: announceKeys / withdrawKeys collect the changed slots, feed passes
         // them on (as the speaker's onUpdate and applySlots do).
-        const exportOf: ExportFn = (ra) => table.intern({ ...ra.attrs }, ra.nextHops);
+        const exports: Exports = { exportOf: (ra) => table.intern({ ...ra.attrs }, ra.nextHops) };
         const list = new SlotList();
         const changed = () => {
-          for (const i of [0, 1]) rib.feed(outs[i]!.out, list, true, !v4only[i], exportOf);
+          for (const i of [0, 1]) rib.feed(outs[i]!.out, list, true, !v4only[i], exports);
           list.length = 0;
         };
         const fill = (i: number) => {

@@ -171,8 +171,14 @@ export class SlotList {
   }
 }
 
-/** What a peer should hold for a prefix whose best path has `ra` from `from` (null: nothing). */
-export type ExportFn = (ra: RouteAttrs, from: PeerRef, prefix: PrefixKey) => RouteAttrs | null;
+/** A peer's export policy, as `feed` asks it (export.ts PeerExport in the speaker). */
+export interface Exports {
+  /**
+   * What the peer should hold for `prefix` whose best path has `ra` from `from` (null: nothing):
+   * an interned set with a reference for the caller.
+   */
+  exportOf(ra: RouteAttrs, from: PeerRef, prefix: PrefixKey): RouteAttrs | null;
+}
 
 export class Rib implements SlotSpace {
   readonly attrs = new AttrTable();
@@ -546,18 +552,18 @@ export class Rib implements SlotSpace {
   }
 
   /**
-   * Pass the changed slots' best paths to an Adj-RIB-Out, as `exportOf` has them for its peer,
+   * Pass the changed slots' best paths to an Adj-RIB-Out, as its peer's `exports` has them,
    * for the families it takes. A slot freed since is skipped: no path and no Adj-RIB-Out held it,
    * so nobody is owed anything.
    */
-  feed(out: AdjRibOut, changed: SlotList, v4: boolean, v6: boolean, exportOf: ExportFn): void {
+  feed(out: AdjRibOut, changed: SlotList, v4: boolean, v6: boolean, exports: Exports): void {
     const slots = changed.slots;
     for (let i = 0, n = changed.length; i < n; i++) {
       const slot = slots[i]!;
       const k = this.index.prefixAt(slot);
       if (k === undefined || !(typeof k === 'number' ? v4 : v6)) continue;
       const row = this.best[slot]!;
-      out.setSlot(slot, row < 0 ? null : exportOf(this.raAt(row), this.peerAt(row), k));
+      out.setSlot(slot, row < 0 ? null : exports.exportOf(this.raAt(row), this.peerAt(row), k));
     }
   }
 

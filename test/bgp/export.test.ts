@@ -1,0 +1,133 @@
+/**
+ * What one peer is sent (src/bgp/export.ts): PeerExport's answers are what the export rules of
+ * policy.ts give, however the cache is hit, and hold exactly the references they hand out; the
+ * next hops of a session's announcements.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { exportKey, PeerExport, SELF, SessionNextHops } from '../../src/bgp/export.js';
+import { exportAllowed, exportAttrs, type LocalInfo, peerPolicy } from '../../src/bgp/policy.js';
+import { AttrTable, type RouteAttrs } from '../../src/bgp/rib/attrs.js';
+import type { PeerRef } from '../../src/bgp/rib/rib.js';
+import { AsPathSegmentType } from '../../src/bgp/wire/constants.js';
+import { parseIpv4, parsePrefix } from '../../src/net/addr.js';
+
+const runs = Number(process.env.FC_RUNS ?? 200);
+
+const ME: LocalInfo = { asn: 65000, routerId: '10.255.0.1', clusterId: '10.255.0.1' };
+const peer = (id: string, asn: number, x: Partial<PeerRef> = {}): PeerRef => ({
+  id,
+  asn,
+  routerId: parseIpv4(id),
+  ebgp: asn !== ME.asn,
+  local: false,
+  rrClient: false,
+  ...x,
+});
+const EBGP_A = peer('192.0.2.1', 65001);
+const EBGP_B = peer('192.0.2.2', 65002);
+const IBGP = peer('10.0.0.1', 65000);
+const CLIENT = peer('10.0.0.2', 65000, { rrClient: true });
+const seq = (...asns: number[]) => [{ type: AsPathSegmentType.AsSequence, asns }];
+
+/** RIB-side sets, as the RIB interns them. */
+function ribSets(): RouteAttrs[] {
+  const rib = new AttrTable();
+  return [
+    rib.intern({ origin: 0, asPath: seq(65001), nextHop: '192.0.2.1' }, ['192.0.2.1']),
+    rib.intern({ origin: 0, asPath: seq(65001, 7), med: 5, communities: [1] }, ['192.0.2.1']),
+    rib.intern({ origin: 2, asPath: seq(65000), localPref: 200 }, ['10.0.0.9']),
+  ];
+}
+
+/** What policy.ts says `to` should hold, as a comparable value. */
+function expected(to: PeerRef, ra: RouteAttrs, from: PeerRef, reflector: boolean) {
+  const policy = peerPolicy({ rrClient: to.rrClient });
+  if (!exportAllowed(from, to, policy, reflector)) return null;
+  const e = exportAttrs(ra.attrs, ra.nextHops, from, to, policy, ME);
+  return { attrs: e.attrs, nextHops: e.nextHops ?? [SELF] };
+}
+
+describe('PeerExport', () => {
+  it('answers what the export rules give, in any order of questions, and hands out one reference per answer', () => {
+    const sets = ribSets();
+    const sources = [EBGP_A, EBGP_B, IBGP, CLIENT];
+    const targets = [EBGP_B, IBGP, CLIENT];
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...targets),
+        fc.boolean(),
+        fc.array(fc.tuple(fc.nat(sets.length - 1), fc.nat(sources.length - 1)), { maxLength: 40 }),
+        (to, reflector, asks) => {
+          const table = new AttrTable();
+          const x = new PeerExport(table, ME, to, peerPolicy({ rrClient: to.rrClient }), () => reflector);
+          const held: RouteAttrs[] = [];
+          for (const [si, fi] of asks) {
+            const ra = sets[si]!;
+            const from = sources[fi]!;
+            const got = x.exportOf(ra, from, parsePrefix('198.51.100.0/24'));
+            const want = expected(to, ra, from, reflector);
+            if (want === null) expect(got).toBeNull();
+            else {
+              expect(got).not.toBeNull();
+              expect({ attrs: { ...got!.attrs }, nextHops: [...got!.nextHops] }).toEqual(want);
+              held.push(got!);
+            }
+          }
+          // Every answer handed out holds a reference of its own; the cache holds the rest.
+          x.clear();
+          for (const ra of new Set(held)) expect(ra.refs).toBe(held.filter((h) => h === ra).length);
+          for (const ra of held) table.release(ra);
+          expect(table.size).toBe(0);
+        },
+      ),
+      { numRuns: runs },
+    );
+  });
+
+  it('applies the export filter per prefix, past the cache', () => {
+    const table = new AttrTable();
+    const [ra] = ribSets();
+    const rule = { prefix: parsePrefix('10.0.0.0/8'), ge: 8, le: 32, action: 'reject' as const };
+    const x = new PeerExport(table, ME, EBGP_B, peerPolicy({ exportRules: [rule] }), () => false);
+    const inside = parsePrefix('10.1.0.0/16');
+    const outside = parsePrefix('192.168.0.0/16');
+    const a = x.exportOf(ra!, EBGP_A, outside);
+    expect(a).not.toBeNull();
+    expect(x.exportOf(ra!, EBGP_A, inside)).toBeNull();
+    const b = x.exportOf(ra!, EBGP_A, outside);
+    expect(b).toBe(a);
+    table.release(a!);
+    table.release(b!);
+    x.clear();
+    expect(table.size).toBe(0);
+  });
+
+  it('keys sets by their wire encoding: equal attributes built in another order are one set', () => {
+    const a = exportKey({ origin: 0, asPath: seq(65000, 65001), med: 1 }, [SELF]);
+    const b = exportKey({ med: 1, asPath: seq(65000, 65001), origin: 0 }, [SELF]);
+    expect(a).toBeDefined();
+    expect(a).toBe(b);
+    expect(exportKey({ origin: 0, asPath: seq(65000) }, [SELF])).not.toBe(a);
+    expect(exportKey({ origin: 0, asPath: seq(65000, 65001), med: 1 }, ['192.0.2.9'])).not.toBe(a);
+  });
+});
+
+describe('SessionNextHops', () => {
+  const table = new AttrTable();
+  const hops = new SessionNextHops('192.0.2.254', ['2001:db8::fe', 'fe80::fe']);
+  const self = table.intern({ origin: 0 }, [SELF]);
+  const v4 = table.intern({ origin: 0 }, ['192.0.2.7']);
+  const v6 = table.intern({ origin: 0 }, ['2001:db8::7', 'fe80::7']);
+
+  it('puts our address on the session in place of self, and keeps a set’s own next hop', () => {
+    expect(hops.v4(self)).toBe('192.0.2.254');
+    expect(hops.v4(v4)).toBe('192.0.2.7');
+  });
+
+  it('gives IPv6 routes our IPv6 addresses for self or an IPv4 next hop, else the set’s own', () => {
+    expect(hops.v6(self)).toEqual(['2001:db8::fe', 'fe80::fe']);
+    expect(hops.v6(v4)).toEqual(['2001:db8::fe', 'fe80::fe']);
+    expect(hops.v6(v6)).toEqual(['2001:db8::7', 'fe80::7']);
+  });
+});
