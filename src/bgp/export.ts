@@ -9,8 +9,8 @@
  * are cached per RIB attribute-set id (ids are dense: a plain array) with the set and source each
  * answer is for, and the last answer is remembered outright: consecutive prefixes mostly share
  * both. Only the prefix filter is per prefix. The cache holds a reference to each answer, given
- * back by `clear()`; a new policy (this peer's or, through route reflection, another's) means a
- * new PeerExport.
+ * back by `clear()`; a new policy (this peer's or, through route reflection, another's: whether
+ * we reflect at all) means a new PeerExport.
  *
  * Export sets are keyed by their wire encoding (4-octet AS numbers, which lose nothing) plus next
  * hops: sets that look the same on the wire are one set to the Adj-RIB-Outs, and the key is
@@ -60,8 +60,8 @@ export class PeerExport implements Exports {
     private readonly me: LocalInfo,
     readonly to: PeerRef,
     readonly policy: PeerPolicy,
-    /** Whether we reflect routes (some peer is a route-reflector client); asked on a miss. */
-    private readonly reflector: () => boolean,
+    /** Whether we reflect routes (some peer is a route-reflector client). */
+    private readonly reflector: boolean,
   ) {}
 
   exportOf(bestRa: RouteAttrs, from: PeerRef, prefix: PrefixKey): RouteAttrs | null {
@@ -73,7 +73,7 @@ export class PeerExport implements Exports {
     let ra: RouteAttrs | null;
     if (this.ras[id] === bestRa && this.froms[id] === from) ra = this.outs[id]!;
     else {
-      if (!exportAllowed(from, this.to, this.policy, this.reflector())) ra = null;
+      if (!exportAllowed(from, this.to, this.policy, this.reflector)) ra = null;
       else {
         const e = exportAttrs(bestRa.attrs, bestRa.nextHops, from, this.to, this.policy, this.me);
         const hops = e.nextHops ?? [SELF];

@@ -390,15 +390,26 @@ export class Speaker {
     p.removed = true;
     this.stopPeer(p, CeaseSubcode.PeerDeconfigured, message);
     if (p.staleTimer) clearTimeout(p.staleTimer);
+    const reflected = this.isReflector();
     this.peers.delete(address);
+    this.reflectionChanged(reflected);
     this.applyDeltas(this.rib.peerDown(address));
   }
 
   addNeighbor(n: NeighborConfig): void {
     if (this.peers.has(n.address)) throw new Error(`neighbor ${n.address} already configured`);
     const p = new Peer(n, dialsNeighbor(this.config, n), policyOf(n));
+    const reflected = this.isReflector();
     this.peers.set(n.address, p);
+    this.reflectionChanged(reflected);
     this.startPeer(p);
+  }
+
+  /** Export answers depend on whether we reflect at all: work them out again if that changed. */
+  private reflectionChanged(before: boolean): void {
+    if (this.isReflector() === before) return;
+    this.resetExportCaches();
+    for (const p of this.peers.values()) this.fillAdjOut(p);
   }
 
   /**
@@ -886,7 +897,7 @@ export class Speaker {
   private newExports(p: Peer): void {
     p.exports?.clear();
     p.exports = p.ref
-      ? new PeerExport(this.exportTable, this.me, p.ref, p.policy, () => this.isReflector())
+      ? new PeerExport(this.exportTable, this.me, p.ref, p.policy, this.isReflector())
       : undefined;
   }
 

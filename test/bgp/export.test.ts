@@ -60,7 +60,7 @@ describe('PeerExport', () => {
         fc.array(fc.tuple(fc.nat(sets.length - 1), fc.nat(sources.length - 1)), { maxLength: 40 }),
         (to, reflector, asks) => {
           const table = new AttrTable();
-          const x = new PeerExport(table, ME, to, peerPolicy({ rrClient: to.rrClient }), () => reflector);
+          const x = new PeerExport(table, ME, to, peerPolicy({ rrClient: to.rrClient }), reflector);
           const held: RouteAttrs[] = [];
           for (const [si, fi] of asks) {
             const ra = sets[si]!;
@@ -89,7 +89,7 @@ describe('PeerExport', () => {
     const table = new AttrTable();
     const [ra] = ribSets();
     const rule = { prefix: parsePrefix('10.0.0.0/8'), ge: 8, le: 32, action: 'reject' as const };
-    const x = new PeerExport(table, ME, EBGP_B, peerPolicy({ exportRules: [rule] }), () => false);
+    const x = new PeerExport(table, ME, EBGP_B, peerPolicy({ exportRules: [rule] }), false);
     const inside = parsePrefix('10.1.0.0/16');
     const outside = parsePrefix('192.168.0.0/16');
     const a = x.exportOf(ra!, EBGP_A, outside);
