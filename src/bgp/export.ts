@@ -47,10 +47,14 @@ export function exportKey(attrs: PathAttributes, hops: readonly string[]): strin
 }
 
 export class PeerExport implements Exports {
-  /** Per RIB set id: the set and source the answer is for, and the answer. */
-  private ras: (RouteAttrs | undefined)[] = [];
-  private froms: (PeerRef | undefined)[] = [];
-  private outs: (RouteAttrs | null)[] = [];
+  /**
+   * Per RIB set id: the set and source the answer is for, and the answer. Ids start at 1; the
+   * entry at 0 makes each array one of objects from the start (an empty one would change kind at
+   * the first push, which V8 would deoptimise the caller for).
+   */
+  private ras: (RouteAttrs | undefined)[] = [undefined];
+  private froms: (PeerRef | undefined)[] = [undefined];
+  private outs: (RouteAttrs | null)[] = [null];
   private memoRa: RouteAttrs | undefined;
   private memoFrom: PeerRef | undefined;
   private memoOut: RouteAttrs | null = null;
@@ -100,9 +104,9 @@ export class PeerExport implements Exports {
   /** Give back the cached answers' references; the cache starts empty again. */
   clear(): void {
     for (const ra of this.outs) if (ra) this.table.release(ra);
-    this.ras = [];
-    this.froms = [];
-    this.outs = [];
+    this.ras = [undefined];
+    this.froms = [undefined];
+    this.outs = [null];
     this.memoRa = undefined;
     this.memoFrom = undefined;
     this.memoOut = null;

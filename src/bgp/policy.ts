@@ -44,16 +44,18 @@ export interface PeerPolicy {
 }
 
 /**
- * A peer's policy: the defaults, with `o` over them. Every PeerPolicy is made here, so all have
- * one shape (warmup.ts).
+ * A peer's policy: the defaults, with `o` over them; the rule lists are copied. Every PeerPolicy
+ * is made here, so all have one shape, lists included (an array from `map` is of another kind
+ * than a literal one), which is what the start-up warm-up compiles the export path for
+ * (warmup.ts).
  */
 export function peerPolicy(o: Partial<PeerPolicy> = {}): PeerPolicy {
   return {
     rrClient: o.rrClient ?? false,
     nextHopSelf: o.nextHopSelf ?? false,
     allowasIn: o.allowasIn ?? 0,
-    importRules: o.importRules ?? [],
-    exportRules: o.exportRules ?? [],
+    importRules: o.importRules?.length ? [...o.importRules] : [],
+    exportRules: o.exportRules?.length ? [...o.exportRules] : [],
   };
 }
 

@@ -262,7 +262,7 @@ export class Speaker {
     };
     this.me = { asn: config.asn, routerId: config.routerId, clusterId: config.clusterId || config.routerId };
     this.resolver = options.resolver ?? connectedResolver();
-    this.rib = new Rib(config.decision, this.resolver, () => this.schedulePrune());
+    this.rib = new Rib(config.decision, this.resolver);
     this.deferring = !!options.restarting && config.gracefulRestart.enabled;
     for (const n of config.neighbors)
       this.peers.set(n.address, new Peer(n, dialsNeighbor(config, n), policyOf(n)));
@@ -741,6 +741,7 @@ export class Speaker {
     if (info.wasEstablished) {
       p.adjOut?.clear();
       p.adjOut = undefined;
+      this.schedulePrune();
       p.exports?.clear();
       p.exports = undefined;
       p.ref = undefined;
@@ -841,8 +842,7 @@ export class Speaker {
       announce(r.prefixes, r.pathIds, r.nextHops);
     if (changed instanceof SlotList) this.applySlots(changed);
     else this.applyDeltas(changed);
-    // UPDATEs still coming: the prune waits.
-    this.pruneTimer?.refresh();
+    this.schedulePrune();
 
     if (p.cfg.maxPrefix !== null && this.rib.countFrom(id) > p.cfg.maxPrefix) {
       this.log.warn({ peer: id, max: p.cfg.maxPrefix }, 'maximum number of prefixes reached');
@@ -923,11 +923,21 @@ export class Speaker {
       }
     }
     for (const fn of this.bestListeners) fn(deltas);
+    this.schedulePrune();
   }
 
-  /** The RIB has dead slots: prune them once no UPDATE has come for 100 ms. */
+  /**
+   * After a change (an UPDATE, deltas, a flush, a session down): if the RIB has dead slots, prune
+   * them once 100 ms pass with no further change. Looking costs a field read per change; the RIB
+   * calling back as each slot dies would put a call in the per-prefix path that a warm-up cannot
+   * make V8 compile for (warmup.ts).
+   */
   private schedulePrune(): void {
-    if (this.pruneTimer || this.stopped) return;
+    if (this.rib.deadCount === 0 || this.stopped) return;
+    if (this.pruneTimer) {
+      this.pruneTimer.refresh();
+      return;
+    }
     this.pruneTimer = setTimeout(() => {
       this.pruneTimer = undefined;
       this.rib.prune();
@@ -977,10 +987,13 @@ export class Speaker {
       p.nextHops = new SessionNextHops(hops.v4 ?? routerId, v6Hops(hops, routerId));
     }
     const nextHops = p.nextHops;
+    // Slots whose withdrawal went out may be dead now.
     while (p.adjOut.pendingCount > 0) {
       const w = this.writer.reset();
       packBatch(w, p.adjOut.take(16_384), ctx, nextHops);
-      if (w.pos > 0 && !s.send(w.take())) return;
+      const more = w.pos === 0 || s.send(w.take());
+      this.schedulePrune();
+      if (!more) return;
     }
     for (const f of p.eorOwed) if (!s.send(encodeEndOfRib(f, ctx))) return;
     p.eorOwed.clear();

@@ -82,7 +82,8 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
     asPath: [{ type: AsPathSegmentType.AsSequence, asns: [from.asn, 64600] }],
     nextHop: from.id,
   };
-  const w = new Writer(1 << 16);
+  // Small, so that packing grows it, as a flush of a long queue grows the speaker's.
+  const w = new Writer(4096);
   // A quarter of the table for each of the common shapes of an eBGP peer's attributes: V8
   // specialises property reads to the shapes it has seen, and a set of another shape at the first
   // real UPDATE would throw that code away.
@@ -107,12 +108,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
   };
   let passed = 0;
   for (let round = 0; round < rounds; round++) {
-    // The speaker's RIB calls back when a slot dies (to schedule a prune). Calls specialise to
-    // the function they have met: two callbacks make the call site generic, so the speaker's
-    // own, a third, does not throw away the code that inlined the call.
-    let deaths = 0;
-    const onDead = round % 2 ? () => deaths++ : () => deaths--;
-    const rib = new Rib(undefined, undefined, onDead);
+    const rib = new Rib();
     const table = new AttrTable();
     const out = new AdjRibOut(table, rib);
     const exports = new PeerExport(table, me, to, policies[round % policies.length]!, false);

@@ -210,15 +210,13 @@ describe('Rib slots shared with Adj-RIB-Outs', () => {
     expect(rib.prefixAt(a)).toBeUndefined();
   });
 
-  it('dead slots are reused before the tables grow, and the speaker is told once per batch', () => {
-    let wakes = 0;
-    const rib = new Rib(undefined, undefined, () => wakes++);
+  it('dead slots are reused before the tables grow', () => {
+    const rib = new Rib();
     const n = 70_000;
     const ra = () => rib.attrs.intern({ origin: 0 }, [peer.id]);
     for (let i = 0; i < n; i++) rib.announceSlot(key(i), peer, 0, ra());
     for (let i = 0; i < n; i++) rib.withdrawSlot(key(i), peer.id);
     expect(rib.deadCount).toBe(n);
-    expect(wakes).toBe(1);
     // 140k other prefixes, with no pause between: the dead slots make room (the arrays are
     // sized in powers of two, so slots up to 131072 are there already).
     for (let i = n; i < 3 * n; i++) {
@@ -227,7 +225,6 @@ describe('Rib slots shared with Adj-RIB-Outs', () => {
     }
     expect(rib.slotCount).toBeLessThanOrEqual(131_072);
     expect(rib.slotOf(key(0))).toBe(-1);
-    expect(wakes).toBeGreaterThan(1);
   });
 
   it('announceKeys and withdrawKeys into a Delta list give the deltas announce and withdraw give', () => {

@@ -231,8 +231,6 @@ export class Rib implements SlotSpace {
   constructor(
     private readonly decision: DecisionOptions = DEFAULT_DECISION,
     private readonly resolver: NextHopResolver = ALWAYS_REACHABLE,
-    /** Called when a slot dies and none was waiting for prune(): time to schedule one. */
-    private readonly onDead?: () => void,
   ) {}
 
   /** How many prefixes have a path. */
@@ -287,10 +285,10 @@ export class Rib implements SlotSpace {
     if (this.listed[slot]) return;
     this.listed[slot] = 1;
     if (this.nDead < this.dead.length) this.dead[this.nDead] = slot;
-    if (++this.nDead === 1) this.onDead?.();
+    this.nDead++;
   }
 
-  /** Slots waiting for prune(). */
+  /** Slots waiting for prune(): the speaker looks after each change it makes. */
   get deadCount(): number {
     return this.nDead;
   }
