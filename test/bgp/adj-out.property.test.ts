@@ -16,7 +16,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { AdjRibOut, type Batch } from '../../src/bgp/rib/adj-out.js';
+import { AdjRibOut, type Batch, type PrefixList } from '../../src/bgp/rib/adj-out.js';
 import { AttrTable, type RouteAttrs } from '../../src/bgp/rib/attrs.js';
 import { familyOfPrefix } from '../../src/bgp/rib/rib.js';
 import type { PathAttributes } from '../../src/bgp/wire/attributes.js';
@@ -220,12 +220,16 @@ describe('Adj-RIB-Out', () => {
     const out = new AdjRibOut(table);
     for (const k of PREFIXES) out.set(k, table.intern({ ...A }, ['192.0.2.1']));
     const a = out.take();
-    expect([...a.announce.values()]).toEqual([PREFIXES.filter((k) => typeof k === 'number')]);
-    expect([...a.announce6.values()]).toEqual([PREFIXES.filter((k) => typeof k === 'string')]);
+    const lists = (m: Map<unknown, PrefixList>) => [...m.values()].map((l) => [...l]);
+    expect(lists(a.announce)).toEqual([PREFIXES.filter((k) => typeof k === 'number')]);
+    expect(lists(a.announce6)).toEqual([PREFIXES.filter((k) => typeof k === 'string')]);
     for (const k of PREFIXES) out.set(k, null);
     const b = out.take();
-    expect(b.withdraw.get(IPV4_UNICAST)).toEqual(PREFIXES.filter((k) => typeof k === 'number'));
-    expect(b.withdraw.get(IPV6_UNICAST)).toEqual(PREFIXES.filter((k) => typeof k === 'string'));
+    expect(lists(b.withdraw)).toEqual([
+      PREFIXES.filter((k) => typeof k === 'number'),
+      PREFIXES.filter((k) => typeof k === 'string'),
+    ]);
+    expect(b.withdraw.get(IPV4_UNICAST)).toBeInstanceOf(Float64Array);
     expect(table.size).toBe(0);
   });
 
@@ -239,7 +243,7 @@ describe('Adj-RIB-Out', () => {
     expect(out.pendingCount).toBe(1);
     out.set(P, table.intern({ ...A }, ['192.0.2.1']));
     const b = out.take();
-    expect([...b.announce.values()]).toEqual([[P]]);
+    expect([...b.announce.values()].map((l) => [...l])).toEqual([[P]]);
   });
 
   it('a prefix withdrawn after a route refresh and before the next take is withdrawn', () => {
@@ -253,7 +257,7 @@ describe('Adj-RIB-Out', () => {
     out.resend(IPV4_UNICAST);
     out.set(P, null);
     const b = out.take();
-    expect(b.withdraw.get(IPV4_UNICAST)).toEqual([P]);
+    expect([...b.withdraw.get(IPV4_UNICAST)!]).toEqual([P]);
     expect(out.sent.size).toBe(0);
     expect(table.size).toBe(0);
   });

@@ -34,12 +34,16 @@ import type { AttrTable, RouteAttrs } from './attrs.js';
 import { PrefixIndex } from './prefix-index.js';
 import { familyOfPrefix } from './rib.js';
 
+/** A batch's list of prefixes: IPv4 keys in a Float64Array, IPv6 ones (text) in an array. */
+export type PrefixList = Float64Array | PrefixKey[];
+
+/** Changes to send. */
 export interface Batch {
   /** IPv4 announcements by attribute set. */
-  announce: Map<RouteAttrs, PrefixKey[]>;
+  announce: Map<RouteAttrs, PrefixList>;
   /** IPv6 announcements by attribute set. */
-  announce6: Map<RouteAttrs, PrefixKey[]>;
-  withdraw: Map<Family, PrefixKey[]>;
+  announce6: Map<RouteAttrs, PrefixList>;
+  withdraw: Map<Family, PrefixList>;
   count: number;
 }
 
@@ -55,6 +59,8 @@ export interface SlotSpace {
   unpin(slot: number): void;
   /** One past the highest slot in use. */
   readonly slotCount: number;
+  /** The IPv4 key of each slot, as PrefixIndex.keys4 has them. */
+  readonly keys4: Float64Array;
 }
 
 /** A slot space for an Adj-RIB-Out on its own: a slot lives while it is pinned. */
@@ -64,6 +70,9 @@ export class OwnSlots implements SlotSpace {
 
   get slotCount(): number {
     return this.idx.slotCount;
+  }
+  get keys4(): Float64Array {
+    return this.idx.keys4;
   }
   slotOf(prefix: PrefixKey): number {
     return this.idx.get(prefix);
@@ -106,6 +115,10 @@ export class AdjRibOut {
   private flags = new Uint8Array(0);
   /** Slots queued, from `head` to `qLen`. */
   private queue = new Int32Array(256);
+  /** take()'s scratch: IPv4 withdrawals, and IPv4 announcements with their sets' ids. */
+  private w4 = new Float64Array(256);
+  private a4 = new Float64Array(256);
+  private a4Set = new Int32Array(256);
   private head = 0;
   private qLen = 0;
   private nPending = 0;
@@ -233,17 +246,26 @@ export class AdjRibOut {
     }
   }
 
-  /** Up to `max` pending changes, recorded as sent. */
+  /**
+   * Up to `max` pending changes, recorded as sent. IPv4 lists are Float64Arrays of exactly their
+   * size, made from scratch arrays this table keeps: a table's worth of changes goes through here,
+   * and JS arrays grown by push cost several times their size in garbage.
+   */
   take(max = Number.POSITIVE_INFINITY): Batch {
     const batch: Batch = { announce: new Map(), announce6: new Map(), withdraw: new Map(), count: 0 };
     const q = this.queue;
     const table = this.table;
-    // Consecutive prefixes mostly share a set and a family: remember the last list.
+    const keys = this.space.keys4;
+    this.reserve(Math.min(max, this.qLen - this.head));
+    const w4 = this.w4;
+    const a4 = this.a4;
+    const a4Set = this.a4Set;
+    let nw = 0;
+    let na = 0;
+    const w6: PrefixKey[] = [];
+    // IPv6 lists: the last one used, as consecutive prefixes mostly share a set.
     let lastId = 0;
-    let lastV4 = true;
     let lastList: PrefixKey[] = [];
-    let lastFamily = 0;
-    let lastWithdrawn: PrefixKey[] = [];
     while (this.head < this.qLen && batch.count < max) {
       const s = q[this.head++]!;
       this.flags[s] = this.flags[s]! & ~QUEUED;
@@ -253,7 +275,8 @@ export class AdjRibOut {
       }
       this.nPending--;
       batch.count++;
-      const prefix = this.space.prefixAt(s)!;
+      // Read before forget(): a table with slots of its own frees the slot there.
+      const k4 = keys[s]!;
       const want = this.wantAt[s]!;
       const sent = this.sentAt[s]!;
       // A refresh with no change re-announces what the peer holds.
@@ -261,22 +284,14 @@ export class AdjRibOut {
       this.wantAt[s] = SAME;
       this.flags[s] = HELD;
       if (target === WITHDRAW) {
+        const k6 = k4 >= 0 ? undefined : this.space.prefixAt(s);
         if (sent) {
           table.release(table.byId(sent));
           this.nSent--;
         }
         this.forget(s);
-        const f = familyOfPrefix(prefix);
-        if (f !== lastFamily) {
-          lastFamily = f;
-          let list = batch.withdraw.get(f);
-          if (!list) {
-            list = [];
-            batch.withdraw.set(f, list);
-          }
-          lastWithdrawn = list;
-        }
-        lastWithdrawn.push(prefix);
+        if (k6 === undefined) w4[nw++] = k4;
+        else w6.push(k6);
         continue;
       }
       if (want !== SAME) {
@@ -285,21 +300,26 @@ export class AdjRibOut {
         else this.nSent++;
         this.sentAt[s] = target;
       }
-      const v4 = typeof prefix === 'number';
-      if (target !== lastId || v4 !== lastV4) {
+      if (k4 >= 0) {
+        a4[na] = k4;
+        a4Set[na++] = target;
+        continue;
+      }
+      if (target !== lastId) {
         const ra = table.byId(target);
-        const groups = v4 ? batch.announce : batch.announce6;
-        let list = groups.get(ra);
+        let list = batch.announce6.get(ra) as PrefixKey[] | undefined;
         if (!list) {
           list = [];
-          groups.set(ra, list);
+          batch.announce6.set(ra, list);
         }
         lastId = target;
-        lastV4 = v4;
         lastList = list;
       }
-      lastList.push(prefix);
+      lastList.push(this.space.prefixAt(s)!);
     }
+    if (nw > 0) batch.withdraw.set(IPV4_UNICAST, w4.slice(0, nw));
+    if (w6.length > 0) batch.withdraw.set(IPV6_UNICAST, w6);
+    if (na > 0) this.groupAnnounce(batch.announce, na);
     if (this.head === this.qLen) {
       this.head = this.qLen = 0;
       // A burst's queue (a full table: megabytes) is not kept for the next change.
@@ -310,6 +330,45 @@ export class AdjRibOut {
       this.head = 0;
     }
     return batch;
+  }
+
+  /** Scratch room for `n` IPv4 changes; a burst's scratch is not kept either. */
+  private reserve(n: number): void {
+    if (n <= this.w4.length && this.w4.length <= Math.max(n, 1024) * 4) return;
+    const len = Math.max(n, 256);
+    this.w4 = new Float64Array(len);
+    this.a4 = new Float64Array(len);
+    this.a4Set = new Int32Array(len);
+  }
+
+  /** The first `n` IPv4 announcements of the scratch arrays, one list per set, in order. */
+  private groupAnnounce(into: Map<RouteAttrs, PrefixList>, n: number): void {
+    const a4 = this.a4;
+    const ids = this.a4Set;
+    // Prefixes come in runs of one set; count per set a run at a time.
+    const counts = new Map<number, number>();
+    for (let i = 0; i < n; ) {
+      const id = ids[i]!;
+      let j = i + 1;
+      while (j < n && ids[j] === id) j++;
+      counts.set(id, (counts.get(id) ?? 0) + j - i);
+      i = j;
+    }
+    if (counts.size === 1) {
+      into.set(this.table.byId(ids[0]!), a4.slice(0, n));
+      return;
+    }
+    const lists = new Map<number, { keys: Float64Array; n: number }>();
+    for (const [id, count] of counts) {
+      const keys = new Float64Array(count);
+      lists.set(id, { keys, n: 0 });
+      into.set(this.table.byId(id), keys);
+    }
+    for (let i = 0; i < n; ) {
+      const id = ids[i]!;
+      const list = lists.get(id)!;
+      for (; i < n && ids[i] === id; i++) list.keys[list.n++] = a4[i]!;
+    }
   }
 
   /** Forget everything (session down): every slot is released. */

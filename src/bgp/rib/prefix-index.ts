@@ -63,6 +63,15 @@ export class PrefixIndex {
   }
 
   /**
+   * The IPv4 key of each slot: the key (>= 0), NaN for an IPv6 one, negative for a free slot.
+   * Valid until the next `add`. For loops over many slots, which read it without a call per slot
+   * (a call returning a key would box it: see get4).
+   */
+  get keys4(): Float64Array {
+    return this.keyAt4;
+  }
+
+  /**
    * Whether adding a new prefix would grow the index (its buckets), or hand out a slot at or past
    * `slots` (the length of the caller's arrays indexed by slot).
    */
@@ -110,8 +119,19 @@ export class PrefixIndex {
   /** The prefix's slot, or -1. */
   get(k: PrefixKey): number {
     if (typeof k === 'string') return this.v6.get(k) ?? -1;
-    const i = this.find(k);
-    return i < 0 ? -1 : this.table[2 * i + 1]! & SLOT_MASK;
+    const len = k % 64;
+    return this.get4(((k - len) / 64) | 0, len);
+  }
+
+  /**
+   * `get` for an IPv4 prefix as its address (as int32) and length. Keys are doubles (up to 2^38),
+   * which V8 boxes into a heap object for every call it does not inline: the RIB's per-prefix
+   * loops split a key once and pass these two small integers instead.
+   */
+  get4(addr: number, len: number): number {
+    const i = this.probe(addr, len);
+    const x = this.table[2 * i + 1]!;
+    return x === 0 ? -1 : x & SLOT_MASK;
   }
 
   /** The prefix's slot, given one if it has none. */
@@ -124,14 +144,18 @@ export class PrefixIndex {
       }
       return s;
     }
-    if ((this.n4 + 1) * 2 > this.mask + 1) this.grow();
     const len = k % 64;
-    const addr = ((k - len) / 64) | 0;
+    return this.add4(((k - len) / 64) | 0, len);
+  }
+
+  /** `add` for an IPv4 prefix as its address (as int32) and length (see get4). */
+  add4(addr: number, len: number): number {
+    if ((this.n4 + 1) * 2 > this.mask + 1) this.grow();
     const i = this.probe(addr, len);
     const t = this.table;
     const x = t[2 * i + 1]!;
     if (x !== 0) return x & SLOT_MASK;
-    const s = this.take(k);
+    const s = this.take4((addr >>> 0) * 64 + len);
     t[2 * i] = addr;
     t[2 * i + 1] = ((len + 1) << SLOT_BITS) | s;
     this.n4++;
@@ -174,24 +198,33 @@ export class PrefixIndex {
     return s;
   }
 
-  private take(k: PrefixKey): number {
-    let s: number;
+  /** A free slot for an IPv6 key. */
+  private take(k: string): number {
+    const s = this.freeSlot();
+    this.keyAt4[s] = Number.NaN;
+    this.keyAt6[s] = k;
+    return s;
+  }
+
+  /** A free slot for an IPv4 key. */
+  private take4(k: number): number {
+    const s = this.freeSlot();
+    this.keyAt4[s] = k;
+    return s;
+  }
+
+  private freeSlot(): number {
     if (this.freeHead >= 0) {
-      s = this.freeHead;
+      const s = this.freeHead;
       this.freeHead = -this.keyAt4[s]! - 2;
-    } else {
-      if (this.nSlots === MAX_SLOTS) throw new RangeError(`prefix index full (${MAX_SLOTS} prefixes)`);
-      s = this.nSlots++;
-      if (s >= this.keyAt4.length) {
-        const next = new Float64Array(this.keyAt4.length * 2).fill(Number.NaN);
-        next.set(this.keyAt4);
-        this.keyAt4 = next;
-      }
+      return s;
     }
-    if (typeof k === 'number') this.keyAt4[s] = k;
-    else {
-      this.keyAt4[s] = Number.NaN;
-      this.keyAt6[s] = k;
+    if (this.nSlots === MAX_SLOTS) throw new RangeError(`prefix index full (${MAX_SLOTS} prefixes)`);
+    const s = this.nSlots++;
+    if (s >= this.keyAt4.length) {
+      const next = new Float64Array(this.keyAt4.length * 2).fill(Number.NaN);
+      next.set(this.keyAt4);
+      this.keyAt4 = next;
     }
     return s;
   }

@@ -244,6 +244,10 @@ export class Rib implements SlotSpace {
     return this.index.slotCount;
   }
 
+  get keys4(): Float64Array {
+    return this.index.keys4;
+  }
+
   slotOf(prefix: PrefixKey): number {
     return this.index.get(prefix);
   }
@@ -267,9 +271,23 @@ export class Rib implements SlotSpace {
   }
 
   private slotFor(prefix: PrefixKey): number {
+    if (typeof prefix === 'number') {
+      const len = prefix % 64;
+      return this.slotFor4(((prefix - len) / 64) | 0, len);
+    }
     // Dead slots are reused rather than the tables grown.
     if (this.nDead > 0 && this.index.wouldGrow(this.head.length)) this.prune();
-    const slot = this.index.add(prefix);
+    return this.fit(this.index.add(prefix));
+  }
+
+  /** slotFor for an IPv4 prefix as address and length (prefix-index.ts get4: no boxing). */
+  private slotFor4(addr: number, len: number): number {
+    if (this.nDead > 0 && this.index.wouldGrow(this.head.length)) this.prune();
+    return this.fit(this.index.add4(addr, len));
+  }
+
+  /** The per-slot arrays, grown to hold `slot`. */
+  private fit(slot: number): number {
     if (slot >= this.head.length) {
       this.head = grown(this.head, slot + 1, NONE);
       this.best = grown(this.best, slot + 1, NONE);
@@ -468,8 +486,10 @@ export class Rib implements SlotSpace {
 
   /** `announce`, returning the slot whose best path changed, or -1. */
   announceSlot(prefix: PrefixKey, peer: PeerRef, pathId: number, ra: RouteAttrs): number {
-    const ord = this.ordinal(peer);
-    const slot = this.slotFor(prefix);
+    return this.announceAt(this.slotFor(prefix), this.ordinal(peer), peer, pathId, ra);
+  }
+
+  private announceAt(slot: number, ord: number, peer: PeerRef, pathId: number, ra: RouteAttrs): number {
     let id = this.head[slot]!;
     while (id !== NONE && (this.pPeer[id] !== ord || this.pathIdAt(id) !== pathId)) id = this.pNext[id]!;
     if (id !== NONE && this.pRa[id] === ra.id) {
@@ -509,7 +529,24 @@ export class Rib implements SlotSpace {
     peerId: string,
     changed: SlotList | Delta[],
   ): void {
-    for (let i = 0; i < keys.length; i++) this.withdrawInto(keys[i]!, peerId, ids?.[i] ?? 0, changed);
+    if (!(changed instanceof SlotList)) {
+      for (let i = 0; i < keys.length; i++) this.withdrawInto(keys[i]!, peerId, ids?.[i] ?? 0, changed);
+      return;
+    }
+    const ord = this.ordOf(peerId);
+    if (ord === undefined) return;
+    // Keys split here into address and length: passed on whole, each would be boxed (get4).
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!;
+      let slot: number;
+      if (typeof k === 'number') {
+        const len = k % 64;
+        slot = this.index.get4(((k - len) / 64) | 0, len);
+      } else slot = this.index.get(k);
+      if (slot < 0) continue;
+      const s = this.withdrawAt(slot, ord, ids?.[i] ?? 0);
+      if (s >= 0) changed.push(s);
+    }
   }
 
   /**
@@ -525,13 +562,19 @@ export class Rib implements SlotSpace {
     changed: SlotList | Delta[],
     accept?: (prefix: PrefixKey) => boolean,
   ): void {
+    const ord = this.ordinal(peer);
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
       const pathId = ids?.[i] ?? 0;
       if (accept && !accept(k)) this.withdrawInto(k, peer.id, pathId, changed);
       else if (changed instanceof SlotList) {
-        const slot = this.announceSlot(k, peer, pathId, this.attrs.retain(ra));
-        if (slot >= 0) changed.push(slot);
+        let slot: number;
+        if (typeof k === 'number') {
+          const len = k % 64;
+          slot = this.slotFor4(((k - len) / 64) | 0, len);
+        } else slot = this.slotFor(k);
+        const s = this.announceAt(slot, ord, peer, pathId, this.attrs.retain(ra));
+        if (s >= 0) changed.push(s);
       } else {
         const d = this.announce(k, peer, pathId, this.attrs.retain(ra));
         if (d) changed.push(d);
@@ -586,8 +629,17 @@ export class Rib implements SlotSpace {
   /** `withdraw`, returning the slot whose best path changed, or -1. */
   withdrawSlot(prefix: PrefixKey, peerId: string, pathId = 0): number {
     const slot = this.index.get(prefix);
-    const ord = peerId === this.lastPeer?.id ? this.lastOrd : this.peerOrd.get(peerId);
+    const ord = this.ordOf(peerId);
     if (slot < 0 || ord === undefined) return -1;
+    return this.withdrawAt(slot, ord, pathId);
+  }
+
+  /** The ordinal of a peer the RIB has seen, or undefined. */
+  private ordOf(peerId: string): number | undefined {
+    return peerId === this.lastPeer?.id ? this.lastOrd : this.peerOrd.get(peerId);
+  }
+
+  private withdrawAt(slot: number, ord: number, pathId: number): number {
     let prev = NONE;
     let id = this.head[slot]!;
     while (id !== NONE && (this.pPeer[id] !== ord || this.pathIdAt(id) !== pathId)) {

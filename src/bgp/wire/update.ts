@@ -349,7 +349,7 @@ export function encodeEndOfRib(fam: Family, ctx: CodecContext): Buffer {
 export interface PackRequest {
   family: Family;
   /** Prefixes to announce with `attrs`, or to withdraw when `withdraw` is set. */
-  prefixes: PrefixKey[];
+  prefixes: ArrayLike<PrefixKey>;
   pathIds?: number[];
   withdraw?: boolean;
   attrs?: PathAttributes;
