@@ -23,7 +23,8 @@
  *   on the UPDATE path in their compact form, the slots whose best path changed (no object per
  *   prefix), and as `Delta` objects for session changes and for `onBestChange` listeners.
  *   Max-prefix per peer ends the session with Cease 6/1.
- * - The RIB's dead slots (prefixes with no path left) are pruned 100 ms after UPDATEs pause.
+ * - The RIB's dead slots (prefixes with no path left) are pruned 100 ms after changes pause: the
+ *   speaker looks at the RIB's dead count after each UPDATE, flush, set of deltas or session end.
  * - At start, before listening, the UPDATE path is run over a synthetic table (warmup.ts).
  * - Originated: `setOriginated(prefixes)` replaces the whole set (level-triggered, STYLE.md §4);
  *   originated paths enter the same RIB as local paths.

@@ -21,6 +21,10 @@
  * Attribute sets are interned and reference counted: a slot retains the set it sent and the set
  * it wants.
  *
+ * A batch's IPv4 lists are Float64Arrays of exactly their length, filled from scratch arrays the
+ * table keeps and reading keys straight from the slot space's key array (`keys4`): a mass
+ * withdrawal's lists cost one copy each, not the garbage of arrays grown by push.
+ *
  * `packBatch` writes a batch as UPDATEs (RFC 4271 §4.3, RFC 4760 for IPv6), the next hops given
  * by the caller; the speaker's flush and the start-up warm-up both use it.
  */

@@ -19,6 +19,10 @@
  *
  * Slots are dense integers from 0, reused after `delete` (lowest-freed-first is not promised):
  * callers keep per-prefix data in plain arrays indexed by slot. No I/O.
+ *
+ * Per-prefix loops elsewhere use `get4`/`add4` (the key as int32 address and length) and
+ * `keys4` (the slot -> key array itself): a key past 2^31 is a double, and V8 allocates a heap
+ * number for each one passed to or returned from a function it does not inline.
  */
 import type { PrefixKey } from '../../net/addr.js';
 

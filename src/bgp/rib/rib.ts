@@ -10,7 +10,10 @@
  * `withdrawSlot` return the slot whose best path changed (or -1), and the new best is read from
  * the slot (`bestRowAt`, `raAt`, `peerAt`), so a full table allocates no object per prefix.
  * `announceKeys` and `withdrawKeys` do that for an UPDATE's prefixes into a `SlotList`, and
- * `feed` hands the listed slots' best paths to an Adj-RIB-Out through an export function.
+ * `feed` hands the listed slots' best paths to an Adj-RIB-Out through a peer's `Exports`. Those
+ * loops split each IPv4 key into address and length before any call (prefix-index.ts get4): a key
+ * is a double past 2^31, and passing it whole to a function V8 does not inline allocates a heap
+ * number per prefix.
  *
  * Storage is a struct of arrays (see the Rib class): a million prefixes cost typed arrays, not a
  * million objects. `Path` objects are snapshots made for deltas and entries, and die young.
@@ -18,8 +21,8 @@
  * The Rib is also the slot space of the Adj-RIB-Outs (adj-out.ts): they name prefixes by the
  * Rib's slots, and pin the ones they hold. A prefix whose last path goes keeps its slot while it
  * is pinned (a withdrawal is still owed to a peer). After that its slot is dead: listed, and
- * freed by `prune()`, which the speaker calls when UPDATEs pause (as BIRD prunes its tables in
- * an event of their own). So a mass withdrawal does no index deletions while it is being passed
+ * freed by `prune()`, which the speaker calls when changes pause (as BIRD prunes its tables in
+ * an event of their own), having seen `deadCount` after each change. So a mass withdrawal does no index deletions while it is being passed
  * on, and a prefix that comes back before the prune (a peer's session flapping) finds its slot.
  * Under churn that never pauses, the prune comes before the tables would grow: dead slots never
  * make the RIB bigger than its live and pinned prefixes need.
