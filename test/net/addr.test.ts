@@ -9,7 +9,9 @@ import {
   parseIpv6,
   parsePrefix4,
   parsePrefix6,
+  prefix4Addr,
   prefix4Key,
+  prefix4Len,
 } from '../../src/net/addr.js';
 
 describe('IPv4', () => {
@@ -33,6 +35,15 @@ describe('IPv4', () => {
   });
   it('round-trips any address', () => {
     fc.assert(fc.property(fc.nat(0xffffffff), (a) => parseIpv4(formatIpv4(a)) === a));
+  });
+  it('splits any key back into its address and length', () => {
+    const edges = fc.constantFrom(0, 1, 0x7fffffff, 0x80000000, 0xffffffff);
+    fc.assert(
+      fc.property(fc.oneof(fc.nat(0xffffffff), edges), fc.nat(32), (a, len) => {
+        const k = prefix4Key(a, len);
+        expect([prefix4Addr(k), prefix4Len(k)]).toEqual([a, len]);
+      }),
+    );
   });
 });
 

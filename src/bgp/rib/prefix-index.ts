@@ -115,16 +115,16 @@ export class PrefixIndex {
 
   /** The bucket holding IPv4 key `k`, or -1. */
   private find(k: number): number {
-    const len = k % 64;
-    const i = this.probe(((k - len) / 64) | 0, len);
+    const hi = Math.floor(k / 64);
+    const i = this.probe(hi | 0, k - hi * 64);
     return this.table[2 * i + 1] === 0 ? -1 : i;
   }
 
   /** The prefix's slot, or -1. */
   get(k: PrefixKey): number {
     if (typeof k === 'string') return this.v6.get(k) ?? -1;
-    const len = k % 64;
-    return this.get4(((k - len) / 64) | 0, len);
+    const hi = Math.floor(k / 64);
+    return this.get4(hi | 0, k - hi * 64);
   }
 
   /**
@@ -148,8 +148,8 @@ export class PrefixIndex {
       }
       return s;
     }
-    const len = k % 64;
-    return this.add4(((k - len) / 64) | 0, len);
+    const hi = Math.floor(k / 64);
+    return this.add4(hi | 0, k - hi * 64);
   }
 
   /** `add` for an IPv4 prefix as its address (as int32) and length (see get4). */

@@ -275,8 +275,8 @@ export class Rib implements SlotSpace {
 
   private slotFor(prefix: PrefixKey): number {
     if (typeof prefix === 'number') {
-      const len = prefix % 64;
-      return this.slotFor4(((prefix - len) / 64) | 0, len);
+      const hi = Math.floor(prefix / 64);
+      return this.slotFor4(hi | 0, prefix - hi * 64);
     }
     // Dead slots are reused rather than the tables grown.
     if (this.nDead > 0 && this.index.wouldGrow(this.head.length)) this.prune();
@@ -543,8 +543,8 @@ export class Rib implements SlotSpace {
       const k = keys[i]!;
       let slot: number;
       if (typeof k === 'number') {
-        const len = k % 64;
-        slot = this.index.get4(((k - len) / 64) | 0, len);
+        const hi = Math.floor(k / 64);
+        slot = this.index.get4(hi | 0, k - hi * 64);
       } else slot = this.index.get(k);
       if (slot < 0) continue;
       const s = this.withdrawAt(slot, ord, ids?.[i] ?? 0);
@@ -573,8 +573,8 @@ export class Rib implements SlotSpace {
       else if (changed instanceof SlotList) {
         let slot: number;
         if (typeof k === 'number') {
-          const len = k % 64;
-          slot = this.slotFor4(((k - len) / 64) | 0, len);
+          const hi = Math.floor(k / 64);
+          slot = this.slotFor4(hi | 0, k - hi * 64);
         } else slot = this.slotFor(k);
         const s = this.announceAt(slot, ord, peer, pathId, this.attrs.retain(ra));
         if (s >= 0) changed.push(s);

@@ -89,12 +89,13 @@ export function decodeNlri6(
 
 /** Bytes one IPv4 prefix takes on the wire. */
 export function nlri4Size(key: number, addPath: boolean): number {
-  return 1 + (((key % 64) + 7) >> 3) + (addPath ? 4 : 0);
+  return 1 + ((key - Math.floor(key / 64) * 64 + 7) >> 3) + (addPath ? 4 : 0);
 }
 
+/** Write one IPv4 prefix. (A key's length is not `key % 64`: see prefix4Len in net/addr.ts.) */
 export function writeNlri4(w: Writer, key: number, pathId: number | undefined): void {
-  const len = key % 64;
-  const addr = (key - len) / 64;
+  const addr = Math.floor(key / 64);
+  const len = key - addr * 64;
   const n = (len + 7) >> 3;
   w.ensure(n + 5);
   const b = w.buf;
