@@ -23,8 +23,9 @@
  *    policies, and flushes after every UPDATE, every eighth and only at the end (changes that
  *    cancel out before they are sent), one per round.
  *
- * Checking for deoptimisations: `node --trace-deopt` on the speaker (bench/bgp) shows none in the
- * UPDATE path while a first table loads.
+ * Checking for deoptimisations: `node --trace-deopt` on the speaker (bench/bgp). In most runs
+ * there are none in the UPDATE path while the first table loads and is withdrawn; in some, one,
+ * at a branch only a bigger table takes (a queue past 65,536 slots given back).
  */
 import { formatIpv4 } from '../net/addr.js';
 import { PeerExport, SessionNextHops } from './export.js';
