@@ -1,7 +1,9 @@
 /**
- * What one peer is sent: the export rules of policy.ts applied to the RIB's best paths, with the
- * answers kept, and the next hops an announcement goes out with. Pure; the speaker holds one
- * `PeerExport` per established session and one `SessionNextHops` per session.
+ * What one peer is sent (the Update-Send process of RFC 4271 §9.2, with RFC 4456 reflection): the
+ * export rules of policy.ts applied to the RIB's best paths, with the answers kept, and the next
+ * hops an announcement goes out with (NEXT_HOP self, §5.1.3; IPv6 next hops, RFC 4760 §3 and
+ * RFC 2545 §3). Pure; the speaker holds one `PeerExport` per established session and one
+ * `SessionNextHops` per session.
  *
  * `exportOf(ra, from, prefix)` answers "what should this peer hold for a prefix whose best path
  * has attribute set `ra` from `from`": an interned set in the export table (with a reference the

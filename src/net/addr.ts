@@ -88,7 +88,7 @@ export function prefix4Len(key: number): number {
 }
 
 export function formatPrefix4(key: number): string {
-  return `${formatIpv4(Math.floor(key / 64))}/${prefix4Len(key)}`;
+  return `${formatIpv4(prefix4Addr(key))}/${prefix4Len(key)}`;
 }
 
 function splitPrefix(text: string, max: number): [string, number] {

@@ -24,7 +24,7 @@
  * `keys4` (the slot -> key array itself): a key past 2^31 is a double, and V8 allocates a heap
  * number for each one passed to or returned from a function it does not inline.
  */
-import type { PrefixKey } from '../../net/addr.js';
+import { type PrefixKey, prefix4Addr, prefix4Len } from '../../net/addr.js';
 
 const RUN_BITS = 3;
 const RUN = 1 << RUN_BITS;
@@ -115,16 +115,14 @@ export class PrefixIndex {
 
   /** The bucket holding IPv4 key `k`, or -1. */
   private find(k: number): number {
-    const hi = Math.floor(k / 64);
-    const i = this.probe(hi | 0, k - hi * 64);
+    const i = this.probe(prefix4Addr(k) | 0, prefix4Len(k));
     return this.table[2 * i + 1] === 0 ? -1 : i;
   }
 
   /** The prefix's slot, or -1. */
   get(k: PrefixKey): number {
     if (typeof k === 'string') return this.v6.get(k) ?? -1;
-    const hi = Math.floor(k / 64);
-    return this.get4(hi | 0, k - hi * 64);
+    return this.get4(prefix4Addr(k) | 0, prefix4Len(k));
   }
 
   /**
@@ -148,8 +146,7 @@ export class PrefixIndex {
       }
       return s;
     }
-    const hi = Math.floor(k / 64);
-    return this.add4(hi | 0, k - hi * 64);
+    return this.add4(prefix4Addr(k) | 0, prefix4Len(k));
   }
 
   /** `add` for an IPv4 prefix as its address (as int32) and length (see get4). */

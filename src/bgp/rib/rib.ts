@@ -35,7 +35,7 @@
  * Paths whose next hop does not resolve (a `NextHopResolver`) stay in the Adj-RIB-In but are not
  * candidates (RFC 4271 §9.1.2.1). The standalone speaker resolves directly connected subnets.
  */
-import type { PrefixKey } from '../../net/addr.js';
+import { type PrefixKey, prefix4Addr, prefix4Len } from '../../net/addr.js';
 import {
   type Candidate,
   type DecisionOptions,
@@ -275,8 +275,7 @@ export class Rib implements SlotSpace {
 
   private slotFor(prefix: PrefixKey): number {
     if (typeof prefix === 'number') {
-      const hi = Math.floor(prefix / 64);
-      return this.slotFor4(hi | 0, prefix - hi * 64);
+      return this.slotFor4(prefix4Addr(prefix) | 0, prefix4Len(prefix));
     }
     // Dead slots are reused rather than the tables grown.
     if (this.nDead > 0 && this.index.wouldGrow(this.head.length)) this.prune();
@@ -542,10 +541,8 @@ export class Rib implements SlotSpace {
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
       let slot: number;
-      if (typeof k === 'number') {
-        const hi = Math.floor(k / 64);
-        slot = this.index.get4(hi | 0, k - hi * 64);
-      } else slot = this.index.get(k);
+      if (typeof k === 'number') slot = this.index.get4(prefix4Addr(k) | 0, prefix4Len(k));
+      else slot = this.index.get(k);
       if (slot < 0) continue;
       const s = this.withdrawAt(slot, ord, ids?.[i] ?? 0);
       if (s >= 0) changed.push(s);
@@ -571,11 +568,8 @@ export class Rib implements SlotSpace {
       const pathId = ids?.[i] ?? 0;
       if (accept && !accept(k)) this.withdrawInto(k, peer.id, pathId, changed);
       else if (changed instanceof SlotList) {
-        let slot: number;
-        if (typeof k === 'number') {
-          const hi = Math.floor(k / 64);
-          slot = this.slotFor4(hi | 0, k - hi * 64);
-        } else slot = this.slotFor(k);
+        const slot =
+          typeof k === 'number' ? this.slotFor4(prefix4Addr(k) | 0, prefix4Len(k)) : this.slotFor(k);
         const s = this.announceAt(slot, ord, peer, pathId, this.attrs.retain(ra));
         if (s >= 0) changed.push(s);
       } else {

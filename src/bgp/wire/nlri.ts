@@ -8,7 +8,7 @@
  * A length over 32/128 or a prefix that runs past the field is RFC 7606 §5.3 "syntactically
  * incorrect": 3/10 Invalid Network Field, session reset.
  */
-import { formatIpv6, prefix6Parts } from '../../net/addr.js';
+import { formatIpv6, prefix4Addr, prefix4Len, prefix6Parts } from '../../net/addr.js';
 import { ErrorCode, UpdateSubcode } from './constants.js';
 import { BgpError } from './error.js';
 import type { Writer } from './writer.js';
@@ -89,13 +89,12 @@ export function decodeNlri6(
 
 /** Bytes one IPv4 prefix takes on the wire. */
 export function nlri4Size(key: number, addPath: boolean): number {
-  return 1 + ((key - Math.floor(key / 64) * 64 + 7) >> 3) + (addPath ? 4 : 0);
+  return 1 + ((prefix4Len(key) + 7) >> 3) + (addPath ? 4 : 0);
 }
 
-/** Write one IPv4 prefix. (A key's length is not `key % 64`: see prefix4Len in net/addr.ts.) */
 export function writeNlri4(w: Writer, key: number, pathId: number | undefined): void {
-  const addr = Math.floor(key / 64);
-  const len = key - addr * 64;
+  const addr = prefix4Addr(key);
+  const len = prefix4Len(key);
   const n = (len + 7) >> 3;
   w.ensure(n + 5);
   const b = w.buf;
