@@ -4,16 +4,11 @@
  * the local status API listens. This module turns the file's text into a `SpeakerConfig` with
  * every default filled in, or throws one `ConfigError` that lists every problem it found.
  *
- * What it does:
- * - Parses YAML 1.2 (the `yaml` package, core schema: `yes` is a string, not true) and checks every
- *   field. Each problem names the field's path and the expected form, one per line:
- *   `speaker.yml: neighbors[1].holdTime: 2 is not 0 or 3..65535`. All problems are collected
- *   before throwing, so one run shows them all.
- * - Rejects unknown keys, suggesting the nearest known one (`holdtime` -> `holdTime`): a typo must
- *   not fall back to a default silently. A key present with no value (`holdTime:`) is an error for
- *   the same reason.
- * - Normalises addresses and prefixes to canonical text (IPv6 per RFC 5952), so `2001:DB8::1` and
- *   `2001:db8::1` are the same neighbor and the uniqueness checks see that.
+ * Parsing, unknown-key suggestions and the common field readers are config/fields.ts's: each
+ * problem names the field's path and the expected form, all of them at once, and a key present
+ * with no value is an error. Addresses and prefixes are normalised to canonical text (IPv6 per
+ * RFC 5952), so `2001:DB8::1` and `2001:db8::1` are the same neighbor and the uniqueness checks
+ * see that.
  *
  * What it does not do: read files (the CLI does; this module imports nothing from Node), open
  * sockets, or decide anything at run time. `dialsNeighbor()` applies the mesh rule as a pure
@@ -32,17 +27,26 @@
  *   with the lower address opens the TCP connection, so each pair has one connection and no
  *   collision to resolve (RFC 4271 §6.8). It applies to iBGP neighbors only.
  */
-import { LineCounter, parseDocument } from 'yaml';
 import {
-  AddrError,
-  formatIpv4,
-  formatIpv6,
-  formatPrefix,
-  parseIpv4,
-  parseIpv6,
-  parsePrefix,
-} from '../net/addr.js';
+  checkKeys,
+  ConfigError,
+  has,
+  type Ip,
+  Issues,
+  isMapping,
+  join,
+  loadYaml,
+  parseIp,
+  readBool,
+  readInt,
+  readIp,
+  readString,
+  show,
+} from '../config/fields.js';
+import { AddrError, formatPrefix, parsePrefix } from '../net/addr.js';
 import { type Family, familyName, IPV4_UNICAST, IPV6_UNICAST, parseFamilyName } from './wire/constants.js';
+
+export { ConfigError, type ConfigIssue } from '../config/fields.js';
 
 // ---------------------------------------------------------------------------------------------
 // Types
@@ -134,189 +138,6 @@ export const DEFAULT_CONNECT_RETRY = 5;
 export const DEFAULT_API_SOCKET = '/run/twill/twill.sock';
 export const DEFAULT_FAMILIES: readonly Family[] = [IPV4_UNICAST, IPV6_UNICAST];
 
-// ---------------------------------------------------------------------------------------------
-// Errors
-
-export interface ConfigIssue {
-  /** Field path such as `neighbors[1].holdTime`; '' for the document as a whole. */
-  path: string;
-  message: string;
-  /** 1-based position in the text, for YAML syntax errors. */
-  line?: number;
-  col?: number;
-}
-
-/** A file the user wrote is wrong. The message has one line per issue. */
-export class ConfigError extends Error {
-  override name = 'ConfigError';
-  constructor(
-    readonly source: string,
-    readonly issues: readonly ConfigIssue[],
-  ) {
-    super(issues.map((i) => formatIssue(source, i)).join('\n'));
-  }
-}
-
-function formatIssue(source: string, i: ConfigIssue): string {
-  const where = i.line === undefined ? source : `${source}:${i.line}:${i.col ?? 1}`;
-  return i.path === '' ? `${where}: ${i.message}` : `${where}: ${i.path}: ${i.message}`;
-}
-
-/** Collects issues while a document is checked. Shared with other YAML readers (lab/clab.ts). */
-export class Issues {
-  readonly list: ConfigIssue[] = [];
-  add(path: string, message: string): void {
-    this.list.push({ path, message });
-  }
-  /** Throw a ConfigError if anything was added. */
-  throwIfAny(source: string): void {
-    if (this.list.length > 0) throw new ConfigError(source, this.list);
-  }
-}
-
-/**
- * Parse YAML text into plain data. Syntax errors (including duplicate keys) throw a ConfigError
- * with line and column; an empty document is `null`.
- */
-export function loadYaml(text: string, source: string): unknown {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(
-      source,
-      doc.errors.map((e) => {
-        const pos = lineCounter.linePos(e.pos[0]);
-        return { path: '', message: e.message.split('\n')[0] ?? e.code, line: pos.line, col: pos.col };
-      }),
-    );
-  }
-  try {
-    return doc.toJS({ maxAliasCount: 1000 });
-  } catch (err) {
-    // An alias to no anchor, or an alias bomb: the text is not usable data.
-    if (!(err instanceof Error)) throw err;
-    throw new ConfigError(source, [{ path: '', message: err.message.split('\n')[0] ?? 'bad YAML' }]);
-  }
-}
-
-/** How a value is shown in an error: strings quoted, containers by their kind. */
-export function show(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (v === null || v === undefined) return 'no value';
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  return String(v);
-}
-
-export function isMapping(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
-}
-
-/** Edit distance with adjacent transpositions (optimal string alignment). */
-function distance(a: string, b: string): number {
-  const d: number[][] = [];
-  for (let i = 0; i <= a.length; i++) {
-    d.push([i]);
-    for (let j = 1; j <= b.length; j++) {
-      if (i === 0) {
-        d[0]!.push(j);
-        continue;
-      }
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
-        v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]!.push(v);
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
-/**
- * The known key a mistyped one most likely meant, if any is close enough: the same word in
- * another case or with - or _, a prefix (`bind` for `binds`), a few edits away (`holdtime`,
- * `conectRetry`), or an abbreviation whose letters appear in order (`iface` for `interface`).
- */
-export function suggestKey(key: string, known: readonly string[]): string | undefined {
-  const norm = (k: string) => k.toLowerCase().replace(/[-_]/g, '');
-  const lower = norm(key);
-  if (lower === '') return undefined;
-  const exact = known.find((k) => norm(k) === lower);
-  if (exact !== undefined) return exact;
-  if (lower.length >= 3) {
-    const prefix = known.find((k) => norm(k).startsWith(lower) || lower.startsWith(norm(k)));
-    if (prefix !== undefined) return prefix;
-  }
-  let best: string | undefined;
-  let bestScore = Number.POSITIVE_INFINITY;
-  for (const k of known) {
-    // Ties go to a key with the same first letter.
-    const score = distance(lower, norm(k)) * 2 + (norm(k)[0] === lower[0] ? 0 : 1);
-    if (score < bestScore) {
-      best = k;
-      bestScore = score;
-    }
-  }
-  const limit = Math.min(2, Math.floor(key.length / 3));
-  if (bestScore <= limit * 2 + 1) return best;
-  if (lower.length >= 3) {
-    const abbrev = known.filter((k) => norm(k)[0] === lower[0] && isSubsequence(lower, norm(k)));
-    if (abbrev.length === 1) return abbrev[0];
-  }
-  return undefined;
-}
-
-function isSubsequence(short: string, long: string): boolean {
-  let i = 0;
-  for (let j = 0; j < long.length && i < short.length; j++) if (long[j] === short[i]) i++;
-  return i === short.length;
-}
-
-/** Report each key of `obj` that is not in `known` (or `ignored`), with a suggestion. */
-export function checkKeys(
-  obj: Record<string, unknown>,
-  path: string,
-  known: readonly string[],
-  issues: Issues,
-  ignored: readonly string[] = [],
-): void {
-  for (const key of Object.keys(obj)) {
-    if (known.includes(key) || ignored.includes(key)) continue;
-    const hint = suggestKey(key, known);
-    issues.add(
-      join(path, key),
-      hint !== undefined
-        ? `unknown field (did you mean ${hint}?)`
-        : `unknown field (expected one of: ${known.join(', ')})`,
-    );
-  }
-}
-
-export function join(path: string, key: string): string {
-  return path === '' ? key : `${path}.${key}`;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Field readers: each returns the value, or undefined after recording an issue.
-
-function readInt(v: unknown, path: string, min: number, max: number, issues: Issues, expected?: string) {
-  if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max) return v;
-  issues.add(path, `${show(v)} is not ${expected ?? `an integer ${min}..${max}`}`);
-  return undefined;
-}
-
-function readBool(v: unknown, path: string, issues: Issues): boolean | undefined {
-  if (typeof v === 'boolean') return v;
-  issues.add(path, `${show(v)} is not true or false`);
-  return undefined;
-}
-
-function readString(v: unknown, path: string, issues: Issues): string | undefined {
-  if (typeof v === 'string') return v;
-  issues.add(path, `${show(v)} is not a string`);
-  return undefined;
-}
-
 function readAsn(v: unknown, path: string, issues: Issues): number | undefined {
   const asn = readInt(v, path, 1, 4294967295, issues, 'an AS number 1..4294967295');
   if (asn === 23456) {
@@ -324,30 +145,6 @@ function readAsn(v: unknown, path: string, issues: Issues): number | undefined {
     return undefined;
   }
   return asn;
-}
-
-type Ip = { version: 4 | 6; text: string; bytes: Uint8Array };
-
-/** Parse an IPv4 or IPv6 literal into canonical text, or undefined. */
-export function parseIp(text: string): Ip | undefined {
-  try {
-    if (text.includes(':')) {
-      const bytes = parseIpv6(text);
-      return { version: 6, text: formatIpv6(bytes), bytes };
-    }
-    const n = parseIpv4(text);
-    const bytes = new Uint8Array([n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255]);
-    return { version: 4, text: formatIpv4(n), bytes };
-  } catch (err) {
-    if (err instanceof AddrError) return undefined;
-    throw err;
-  }
-}
-
-function readIp(v: unknown, path: string, issues: Issues): Ip | undefined {
-  const ip = typeof v === 'string' ? parseIp(v) : undefined;
-  if (ip === undefined) issues.add(path, `${show(v)} is not an IPv4 or IPv6 address`);
-  return ip;
 }
 
 /** Parse an API address: an absolute unix socket path, HOST:PORT or [IPv6]:PORT. */
@@ -437,16 +234,6 @@ const NEIGHBOR_KEYS = [
 ] as const;
 const API_KEYS = ['listen'] as const;
 const MESH_KEYS = ['lowerAddressDials'] as const;
-
-/** Present with a value: absent keys take defaults, `key:` with nothing is an error. */
-function has(obj: Record<string, unknown>, key: string, path: string, issues: Issues): boolean {
-  if (!(key in obj)) return false;
-  if (obj[key] === null || obj[key] === undefined) {
-    issues.add(join(path, key), 'has no value (remove the line to use the default)');
-    return false;
-  }
-  return true;
-}
 
 function readListen(v: unknown, issues: Issues): ListenConfig | null | undefined {
   if (v === false) return null;

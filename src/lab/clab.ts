@@ -25,7 +25,7 @@
  * directory, as containerlab does.
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { checkKeys, Issues, isMapping, join, loadYaml, show } from '../bgp/config.js';
+import { checkKeys, Issues, isMapping, join, loadYaml, show } from '../config/fields.js';
 
 export interface ClabBind {
   /** Host path as written: absolute, or relative to the topology file. */

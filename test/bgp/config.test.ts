@@ -15,8 +15,8 @@ import {
   parseApiAddress,
   parseSpeakerConfig,
   type SpeakerConfig,
-  suggestKey,
 } from '../../src/bgp/config.js';
+import { suggestKey } from '../../src/config/fields.js';
 import { formatIpv4, formatIpv6 } from '../../src/net/addr.js';
 import { familyName, IPV4_UNICAST, IPV6_UNICAST } from '../../src/bgp/wire/constants.js';
 

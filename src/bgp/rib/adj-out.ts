@@ -36,7 +36,9 @@ import { packUpdates } from '../wire/update.js';
 import type { Writer } from '../wire/writer.js';
 import type { AttrTable, RouteAttrs } from './attrs.js';
 import { PrefixIndex } from './prefix-index.js';
-import { familyOfPrefix } from './rib.js';
+import { familyOfPrefix, type SlotSink, type SlotSpace } from './slots.js';
+
+export type { SlotSpace } from './slots.js';
 
 /** A batch's list of prefixes: IPv4 keys in a Float64Array, IPv6 ones (text) in an array. */
 export type PrefixList = Float64Array | PrefixKey[];
@@ -49,22 +51,6 @@ export interface Batch {
   announce6: Map<RouteAttrs, PrefixList>;
   withdraw: Map<Family, PrefixList>;
   count: number;
-}
-
-/** Slots naming prefixes, shared by the tables that use them (the Rib is one). */
-export interface SlotSpace {
-  /** The prefix's slot, or -1. */
-  slotOf(prefix: PrefixKey): number;
-  /** The prefix's slot, made if it has none; the caller pins it at once. */
-  claim(prefix: PrefixKey): number;
-  prefixAt(slot: number): PrefixKey | undefined;
-  /** While pinned, a slot keeps its prefix. */
-  pin(slot: number): void;
-  unpin(slot: number): void;
-  /** One past the highest slot in use. */
-  readonly slotCount: number;
-  /** The IPv4 key of each slot, as PrefixIndex.keys4 has them. */
-  readonly keys4: Float64Array;
 }
 
 /** A slot space for an Adj-RIB-Out on its own: a slot lives while it is pinned. */
@@ -111,7 +97,7 @@ const REFRESH = 4;
 const SAME = 0;
 const WITHDRAW = -1;
 
-export class AdjRibOut {
+export class AdjRibOut implements SlotSink {
   /** Per slot: the id of the set the peer holds, 0 for nothing. */
   private sentAt = new Int32Array(0);
   /** Per slot: SAME, WITHDRAW or the id of the set it should hold. */

@@ -45,10 +45,12 @@ import {
   selectBest,
 } from '../decision.js';
 import type { AsPathSegment } from '../wire/attributes.js';
-import { type Family, IPV4_UNICAST, IPV6_UNICAST } from '../wire/constants.js';
-import type { AdjRibOut, SlotSpace } from './adj-out.js';
+import type { Family } from '../wire/constants.js';
 import { AttrTable, type RouteAttrs } from './attrs.js';
 import { PrefixIndex } from './prefix-index.js';
+import { familyOfPrefix, type SlotSink, type SlotSpace } from './slots.js';
+
+export { familyOfPrefix } from './slots.js';
 
 /** Who a path came from. One object per peer, shared by its paths. */
 export interface PeerRef {
@@ -136,8 +138,6 @@ export interface RibEntry {
   best: Path | undefined;
   reason: Selection<Path>['reason'];
 }
-
-export const familyOfPrefix = (k: PrefixKey): Family => (typeof k === 'number' ? IPV4_UNICAST : IPV6_UNICAST);
 
 const NONE = -1;
 const STALE = 1;
@@ -594,7 +594,7 @@ export class Rib implements SlotSpace {
    * for the families it takes. A slot freed since is skipped: no path and no Adj-RIB-Out held it,
    * so nobody is owed anything.
    */
-  feed(out: AdjRibOut, changed: SlotList, v4: boolean, v6: boolean, exports: Exports): void {
+  feed(out: SlotSink, changed: SlotList, v4: boolean, v6: boolean, exports: Exports): void {
     const slots = changed.slots;
     for (let i = 0, n = changed.length; i < n; i++) {
       const slot = slots[i]!;
