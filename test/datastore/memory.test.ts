@@ -5,6 +5,9 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
 import type { StoredObject, WatchEvent } from '../../src/datastore/types.js';
+import { datastoreContract } from './contract.js';
+
+datastoreContract('memory', async () => ({ store: new MemoryDatastore(), cleanup: async () => {} }));
 
 const pool = (name: string): StoredObject => ({
   apiVersion: 'crd.twill.dev/v1',
