@@ -24,6 +24,7 @@ const root = join(import.meta.dirname, '..');
  *   net <- bgp/wire <- bgp/decision.ts <- bgp/rib <- bgp <- api <- cli
  *   net <- config (YAML field checking, shared) <- bgp, lab, the agent's configuration
  *   net <- policy <- dataplane;  net <- ipam;  bgp, ipam, policy <- dataplane, datastore <- agent
+ *   datastore/types.ts (the datastore contract: types only) <- ipam, datastore
  */
 const LAYERS: Record<string, readonly string[]> = {
   net: [],
@@ -33,7 +34,8 @@ const LAYERS: Record<string, readonly string[]> = {
   'bgp/rib': ['bgp/wire', 'bgp/decision.ts'],
   bfd: ['net', 'config'],
   bgp: ['bgp/rib', 'config', 'bfd'],
-  ipam: ['net', 'config'],
+  'datastore/types.ts': [],
+  ipam: ['net', 'config', 'datastore/types.ts'],
   policy: ['net', 'config'],
   dataplane: ['policy', 'ipam', 'bgp'],
   datastore: ['policy', 'ipam', 'bgp'],
@@ -58,6 +60,7 @@ const pure = [
   'src/config',
   'src/lab',
   'src/ipam',
+  'src/datastore/types.ts',
   'src/policy',
   'src/net',
 ];
