@@ -1,0 +1,736 @@
+/**
+ * The allocator: hands out pod addresses from the IPAM objects (model.ts) over the `Datastore`
+ * interface, so that no address is ever held twice, across nodes, restarts and conflicts.
+ *
+ * How it stays correct with several allocators on one store (one per node, and more than one
+ * per node while CNI ADDs run side by side with the agent's clean-up):
+ *
+ * - The store is the only truth. The allocator keeps nothing in memory that a restart could
+ *   lose except two observation lists (empty blocks, leaked addresses) whose loss only delays a
+ *   clean-up.
+ * - Every write is compare-and-swap on the resourceVersion of the read it was computed from (or
+ *   a create, which fails if the object exists). A Conflict (or NotFound, AlreadyExists: the
+ *   object changed under us) restarts the whole operation from fresh reads, up to `maxRetries`
+ *   times; then `IpamError('Conflict')`. Every operation is written to resume from any state a
+ *   crash between two of its writes can leave, so a restart is the same as a retry.
+ * - Write order makes a crash harmless. Assign writes the handle (listing the block) before the
+ *   block, so an address in a block is always findable from its handle. Release frees the
+ *   block's addresses before it deletes the handle. A claim writes the affinity `pending`, then
+ *   creates the block carrying the node's affinity (the create decides a race: one node wins,
+ *   the loser deletes its pending affinity), then confirms the affinity. An empty block is
+ *   released by marking its affinity `pendingDeletion`, deleting the block on the
+ *   resourceVersion seen empty (an allocation in between makes it a Conflict and the affinity
+ *   goes back to `confirmed`), then deleting the affinity. Deletes carry the resourceVersion
+ *   they were decided on, so a delete never removes a newer object of the same name.
+ *
+ * assign(handle, node, family) in order:
+ * 1. the address the handle already holds in that family, if any (so a CNI ADD retried after a
+ *    crash gets the same address and nothing leaks);
+ * 2. the node's confirmed blocks in usable pools, lowest address first (a `pending` claim left by
+ *    a crash is finished first);
+ * 3. a new block: the lowest-addressed block of the first usable pool (IPv4 first, then by
+ *    address) that overlaps no existing block, unless the node holds `maxBlocksPerHost` blocks of
+ *    the family. In a `podCIDR` pool the block is the node's `spec.podCIDRs` entry;
+ * 4. unless `strictAffinity`, a free address in another node's block (lowest block first) in a
+ *    `blocks` pool whose selector takes the node: the node then originates a /32 (/128) for it.
+ * A pool is usable for a node when it is valid, not disabled, of the family, and its
+ * `nodeSelector` matches the Node's labels.
+ *
+ * Release: `release(handle)` frees everything the handle holds and deletes it; again, it finds
+ * nothing and returns []. `releaseAddress` frees one address, optionally only if it is still
+ * held by a handle and allocation sequence number (a stale release is a no-op). Empty blocks go
+ * back to the pool only when `releaseEmptyBlocks` saw them empty, unchanged, on two consecutive
+ * calls, and a node keeps at least one block per family. `reclaim` applies reclaim.ts's plan.
+ *
+ * Departures from Calico, and why:
+ * - Blocks are claimed in address order, not from a start point hashed from the node name
+ *   (Calico's `RandomBlockGenerator`): deterministic, testable, and the CAS on block create
+ *   resolves the contention the hash only spreads.
+ * - A new block's sequence number starts at the clock (ms), so sequence numbers keep growing
+ *   across a block deleted and claimed again, and a stale release from the old incarnation does
+ *   not match an allocation in the new one.
+ * - Borrowing skips `podCIDR` pools: there a node's addresses come from its podCIDR only.
+ * - A block is never re-affined to another node (Calico does so when a node is deleted); node
+ *   clean-up is the agent's controller's job and is not here.
+ *
+ * Pure over its inputs: no Node I/O, no timers; time comes from `clock`.
+ */
+import {
+  type Datastore,
+  type DatastoreError,
+  isDatastoreError,
+  type ObjectKey,
+  type StoredObject,
+  TWILL_API_VERSION,
+} from '../datastore/types.js';
+import * as alloc from './allocations.js';
+import {
+  addressAt,
+  affinityName,
+  blockCount,
+  blockName,
+  type Cidr,
+  compareCidr,
+  contains,
+  containsAddress,
+  type Family,
+  formatCidr,
+  nthBlock,
+  ordinalOf,
+  overlaps,
+  parseAddress,
+  parseCidr,
+} from './blocks.js';
+import {
+  affinityOf,
+  type BlockAffinitySpec,
+  blockSizeProblem,
+  FieldError,
+  IPAM_CONFIG_NAME,
+  type IPAMBlockSpec,
+  type IPAMConfigSpec,
+  type IPAMHandleSpec,
+  IpamError,
+  isObjectName,
+  type ParsedBlock,
+  type ParsedPool,
+  validateAffinity,
+  validateBlock,
+  validateConfig,
+  validateHandle,
+  validatePools,
+} from './model.js';
+import { type LeakCandidate, planReclaim } from './reclaim.js';
+import { nodeSelectorMatches } from './selector.js';
+
+export interface Clock {
+  /** Milliseconds; only differences and order matter. */
+  now(): number;
+}
+
+export interface AllocatorOptions {
+  store: Datastore;
+  clock: Clock;
+  /** How many times an operation restarts after a Conflict before it gives up (default 20). */
+  maxRetries?: number;
+  /** Told about every invalid object the allocator skipped (each error names object and field). */
+  onInvalid?: (errors: readonly FieldError[]) => void;
+}
+
+export interface AssignRequest {
+  handle: string;
+  node: string;
+  family: Family;
+  /** The pod the address is for (leaked-address reclamation needs both). */
+  namespace?: string;
+  pod?: string;
+}
+
+export interface Assignment {
+  address: string;
+  family: Family;
+  /** The block's CIDR. */
+  block: string;
+  /** The allocation's sequence number; give it to `releaseAddress` to make a release exact. */
+  sequenceNumber: number;
+  /** The block is affine to another node (or none): the node originates a host route for it. */
+  borrowed: boolean;
+}
+
+export interface Released {
+  address: string;
+  block: string;
+}
+
+interface Affinity {
+  object: StoredObject;
+  spec: BlockAffinitySpec;
+  cidr: Cidr;
+}
+
+interface Context {
+  node: string;
+  family: Family;
+  config: Required<IPAMConfigSpec>;
+  /** Valid, enabled pools of the family whose selector takes the node. */
+  pools: ParsedPool[];
+  labels: Record<string, string>;
+  podCIDRs: string[];
+  /** Why there is nothing to hand out, for the Exhausted message. */
+  notes: string[];
+}
+
+/** Restart the operation from fresh reads (the store changed under us). */
+function retry(message: string): never {
+  throw Object.assign(new Error(message), { ipamRetry: true });
+}
+
+function isRetryable(e: unknown): boolean {
+  return (
+    isDatastoreError(e, 'Conflict') ||
+    isDatastoreError(e, 'NotFound') ||
+    isDatastoreError(e, 'AlreadyExists') ||
+    (e instanceof Error && (e as { ipamRetry?: boolean }).ipamRetry === true)
+  );
+}
+
+const key = (kind: ObjectKey['kind'], name: string): ObjectKey => ({ kind, name });
+
+export class Allocator {
+  private readonly store: Datastore;
+  private readonly clock: Clock;
+  private readonly maxRetries: number;
+  private readonly onInvalid: (errors: readonly FieldError[]) => void;
+  /** Node -> block name -> resourceVersion at which `releaseEmptyBlocks` last saw it empty. */
+  private readonly emptySeen = new Map<string, Map<string, string>>();
+  /** The last reclamation plan's observations. */
+  private leakSeen = new Map<string, LeakCandidate>();
+
+  constructor(options: AllocatorOptions) {
+    this.store = options.store;
+    this.clock = options.clock;
+    this.maxRetries = options.maxRetries ?? 20;
+    this.onInvalid = options.onInvalid ?? (() => {});
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Assign
+
+  async assign(req: AssignRequest): Promise<Assignment> {
+    const errors = [...validateHandle(req.handle)];
+    if (!isObjectName(req.node))
+      errors.push(new FieldError('assign', 'node', `${JSON.stringify(req.node)} is not a node name`));
+    if (req.family !== 4 && req.family !== 6)
+      errors.push(new FieldError('assign', 'family', `${JSON.stringify(req.family)} is not 4 or 6`));
+    if (errors.length > 0) throw new IpamError('Invalid', 'cannot assign', errors);
+    return this.retrying(`assign ${req.handle}`, () => this.assignOnce(req));
+  }
+
+  private async assignOnce(req: AssignRequest): Promise<Assignment> {
+    const held = await this.heldBy(req.handle, req.family);
+    if (held) return held;
+    const ctx = await this.context(req.node, req.family);
+    const ofNode = async () =>
+      (await this.affinities()).filter((a) => a.spec.node === req.node && a.cidr.family === req.family);
+    let affinities = await ofNode();
+    if (affinities.some((a) => a.spec.state === 'pending')) {
+      // Claims a crash interrupted: finish (or drop) them, then look again.
+      for (const a of affinities) if (a.spec.state === 'pending') await this.finishClaim(a, ctx);
+      affinities = await ofNode();
+    }
+
+    // 2. The node's confirmed blocks.
+    const usable = (c: Cidr) => ctx.pools.some((p) => contains(p.cidr, c));
+    for (const a of affinities.filter((x) => x.spec.state === 'confirmed' && usable(x.cidr))) {
+      const b = await this.block(a.cidr);
+      if (b && b.object.spec!.affinity === affinityOf(req.node) && alloc.freeCount(b.object.spec!) > 0)
+        return this.allocateIn(b, req, false);
+    }
+
+    // 3. A new block.
+    const max = ctx.config.maxBlocksPerHost;
+    if (max > 0 && affinities.length >= max) {
+      ctx.notes.push(`node ${req.node} holds maxBlocksPerHost (${max}) IPv${req.family} blocks`);
+    } else {
+      const cidr = await this.nextFreeBlock(ctx);
+      if (cidr) {
+        const b = await this.claim(cidr, ctx);
+        return this.allocateIn(b, req, false);
+      }
+    }
+
+    // 4. Borrow.
+    if (ctx.config.strictAffinity) {
+      ctx.notes.push('strictAffinity forbids borrowing from other nodes');
+    } else {
+      const blocksPools = ctx.pools.filter((p) => p.mode === 'blocks');
+      const candidates = (await this.blocks())
+        .filter((b) => b.cidr.family === req.family && blocksPools.some((p) => contains(p.cidr, b.cidr)))
+        .filter(
+          (b) => b.object.spec!.affinity !== affinityOf(req.node) && alloc.freeCount(b.object.spec!) > 0,
+        );
+      if (candidates.length > 0) return this.allocateIn(candidates[0]!, req, true);
+    }
+    throw new IpamError(
+      'Exhausted',
+      `no IPv${req.family} address for node ${req.node}${ctx.notes.length > 0 ? ` (${ctx.notes.join('; ')})` : ''}`,
+    );
+  }
+
+  /** The address `handle` already holds in `family`, if any. */
+  private async heldBy(handle: string, family: Family): Promise<Assignment | undefined> {
+    const h = await this.store.get(key('IPAMHandle', handle));
+    if (!h) return undefined;
+    for (const text of (h.spec as IPAMHandleSpec).blocks ?? []) {
+      let cidr: Cidr;
+      try {
+        cidr = parseCidr(text);
+      } catch {
+        continue;
+      }
+      if (cidr.family !== family) continue;
+      const b = await this.block(cidr);
+      if (!b) continue;
+      const spec = b.object.spec!;
+      const [ordinal] = alloc.ordinalsOf(spec, handle);
+      if (ordinal === undefined) continue;
+      return {
+        address: addressAt(b.cidr, ordinal),
+        family,
+        block: spec.cidr,
+        sequenceNumber: alloc.sequenceAt(spec, ordinal) ?? 0,
+        borrowed: spec.affinity !== affinityOf(alloc.attributesAt(spec, ordinal)!.node),
+      };
+    }
+    return undefined;
+  }
+
+  /** Handle first (so the address is findable from it), then the block, both compare-and-swap. */
+  private async allocateIn(b: ParsedBlock, req: AssignRequest, borrowed: boolean): Promise<Assignment> {
+    const spec = b.object.spec!;
+    await this.addBlockToHandle(req.handle, spec.cidr);
+    const attrs = {
+      handle: req.handle,
+      node: req.node,
+      ...(req.namespace !== undefined && req.pod !== undefined
+        ? { namespace: req.namespace, pod: req.pod }
+        : {}),
+    };
+    const r = alloc.allocate(spec, attrs);
+    if (!r) retry('block filled up');
+    await this.store.update({ ...b.object, spec: r.spec });
+    return {
+      address: addressAt(b.cidr, r.ordinal),
+      family: b.cidr.family,
+      block: spec.cidr,
+      sequenceNumber: r.sequenceNumber,
+      borrowed,
+    };
+  }
+
+  private async addBlockToHandle(handle: string, cidr: string): Promise<void> {
+    const h = await this.store.get(key('IPAMHandle', handle));
+    if (!h) {
+      const spec: IPAMHandleSpec = { handleID: handle, blocks: [cidr] };
+      await this.store.create({
+        apiVersion: TWILL_API_VERSION,
+        kind: 'IPAMHandle',
+        metadata: { name: handle },
+        spec,
+      });
+      return;
+    }
+    const spec = h.spec as IPAMHandleSpec;
+    const blocks = Array.isArray(spec?.blocks) ? spec.blocks : [];
+    if (blocks.includes(cidr)) return;
+    await this.store.update({ ...h, spec: { handleID: handle, blocks: [...blocks, cidr] } });
+  }
+
+  /** Config, pools and the node's labels and podCIDRs. */
+  private async context(node: string, family: Family): Promise<Context> {
+    const [configObj, poolObjs, nodeObj] = await Promise.all([
+      this.store.get(key('IPAMConfig', IPAM_CONFIG_NAME)),
+      this.store.list('IPPool'),
+      this.store.get(key('Node', node)),
+    ]);
+    const { config, errors: configErrors } = validateConfig(configObj);
+    const { pools, errors } = validatePools(poolObjs);
+    if (configErrors.length + errors.length > 0) this.onInvalid([...configErrors, ...errors]);
+    const notes = errors.map(String);
+    const meta = nodeObj?.metadata;
+    const labels = meta?.labels ?? {};
+    const nodeSpec = (nodeObj?.spec ?? {}) as { podCIDR?: unknown; podCIDRs?: unknown };
+    const podCIDRs = Array.isArray(nodeSpec.podCIDRs)
+      ? nodeSpec.podCIDRs.filter((c): c is string => typeof c === 'string')
+      : typeof nodeSpec.podCIDR === 'string'
+        ? [nodeSpec.podCIDR]
+        : [];
+    const ofFamily = pools.filter((p) => p.cidr.family === family);
+    if (ofFamily.length === 0) notes.push(`no valid IPv${family} IPPool`);
+    const usable = ofFamily.filter((p) => !p.disabled && nodeSelectorMatches(p.selector, labels));
+    if (ofFamily.length > 0 && usable.length === 0)
+      notes.push(`no enabled IPv${family} IPPool selects node ${node}`);
+    return { node, family, config, pools: usable, labels, podCIDRs, notes };
+  }
+
+  /** The lowest-addressed block of the first usable pool that overlaps no existing block. */
+  private async nextFreeBlock(ctx: Context): Promise<Cidr | undefined> {
+    const existing = (await this.store.list('IPAMBlock'))
+      .flatMap((o) => {
+        try {
+          return [parseCidr(String((o.spec as IPAMBlockSpec | undefined)?.cidr))];
+        } catch {
+          return [];
+        }
+      })
+      .filter((c) => c.family === ctx.family)
+      .sort(compareCidr);
+    const taken = (c: Cidr) => existing.some((e) => overlaps(e, c));
+    for (const pool of ctx.pools) {
+      if (pool.mode === 'podCIDR') {
+        const c = this.podCIDRIn(pool, ctx);
+        if (c && !taken(c)) return c;
+        continue;
+      }
+      const n = blockCount(pool.cidr, pool.blockSize);
+      // Existing blocks are few next to the pool: skip past each taken block in turn.
+      for (let k = 0n; k < n; k++) {
+        const c = nthBlock(pool.cidr, pool.blockSize, k);
+        if (!taken(c)) return c;
+      }
+      ctx.notes.push(`IPPool ${pool.name} has no free block`);
+    }
+    return undefined;
+  }
+
+  /** The node's podCIDR in a podCIDR-mode pool, or undefined with a note saying why not. */
+  private podCIDRIn(pool: ParsedPool, ctx: Context): Cidr | undefined {
+    for (const [i, text] of ctx.podCIDRs.entries()) {
+      let c: Cidr;
+      try {
+        c = parseCidr(text);
+      } catch (e) {
+        this.report(new FieldError(`Node ${ctx.node}`, `spec.podCIDRs[${i}]`, (e as Error).message));
+        continue;
+      }
+      if (!contains(pool.cidr, c)) continue;
+      const why = blockSizeProblem(c);
+      if (why) {
+        const fe = new FieldError(`Node ${ctx.node}`, `spec.podCIDRs[${i}]`, why);
+        this.report(fe);
+        ctx.notes.push(String(fe));
+        continue;
+      }
+      return c;
+    }
+    ctx.notes.push(
+      `Node ${ctx.node} has no spec.podCIDRs entry in IPPool ${pool.name} (${formatCidr(pool.cidr)})`,
+    );
+    return undefined;
+  }
+
+  /** Claim a block: affinity pending, block with our affinity, affinity confirmed. */
+  private async claim(cidr: Cidr, ctx: Context): Promise<ParsedBlock> {
+    const name = affinityName(ctx.node, cidr);
+    if (!isObjectName(name))
+      throw new IpamError('Invalid', 'cannot claim a block', [
+        new FieldError(
+          `BlockAffinity ${name}`,
+          'metadata.name',
+          'is longer than 253 characters (node name + block)',
+        ),
+      ]);
+    const existing = await this.store.get(key('BlockAffinity', name));
+    if (existing) {
+      // Our own affinity left by an earlier attempt: finish or clear it, then start again.
+      // (A confirmed one without its block was left by hand: it is stale, and goes.)
+      const a = this.parseAffinity(existing);
+      if (a?.spec.state === 'pendingDeletion') await this.finishRelease(a);
+      else if (a?.spec.state === 'pending') await this.finishClaim(a, ctx);
+      else await this.deleteIfUnchanged('BlockAffinity', existing);
+      retry('found an earlier affinity for this block');
+    }
+    const spec: BlockAffinitySpec = { node: ctx.node, cidr: formatCidr(cidr), state: 'pending' };
+    const created = await this.store.create({
+      apiVersion: TWILL_API_VERSION,
+      kind: 'BlockAffinity',
+      metadata: { name },
+      spec,
+    });
+    const b = await this.finishClaim({ object: created, spec, cidr }, ctx);
+    if (!b) retry('another node claimed the block first');
+    return b;
+  }
+
+  /**
+   * Take a `pending` affinity forward: create the block with our affinity (or find it already
+   * ours), then confirm. If another node owns the block, or the block's pool no longer takes this
+   * node, delete the pending affinity instead. Returns the block when confirmed.
+   */
+  private async finishClaim(a: Affinity, ctx: Context): Promise<ParsedBlock | undefined> {
+    if (a.spec.state !== 'pending') return undefined;
+    const mine = affinityOf(a.spec.node);
+    let b = await this.block(a.cidr);
+    const stillWanted = ctx.pools.some((p) => contains(p.cidr, a.cidr));
+    if (!b && stillWanted) {
+      const created = await this.store.create({
+        apiVersion: TWILL_API_VERSION,
+        kind: 'IPAMBlock',
+        metadata: { name: blockName(a.cidr) },
+        spec: {
+          ...alloc.newBlockSpec(a.cidr, mine),
+          sequenceNumber: Math.max(0, Math.floor(this.clock.now())),
+        },
+      });
+      b = { object: created as ParsedBlock['object'], cidr: a.cidr };
+    }
+    if (!b || b.object.spec!.affinity !== mine) {
+      await this.deleteIfUnchanged('BlockAffinity', a.object);
+      return undefined;
+    }
+    await this.store.update({ ...a.object, spec: { ...a.spec, state: 'confirmed' } });
+    return b;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Release
+
+  /** Free every address `handle` holds and delete the handle. Idempotent. */
+  async release(handle: string): Promise<Released[]> {
+    if (!isObjectName(handle)) return [];
+    const released: Released[] = [];
+    await this.retrying(`release ${handle}`, async () => {
+      const h = await this.store.get(key('IPAMHandle', handle));
+      if (!h) return;
+      const blocks = (h.spec as IPAMHandleSpec | undefined)?.blocks ?? [];
+      for (const text of blocks) {
+        let cidr: Cidr;
+        try {
+          cidr = parseCidr(text);
+        } catch {
+          continue;
+        }
+        const obj = await this.store.get(key('IPAMBlock', blockName(cidr)));
+        if (!obj) continue;
+        const b = this.parseBlockOrThrow(obj, `release ${handle}`);
+        const r = alloc.release(b.object.spec!, (_o, attrs) => attrs.handle === handle);
+        if (r.released.length === 0) continue;
+        await this.store.update({ ...b.object, spec: r.spec });
+        for (const o of r.released) released.push({ address: addressAt(b.cidr, o), block: r.spec.cidr });
+      }
+      await this.deleteIfUnchanged('IPAMHandle', h);
+    });
+    return released;
+  }
+
+  /**
+   * Free one address. With `handle` and/or `sequenceNumber`, only if the allocation still
+   * matches them (a stale release is a no-op). Returns whether it freed the address.
+   * The handle object keeps naming the block; `release(handle)` tidies it.
+   */
+  async releaseAddress(
+    address: string,
+    options: { handle?: string; sequenceNumber?: number } = {},
+  ): Promise<boolean> {
+    let parsed: ReturnType<typeof parseAddress>;
+    try {
+      parsed = parseAddress(address);
+    } catch (e) {
+      throw new IpamError('Invalid', 'cannot release', [
+        new FieldError('releaseAddress', 'address', (e as Error).message),
+      ]);
+    }
+    return this.retrying(`release ${address}`, async () => {
+      const obj = (await this.store.list('IPAMBlock')).find((o) => {
+        try {
+          return containsAddress(
+            parseCidr(String((o.spec as IPAMBlockSpec | undefined)?.cidr)),
+            parsed.family,
+            parsed.value,
+          );
+        } catch {
+          return false;
+        }
+      });
+      if (!obj) return false;
+      const b = this.parseBlockOrThrow(obj, `release ${address}`);
+      const ordinal = ordinalOf(b.cidr, parsed.family, parsed.value)!;
+      const r = alloc.release(
+        b.object.spec!,
+        (o, attrs, seq) =>
+          o === ordinal &&
+          (options.handle === undefined || attrs.handle === options.handle) &&
+          (options.sequenceNumber === undefined || seq === options.sequenceNumber),
+      );
+      if (r.released.length === 0) return false;
+      await this.store.update({ ...b.object, spec: r.spec });
+      return true;
+    });
+  }
+
+  /**
+   * Release the node's empty blocks: a block goes when this call and the one before both saw it
+   * empty at the same resourceVersion; the node keeps at least one block per family. Also
+   * finishes releases a crash interrupted. Returns the released blocks' CIDRs.
+   */
+  async releaseEmptyBlocks(node: string): Promise<string[]> {
+    if (!isObjectName(node)) return [];
+    const released: string[] = [];
+    await this.retrying(`release empty blocks of ${node}`, async () => {
+      const mine = (await this.affinities()).filter((a) => a.spec.node === node);
+      for (const a of mine) if (a.spec.state === 'pendingDeletion') await this.finishRelease(a);
+      const confirmed = mine.filter((a) => a.spec.state === 'confirmed');
+      const seenBefore = this.emptySeen.get(node) ?? new Map<string, string>();
+      const seenNow = new Map<string, string>();
+      const candidates: { a: Affinity; b: ParsedBlock }[] = [];
+      for (const a of confirmed) {
+        const b = await this.block(a.cidr);
+        if (!b || b.object.spec!.affinity !== affinityOf(node) || !alloc.isEmpty(b.object.spec!)) continue;
+        const name = blockName(a.cidr);
+        const rv = b.object.metadata.resourceVersion ?? '';
+        seenNow.set(name, rv);
+        if (seenBefore.get(name) === rv) candidates.push({ a, b });
+      }
+      this.emptySeen.set(node, seenNow);
+      for (const family of [4, 6] as const) {
+        const all = confirmed.filter((a) => a.cidr.family === family).length;
+        const go = candidates.filter((c) => c.a.cidr.family === family);
+        // Keep at least one block: the lowest-addressed of the empty ones stays.
+        if (go.length >= all) go.sort((x, y) => compareCidr(x.a.cidr, y.a.cidr)).shift();
+        for (const { a, b } of go) {
+          seenNow.delete(blockName(a.cidr));
+          if (await this.releaseBlock(a, b)) released.push(formatCidr(a.cidr));
+        }
+      }
+    });
+    return released;
+  }
+
+  /** pendingDeletion, delete the block at the version seen empty, delete the affinity. */
+  private async releaseBlock(a: Affinity, b: ParsedBlock): Promise<boolean> {
+    const marked = await this.store.update({ ...a.object, spec: { ...a.spec, state: 'pendingDeletion' } });
+    return this.finishRelease({ ...a, object: marked, spec: marked.spec as BlockAffinitySpec }, b);
+  }
+
+  /**
+   * Take a `pendingDeletion` affinity forward: delete the block if it is still ours and empty
+   * (at `seen`'s version when given), then the affinity; if the block holds addresses again,
+   * the affinity goes back to `confirmed`. Returns whether the block is gone.
+   */
+  private async finishRelease(a: Affinity, seen?: ParsedBlock): Promise<boolean> {
+    const b = seen ?? (await this.block(a.cidr));
+    if (b && b.object.spec!.affinity === affinityOf(a.spec.node)) {
+      if (!alloc.isEmpty(b.object.spec!)) {
+        await this.store.update({ ...a.object, spec: { ...a.spec, state: 'confirmed' } });
+        return false;
+      }
+      try {
+        await this.store.delete(key('IPAMBlock', b.object.metadata.name), {
+          resourceVersion: b.object.metadata.resourceVersion,
+        });
+      } catch (e) {
+        if (!isDatastoreError(e, 'Conflict')) throw e;
+        // An allocation came in after we saw the block empty: keep it.
+        const now = await this.block(a.cidr);
+        if (now && !alloc.isEmpty(now.object.spec!)) {
+          await this.store.update({ ...a.object, spec: { ...a.spec, state: 'confirmed' } });
+          return false;
+        }
+        retry('block changed while being released');
+      }
+    }
+    await this.deleteIfUnchanged('BlockAffinity', a.object);
+    return true;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Leaked addresses
+
+  /**
+   * Plan (reclaim.ts) and apply: release addresses whose pod is not in `pods` and has not been
+   * for `gracePeriodMs`. Returns what was released.
+   */
+  async reclaimLeaked(pods: ReadonlySet<string>, gracePeriodMs: number): Promise<LeakCandidate[]> {
+    const blocks = (await this.blocks()).map((b) => b.object.spec!);
+    const plan = planReclaim({ blocks, pods, now: this.clock.now(), gracePeriodMs, seen: this.leakSeen });
+    this.leakSeen = plan.seen;
+    return this.reclaim(plan.reclaim);
+  }
+
+  /** Apply a reclamation plan: each address only if its handle and sequence number still match. */
+  async reclaim(items: readonly LeakCandidate[]): Promise<LeakCandidate[]> {
+    const done: LeakCandidate[] = [];
+    for (const c of items) {
+      if (await this.releaseAddress(c.address, { handle: c.handle, sequenceNumber: c.sequenceNumber }))
+        done.push(c);
+    }
+    return done;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reading
+
+  /** CIDRs of the node's confirmed blocks, lowest first. */
+  async claimedBlocks(node: string): Promise<string[]> {
+    return (await this.affinities())
+      .filter((a) => a.spec.node === node && a.spec.state === 'confirmed')
+      .sort((x, y) => compareCidr(x.cidr, y.cidr))
+      .map((a) => formatCidr(a.cidr));
+  }
+
+  /** Every valid block, lowest first; invalid ones are reported and left out. */
+  async blocks(): Promise<ParsedBlock[]> {
+    const out: ParsedBlock[] = [];
+    for (const o of await this.store.list('IPAMBlock')) {
+      const r = validateBlock(o);
+      if (r.block) out.push(r.block);
+      else this.onInvalid(r.errors);
+    }
+    return out.sort((x, y) => compareCidr(x.cidr, y.cidr));
+  }
+
+  private async affinities(): Promise<Affinity[]> {
+    const out: Affinity[] = [];
+    for (const o of await this.store.list('BlockAffinity')) {
+      const a = this.parseAffinity(o);
+      if (a) out.push(a);
+    }
+    return out.sort((x, y) => compareCidr(x.cidr, y.cidr));
+  }
+
+  private parseAffinity(o: StoredObject): Affinity | undefined {
+    const errors = validateAffinity(o);
+    if (errors.length > 0) {
+      this.onInvalid(errors);
+      return undefined;
+    }
+    const spec = o.spec as BlockAffinitySpec;
+    return { object: o, spec, cidr: parseCidr(spec.cidr) };
+  }
+
+  /** The valid block with this CIDR; undefined when absent or invalid (reported). */
+  private async block(cidr: Cidr): Promise<ParsedBlock | undefined> {
+    const o = await this.store.get(key('IPAMBlock', blockName(cidr)));
+    if (!o) return undefined;
+    const r = validateBlock(o);
+    if (!r.block) this.onInvalid(r.errors);
+    return r.block;
+  }
+
+  private parseBlockOrThrow(o: StoredObject, what: string): ParsedBlock {
+    const r = validateBlock(o);
+    if (!r.block)
+      throw new IpamError('Invalid', `${what}: the block is invalid and is left as it is`, r.errors);
+    return r.block;
+  }
+
+  private report(e: FieldError): void {
+    this.onInvalid([e]);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Writing
+
+  private async deleteIfUnchanged(kind: ObjectKey['kind'], o: StoredObject): Promise<void> {
+    try {
+      await this.store.delete(key(kind, o.metadata.name), { resourceVersion: o.metadata.resourceVersion });
+    } catch (e) {
+      if (!isDatastoreError(e, 'NotFound')) throw e;
+    }
+  }
+
+  private async retrying<T>(what: string, attempt: () => Promise<T>): Promise<T> {
+    for (let i = 0; ; i++) {
+      try {
+        return await attempt();
+      } catch (e) {
+        if (!isRetryable(e)) throw e;
+        if (i >= this.maxRetries)
+          throw new IpamError(
+            'Conflict',
+            `${what}: the store kept changing; gave up after ${i + 1} attempts (${(e as DatastoreError).message})`,
+          );
+      }
+    }
+  }
+}
