@@ -47,6 +47,7 @@ import {
   blockAddressCount,
   blockName,
   type Cidr,
+  contains,
   type Family,
   familyBits,
   formatCidr,
@@ -313,10 +314,14 @@ export function validatePool(pool: StoredObject): { pool?: ParsedPool; errors: F
 
 /**
  * Validate all pools together: each on its own, then overlaps. Of two overlapping pools the one
- * created first (then the lower name) stays; the other gets an error naming both. Valid pools
+ * created first stays (then, as timestamps have one-second resolution, the one holding more of
+ * the existing `blocks`, then the lower name); the other gets an error naming both. Valid pools
  * come back sorted: IPv4 first, then by address.
  */
-export function validatePools(pools: readonly StoredObject[]): { pools: ParsedPool[]; errors: FieldError[] } {
+export function validatePools(
+  pools: readonly StoredObject[],
+  blocks: readonly Cidr[] = [],
+): { pools: ParsedPool[]; errors: FieldError[] } {
   const errors: FieldError[] = [];
   const parsed: ParsedPool[] = [];
   for (const p of pools) {
@@ -324,17 +329,12 @@ export function validatePools(pools: readonly StoredObject[]): { pools: ParsedPo
     errors.push(...r.errors);
     if (r.pool) parsed.push(r.pool);
   }
-  parsed.sort((a, b) =>
-    a.created !== b.created
-      ? a.created < b.created
-        ? -1
-        : 1
-      : a.name < b.name
-        ? -1
-        : a.name > b.name
-          ? 1
-          : 0,
-  );
+  const inUse = new Map(parsed.map((p) => [p, blocks.filter((b) => contains(p.cidr, b)).length]));
+  const byName = (a: ParsedPool, b: ParsedPool) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+  parsed.sort((a, b) => {
+    if (a.created !== b.created) return a.created < b.created ? -1 : 1;
+    return inUse.get(b)! - inUse.get(a)! || byName(a, b);
+  });
   const kept: ParsedPool[] = [];
   for (const p of parsed) {
     const other = kept.find((k) => overlaps(k.cidr, p.cidr));
