@@ -246,7 +246,7 @@ export async function stopPids(pids: number[]): Promise<void> {
  * processes and removes the folder when that process is gone (default: this process).
  */
 export async function startControlPlane(
-  opts: { parent?: string; ownerPid?: number } = {},
+  opts: { parent?: string; ownerPid?: number; apiserverArgs?: string[] } = {},
 ): Promise<ControlPlane> {
   const why = k8sMissing();
   if (why) throw new Error(why);
@@ -300,6 +300,7 @@ export async function startControlPlane(
         '--watch-cache-sizes=podtemplates#0',
         '--profiling=false',
         '--v=1',
+        ...(opts.apiserverArgs ?? []),
       ],
       apiLog,
     );
@@ -591,6 +592,15 @@ export function kubectl(
     const e = err as { status?: number; stdout?: string; stderr?: string };
     return { status: e.status ?? 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
   }
+}
+
+/** Applies deploy/crds and waits until every CRD is Established (idempotent: files share a plane). */
+export function installCrds(cp: ControlPlaneInfo): void {
+  const crds = join(here, '..', '..', 'deploy', 'crds');
+  const applied = kubectl(cp, ['apply', '-f', crds]);
+  if (applied.status !== 0) throw new Error(`kubectl apply -f deploy/crds: ${applied.stderr}`);
+  const waited = kubectl(cp, ['wait', '--for=condition=Established', '--timeout=60s', '-f', crds]);
+  if (waited.status !== 0) throw new Error(`CRDs not Established: ${waited.stderr}`);
 }
 
 /** etcd's v3 JSON gateway: the current revision, and compaction up to a revision. */
