@@ -17,7 +17,9 @@
  *   pending request rejects with `KernelError('ENOBUFS')` and the caller reads back. On a
  *   subscription socket ENOBUFS becomes an `overrun` event.
  * - Dumps decode each datagram as it arrives (no copy of the raw dump is kept). A dump marked
- *   NLM_F_DUMP_INTR rejects with `KernelError('EINTR')` once it is complete.
+ *   NLM_F_DUMP_INTR rejects with `KernelError('EINTR')` once it is complete. The kernel runs
+ *   one dump per socket at a time (another gets EBUSY), so dumps are queued; writes may run
+ *   beside a dump.
  *
  * Network namespaces: a socket belongs to the namespace of the process that opens it; Node
  * cannot switch namespaces, so tests and the bench run this inside `ip netns exec`.
@@ -97,6 +99,7 @@ export class NetlinkKernel implements Kernel {
   private readonly batchMessages: number;
   private readonly window: number;
   private closed = false;
+  private dumps: Promise<unknown> = Promise.resolve();
 
   constructor(opts: NetlinkKernelOptions = {}) {
     this.batchMessages = opts.batchMessages ?? 256;
@@ -189,7 +192,18 @@ export class NetlinkKernel implements Kernel {
     });
   }
 
+  /** The kernel runs one dump per socket at a time (a second one gets EBUSY): queue them. */
   private dump(
+    type: NlMsgType,
+    family: number,
+    onMessage: (type: number, buf: Buffer, off: number, end: number) => void,
+  ): Promise<void> {
+    const run = this.dumps.then(() => this.dumpNow(type, family, onMessage));
+    this.dumps = run.catch(() => undefined);
+    return run;
+  }
+
+  private dumpNow(
     type: NlMsgType,
     family: number,
     onMessage: (type: number, buf: Buffer, off: number, end: number) => void,
