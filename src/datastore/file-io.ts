@@ -1,0 +1,109 @@
+/**
+ * Durable file primitives for the file store (file.ts, file-lock.ts): replace a file atomically
+ * (temp file in the same folder, fsync, rename, fsync of the folder), append a line durably,
+ * read a file that may be absent, and Node's error codes turned into `DatastoreError`s that
+ * name the path.
+ *
+ * A temp file is named `.<name>.<pid>.<random>.tmp` next to its target, so it is hidden from
+ * listings, renames within one file system, and tells a recovering process that it is debris
+ * (`isTempName`).
+ */
+import { randomBytes } from 'node:crypto';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { DatastoreError } from './types.js';
+
+/** A Node system error's code (`ENOENT`), or undefined. */
+export function errno(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string'
+    ? e.code
+    : undefined;
+}
+
+/** Turns a file-system error into a DatastoreError naming the path and what was being done. */
+export function fsError(e: unknown, path: string, doing: string): DatastoreError {
+  if (e instanceof DatastoreError) return e;
+  const code = errno(e);
+  const why = e instanceof Error ? e.message : String(e);
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS')
+    return new DatastoreError('Forbidden', `${path}: cannot ${doing}: ${why}`);
+  return new DatastoreError('Unavailable', `${path}: cannot ${doing}: ${why}`);
+}
+
+export function tempNameFor(target: string): string {
+  return join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+}
+
+export function isTempName(name: string): boolean {
+  return name.startsWith('.') && name.endsWith('.tmp');
+}
+
+/** fsync of a folder, so a rename or unlink in it survives a power cut. */
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Replaces `path` with `data`: readers see the old file or the new one, never a part. */
+export async function writeAtomic(path: string, data: string): Promise<void> {
+  const tmp = tempNameFor(path);
+  try {
+    const fh = await open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => {});
+    throw fsError(e, path, 'write');
+  }
+  await syncDir(dirname(path)).catch((e) => {
+    throw fsError(e, dirname(path), 'sync');
+  });
+}
+
+/** Removes `path` durably; false when it was already gone. */
+export async function removeDurably(path: string): Promise<boolean> {
+  try {
+    await unlink(path);
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return false;
+    throw fsError(e, path, 'remove');
+  }
+  await syncDir(dirname(path)).catch((e) => {
+    throw fsError(e, dirname(path), 'sync');
+  });
+  return true;
+}
+
+/** Appends `data` and fsyncs; creates the file when absent. */
+export async function appendDurably(path: string, data: string): Promise<void> {
+  try {
+    const fh = await open(path, 'a', 0o644);
+    try {
+      await fh.appendFile(data);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    throw fsError(e, path, 'append to');
+  }
+}
+
+/** The file's text, or undefined when it does not exist. */
+export async function readIfExists(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return undefined;
+    throw fsError(e, path, 'read');
+  }
+}

@@ -1,0 +1,789 @@
+/**
+ * The file store (`--datastore file:DIR`), the embedded default: the contract of types.ts kept
+ * as one JSON file per object, shared safely by several processes on one host.
+ *
+ * Layout of DIR:
+ *   format                      {"format":"twill-file-datastore","version":1}; checked at open
+ *   revision                    {"revision":N,"log":G}: the last revision handed out, and the
+ *                               change log generation being written
+ *   changes.<G>.log             the change log: one JSON line per change, in commit order:
+ *                               {"rev":N,"type":"put"|"delete","object":{...}} | {"rev":N,"type":"resync"}
+ *   lock, lock.*                the lock across processes (file-lock.ts)
+ *   <Kind>/<name>.json          a cluster-scoped object (IPPool/default-ipv4.json)
+ *   <Kind>/<namespace>/<name>.json   a namespaced one (NetworkPolicy/web/deny-all.json)
+ *   .<file>.<pid>.<rand>.tmp    a write in progress, next to its target (file-io.ts)
+ * An object's resourceVersion is the revision of its last write (decimal text); a deletion takes
+ * a revision too. Names are DNS subdomains (memory-rules.ts), so they are safe as file names.
+ *
+ * A write (create, update, updateStatus, delete), under the lock; what a crash after each step
+ * leaves, and what the next process does about it:
+ *   1. take the lock                        stale lock -> taken over (pid dead), then recovery
+ *   2. read the object: compare-and-swap    nothing changed
+ *   3. revision <- N+1 (temp, fsync,        a revision skipped: harmless. Bumped before the
+ *      rename, fsync DIR)                   object, so a crash never hands one number out twice
+ *   4. object file <- new (temp, fsync,     before the rename: a temp file, swept by recovery,
+ *      rename, fsync folder) or unlinked    the object unchanged; after: changed, not yet logged
+ *   5. append the log line, fsync           a torn last line: recovery ends it with a newline
+ *   6. release the lock                     stale lock, as in 1
+ * Recovery (by whoever takes over a dead process's lock): remove temp files and dead lock
+ * records, end a torn log line, append a `resync` line. Watchers that read a resync (or a line
+ * they cannot parse) rescan and deliver only the difference, so a change that reached its file
+ * but not the log (4-5) is still seen. Nothing that was committed (renamed) is lost or undone.
+ *
+ * Reads take no lock: a file is replaced by rename, so a reader sees the old or the new object,
+ * whole. `list` is therefore per-object consistent, not a point-in-time snapshot of all of them.
+ *
+ * Watch: the snapshot is read under the lock together with the log's end position, so it is
+ * exactly the state at that position; the changes after it are the log's lines, replayed in
+ * order, carrying the objects themselves — every watcher in every process sees the same events
+ * in the same order. One tailer per store instance reads the log when fs.watch says it changed,
+ * after our own writes, and every `pollMs` in case fs.watch missed one. At `logRotateBytes`
+ * a writer starts generation G+1 and removes G-1; a watcher still on G-1 rescans.
+ *
+ * Bad files: an object file that is not JSON, breaks the kind's schema, or sits at a path that
+ * does not match its kind, namespace and name is `DatastoreError('Invalid')` naming the file
+ * and the field for a get or a write of that object (which neither overwrites nor deletes it);
+ * list and watch skip it and report it to `onWarning`, and serve the other objects. A bad DIR
+ * (not a folder, no permission, another format) fails at `openFileDatastore`. A corrupt
+ * `revision` file stops writes with an error naming it; removing it makes the store recount
+ * from the objects and the log.
+ *
+ * Not here: several hosts (the lock and fsync semantics assume one kernel; no NFS), processes
+ * in different PID namespaces (see file-lock.ts), files edited by hand while watchers run
+ * (nothing logs the edit; watchers see it at the next resync or restart), YAML files.
+ */
+import { randomUUID } from 'node:crypto';
+import { type FSWatcher, constants as fsc, watch as fsWatch } from 'node:fs';
+import { access, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import {
+  appendDurably,
+  errno,
+  fsError,
+  isTempName,
+  readIfExists,
+  removeDurably,
+  syncDir,
+  writeAtomic,
+} from './file-io.js';
+import { FileLock } from './file-lock.js';
+import {
+  checkDelete,
+  checkKey,
+  checkListOptions,
+  checkObject,
+  checkStored,
+  checkVersion,
+  describeKey,
+  KINDS,
+  keyOf,
+  keyString,
+  matches,
+  mergeUpdate,
+  newObject,
+  WatchQueue,
+} from './memory-rules.js';
+import { byNamespaceAndName } from './memory.js';
+import {
+  type Datastore,
+  DatastoreError,
+  type DeletePreconditions,
+  type Kind,
+  type ListOptions,
+  NAMESPACED_KINDS,
+  type ObjectKey,
+  type StoredObject,
+  type WatchEvent,
+  type WatchHandle,
+} from './types.js';
+
+export interface FileDatastoreOptions {
+  /** How long a write waits for another process's lock before failing Unavailable. */
+  lockTimeoutMs?: number;
+  /** How often watches read the change log besides fs.watch's hints. */
+  pollMs?: number;
+  /** Size of a change log generation at which a new one starts. */
+  logRotateBytes?: number;
+  /** Skipped corrupt files, recoveries, watch trouble that does not end a watch. */
+  onWarning?: (message: string, error?: DatastoreError) => void;
+}
+
+const FORMAT = { format: 'twill-file-datastore', version: 1 };
+const DEFAULTS = { lockTimeoutMs: 10_000, pollMs: 250, logRotateBytes: 4 << 20 };
+
+/** `file:DIR` -> DIR; undefined when the spec is not a file store's. */
+export function parseFileSpec(spec: string): string | undefined {
+  return spec.startsWith('file:') && spec.length > 5 ? spec.slice(5) : undefined;
+}
+
+/** Opens (creating when absent) the file store in `dir`; a bad folder is a clear error here. */
+export async function openFileDatastore(
+  dir: string,
+  options: FileDatastoreOptions = {},
+): Promise<FileDatastore> {
+  const root = resolve(dir);
+  try {
+    const st = await stat(root);
+    if (!st.isDirectory())
+      throw new DatastoreError(
+        'Invalid',
+        `${root}: not a folder (the file datastore needs a folder: file:DIR)`,
+      );
+  } catch (e) {
+    if (errno(e) !== 'ENOENT') throw fsError(e, root, 'open the datastore folder');
+    try {
+      await mkdir(root, { recursive: true });
+    } catch (e2) {
+      throw fsError(e2, root, 'create the datastore folder');
+    }
+  }
+  try {
+    await access(root, fsc.R_OK | fsc.W_OK | fsc.X_OK);
+  } catch (e) {
+    throw new DatastoreError(
+      'Forbidden',
+      `${root}: no permission to read and write the datastore folder (${errno(e)})`,
+    );
+  }
+  const formatPath = join(root, 'format');
+  const text = await readIfExists(formatPath);
+  if (text === undefined) {
+    await writeAtomic(formatPath, `${JSON.stringify(FORMAT)}\n`);
+  } else {
+    let f: unknown;
+    try {
+      f = JSON.parse(text);
+    } catch {}
+    const ok =
+      typeof f === 'object' && f !== null && 'format' in f && f.format === FORMAT.format && 'version' in f;
+    if (!ok)
+      throw new DatastoreError(
+        'Invalid',
+        `${formatPath}: not a Twill file datastore (expected ${JSON.stringify(FORMAT)})`,
+      );
+    if ((f as { version: unknown }).version !== FORMAT.version)
+      throw new DatastoreError(
+        'Invalid',
+        `${formatPath}: format version ${JSON.stringify((f as { version: unknown }).version)}, this Twill reads version ${FORMAT.version}`,
+      );
+  }
+  return new FileDatastore(root, options);
+}
+
+interface Position {
+  gen: number;
+  offset: number;
+}
+
+function before(a: Position, b: Position): boolean {
+  return a.gen < b.gen || (a.gen === b.gen && a.offset < b.offset);
+}
+
+interface RevisionState {
+  revision: number;
+  log: number;
+}
+
+interface FileWatch {
+  kind: Kind;
+  filter: ListOptions | undefined;
+  queue: WatchQueue;
+  /** The objects this watch has delivered and not deleted, by keyString. */
+  known: Map<string, StoredObject>;
+  /** Log lines before this position are part of its snapshot. */
+  start: Position;
+}
+
+interface LogEntry {
+  rev: number;
+  type: 'put' | 'delete' | 'resync';
+  object?: StoredObject;
+}
+
+const LOG_NAME = /^changes\.(\d+)\.log$/;
+const NUMERIC = /^\d+$/;
+
+/** One at a time, in call order. */
+class Serial {
+  private tail: Promise<unknown> = Promise.resolve();
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const r = this.tail.then(fn);
+    this.tail = r.catch(() => {});
+    return r;
+  }
+}
+
+export class FileDatastore implements Datastore {
+  private readonly lock: FileLock;
+  private readonly ops = new Serial();
+  private readonly tail = new Serial();
+  private readonly opts: Required<Omit<FileDatastoreOptions, 'onWarning'>>;
+  private readonly warn: (message: string, error?: DatastoreError) => void;
+  private readonly watches = new Set<FileWatch>();
+  /** Where the tailer has read to; undefined while no watch runs. */
+  private pos: Position | undefined;
+  private pollQueued = false;
+  private timer: NodeJS.Timeout | undefined;
+  private fsWatcher: FSWatcher | undefined;
+  private closed = false;
+
+  constructor(
+    readonly dir: string,
+    options: FileDatastoreOptions = {},
+  ) {
+    this.opts = {
+      lockTimeoutMs: options.lockTimeoutMs ?? DEFAULTS.lockTimeoutMs,
+      pollMs: options.pollMs ?? DEFAULTS.pollMs,
+      logRotateBytes: options.logRotateBytes ?? DEFAULTS.logRotateBytes,
+    };
+    this.warn = options.onWarning ?? ((m) => process.emitWarning(m, 'TwillDatastoreWarning'));
+    this.lock = new FileLock(dir, this.opts.lockTimeoutMs);
+  }
+
+  // ---- reads ----
+
+  async get(key: ObjectKey): Promise<StoredObject | undefined> {
+    this.checkOpen();
+    const k = checkKey(key);
+    return this.readObject(this.objectPath(k), k);
+  }
+
+  async list(kind: Kind, options?: ListOptions): Promise<StoredObject[]> {
+    this.checkOpen();
+    checkListOptions(kind, options);
+    return (await this.readKind(kind, options?.namespace)).filter((o) => matches(o, options));
+  }
+
+  // ---- writes ----
+
+  async create(object: StoredObject): Promise<StoredObject> {
+    this.checkOpen();
+    const checked = checkObject(object);
+    const key = keyOf(checked);
+    const fresh = newObject(checked, randomUUID(), new Date());
+    return this.locked(async () => {
+      const path = this.objectPath(key);
+      if ((await this.readForWrite(path, key)) !== undefined)
+        throw new DatastoreError('AlreadyExists', `${describeKey(key)} already exists`);
+      return this.commit(key, undefined, fresh);
+    });
+  }
+
+  async update(object: StoredObject): Promise<StoredObject> {
+    return this.replace(object, 'update');
+  }
+
+  async updateStatus(object: StoredObject): Promise<StoredObject> {
+    return this.replace(object, 'status');
+  }
+
+  async delete(key: ObjectKey, preconditions?: DeletePreconditions): Promise<void> {
+    this.checkOpen();
+    const k = checkKey(key);
+    await this.locked(async () => {
+      const stored = await this.readForWrite(this.objectPath(k), k);
+      if (stored === undefined) throw new DatastoreError('NotFound', `${describeKey(k)} not found`);
+      checkDelete(stored, preconditions);
+      await this.commit(k, stored, undefined);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.watches) w.queue.stop();
+    this.watches.clear();
+    this.stopTailer();
+    await this.ops.run(async () => {});
+    await this.tail.run(async () => {});
+  }
+
+  private async replace(object: StoredObject, mode: 'update' | 'status'): Promise<StoredObject> {
+    this.checkOpen();
+    const checked = checkObject(object);
+    const key = keyOf(checked);
+    return this.locked(async () => {
+      const stored = await this.readForWrite(this.objectPath(key), key);
+      if (stored === undefined) throw new DatastoreError('NotFound', `${describeKey(key)} not found`);
+      checkVersion(stored, checked);
+      const next = mergeUpdate(stored, checked, mode);
+      return next === undefined ? stored : this.commit(key, stored, next);
+    });
+  }
+
+  /** Steps 3-5 of a write (see the header), under the lock. */
+  private async commit(
+    key: ObjectKey,
+    prev: StoredObject | undefined,
+    next: StoredObject | undefined,
+  ): Promise<StoredObject> {
+    const state = await this.readRevision();
+    const rev = state.revision + 1;
+    let log = state.log;
+    const rotate = (await this.sizeOf(this.logPath(log))) >= this.opts.logRotateBytes;
+    if (rotate) log++;
+    await writeAtomic(
+      this.revisionPath,
+      `${JSON.stringify({ revision: rev, log } satisfies RevisionState)}\n`,
+    );
+
+    const path = this.objectPath(key);
+    const rv = String(rev);
+    let now: StoredObject;
+    if (next !== undefined) {
+      now = { ...next, metadata: { ...next.metadata, resourceVersion: rv } };
+      await this.ensureFolder(key);
+      await writeAtomic(path, `${JSON.stringify(now, null, 2)}\n`);
+    } else {
+      now = { ...prev!, metadata: { ...prev!.metadata, resourceVersion: rv } };
+      await removeDurably(path);
+    }
+
+    const entry: LogEntry = { rev, type: next === undefined ? 'delete' : 'put', object: now };
+    await appendDurably(this.logPath(log), `${JSON.stringify(entry)}\n`);
+    if (rotate) {
+      await syncDir(this.dir).catch(() => {});
+      await unlink(this.logPath(log - 2)).catch(() => {});
+    }
+    this.poke();
+    return now;
+  }
+
+  // ---- watch ----
+
+  watch(
+    kind: Kind,
+    onEvent: (event: WatchEvent) => void,
+    options?: ListOptions & { onError?: (e: DatastoreError) => void },
+  ): WatchHandle {
+    const queue = new WatchQueue(onEvent);
+    const filter = options && { namespace: options.namespace, labels: options.labels };
+    const w: FileWatch = { kind, filter, queue, known: new Map(), start: { gen: 0, offset: 0 } };
+    const handle = {
+      stop: () => {
+        queue.stop();
+        this.watches.delete(w);
+        if (this.watches.size === 0) this.stopTailer();
+      },
+    };
+    const fail = (e: unknown) => {
+      if (!queue.isStopped) options?.onError?.(asDatastoreError(e));
+      handle.stop();
+    };
+    try {
+      this.checkOpen();
+      checkListOptions(kind, options);
+    } catch (e) {
+      queueMicrotask(() => fail(e));
+      return handle;
+    }
+    this.tail
+      .run(async () => {
+        if (queue.isStopped) return;
+        let snapshot: StoredObject[] = [];
+        await this.locked(async () => {
+          w.start = await this.endPosition();
+          snapshot = await this.scan(kind, filter);
+        });
+        if (queue.isStopped) return;
+        for (const o of snapshot) {
+          w.known.set(keyString(keyOf(o)), o);
+          queue.push({ type: 'added', object: o });
+        }
+        queue.push({ type: 'synced' });
+        this.watches.add(w);
+        if (this.pos === undefined) this.startTailer(w.start);
+      })
+      .catch(fail);
+    return handle;
+  }
+
+  private startTailer(at: Position): void {
+    this.pos = at;
+    this.timer = setInterval(() => this.poke(), this.opts.pollMs);
+    this.timer.unref();
+    try {
+      this.fsWatcher = fsWatch(this.dir, { persistent: false }, (_event, name) => {
+        if (name === null || name.startsWith('changes.')) this.poke();
+      });
+      this.fsWatcher.on('error', () => {});
+    } catch {
+      // No inotify (limits, file system): the timer alone finds changes.
+    }
+  }
+
+  private stopTailer(): void {
+    this.pos = undefined;
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+    this.fsWatcher?.close();
+    this.fsWatcher = undefined;
+  }
+
+  /** Asks the tailer to read the log soon (once, however often it is asked meanwhile). */
+  private poke(): void {
+    if (this.pos === undefined || this.pollQueued) return;
+    this.pollQueued = true;
+    this.tail
+      .run(async () => {
+        this.pollQueued = false;
+        await this.poll();
+      })
+      .catch((e) =>
+        this.warn(`${this.dir}: watch: ${asDatastoreError(e).message}; retrying`, asDatastoreError(e)),
+      );
+  }
+
+  /** Reads the change log from `pos` to its end and applies each line to the watches. */
+  private async poll(): Promise<void> {
+    for (;;) {
+      if (this.pos === undefined) return;
+      const { gen, offset } = this.pos;
+      const nextExists = (await this.sizeOf(this.logPath(gen + 1), -1)) >= 0;
+      const chunk = await this.readFrom(this.logPath(gen), offset);
+      if (chunk === undefined) {
+        if (nextExists || (await this.logGenerations()).some((g) => g > gen)) {
+          await this.resyncAll();
+          continue;
+        }
+        return;
+      }
+      let resync = false;
+      let lineStart = 0;
+      for (let nl = chunk.indexOf(0x0a); nl >= 0 && !resync; nl = chunk.indexOf(0x0a, lineStart)) {
+        const at = { gen, offset: offset + lineStart };
+        const line = chunk.subarray(lineStart, nl).toString('utf8');
+        lineStart = nl + 1;
+        this.pos = { gen, offset: offset + lineStart };
+        resync = this.apply(line, at);
+      }
+      if (resync || (nextExists && lineStart < chunk.length)) {
+        await this.resyncAll();
+        continue;
+      }
+      if (nextExists) {
+        this.pos = { gen: gen + 1, offset: 0 };
+        continue;
+      }
+      return;
+    }
+  }
+
+  /** Applies one log line; true when the watches must rescan instead. */
+  private apply(line: string, at: Position): boolean {
+    let entry: LogEntry;
+    try {
+      entry = JSON.parse(line) as LogEntry;
+      if (entry.type === 'resync') return true;
+      if (entry.type !== 'put' && entry.type !== 'delete') return true;
+      checkStored(entry.object, 'change log entry');
+    } catch {
+      return true;
+    }
+    const o = entry.object!;
+    for (const w of this.watches) {
+      if (w.kind !== o.kind || before(at, w.start)) continue;
+      if (w.filter?.namespace !== undefined && o.metadata.namespace !== w.filter.namespace) continue;
+      const k = keyString(keyOf(o));
+      const was = w.known.has(k);
+      if (entry.type === 'put' && matches(o, w.filter)) {
+        w.known.set(k, o);
+        w.queue.push({ type: was ? 'modified' : 'added', object: o });
+      } else if (was) {
+        w.known.delete(k);
+        w.queue.push({ type: 'deleted', object: o });
+      }
+    }
+    return false;
+  }
+
+  /** Every watch rescans under the lock and gets the difference; all restart at the log's end. */
+  private async resyncAll(): Promise<void> {
+    await this.locked(async () => {
+      const end = await this.endPosition();
+      for (const w of this.watches) {
+        const now = await this.scan(w.kind, w.filter);
+        const seen = new Set<string>();
+        for (const o of now) {
+          const k = keyString(keyOf(o));
+          seen.add(k);
+          const had = w.known.get(k);
+          if (had === undefined) w.queue.push({ type: 'added', object: o });
+          else if (had.metadata.resourceVersion !== o.metadata.resourceVersion)
+            w.queue.push({ type: 'modified', object: o });
+          w.known.set(k, o);
+        }
+        for (const [k, o] of w.known) {
+          if (seen.has(k)) continue;
+          w.known.delete(k);
+          w.queue.push({ type: 'deleted', object: o });
+        }
+        w.start = end;
+      }
+      this.pos = end;
+    });
+  }
+
+  /** The log's end, under the lock: the next line will be written there. */
+  private async endPosition(): Promise<Position> {
+    const { log } = await this.readRevision();
+    return { gen: log, offset: await this.sizeOf(this.logPath(log)) };
+  }
+
+  private async scan(kind: Kind, filter: ListOptions | undefined): Promise<StoredObject[]> {
+    return (await this.readKind(kind, filter?.namespace)).filter((o) => matches(o, filter));
+  }
+
+  // ---- files ----
+
+  private get revisionPath(): string {
+    return join(this.dir, 'revision');
+  }
+
+  private logPath(gen: number): string {
+    return join(this.dir, `changes.${gen}.log`);
+  }
+
+  private objectPath(key: ObjectKey): string {
+    return key.namespace === undefined
+      ? join(this.dir, key.kind, `${key.name}.json`)
+      : join(this.dir, key.kind, key.namespace, `${key.name}.json`);
+  }
+
+  private async ensureFolder(key: ObjectKey): Promise<void> {
+    const folder =
+      key.namespace === undefined ? join(this.dir, key.kind) : join(this.dir, key.kind, key.namespace);
+    try {
+      const first = await mkdir(folder, { recursive: true });
+      if (first !== undefined) {
+        await syncDir(this.dir);
+        if (key.namespace !== undefined) await syncDir(join(this.dir, key.kind));
+      }
+    } catch (e) {
+      throw fsError(e, folder, 'create');
+    }
+  }
+
+  /** The object in `path`, undefined when absent; Invalid (naming the file) when corrupt. */
+  private async readObject(path: string, key: ObjectKey): Promise<StoredObject | undefined> {
+    const text = await readIfExists(path);
+    if (text === undefined) return undefined;
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new DatastoreError('Invalid', `${path}: not valid JSON (${(e as Error).message})`);
+    }
+    let o: StoredObject;
+    try {
+      o = checkStored(json, describeKey(key));
+    } catch (e) {
+      throw new DatastoreError('Invalid', `${path}: ${(e as Error).message}`);
+    }
+    if (keyString(keyOf(o)) !== keyString(key))
+      throw new DatastoreError(
+        'Invalid',
+        `${path}: holds ${describeKey(keyOf(o))}, but its place is ${describeKey(key)} (kind, namespace and name must match the path)`,
+      );
+    if (!NUMERIC.test(o.metadata.resourceVersion!))
+      throw new DatastoreError(
+        'Invalid',
+        `${path}: metadata.resourceVersion ${JSON.stringify(o.metadata.resourceVersion)} is not a revision number`,
+      );
+    return o;
+  }
+
+  /** As readObject, for a write: a corrupt file stops the write and is left as it is. */
+  private async readForWrite(path: string, key: ObjectKey): Promise<StoredObject | undefined> {
+    try {
+      return await this.readObject(path, key);
+    } catch (e) {
+      if (e instanceof DatastoreError && e.code === 'Invalid')
+        throw new DatastoreError('Invalid', `${e.message}; not changed: repair or remove the file`);
+      throw e;
+    }
+  }
+
+  /** Every readable object of a kind (in one namespace when given), in name order. */
+  private async readKind(kind: Kind, namespace: string | undefined): Promise<StoredObject[]> {
+    const base = join(this.dir, kind);
+    const folders: { path: string; namespace?: string }[] = [];
+    if (!NAMESPACED_KINDS.has(kind)) folders.push({ path: base });
+    else if (namespace !== undefined) folders.push({ path: join(base, namespace), namespace });
+    else
+      for (const e of await this.readDir(base))
+        if (e.isDirectory() && !e.name.startsWith('.'))
+          folders.push({ path: join(base, e.name), namespace: e.name });
+    const out: StoredObject[] = [];
+    for (const f of folders) {
+      const files = (await this.readDir(f.path)).filter(
+        (e) => e.isFile() && e.name.endsWith('.json') && !e.name.startsWith('.'),
+      );
+      for (let i = 0; i < files.length; i += 64) {
+        const batch = files.slice(i, i + 64).map(async (e) => {
+          const path = join(f.path, e.name);
+          try {
+            const key = checkKey({ kind, name: e.name.slice(0, -5), namespace: f.namespace });
+            return await this.readObject(path, key);
+          } catch (err) {
+            if (!(err instanceof DatastoreError) || err.code !== 'Invalid') throw err;
+            this.warn(`${err.message}; skipped, the file is left as it is`, err);
+            return undefined;
+          }
+        });
+        for (const o of await Promise.all(batch)) if (o !== undefined) out.push(o);
+      }
+    }
+    return out.sort(byNamespaceAndName);
+  }
+
+  private async readDir(path: string) {
+    try {
+      return await readdir(path, { withFileTypes: true });
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return [];
+      throw fsError(e, path, 'list');
+    }
+  }
+
+  private async sizeOf(path: string, absent = 0): Promise<number> {
+    try {
+      return (await stat(path)).size;
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return absent;
+      throw fsError(e, path, 'stat');
+    }
+  }
+
+  /** The bytes of `path` from `offset` on; undefined when the file does not exist. */
+  private async readFrom(path: string, offset: number): Promise<Buffer | undefined> {
+    let fh: Awaited<ReturnType<typeof open>>;
+    try {
+      fh = await open(path, 'r');
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return undefined;
+      throw fsError(e, path, 'read');
+    }
+    try {
+      const size = (await fh.stat()).size;
+      if (size <= offset) return Buffer.alloc(0);
+      const buf = Buffer.allocUnsafe(size - offset);
+      let got = 0;
+      while (got < buf.length) {
+        const { bytesRead } = await fh.read(buf, got, buf.length - got, offset + got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      return buf.subarray(0, got);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private async logGenerations(): Promise<number[]> {
+    const gens: number[] = [];
+    for (const e of await this.readDir(this.dir)) {
+      const m = LOG_NAME.exec(e.name);
+      if (m) gens.push(Number(m[1]));
+    }
+    return gens;
+  }
+
+  /** The revision file; when absent, recounted from the objects and the log. Under the lock. */
+  private async readRevision(): Promise<RevisionState> {
+    const path = this.revisionPath;
+    const text = await readIfExists(path);
+    if (text === undefined) return this.recount();
+    let r: unknown;
+    try {
+      r = JSON.parse(text);
+    } catch (e) {
+      throw new DatastoreError(
+        'Invalid',
+        `${path}: not valid JSON (${(e as Error).message}); expected {"revision":N,"log":G}. Remove it to have the store recount`,
+      );
+    }
+    const s = r as Partial<RevisionState>;
+    for (const f of ['revision', 'log'] as const)
+      if (typeof r !== 'object' || r === null || !Number.isSafeInteger(s[f]) || s[f]! < 0)
+        throw new DatastoreError(
+          'Invalid',
+          `${path}: ${f} must be a whole number, not ${JSON.stringify(s[f])}. Remove the file to have the store recount`,
+        );
+    return s as RevisionState;
+  }
+
+  /** The highest revision in any object file or log line, and the newest log generation. */
+  private async recount(): Promise<RevisionState> {
+    let revision = 0;
+    for (const kind of KINDS)
+      for (const o of await this.readKind(kind, undefined))
+        revision = Math.max(revision, Number(o.metadata.resourceVersion));
+    const gens = await this.logGenerations();
+    for (const g of gens) {
+      const text = (await readIfExists(this.logPath(g))) ?? '';
+      for (const line of text.split('\n')) {
+        try {
+          const rev = (JSON.parse(line) as LogEntry).rev;
+          if (Number.isSafeInteger(rev)) revision = Math.max(revision, rev);
+        } catch {}
+      }
+    }
+    return { revision, log: gens.length === 0 ? 0 : Math.max(...gens) };
+  }
+
+  // ---- lock and recovery ----
+
+  /** Runs `fn` holding the lock (one operation of this instance at a time, then the file lock). */
+  private locked<T>(fn: () => Promise<T>): Promise<T> {
+    return this.ops.run(async () => {
+      this.checkOpen();
+      const { tookOver } = await this.lock.acquire();
+      try {
+        if (tookOver) await this.recover();
+        return await fn();
+      } finally {
+        await this.lock.release();
+      }
+    });
+  }
+
+  /** After taking over a dead process's lock (see the header). Safe to repeat. */
+  private async recover(): Promise<void> {
+    await this.lock.sweep();
+    let removed = 0;
+    const sweep = async (folder: string, depth: number) => {
+      for (const e of await this.readDir(folder)) {
+        const p = join(folder, e.name);
+        if (e.isFile() && isTempName(e.name)) {
+          await unlink(p).catch(() => {});
+          removed++;
+        } else if (e.isDirectory() && depth > 0 && !e.name.startsWith('.')) await sweep(p, depth - 1);
+      }
+    };
+    await sweep(this.dir, 0);
+    for (const kind of KINDS) await sweep(join(this.dir, kind), NAMESPACED_KINDS.has(kind) ? 1 : 0);
+    const state = await this.readRevision();
+    const log = this.logPath(state.log);
+    const size = await this.sizeOf(log);
+    const last = size > 0 ? await this.readFrom(log, size - 1) : undefined;
+    const torn = last !== undefined && last[0] !== 0x0a ? '\n' : '';
+    await appendDurably(
+      log,
+      `${torn}${JSON.stringify({ rev: state.revision, type: 'resync' } satisfies LogEntry)}\n`,
+    );
+    this.warn(
+      `${this.dir}: took over the lock of a process that died; removed ${removed} unfinished write(s)${torn ? ', ended a torn log line' : ''}; watches rescan`,
+    );
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new DatastoreError('Unavailable', `${this.dir}: the file datastore is closed`);
+  }
+}
+
+function asDatastoreError(e: unknown): DatastoreError {
+  return e instanceof DatastoreError
+    ? e
+    : new DatastoreError('Unavailable', e instanceof Error ? e.message : String(e));
+}
