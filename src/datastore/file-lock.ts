@@ -41,6 +41,8 @@ interface Owner {
 
 const CANDIDATE = /^lock\.\d+\.[0-9a-f]+$/;
 const BREAK = /^lock\.break\./;
+/** Tokens become file names (`lock.break.<token>`): nothing else is accepted from a record. */
+const TOKEN = /^[0-9a-z]{1,64}$/;
 
 function startTimeOf(pid: number): string | undefined {
   try {
@@ -90,7 +92,7 @@ async function readOwner(path: string): Promise<Owner | undefined> {
   }
   try {
     const o = JSON.parse(text) as Owner;
-    if (typeof o === 'object' && o !== null && typeof o.pid === 'number' && typeof o.token === 'string')
+    if (typeof o === 'object' && o !== null && typeof o.pid === 'number' && TOKEN.test(String(o.token)))
       return o;
   } catch {}
   const hash = createHash('sha1').update(text).digest('hex').slice(0, 16);

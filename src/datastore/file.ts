@@ -220,6 +220,10 @@ export class FileDatastore implements Datastore {
   private readonly opts: Required<Omit<FileDatastoreOptions, 'onWarning'>>;
   private readonly warn: (message: string, error?: DatastoreError) => void;
   private readonly watches = new Set<FileWatch>();
+  /** Watches reading their snapshot, not yet fed by the tailer. */
+  private readonly starting = new Set<FileWatch>();
+  /** A resync line was read and the rescan has not yet succeeded. */
+  private resyncPending = false;
   /** Where the tailer has read to; undefined while no watch runs. */
   private pos: Position | undefined;
   private pollQueued = false;
@@ -291,8 +295,9 @@ export class FileDatastore implements Datastore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    for (const w of this.watches) w.queue.stop();
+    for (const w of [...this.watches, ...this.starting]) w.queue.stop();
     this.watches.clear();
+    this.starting.clear();
     this.stopTailer();
     await this.ops.run(async () => {});
     await this.tail.run(async () => {});
@@ -362,6 +367,7 @@ export class FileDatastore implements Datastore {
     const handle = {
       stop: () => {
         queue.stop();
+        this.starting.delete(w);
         this.watches.delete(w);
         if (this.watches.size === 0) this.stopTailer();
       },
@@ -377,6 +383,7 @@ export class FileDatastore implements Datastore {
       queueMicrotask(() => fail(e));
       return handle;
     }
+    this.starting.add(w);
     this.tail
       .run(async () => {
         if (queue.isStopped) return;
@@ -385,6 +392,7 @@ export class FileDatastore implements Datastore {
           w.start = await this.endPosition();
           snapshot = await this.scan(kind, filter);
         });
+        this.starting.delete(w);
         if (queue.isStopped) return;
         for (const o of snapshot) {
           w.known.set(keyString(keyOf(o)), o);
@@ -414,6 +422,7 @@ export class FileDatastore implements Datastore {
 
   private stopTailer(): void {
     this.pos = undefined;
+    this.resyncPending = false;
     if (this.timer !== undefined) clearInterval(this.timer);
     this.timer = undefined;
     this.fsWatcher?.close();
@@ -438,12 +447,17 @@ export class FileDatastore implements Datastore {
   private async poll(): Promise<void> {
     for (;;) {
       if (this.pos === undefined) return;
+      if (this.resyncPending) {
+        await this.resyncAll();
+        if (this.pos === undefined) return;
+      }
       const { gen, offset } = this.pos;
       const nextExists = (await this.sizeOf(this.logPath(gen + 1), -1)) >= 0;
       const chunk = await this.readFrom(this.logPath(gen), offset);
+      if (this.pos === undefined) return; // the last watch stopped meanwhile
       if (chunk === undefined) {
         if (nextExists || (await this.logGenerations()).some((g) => g > gen)) {
-          await this.resyncAll();
+          this.resyncPending = true;
           continue;
         }
         return;
@@ -458,7 +472,7 @@ export class FileDatastore implements Datastore {
         resync = this.apply(line, at);
       }
       if (resync || (nextExists && lineStart < chunk.length)) {
-        await this.resyncAll();
+        this.resyncPending = true;
         continue;
       }
       if (nextExists) {
@@ -520,7 +534,9 @@ export class FileDatastore implements Datastore {
         }
         w.start = end;
       }
+      if (this.pos === undefined) return; // the last watch stopped meanwhile
       this.pos = end;
+      this.resyncPending = false;
     });
   }
 

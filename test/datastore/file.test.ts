@@ -249,6 +249,51 @@ describe('file store: crashes', () => {
     await b.close();
   });
 
+  it('a resync that cannot take the lock is retried until it can, and not skipped', async () => {
+    const dir = await tempDir();
+    const warnings: string[] = [];
+    const store = await openFileDatastore(dir, {
+      pollMs: 50,
+      lockTimeoutMs: 100,
+      onWarning: (m) => warnings.push(m),
+    });
+    const p = await store.create(pool('p'));
+    const w = watchAll(store, 'IPPool');
+    await eventually(() => expect(w.events.map((e) => e.type)).toEqual(['added', 'synced']));
+    // A live process holds the lock; p's file changed without a log line (as a write cut
+    // between steps 4 and 5 would leave it) and a resync line follows.
+    writeFileSync(
+      join(dir, 'lock'),
+      JSON.stringify({ pid: process.pid, token: 'feedfeedfeedfeed', since: 'now' }),
+    );
+    const changed = {
+      ...p,
+      spec: { cidr: '10.0.0.0/16', blockSize: 28 },
+      metadata: { ...p.metadata, resourceVersion: '99' },
+    };
+    writeFileSync(join(dir, 'IPPool', 'p.json'), JSON.stringify(changed));
+    appendFileSync(join(dir, 'changes.0.log'), '{"rev":99,"type":"resync"}\n');
+    await eventually(() => expect(warnings.join('\n')).toMatch(/held by pid/));
+    expect(w.events).toHaveLength(2);
+    await rm(join(dir, 'lock'));
+    await eventually(() => expect(w.events.slice(2)).toEqual([{ type: 'modified', object: changed }]));
+    w.handle.stop();
+    await store.close();
+  });
+
+  it('close() while a watch is still reading its snapshot: nothing is delivered, no error', async () => {
+    const dir = await tempDir();
+    const store = await openFileDatastore(dir, { onWarning: () => {} });
+    await store.create(pool('p'));
+    const events: WatchEvent[] = [];
+    const errors: Error[] = [];
+    store.watch('IPPool', (e) => events.push(e), { onError: (e) => errors.push(e) });
+    await store.close();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(events).toEqual([]);
+    expect(errors).toEqual([]);
+  });
+
   it('a live lock holder makes writers wait, then fail Unavailable naming its pid; reads go on', async () => {
     const dir = await tempDir();
     const store = await openFileDatastore(dir, { lockTimeoutMs: 200, onWarning: () => {} });
