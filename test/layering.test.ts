@@ -23,8 +23,8 @@ const root = join(import.meta.dirname, '..');
  * Each part of src/ and the parts it may import directly, lowest first:
  *   net <- bgp/wire <- bgp/decision.ts <- bgp/rib <- bgp <- api <- cli
  *   net <- config (YAML field checking, shared) <- bgp, lab, the agent's configuration
- *   net <- policy <- dataplane;  net <- ipam;  bgp, ipam, policy <- dataplane, datastore <- agent
- *   datastore/types.ts (the datastore contract: types only) <- ipam, datastore
+ *   net <- datastore (the contract: Kubernetes-shaped objects) <- ipam (allocates over it)
+ *   net <- policy <- dataplane;  bgp, ipam, policy, datastore <- dataplane <- cni <- agent <- cli
  */
 const LAYERS: Record<string, readonly string[]> = {
   net: [],
@@ -34,15 +34,14 @@ const LAYERS: Record<string, readonly string[]> = {
   'bgp/rib': ['bgp/wire', 'bgp/decision.ts'],
   bfd: ['net', 'config'],
   bgp: ['bgp/rib', 'config', 'bfd'],
-  'datastore/types.ts': [],
-  ipam: ['net', 'config', 'datastore/types.ts'],
+  datastore: ['net', 'config'],
+  ipam: ['datastore'],
   policy: ['net', 'config'],
   dataplane: ['policy', 'ipam', 'bgp'],
-  datastore: ['policy', 'ipam', 'bgp'],
-  cni: ['dataplane', 'datastore'],
+  cni: ['dataplane'],
   lab: ['config'],
   api: ['bgp'],
-  agent: ['api', 'dataplane', 'datastore', 'cni'],
+  agent: ['api', 'cni'],
   cli: ['agent', 'lab'],
   'cli.ts': ['cli'],
 };

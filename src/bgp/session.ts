@@ -1,6 +1,7 @@
 /**
- * One BGP connection: the FSM of fsm.ts bound to a TCP socket and real timers. This and
- * speaker.ts are the only modules of bgp/ that do I/O.
+ * One BGP connection: the FSM of fsm.ts bound to a TCP socket and to timers on a Clock (clock.ts:
+ * the event loop's, or a fake one in tests). This, the listener and the speaker's wiring are the
+ * only modules of bgp/ that do I/O.
  *
  * What it does:
  * - Turns FSM actions into socket work (dial with TCP_NODELAY from an optional local address,
@@ -19,6 +20,8 @@
  * advertise — that is the peer layer in speaker.ts, which sees this class through its callbacks.
  */
 import { Socket } from 'node:net';
+import { type Clock, systemClock, type TimerHandle } from './clock.js';
+import { normalizeAddress } from './host.js';
 import {
   createFsm,
   type Fsm,
@@ -68,6 +71,8 @@ export interface SessionOptions {
   /** RFC 9687 send hold time; default max(480 s, 2 x negotiated hold time). */
   sendHoldMs?: number;
   seed?: number;
+  /** Time and timers; default the event loop's (clock.ts). */
+  clock?: Clock;
 }
 
 export class Session {
@@ -76,7 +81,8 @@ export class Session {
   readonly remote: { address: string; port: number };
   private socket: Socket | undefined;
   private readonly framer = new Framer();
-  private readonly timers = new Map<Timer | 'sendHold', NodeJS.Timeout>();
+  private readonly timers = new Map<Timer | 'sendHold', TimerHandle>();
+  private readonly clock: Clock;
   private disposed = false;
   /** Bytes the socket holds unsent; > 0 arms the send hold timer. */
   private blocked = false;
@@ -84,6 +90,7 @@ export class Session {
   constructor(private readonly opts: SessionOptions) {
     this.direction = opts.direction;
     this.remote = opts.remote;
+    this.clock = opts.clock ?? systemClock;
     this.fsm = createFsm(opts.fsm, opts.seed ?? (Math.random() * 0x100000000) >>> 0);
     if (opts.socket) this.attach(opts.socket);
   }
@@ -116,7 +123,7 @@ export class Session {
   /** Events from the peer layer (collision resolution, automatic stop). */
   feed(e: FsmEvent): void {
     if (this.disposed) return;
-    const { state, actions } = step(this.fsm, e, Date.now());
+    const { state, actions } = step(this.fsm, e, this.clock.now());
     this.fsm = state;
     for (const a of actions) this.act(a);
   }
@@ -150,7 +157,7 @@ export class Session {
   /** Stop everything and forget the socket; the FSM is left as it is. */
   dispose(): void {
     this.disposed = true;
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) t.cancel();
     this.timers.clear();
     this.dropSocket();
   }
@@ -173,11 +180,10 @@ export class Session {
         break;
       case 'arm': {
         this.clearTimer(a.timer);
-        const t = setTimeout(() => {
+        const t = this.clock.after(a.ms, () => {
           this.timers.delete(a.timer);
           this.feed({ type: TIMER_EVENTS[a.timer] } as FsmEvent);
-        }, a.ms);
-        t.unref?.();
+        });
         this.timers.set(a.timer, t);
         break;
       }
@@ -212,7 +218,7 @@ export class Session {
   private clearTimer(name: Timer | 'sendHold'): void {
     const t = this.timers.get(name);
     if (t) {
-      clearTimeout(t);
+      t.cancel();
       this.timers.delete(name);
     }
   }
@@ -222,11 +228,10 @@ export class Session {
     if (this.timers.has('sendHold')) return;
     const hold = (this.fsm.holdTime ?? 90) * 2000;
     const ms = this.opts.sendHoldMs ?? Math.max(480_000, hold);
-    const t = setTimeout(() => {
+    const t = this.clock.after(ms, () => {
       this.timers.delete('sendHold');
       this.feed({ type: 'SendHoldTimerExpires' });
-    }, ms);
-    t.unref?.();
+    });
     this.timers.set('sendHold', t);
   }
 
@@ -271,9 +276,8 @@ export class Session {
     this.clearTimer('sendHold');
     // Flush what is queued (a NOTIFICATION) and close; do not wait on a peer that stopped reading.
     s.end();
-    const t = setTimeout(() => s.destroy(), 2000);
-    t.unref?.();
-    s.once('close', () => clearTimeout(t));
+    const t = this.clock.after(2000, () => s.destroy());
+    s.once('close', () => t.cancel());
   }
 
   private receive(chunk: Buffer): void {
@@ -332,8 +336,3 @@ const TIMER_EVENTS: Record<Timer, FsmEvent['type']> = {
   keepalive: 'KeepaliveTimerExpires',
   idleHold: 'IdleHoldTimerExpires',
 };
-
-/** "::ffff:10.0.0.1" -> "10.0.0.1"; IPv6 text as Node gives it. */
-export function normalizeAddress(a: string): string {
-  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
-}

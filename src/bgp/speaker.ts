@@ -70,7 +70,18 @@ import {
 } from '../net/addr.js';
 import type { NeighborConfig, PrefixRuleConfig, SpeakerConfig } from './config.js';
 import { dialsNeighbor } from './config.js';
+import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import { stepLabel } from './decision.js';
+import {
+  type DeferralInput,
+  type DeferralState,
+  deferralStep,
+  HELPER_NONE,
+  type HelperInput,
+  type HelperState,
+  helperStep,
+  initialDeferral,
+} from './graceful-restart.js';
 import { PeerExport, SessionNextHops } from './export.js';
 import { DEFAULT_TIMERS, type FsmOptions, FsmState, type NotificationSummary } from './fsm.js';
 import {
@@ -93,7 +104,9 @@ import {
   Rib,
   SlotList,
 } from './rib/rib.js';
-import { normalizeAddress, Session, type SessionLog } from './session.js';
+import { diffNeighbors } from './reconfig.js';
+import { normalizeAddress } from './host.js';
+import { Session, type SessionLog } from './session.js';
 import type { NotificationRecord, PeerStateName, PeerStatus, SpeakerStatus } from './status.js';
 import { formatAsPath, formatCommunity, formatLargeCommunity } from './wire/attributes.js';
 import {
@@ -129,6 +142,8 @@ export interface SpeakerOptions {
   resolver?: NextHopResolver;
   /** Run the UPDATE path over a synthetic table before listening (warmup.ts); default true. */
   warmUp?: boolean;
+  /** Time and timers for the speaker and its sessions; default the event loop's (clock.ts). */
+  clock?: Clock;
 }
 
 /** One Loc-RIB entry as `twill routes` shows it. */
@@ -173,19 +188,20 @@ class Peer {
   /** Families whose End-of-RIB arrived in this session. */
   eorSeen = new Set<Family>();
   flushScheduled = false;
-  /** When the last flush began (performance.now()). */
+  /** When the last flush began (Clock.now()). */
   flushedAt = 0;
   stateName: PeerStateName = 'Idle';
-  since = new Date();
   lastError: PeerStatus['lastError'] = null;
   removed = false;
-  /** Graceful-restart helper: stale paths are swept when this fires. */
-  staleTimer: NodeJS.Timeout | undefined;
+  /** Graceful-restart helper (graceful-restart.ts) and its restart timer. */
+  gr: HelperState = HELPER_NONE;
+  staleTimer: TimerHandle | undefined;
 
   constructor(
     public cfg: NeighborConfig,
     public dials: boolean,
     public policy: PeerPolicy,
+    public since: Date,
   ) {}
 
   get established(): Session | undefined {
@@ -239,11 +255,14 @@ export class Speaker {
   private readonly writer = new Writer(64 * 1024);
   private boundPort: number | null = null;
   private stopped = false;
+  /** Selection deferral (graceful-restart.ts); `deferring` mirrors it for the UPDATE path. */
+  private deferral: DeferralState;
   private deferring: boolean;
-  private deferralTimer: NodeJS.Timeout | undefined;
-  private revalidateTimer: NodeJS.Timeout | undefined;
+  private deferralTimer: TimerHandle | undefined;
+  private revalidateTimer: TimerHandle | undefined;
   /** Frees the RIB's dead slots once UPDATEs pause (rib.ts, prune). */
-  private pruneTimer: NodeJS.Timeout | undefined;
+  private pruneTimer: TimerHandle | undefined;
+  private readonly clock: Clock;
   private readonly resolver: NextHopResolver & { read?: () => void };
   private readonly bestListeners: ((deltas: readonly Delta[]) => void)[] = [];
 
@@ -252,6 +271,7 @@ export class Speaker {
     private readonly log: Logger,
     private readonly options: SpeakerOptions = {},
   ) {
+    this.clock = options.clock ?? systemClock;
     this.localId = parseIpv4(config.routerId);
     this.local = {
       id: '',
@@ -264,9 +284,10 @@ export class Speaker {
     this.me = { asn: config.asn, routerId: config.routerId, clusterId: config.clusterId || config.routerId };
     this.resolver = options.resolver ?? connectedResolver();
     this.rib = new Rib(config.decision, this.resolver);
-    this.deferring = !!options.restarting && config.gracefulRestart.enabled;
+    this.deferral = initialDeferral(!!options.restarting && config.gracefulRestart.enabled);
+    this.deferring = this.deferral.deferring;
     for (const n of config.neighbors)
-      this.peers.set(n.address, new Peer(n, dialsNeighbor(config, n), policyOf(n)));
+      this.peers.set(n.address, new Peer(n, dialsNeighbor(config, n), policyOf(n), this.clock.date()));
     this.applyDeltas(this.originate(config.originate.map((p) => parsePrefix(p))));
   }
 
@@ -282,9 +303,9 @@ export class Speaker {
 
   async start(): Promise<void> {
     if (this.options.warmUp !== false) {
-      const t0 = performance.now();
+      const t0 = this.clock.now();
       warmUp();
-      this.log.debug({ ms: Math.round(performance.now() - t0) }, 'UPDATE path warmed up');
+      this.log.debug({ ms: Math.round(this.clock.now() - t0) }, 'UPDATE path warmed up');
     }
     const l = this.config.listen;
     if (l) {
@@ -314,11 +335,7 @@ export class Speaker {
       this.log.info({ address: l.address, port: this.boundPort }, 'listening for BGP connections');
     }
     if (this.deferring) {
-      this.deferralTimer = setTimeout(
-        () => this.endDeferral('deferral time passed'),
-        this.config.gracefulRestart.deferralTime * 1000,
-      );
-      this.deferralTimer.unref();
+      this.defer({ kind: 'start', deferralMs: this.config.gracefulRestart.deferralTime * 1000 });
       this.log.info(
         { seconds: this.config.gracefulRestart.deferralTime },
         'restarting: deferring advertisements until End-of-RIB from peers',
@@ -326,12 +343,11 @@ export class Speaker {
     }
     for (const p of this.peers.values()) this.startPeer(p);
     // Next hops that did not resolve may resolve later (and the other way round).
-    this.revalidateTimer = setInterval(() => {
+    this.revalidateTimer = this.clock.every(5000, () => {
       this.resolver.read?.();
       for (const p of this.peers.values()) p.nextHops = undefined;
       this.applyDeltas(this.rib.revalidate());
-    }, 5000);
-    this.revalidateTimer.unref();
+    });
   }
 
   /**
@@ -351,13 +367,13 @@ export class Speaker {
         s.dispose();
       }
       this.stopPeer(p, CeaseSubcode.AdministrativeShutdown, message);
-      if (p.staleTimer) clearTimeout(p.staleTimer);
+      p.staleTimer?.cancel();
     }
-    if (this.deferralTimer) clearTimeout(this.deferralTimer);
-    if (this.revalidateTimer) clearInterval(this.revalidateTimer);
-    if (this.pruneTimer) clearTimeout(this.pruneTimer);
+    this.deferralTimer?.cancel();
+    this.revalidateTimer?.cancel();
+    this.pruneTimer?.cancel();
     // Let the NOTIFICATIONs reach the wire.
-    await new Promise((r) => setTimeout(r, 50));
+    await this.clock.sleep(50);
     for (const p of this.peers.values()) for (const s of p.sessions()) s.dispose();
   }
 
@@ -384,22 +400,47 @@ export class Speaker {
     return deltas;
   }
 
-  /** Remove a neighbor: Cease 6/3 (RFC 4486) and forget it. */
-  removeNeighbor(address: string, message = 'neighbor removed from the configuration'): void {
+  /**
+   * The neighbors to peer with, as a whole (level-triggered): neighbors not in the list are
+   * removed with Cease 6/3, new ones start, and changes take effect as reconfig.ts lays out
+   * (a new session for changed session settings, Cease 6/6; policy without a reset).
+   */
+  setNeighbors(list: readonly NeighborConfig[]): void {
+    const current = [...this.peers.values()].map((p) => p.cfg);
+    for (const c of diffNeighbors(current, list)) {
+      if (c.kind === 'remove') {
+        if (c.why === 'removed')
+          this.removeNeighbor(
+            c.address,
+            CeaseSubcode.PeerDeconfigured,
+            'neighbor removed from the configuration',
+          );
+        else
+          this.removeNeighbor(
+            c.address,
+            CeaseSubcode.OtherConfigurationChange,
+            'neighbor configuration changed',
+          );
+      } else if (c.kind === 'add') this.addNeighbor(c.neighbor);
+      else this.updateNeighborPolicy(c.neighbor, c.importChanged);
+    }
+  }
+
+  /** Remove a neighbor: a Cease NOTIFICATION (RFC 4486) and forget it. */
+  private removeNeighbor(address: string, subcode: CeaseSubcode, message: string): void {
     const p = this.peers.get(address);
     if (!p) return;
     p.removed = true;
-    this.stopPeer(p, CeaseSubcode.PeerDeconfigured, message);
-    if (p.staleTimer) clearTimeout(p.staleTimer);
+    this.stopPeer(p, subcode, message);
+    p.staleTimer?.cancel();
     const reflected = this.isReflector();
     this.peers.delete(address);
     this.reflectionChanged(reflected);
     this.applyDeltas(this.rib.peerDown(address));
   }
 
-  addNeighbor(n: NeighborConfig): void {
-    if (this.peers.has(n.address)) throw new Error(`neighbor ${n.address} already configured`);
-    const p = new Peer(n, dialsNeighbor(this.config, n), policyOf(n));
+  private addNeighbor(n: NeighborConfig): void {
+    const p = new Peer(n, dialsNeighbor(this.config, n), policyOf(n), this.clock.date());
     const reflected = this.isReflector();
     this.peers.set(n.address, p);
     this.reflectionChanged(reflected);
@@ -417,10 +458,9 @@ export class Speaker {
    * Change a neighbor's policy without resetting its session: new import rules ask the peer for
    * a route refresh (RFC 2918); new export rules recompute what it should hold from us.
    */
-  updateNeighborPolicy(n: NeighborConfig): void {
+  private updateNeighborPolicy(n: NeighborConfig, importChanged: boolean): void {
     const p = this.peers.get(n.address);
-    if (!p) throw new Error(`neighbor ${n.address} is not configured`);
-    const before = JSON.stringify(p.cfg.import);
+    if (!p) return;
     p.cfg = n;
     p.policy = policyOf(n);
     // Export answers depend on every peer's policy (route reflection): work them out again.
@@ -428,7 +468,7 @@ export class Speaker {
     for (const other of this.peers.values()) if (other !== p) this.fillAdjOut(other);
     const s = p.established;
     if (!s) return;
-    if (JSON.stringify(n.import) !== before) {
+    if (importChanged) {
       if (s.fsm.peerOpen?.caps.routeRefresh) {
         for (const f of s.fsm.ctx!.families)
           s.send(encodeRouteRefresh({ afi: f >> 8, safi: f & 255, subtype: RefreshSubtype.Normal }));
@@ -516,6 +556,7 @@ export class Speaker {
       socket,
       log: this.log,
       sendHoldMs: this.options.sendHoldMs,
+      clock: this.clock,
       callbacks: {
         state: (s, from, to) => this.onState(p, s, from, to),
         openConfirm: (s) => this.resolveCollision(p, s),
@@ -529,7 +570,7 @@ export class Speaker {
             code: n.code,
             subcode: n.subcode,
             text: n.text,
-            at: new Date().toISOString(),
+            at: this.clock.date().toISOString(),
           };
         },
         drain: () => this.scheduleFlush(p),
@@ -540,7 +581,7 @@ export class Speaker {
   private startPeer(p: Peer): void {
     if (!p.dials) {
       p.stateName = 'Active';
-      p.since = new Date();
+      p.since = this.clock.date();
       return;
     }
     p.out = this.newSession(p, 'out');
@@ -621,7 +662,7 @@ export class Speaker {
     const name = (p.dials || best !== FsmState.Idle ? best : 'Active') as PeerStateName;
     if (name !== p.stateName) {
       p.stateName = name;
-      p.since = new Date();
+      p.since = this.clock.date();
       this.log.info({ peer: p.cfg.address, state: name, session: s.direction, to }, 'peer state');
     }
   }
@@ -653,21 +694,17 @@ export class Speaker {
     p.eorSeen.clear();
     // Graceful restart helper: the peer came back. Families it no longer preserves lose their
     // stale paths now; the rest wait for its End-of-RIB.
-    if (this.rib.hasStale(p.cfg.address)) {
-      const gr = open.caps.gracefulRestart;
-      const deltas: Delta[] = [];
-      for (const f of [IPV4_UNICAST, IPV6_UNICAST]) {
-        const kept = gr?.families.find((x) => x.family === f)?.forwarding;
-        if (!kept || !ctx.families.has(f)) deltas.push(...this.rib.sweepStale(p.cfg.address, f));
-      }
-      this.applyDeltas(deltas);
-    }
+    this.help(p, { kind: 'established', cap: open.caps.gracefulRestart, negotiated: ctx.families });
     p.adjOut = new AdjRibOut(this.exportTable, this.rib);
     p.nextHops = undefined;
     this.newExports(p);
     this.fillAdjOut(p, true);
-    // A peer without graceful restart sends no End-of-RIB to wait for.
-    if (this.deferring && !open.caps.gracefulRestart) this.checkDeferral();
+    this.defer({
+      kind: 'established',
+      peer: p.cfg.address,
+      gracefulRestart: !!open.caps.gracefulRestart,
+      families: ctx.families,
+    });
   }
 
   /** Everything the Loc-RIB holds, as this peer should have it, then End-of-RIB. */
@@ -691,23 +728,65 @@ export class Speaker {
     this.scheduleFlush(p);
   }
 
-  private endDeferral(why: string): void {
-    if (!this.deferring) return;
-    this.deferring = false;
-    if (this.deferralTimer) clearTimeout(this.deferralTimer);
-    this.log.info({ why }, 'restart: advertising');
-    for (const p of this.peers.values()) this.fillAdjOut(p, true);
+  /** One step of the selection-deferral machine, its outputs carried out. */
+  private defer(input: DeferralInput): void {
+    const r = deferralStep(this.deferral, input, this.clock.now());
+    this.deferral = r.state;
+    for (const o of r.outputs) {
+      if (o.kind === 'armDeferralTimer')
+        this.deferralTimer = this.clock.after(o.ms, () => this.defer({ kind: 'deferralTimeExpired' }));
+      else if (o.kind === 'cancelDeferralTimer') this.deferralTimer?.cancel();
+      else {
+        this.deferring = false;
+        this.log.info({ why: o.why }, 'restart: advertising');
+        for (const p of this.peers.values()) this.fillAdjOut(p, true);
+      }
+    }
   }
 
-  private checkDeferral(): void {
-    if (!this.deferring) return;
-    for (const p of this.peers.values()) {
-      const s = p.established;
-      if (!s || !p.peerOpen?.caps.gracefulRestart) continue;
-      for (const f of s.fsm.ctx!.families) if (!p.eorSeen.has(f)) return;
+  /** One step of a peer's graceful-restart helper machine, its outputs carried out. */
+  private help(p: Peer, input: HelperInput): void {
+    const r = helperStep(p.gr, input, this.clock.now());
+    p.gr = r.state;
+    const id = p.cfg.address;
+    for (const o of r.outputs) {
+      switch (o.kind) {
+        case 'markStale':
+          for (const f of o.families) this.rib.markStale(id, f);
+          break;
+        case 'sweep': {
+          const deltas: Delta[] = [];
+          for (const f of o.families) deltas.push(...this.rib.sweepStale(id, f));
+          if (o.why === 'End-of-RIB')
+            this.log.info(
+              { peer: id, family: familyName(o.families[0]!), removed: deltas.length },
+              'End-of-RIB: stale routes swept',
+            );
+          else if (o.why === 'restart time passed')
+            this.log.info({ peer: id }, 'graceful restart: restart time passed, removing stale routes');
+          this.applyDeltas(deltas);
+          break;
+        }
+        case 'removeAll':
+          this.applyDeltas(this.rib.peerDown(id));
+          break;
+        case 'armRestartTimer':
+          p.staleTimer?.cancel();
+          p.staleTimer = this.clock.after(o.ms, () => {
+            p.staleTimer = undefined;
+            this.help(p, { kind: 'restartTimeExpired' });
+          });
+          this.log.info(
+            { peer: id, stale: this.rib.staleFrom(id), seconds: o.ms / 1000 },
+            'graceful restart: keeping the peer’s routes as stale',
+          );
+          break;
+        case 'cancelRestartTimer':
+          p.staleTimer?.cancel();
+          p.staleTimer = undefined;
+          break;
+      }
     }
-    // Every established GR peer has sent its table; peers not up yet get theirs when they come.
-    if ([...this.peers.values()].some((p) => p.established)) this.endDeferral('End-of-RIB from every peer');
   }
 
   private onDown(
@@ -726,14 +805,14 @@ export class Speaker {
         code: info.received.code,
         subcode: info.received.subcode,
         text: info.received.text,
-        at: new Date().toISOString(),
+        at: this.clock.date().toISOString(),
       } satisfies NotificationRecord;
     } else if (
       !info.sent &&
       info.reason !== 'stopped' &&
       (!p.lastError || p.lastError.direction === 'local' || info.wasEstablished)
     ) {
-      p.lastError = { direction: 'local', text: info.reason, at: new Date().toISOString() };
+      p.lastError = { direction: 'local', text: info.reason, at: this.clock.date().toISOString() };
     }
     this.log.info(
       { peer: p.cfg.address, session: s.direction, reason: info.reason },
@@ -746,42 +825,15 @@ export class Speaker {
       p.exports?.clear();
       p.exports = undefined;
       p.ref = undefined;
-      const gr = p.peerOpen?.caps.gracefulRestart;
       // RFC 4724 §4.2: a session that ends without a NOTIFICATION keeps a GR peer's routes, stale.
-      const helper =
-        this.config.gracefulRestart.enabled &&
-        gr !== undefined &&
-        !info.received &&
-        !info.sent &&
-        !p.removed &&
-        !this.stopped;
-      if (helper) {
-        // Only the families the peer said it preserves across a restart are kept (RFC 4724 §4.2).
-        const kept = new Set(gr.families.map((f) => f.family));
-        const deltas: Delta[] = [];
-        for (const f of [IPV4_UNICAST, IPV6_UNICAST]) {
-          this.rib.markStale(p.cfg.address, f);
-          if (!kept.has(f)) deltas.push(...this.rib.sweepStale(p.cfg.address, f));
-        }
-        this.applyDeltas(deltas);
-        const n = this.rib.countFrom(p.cfg.address);
-        this.log.info(
-          { peer: p.cfg.address, stale: n, seconds: gr.time },
-          'graceful restart: keeping the peer’s routes as stale',
-        );
-        if (p.staleTimer) clearTimeout(p.staleTimer);
-        p.staleTimer = setTimeout(() => {
-          p.staleTimer = undefined;
-          this.log.info(
-            { peer: p.cfg.address },
-            'graceful restart: restart time passed, removing stale routes',
-          );
-          this.applyDeltas(this.rib.sweepStale(p.cfg.address));
-        }, gr.time * 1000);
-        p.staleTimer.unref();
-      } else {
-        this.applyDeltas(this.rib.peerDown(p.cfg.address));
-      }
+      this.help(p, {
+        kind: 'down',
+        enabled: this.config.gracefulRestart.enabled,
+        cap: p.peerOpen?.caps.gracefulRestart,
+        notification: !!info.received || !!info.sent,
+        final: p.removed || this.stopped,
+      });
+      this.defer({ kind: 'down', peer: p.cfg.address });
     }
     if (s !== p.out) {
       // Incoming sessions do not restart: the peer dials again.
@@ -792,13 +844,12 @@ export class Speaker {
       if (p.outPaused && p.out && !p.removed && !this.stopped) {
         p.outPaused = false;
         const out = p.out;
-        const t = setTimeout(() => out.feed({ type: 'ManualStart' }), p.cfg.connectRetry * 250);
-        t.unref();
+        this.clock.after(p.cfg.connectRetry * 250, () => out.feed({ type: 'ManualStart' }));
       }
     }
     if (!p.dials && !p.in) {
       p.stateName = 'Active';
-      p.since = new Date();
+      p.since = this.clock.date();
     }
   }
 
@@ -858,19 +909,8 @@ export class Speaker {
 
   private onEndOfRib(p: Peer, f: Family): void {
     p.eorSeen.add(f);
-    if (this.rib.hasStale(p.cfg.address)) {
-      const deltas = this.rib.sweepStale(p.cfg.address, f);
-      this.log.info(
-        { peer: p.cfg.address, family: familyName(f), removed: deltas.length },
-        'End-of-RIB: stale routes swept',
-      );
-      this.applyDeltas(deltas);
-      if (!this.rib.hasStale(p.cfg.address) && p.staleTimer) {
-        clearTimeout(p.staleTimer);
-        p.staleTimer = undefined;
-      }
-    }
-    this.checkDeferral();
+    this.help(p, { kind: 'endOfRib', family: f });
+    this.defer({ kind: 'endOfRib', peer: p.cfg.address, family: f });
   }
 
   private onRefresh(p: Peer, s: Session, r: { afi: number; safi: number; subtype: number }): void {
@@ -939,11 +979,10 @@ export class Speaker {
       this.pruneTimer.refresh();
       return;
     }
-    this.pruneTimer = setTimeout(() => {
+    this.pruneTimer = this.clock.after(100, () => {
       this.pruneTimer = undefined;
       this.rib.prune();
-    }, 100);
-    this.pruneTimer.unref();
+    });
   }
 
   /** applyDeltas for changes in their compact form: the slots whose best path changed. */
@@ -956,7 +995,7 @@ export class Speaker {
         if (!s || !out || !p.exports) continue;
         const fams = s.fsm.ctx!.families;
         this.rib.feed(out, changed, fams.has(IPV4_UNICAST), fams.has(IPV6_UNICAST), p.exports);
-        if (out.pendingCount >= EAGER_FLUSH_PENDING && performance.now() - p.flushedAt >= EAGER_FLUSH_MS)
+        if (out.pendingCount >= EAGER_FLUSH_PENDING && this.clock.now() - p.flushedAt >= EAGER_FLUSH_MS)
           this.flush(p);
         else this.scheduleFlush(p);
       }
@@ -969,7 +1008,7 @@ export class Speaker {
   private scheduleFlush(p: Peer): void {
     if (p.flushScheduled) return;
     p.flushScheduled = true;
-    setImmediate(() => {
+    this.clock.soon(() => {
       p.flushScheduled = false;
       this.flush(p);
     });
@@ -979,7 +1018,7 @@ export class Speaker {
   private flush(p: Peer): void {
     const s = p.established;
     if (!s?.writable || !p.adjOut) return;
-    p.flushedAt = performance.now();
+    p.flushedAt = this.clock.now();
     const ctx = s.fsm.ctx!;
     // Reading the interfaces is a system call: once per session, refreshed with the next hops.
     if (!p.nextHops) {

@@ -8,14 +8,15 @@
  * session: with Cease 6/2 and an RFC 8203 message, or — to a peer that negotiated graceful
  * restart — by closing the connection, so the peer keeps our routes while we restart. Start again
  * with `--graceful-restart` (like `bird -R`): the OPEN says we restarted, and nothing is advertised
- * until the peers have sent their tables. SIGHUP re-reads the file: neighbors added or removed
- * (Cease 6/3), policy changes applied without a reset (a route refresh is asked for new import
- * rules), the originated set replaced.
+ * until the peers have sent their tables. SIGHUP re-reads the file and hands the speaker the new
+ * neighbor list and originated set, which it applies as differences (bgp/reconfig.ts): neighbors
+ * added, removed (Cease 6/3) or restarted for new session settings (Cease 6/6), policy changes
+ * applied without a reset (a route refresh is asked for new import rules).
  */
 import { readFileSync } from 'node:fs';
 import pino from 'pino';
 import { serveApi } from '../api/http.js';
-import { ConfigError, type NeighborConfig, parseSpeakerConfig, type SpeakerConfig } from '../bgp/config.js';
+import { ConfigError, parseSpeakerConfig, type SpeakerConfig } from '../bgp/config.js';
 import { Speaker } from '../bgp/speaker.js';
 import { UsageError } from './usage.js';
 
@@ -42,21 +43,6 @@ function flag(args: string[], name: string): string | undefined {
   return v;
 }
 
-/** The neighbor settings that need a new session when they change (the rest is policy). */
-function sessionKey(n: NeighborConfig): string {
-  const {
-    import: _i,
-    export: _e,
-    nextHopSelf: _n,
-    routeReflectorClient: _r,
-    allowasIn: _a,
-    maxPrefix: _m,
-    description: _d,
-    ...rest
-  } = n;
-  return JSON.stringify(rest);
-}
-
 export async function speakerCommand(args: string[]): Promise<number> {
   const path = flag(args, '--config');
   if (!path)
@@ -75,25 +61,11 @@ export async function speakerCommand(args: string[]): Promise<number> {
   });
   log.info({ api: config.api.listen }, 'API listening');
 
-  let current = config;
   process.on('SIGHUP', () => {
     try {
       const next = load(path);
-      const before = new Map(current.neighbors.map((n) => [n.address, n]));
-      const after = new Map(next.neighbors.map((n) => [n.address, n]));
-      for (const [addr, old] of before) {
-        const n = after.get(addr);
-        if (!n) speaker.removeNeighbor(addr);
-        else if (sessionKey(n) !== sessionKey(old))
-          speaker.removeNeighbor(addr, 'neighbor configuration changed');
-      }
-      for (const [addr, n] of after) {
-        const old = before.get(addr);
-        if (!old || sessionKey(n) !== sessionKey(old)) speaker.addNeighbor(n);
-        else if (JSON.stringify(n) !== JSON.stringify(old)) speaker.updateNeighborPolicy(n);
-      }
+      speaker.setNeighbors(next.neighbors);
       speaker.setOriginated(next.originate);
-      current = next;
       log.info({}, 'configuration reloaded');
     } catch (err) {
       log.error({ err: (err as Error).message }, 'configuration not reloaded; keeping the running one');
