@@ -161,6 +161,32 @@ describe('file store: several processes', () => {
     await store.close();
   });
 
+  it("processes racing to take over a dead process's lock: one at a time gets it, no increment is lost", async () => {
+    const dir = await tempDir();
+    const seed = await openFileDatastore(dir, { onWarning: () => {} });
+    await seed.create(counter('c'));
+    await seed.close();
+    writeFileSync(
+      join(dir, 'lock'),
+      JSON.stringify({ pid: deadPid(), token: 'deadbeefdeadbeef', since: 'then' }),
+    );
+    const runs = [0, 1, 2, 3].map(() => start(dir, 'c', 25));
+    // One of them is killed half-way, maybe holding the lock; the others take it over.
+    const victim = runs[0]!;
+    await eventually(() => expect(victim.acked.length).toBeGreaterThanOrEqual(5));
+    victim.child.kill('SIGKILL');
+    const codes = await Promise.all(runs.map((r) => r.exit));
+    expect(codes.slice(1), runs.map((r) => r.out).join('\n')).toEqual([0, 0, 0]);
+    const store = await openFileDatastore(dir, { onWarning: () => {} });
+    const total = countOf(await store.get({ kind: 'IPAMConfig', name: 'c' }))!;
+    const acked = runs.flatMap((r) => r.acked);
+    expect(new Set(acked).size).toBe(acked.length);
+    expect(total).toBeGreaterThanOrEqual(75 + victim.acked.length);
+    expect(total).toBeLessThanOrEqual(75 + victim.acked.length + 1);
+    expect(tempFiles(dir)).toEqual([]);
+    await store.close();
+  });
+
   it('a process killed while writing loses nothing it acknowledged and blocks no one', async () => {
     const dir = await tempDir();
     const warnings: string[] = [];
