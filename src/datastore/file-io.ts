@@ -83,13 +83,13 @@ export async function removeDurably(path: string): Promise<boolean> {
   return true;
 }
 
-/** Appends `data` and fsyncs; creates the file when absent. */
-export async function appendDurably(path: string, data: string): Promise<void> {
+/** Appends `data` (and fsyncs, unless told not to); creates the file when absent. */
+export async function appendDurably(path: string, data: string, sync = true): Promise<void> {
   try {
     const fh = await open(path, 'a', 0o644);
     try {
       await fh.appendFile(data);
-      await fh.sync();
+      if (sync) await fh.sync();
     } finally {
       await fh.close();
     }

@@ -23,8 +23,11 @@
  *      rename, fsync DIR)                   object, so a crash never hands one number out twice
  *   4. object file <- new (temp, fsync,     before the rename: a temp file, swept by recovery,
  *      rename, fsync folder) or unlinked    the object unchanged; after: changed, not yet logged
- *   5. append the log line, fsync           a torn last line: recovery ends it with a newline
- *   6. release the lock                     stale lock, as in 1
+ *   5. append the log line (not fsynced:    a torn last line: recovery ends it with a newline
+ *      it serves running watchers, and      (after a power cut the object files, fsynced, are
+ *      none outlive a power cut)            the truth; every watch starts from a snapshot)
+ *   6. release the lock                     stale lock, as in 1 (after a reboot the pid is dead
+ *                                           or belongs to a process with another start time)
  * Recovery (by whoever takes over a dead process's lock): remove temp files and dead lock
  * records, end a torn log line, append a `resync` line. Watchers that read a resync (or a line
  * they cannot parse) rescan and deliver only the difference, so a change that reached its file
@@ -345,7 +348,8 @@ export class FileDatastore implements Datastore {
     }
 
     const entry: LogEntry = { rev, type: next === undefined ? 'delete' : 'put', object: now };
-    await appendDurably(this.logPath(log), `${JSON.stringify(entry)}\n`);
+    // Not fsynced: see step 5 in the header.
+    await appendDurably(this.logPath(log), `${JSON.stringify(entry)}\n`, false);
     if (rotate) {
       await syncDir(this.dir).catch(() => {});
       await unlink(this.logPath(log - 2)).catch(() => {});
