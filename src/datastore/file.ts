@@ -592,7 +592,10 @@ export class FileDatastore implements Datastore {
     try {
       json = JSON.parse(text);
     } catch (e) {
-      throw new DatastoreError('Invalid', `${path}: not valid JSON (${(e as Error).message})`);
+      throw new DatastoreError(
+        'Invalid',
+        `${path}: ${describeKey(key)}: not valid JSON (${(e as Error).message})`,
+      );
     }
     let o: StoredObject;
     try {

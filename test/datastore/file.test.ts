@@ -362,7 +362,7 @@ describe('file store: bad files', () => {
     const key = { kind: 'IPPool' as const, name: 'bad' };
     await expect(store.get(key)).rejects.toMatchObject({
       code: 'Invalid',
-      message: expect.stringMatching(new RegExp(`^${bad}: not valid JSON`)),
+      message: expect.stringMatching(new RegExp(`^${bad}: IPPool bad: not valid JSON \\(`)),
     });
     for (const write of [
       () => store.create(pool('bad')),
@@ -372,12 +372,12 @@ describe('file store: bad files', () => {
     ])
       await expect(write()).rejects.toMatchObject({
         code: 'Invalid',
-        message: expect.stringContaining(`${bad}: not valid JSON`),
+        message: expect.stringContaining(`${bad}: IPPool bad: not valid JSON`),
       });
     expect(await readFile(bad, 'utf8')).toBe('{"kind": "IPPool", "metadata": ');
 
     expect((await store.list('IPPool')).map((o) => o.metadata.name)).toEqual(['good']);
-    expect(warnings.join('\n')).toContain(`${bad}: not valid JSON`);
+    expect(warnings.join('\n')).toContain(`${bad}: IPPool bad: not valid JSON`);
     const w = watchAll(store, 'IPPool');
     await eventually(() => expect(w.events.map((e) => e.type)).toEqual(['added', 'synced']));
     await store.create(pool('other'));
