@@ -81,6 +81,7 @@ export interface KubernetesStoreOptions {
 interface Reply {
   status: number;
   body: any;
+  headers: import('node:http').IncomingHttpHeaders;
 }
 
 /** Counters for metrics and tests: how the watches have kept up. */
@@ -230,8 +231,23 @@ export class KubernetesStore implements Datastore {
     throw statusError(r, key);
   }
 
-  /** One request; network failures become Unavailable. */
+  /**
+   * One request; network failures become Unavailable. 429 (the server's "not now": priority and
+   * fairness, or a resource's storage still initializing) was not acted on, so it is retried
+   * after the Retry-After the server gives (at most 1 s each, 5 times), as client-go does.
+   */
   async call(method: string, path: string, body?: unknown): Promise<Reply> {
+    for (let attempt = 0; ; attempt++) {
+      const r = await this.callOnce(method, path, body);
+      if (r.status !== 429 || attempt === 5) return r;
+      const after = Number(r.headers['retry-after']);
+      await sleep(
+        jitter(Math.min(1000, Number.isFinite(after) && after > 0 ? after * 1000 : 100 * 2 ** attempt)),
+      );
+    }
+  }
+
+  private async callOnce(method: string, path: string, body?: unknown): Promise<Reply> {
     if (this.closed) throw new DatastoreError('Unavailable', 'the datastore is closed');
     const opts = await this.requestOptions(method, path);
     const data = body === undefined ? undefined : JSON.stringify(body);
@@ -250,7 +266,7 @@ export class KubernetesStore implements Datastore {
           try {
             parsed = text ? JSON.parse(text) : undefined;
           } catch {}
-          resolve({ status: res.statusCode ?? 0, body: parsed });
+          resolve({ status: res.statusCode ?? 0, body: parsed, headers: res.headers });
         });
         res.on('error', (e) => reject(unavailable(method, path, e)));
       });
@@ -381,7 +397,11 @@ class Reflector {
             body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
           } catch {}
           if (res.statusCode === 410) gone = true;
-          end(gone ? undefined : statusError({ status: res.statusCode ?? 0, body }, this.listKey()));
+          end(
+            gone
+              ? undefined
+              : statusError({ status: res.statusCode ?? 0, body, headers: res.headers }, this.listKey()),
+          );
         });
         return;
       }

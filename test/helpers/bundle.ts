@@ -1,0 +1,31 @@
+/**
+ * Bundles a TypeScript entry (a worker a test runs as a separate OS process) into one ES module
+ * with esbuild, next to node_modules so that its package imports resolve, and returns its path.
+ * Packages stay external (loaded from node_modules as the product loads them); only our sources
+ * are bundled. One file per entry and test process, so parallel test files never race.
+ */
+import { basename, join } from 'node:path';
+import { build } from 'esbuild';
+
+const root = join(import.meta.dirname, '..', '..');
+
+export async function bundle(entry: string): Promise<string> {
+  const outfile = join(
+    root,
+    'node_modules',
+    '.cache',
+    'twill-test',
+    `${basename(entry, '.ts')}-${process.pid}.mjs`,
+  );
+  await build({
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    outfile,
+    logLevel: 'silent',
+  });
+  return outfile;
+}
