@@ -31,7 +31,9 @@ export function fsError(e: unknown, path: string, doing: string): DatastoreError
 }
 
 export function tempNameFor(target: string): string {
-  return join(dirname(target), `.${basename(target)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  // The target's name is cut so that the temp name stays within NAME_MAX (255 bytes).
+  const base = basename(target).slice(0, 200);
+  return join(dirname(target), `.${base}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 }
 
 export function isTempName(name: string): boolean {

@@ -13,7 +13,8 @@
  *   <Kind>/<namespace>/<name>.json   a namespaced one (NetworkPolicy/web/deny-all.json)
  *   .<file>.<pid>.<rand>.tmp    a write in progress, next to its target (file-io.ts)
  * An object's resourceVersion is the revision of its last write (decimal text); a deletion takes
- * a revision too. Names are DNS subdomains (memory-rules.ts), so they are safe as file names.
+ * a revision too. Names are DNS subdomains (memory-rules.ts), so they are safe as file names, of
+ * up to 250 characters (Kubernetes allows 253; `<name>.json` must fit in 255 bytes).
  *
  * A write (create, update, updateStatus, delete), under the lock; what a crash after each step
  * leaves, and what the next process does about it:
@@ -205,6 +206,8 @@ interface LogEntry {
 
 const LOG_NAME = /^changes\.(\d+)\.log$/;
 const NUMERIC = /^\d+$/;
+/** `<name>.json` within a file name's 255 bytes (Kubernetes allows 253). */
+const MAX_NAME = 250;
 
 /** One at a time, in call order. */
 class Serial {
@@ -565,6 +568,11 @@ export class FileDatastore implements Datastore {
   }
 
   private objectPath(key: ObjectKey): string {
+    if (key.name.length > MAX_NAME)
+      throw new DatastoreError(
+        'Invalid',
+        `${describeKey(key)}: metadata.name is ${key.name.length} characters; the file store keeps names of up to ${MAX_NAME} (a file name is at most 255 bytes)`,
+      );
     return key.namespace === undefined
       ? join(this.dir, key.kind, `${key.name}.json`)
       : join(this.dir, key.kind, key.namespace, `${key.name}.json`);

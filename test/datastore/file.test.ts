@@ -413,6 +413,19 @@ describe('file store: bad files', () => {
     expect(warnings.join('\n')).toContain('Not_A_Name');
   });
 
+  it('a name too long for a file name is Invalid, not a file-system error', async () => {
+    await setup();
+    const long = `${'a'.repeat(199)}.${'b'.repeat(50)}`;
+    const ok = await store.create(pool(long));
+    expect(ok.metadata.name).toBe(long);
+    await expect(store.create(pool(`${long}c`))).rejects.toMatchObject({
+      code: 'Invalid',
+      message: expect.stringContaining(
+        'metadata.name is 251 characters; the file store keeps names of up to 250',
+      ),
+    });
+  });
+
   it('a corrupt revision file stops writes with an error naming it; removed, the store recounts', async () => {
     await setup();
     const before = await store.create(pool('second'));
