@@ -233,6 +233,8 @@ export class FileDatastore implements Datastore {
   /** Where the tailer has read to; undefined while no watch runs. */
   private pos: Position | undefined;
   private pollQueued = false;
+  /** The last poll's error, reported once. */
+  private pollError: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private fsWatcher: FSWatcher | undefined;
   private closed = false;
@@ -444,10 +446,15 @@ export class FileDatastore implements Datastore {
       .run(async () => {
         this.pollQueued = false;
         await this.poll();
+        this.pollError = undefined;
       })
-      .catch((e) =>
-        this.warn(`${this.dir}: watch: ${asDatastoreError(e).message}; retrying`, asDatastoreError(e)),
-      );
+      .catch((e) => {
+        // Said once, not at every poll, until a poll succeeds again.
+        const err = asDatastoreError(e);
+        if (err.message === this.pollError) return;
+        this.pollError = err.message;
+        this.warn(`${this.dir}: watch: ${err.message}; retrying`, err);
+      });
   }
 
   /** Reads the change log from `pos` to its end and applies each line to the watches. */
