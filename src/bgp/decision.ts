@@ -25,6 +25,11 @@
  *   pathId         not in the RFC: lowest ADD-PATH identifier, so two paths from one peer still
  *                      have a strict order
  *
+ * Equal-cost paths (`equalCost`, for a multipath next-hop set): a path that ties with the best on
+ * every step up to and including igpCost, from the same neighbouring AS, is as good a way to the
+ * prefix; the steps after it only break the tie (the multipath rule of Cisco's maximum-paths and
+ * BIRD's merge paths).
+ *
  * Every winner carries the step it won on: `twill routes` shows "won on LOCAL_PREF", and the
  * property tests check each step is antisymmetric and that no candidate beats the winner.
  * Paths whose next hop does not resolve are not candidates (§9.1.2.1).
@@ -221,6 +226,15 @@ export function selectBest<T extends Candidate>(
     if (kept.length > 0) left = kept;
   }
   return { best: left[0], reason: 'pathId' };
+}
+
+const MULTIPATH_STEPS = STEPS.slice(0, STEPS.findIndex((s) => s.name === 'igpCost') + 1);
+
+/** Whether `a` and `b` are equal-cost ways to one prefix (see the header). */
+export function equalCost(a: Candidate, b: Candidate, opts: DecisionOptions = DEFAULT_DECISION): boolean {
+  if (neighborAs(a.asPath) !== neighborAs(b.asPath)) return false;
+  for (const step of MULTIPATH_STEPS) if (step.compare(a, b, opts) !== 0) return false;
+  return true;
 }
 
 export function stepLabel(reason: Selection<Candidate>['reason']): string {

@@ -1,8 +1,21 @@
 /**
- * What `twill status` reports, as data: the speaker fills it, the local API serves it as JSON,
- * and the CLI prints it as a table like `calicoctl node status`. Scripts read the JSON form, so
- * field names here are a stable interface: add fields, never rename or repurpose them.
+ * What `twill status` and `twill routes` report, as data, and the views that make it from the
+ * speaker's state: `peerStatus` (one neighbor, like a row of `calicoctl node status`) and
+ * `routeViews` (the Loc-RIB with every candidate path and the RFC 4271 §9.1.2.2 step the best
+ * won on, like `birdc show route all`). The local API serves both as JSON and the CLI prints
+ * them. Scripts read the JSON form, so field names here are a stable interface: add fields,
+ * never rename or repurpose them.
+ *
+ * Pure: the views read a Peer and the RIB and change nothing.
  */
+import { formatIpv4, formatPrefix, parsePrefix } from '../net/addr.js';
+import { stepLabel } from './decision.js';
+import { type PrefixRule, ruleMatches } from './policy.js';
+import type { Path, Rib } from './rib/rib.js';
+import { formatAsPath, formatCommunity, formatLargeCommunity } from './wire/attributes.js';
+import { familyName } from './wire/constants.js';
+import type { CodecContext } from './wire/context.js';
+import type { OpenMessage } from './wire/open.js';
 
 export type PeerStateName = 'Idle' | 'Connect' | 'Active' | 'OpenSent' | 'OpenConfirm' | 'Established';
 
@@ -51,4 +64,129 @@ export interface SpeakerStatus {
   asn: number;
   listen: { address: string; port: number } | null;
   peers: PeerStatus[];
+}
+
+/** One Loc-RIB entry as `twill routes` shows it. */
+export interface RouteView {
+  prefix: string;
+  /** "won on LOCAL_PREF", "only path", ... */
+  reason: string;
+  paths: {
+    from: string;
+    best: boolean;
+    stale: boolean;
+    reachable: boolean;
+    nextHops: string[];
+    asPath: string;
+    origin: string;
+    localPref?: number;
+    med?: number;
+    communities?: string[];
+    largeCommunities?: string[];
+    originatorId?: string;
+    clusterList?: string[];
+  }[];
+}
+
+/** A session as the status view reads it (session.ts Session). */
+export interface StatusSession {
+  readonly fsm: {
+    readonly peerOpen?: OpenMessage;
+    readonly ctx?: CodecContext;
+    readonly holdTime?: number;
+    readonly keepaliveTime?: number;
+    readonly opts: { readonly open: OpenMessage };
+  };
+}
+
+/** A neighbor as the status view reads it (peer.ts Peer). */
+export interface StatusPeer {
+  readonly cfg: { readonly address: string; readonly port: number; readonly asn: number };
+  readonly dials: boolean;
+  readonly stateName: PeerStateName;
+  readonly since: Date;
+  readonly lastError: PeerStatus['lastError'];
+  readonly established: StatusSession | undefined;
+  readonly tx: { readonly sentCount: number } | undefined;
+}
+
+/** One neighbor's status; `localAsn` tells iBGP from eBGP. */
+export function peerStatus(p: StatusPeer, rib: Rib, localAsn: number): PeerStatus {
+  const s = p.established;
+  const ctx = s?.fsm.ctx;
+  const peerOpen = s?.fsm.peerOpen;
+  const caps: string[] = [];
+  if (ctx && peerOpen && s) {
+    for (const f of ctx.families) caps.push(familyName(f));
+    const ours = s.fsm.opts.open.caps;
+    if (ours.routeRefresh && peerOpen.caps.routeRefresh) caps.push('route-refresh');
+    if (ours.enhancedRouteRefresh && peerOpen.caps.enhancedRouteRefresh) caps.push('enhanced-route-refresh');
+    if (ctx.as4) caps.push('4-octet-as');
+    if (ctx.maxLength > 4096) caps.push('extended-message');
+    if (ctx.addPathRx.size || ctx.addPathTx.size) caps.push('add-path');
+    if (ours.gracefulRestart && peerOpen.caps.gracefulRestart) caps.push('graceful-restart');
+  }
+  return {
+    address: p.cfg.address,
+    port: p.cfg.port,
+    asn: p.cfg.asn,
+    type: p.cfg.asn === localAsn ? 'ibgp' : 'ebgp',
+    state: p.stateName,
+    since: p.since.toISOString(),
+    lastError: p.lastError,
+    holdTime: s?.fsm.holdTime ?? null,
+    keepalive: s?.fsm.keepaliveTime ?? null,
+    routerId: peerOpen ? formatIpv4(peerOpen.bgpId) : null,
+    capabilities: caps,
+    prefixesReceived: rib.countFrom(p.cfg.address),
+    prefixesStale: rib.staleFrom(p.cfg.address),
+    prefixesAdvertised: p.tx?.sentCount ?? 0,
+    passive: !p.dials,
+  };
+}
+
+const ORIGINS = ['IGP', 'EGP', 'INCOMPLETE'];
+
+function pathView(p: Path, best: boolean): RouteView['paths'][number] {
+  const a = p.ra.attrs;
+  const v: RouteView['paths'][number] = {
+    from: p.peer.local ? 'local' : p.peer.id,
+    best,
+    stale: p.stale,
+    reachable: p.reachable,
+    nextHops: [...p.ra.nextHops],
+    asPath: formatAsPath(a.asPath),
+    origin: ORIGINS[a.origin ?? 2] ?? '?',
+  };
+  if (a.localPref !== undefined) v.localPref = a.localPref;
+  if (a.med !== undefined) v.med = a.med;
+  if (a.communities) v.communities = a.communities.map(formatCommunity);
+  if (a.largeCommunities) v.largeCommunities = a.largeCommunities.map(formatLargeCommunity);
+  if (a.originatorId) v.originatorId = a.originatorId;
+  if (a.clusterList) v.clusterList = [...a.clusterList];
+  return v;
+}
+
+/** A prefix filter for `twill routes --prefix P`: P itself and everything inside it. */
+function coveredBy(text: string): (prefix: string) => boolean {
+  const key = parsePrefix(text, true);
+  const len = Number(formatPrefix(key).split('/')[1]);
+  const rule: PrefixRule = { prefix: key, ge: len, le: 128, action: 'accept' };
+  return (prefix) => ruleMatches(rule, parsePrefix(prefix));
+}
+
+/** The Loc-RIB, sorted by prefix text; with `filter`, that prefix and those inside it. */
+export function routeViews(rib: Rib, filter?: string): RouteView[] {
+  const within = filter ? coveredBy(filter) : () => true;
+  const out: RouteView[] = [];
+  for (const [k, e] of rib.entries()) {
+    const text = formatPrefix(k);
+    if (!within(text)) continue;
+    out.push({
+      prefix: text,
+      reason: stepLabel(e.reason),
+      paths: e.paths.map((p) => pathView(p, p === e.best)),
+    });
+  }
+  return out.sort((a, b) => (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0));
 }

@@ -1,38 +1,38 @@
 /**
- * Warming the UPDATE path at start. V8 runs new code in its interpreter and compiles a function
- * only after it has run hot for a while, so the first hundred thousand prefixes a fresh speaker
- * takes in cost about half as much again as the next ones (bench/bgp: 0.15 s against 0.10 s for
- * 100k). For a router the first table after a restart is the one that matters most: its peers
- * are waiting to converge. So before the speaker listens, `warmUp` runs the code a table load
- * runs — framing, UPDATE decoding and validation, interning, the RIB, an Adj-RIB-Out on the
- * RIB's slots, packing UPDATEs — over 8k synthetic IPv4 prefixes, announced and withdrawn, three
- * times. It costs about a tenth of a second of CPU once, opens nothing and leaves nothing: every
- * object is a scratch one.
+ * Warming the UPDATE path: before the speaker listens, `warmUp` runs the code a table load runs
+ * over 8k synthetic IPv4 prefixes, announced and withdrawn, three times: framing, decoding, the
+ * UPDATE-in pipeline (update-in.ts: RFC 7606 checks, import policy, the RIB), and the peer-tx
+ * side (peer-tx.ts: export, the Adj-RIB-Out on the RIB's slots, packing UPDATEs). It opens
+ * nothing and leaves nothing: every object is a scratch one.
  *
- * The objects are of the kinds the real ones are, because V8 compiles for what it has seen: a
- * function that then meets another kind of object is thrown away (deoptimised) at the first real
- * UPDATE and runs slowly until it is hot again, which undid most of the warm-up (100k load: 50 ms
- * with those deoptimisations, 35-40 without). So:
+ * Why: V8 runs new code in its interpreter and compiles a function only after it has run hot, so
+ * a fresh speaker takes its first table markedly slower than the next (bench/bgp/HISTORY.md),
+ * and for a router the first table after a restart is the one that matters most: its peers are
+ * waiting to converge.
+ *
+ * "Same kinds of object" is the rule that makes it work: V8 compiles for the object shapes and
+ * kinds of value it has seen, and a function that later meets another kind is deoptimised at the
+ * first real UPDATE and runs slowly until it is hot again. So the warm-up runs the modules the
+ * sessions run (UpdateIn, PeerTx, PeerExport, AttrTable, decodeMessage), never stand-ins, with:
  *  - PeerRef literals with the properties in the speaker's order, and addresses made by
  *    formatIpv4 as the configuration's and the decoder's are (string comparisons are specialised
  *    to the kind of string seen);
- *  - a codec context negotiated from two OPENs, policies from `peerPolicy`, the speaker's own
- *    export and next-hop classes (export.ts), attribute sets from AttrTable, updates from
- *    decodeMessage;
- *  - several shapes of an eBGP peer's attributes (with and without MED and communities), three
- *    policies, and flushes after every UPDATE, every eighth and only at the end (changes that
- *    cancel out before they are sent), one per round.
+ *  - a codec context negotiated from two OPENs, policies from `peerPolicy` (with and without
+ *    prefix rules, on both sides), raw attribute keys as the sessions make them;
+ *  - several shapes of an eBGP peer's attributes (with and without MED and communities), and
+ *    flushes after every UPDATE, every eighth and only at the end (changes that cancel out
+ *    before they are sent take their own path through the Adj-RIB-Out), one per round.
  *
- * Checking for deoptimisations: `node --trace-deopt` on the speaker (bench/bgp). In most runs
- * there are none in the UPDATE path while the first table loads and is withdrawn; in some, one,
- * at a branch only a bigger table takes (a queue past 65,536 slots given back).
+ * Checking: `node --trace-deopt` on the speaker (bench/bgp) shows the deoptimisations, if any, in
+ * the UPDATE path while the first table loads and is withdrawn.
  */
 import { formatIpv4 } from '../net/addr.js';
-import { PeerExport, SessionNextHops } from './export.js';
+import type { Clock } from './clock.js';
+import { PeerTx } from './peer-tx.js';
 import { type LocalInfo, type PrefixRule, peerPolicy } from './policy.js';
-import { AdjRibOut, packBatch } from './rib/adj-out.js';
 import { AttrTable } from './rib/attrs.js';
 import { type PeerRef, Rib, SlotList } from './rib/rib.js';
+import { UpdateIn } from './update-in.js';
 import type { PathAttributes } from './wire/attributes.js';
 import { AsPathSegmentType, IPV4_UNICAST, MsgType, Origin } from './wire/constants.js';
 import { negotiate } from './wire/context.js';
@@ -40,7 +40,6 @@ import { Framer } from './wire/framer.js';
 import { decodeMessage } from './wire/message.js';
 import { makeOpen } from './wire/open.js';
 import { packUpdates } from './wire/update.js';
-import { validateUpdate } from './wire/validate.js';
 import { Writer } from './wire/writer.js';
 
 const PREFIXES = 8192;
@@ -76,6 +75,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
   // The default policy, then an export filter and next-hop-self (which an eBGP peer ignores).
   const all: PrefixRule = { prefix: 0, ge: 0, le: 32, action: 'accept' };
   const policies = [peerPolicy(), peerPolicy({ exportRules: [all] }), peerPolicy({ nextHopSelf: true })];
+  const importPolicies = [peerPolicy(), peerPolicy({ importRules: [all] })];
   const keys: number[] = [];
   for (let i = 0; i < prefixes; i++) keys.push((0x0a000000 + i * 256) * 64 + 24);
   const base: PathAttributes = {
@@ -95,24 +95,41 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
   });
   packUpdates(w, { family: IPV4_UNICAST, prefixes: keys, withdraw: true }, ctx);
   const stream = Buffer.from(w.take());
-  const ourHops = new SessionNextHops(us, [`::ffff:${us}`]);
-  // What the speaker's flush does.
-  const flush = (out: AdjRibOut): number => {
-    let sent = 0;
-    while (out.pendingCount > 0) {
-      // Smaller batches than the speaker's, so that a flush also takes part of a long queue.
-      const batch = out.take(1024);
-      packBatch(w.reset(), batch, ctx, ourHops);
-      sent += batch.count;
-    }
-    return sent;
+  // Time stands still and scheduled flushes never run: the loop below flushes when it means to.
+  const still: Clock = {
+    now: () => 0,
+    date: () => new Date(0),
+    after: () => ({ cancel() {}, refresh() {} }),
+    every: () => ({ cancel() {}, refresh() {} }),
+    soon() {},
+    sleep: () => Promise.resolve(),
   };
+  // A session whose socket takes everything, on an interface the host does not list.
+  const session = { writable: true, localAddress: us, send: () => true };
+  const noInterfaces = { interfaces: () => ({}) };
   let passed = 0;
   for (let round = 0; round < rounds; round++) {
     const rib = new Rib();
-    const table = new AttrTable();
-    const out = new AdjRibOut(table, rib);
-    const exports = new PeerExport(table, me, to, policies[round % policies.length]!, false);
+    const tx = new PeerTx(
+      {
+        rib,
+        exportTable: new AttrTable(),
+        me,
+        clock: still,
+        host: noInterfaces,
+        writer: w,
+        afterBatch() {},
+        // Smaller batches than the speaker's, so that a flush also takes part of a long queue.
+        batch: 1024,
+      },
+      session,
+      ctx,
+      to,
+      policies[round % policies.length]!,
+      false,
+    );
+    const pipeline = new UpdateIn(rib, me);
+    const imports = importPolicies[round % importPolicies.length]!;
     const changed = new SlotList();
     const framer = new Framer();
     framer.push(stream);
@@ -123,22 +140,16 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
     for (let f = framer.next(); f; f = framer.next()) {
       const m = decodeMessage(f, ctx);
       if (m.type !== MsgType.Update) continue;
-      validateUpdate(m, { ebgp: true, peerAs: from.asn, localAddress: us });
-      // What the speaker's onUpdate and applySlots do.
-      rib.withdrawKeys(m.withdrawn, m.withdrawnIds, from.id, changed);
-      if (m.nlri.length) {
-        const ra = rib.attrs.intern(m.attrs, m.attrs.nextHop ? [m.attrs.nextHop] : []);
-        rib.announceKeys(m.nlri, m.nlriIds, from, ra, changed);
-        rib.attrs.release(ra);
-      }
-      rib.feed(out, changed, true, false, exports);
+      // What the speaker's onUpdate and fanOut do.
+      pipeline.receive(m, from, imports, us, ctx.as4, changed);
+      tx.take(changed);
       changed.length = 0;
-      if (++n % every === 0) passed += flush(out);
+      if (++n % every === 0) tx.flush();
     }
-    passed += flush(out);
+    tx.flush();
+    passed += tx.packed;
     rib.prune();
-    exports.clear();
-    out.clear();
+    tx.close();
   }
   return passed;
 }

@@ -2,11 +2,11 @@
  * `twill routes [--json] [--prefix P] [--api ADDR]`: the Loc-RIB of a running speaker (or agent)
  * with every candidate path and why the best one won, like `birdc show route all` but with the
  * reason. `--prefix P` shows P and every prefix inside it. The JSON form is what the local API
- * serves (`RouteView[]` in src/bgp/speaker.ts).
+ * serves (`RouteView[]` in src/bgp/status.ts).
  */
 import { getJson } from '../api/http.js';
 import { ConfigError, DEFAULT_API_SOCKET, formatApiAddress, parseApiAddress } from '../bgp/config.js';
-import type { RouteView } from '../bgp/speaker.js';
+import type { RouteView } from '../bgp/status.js';
 import { UsageError } from './usage.js';
 
 const USAGE = 'usage: twill routes [--json] [--prefix P] [--api ADDR]';

@@ -5,15 +5,15 @@
  *
  * Every change returns a delta `{ prefix, oldBest, newBest }` (STYLE.md §11): the Adj-RIB-Outs
  * and, later, the kernel route reconciler consume deltas and never rescan the table. A change
- * that leaves the best path as it was (the same path, the same attributes) returns no delta.
+ * that leaves the best path as it was (the same path, the same attributes) returns no delta,
+ * unless `reportEveryChange` is set (the equal-cost set can change while the best path does not).
  * The speaker's UPDATE path uses the same changes in their compact form: `announceSlot` and
  * `withdrawSlot` return the slot whose best path changed (or -1), and the new best is read from
  * the slot (`bestRowAt`, `raAt`, `peerAt`), so a full table allocates no object per prefix.
  * `announceKeys` and `withdrawKeys` do that for an UPDATE's prefixes into a `SlotList`, and
  * `feed` hands the listed slots' best paths to an Adj-RIB-Out through a peer's `Exports`. Those
- * loops split each IPv4 key into address and length before any call (prefix-index.ts get4): a key
- * is a double past 2^31, and passing it whole to a function V8 does not inline allocates a heap
- * number per prefix.
+ * loops split each IPv4 key into address and length before any call ("Key boxing",
+ * prefix-index.ts).
  *
  * Storage is a struct of arrays (see the Rib class): a million prefixes cost typed arrays, not a
  * million objects. `Path` objects are snapshots made for deltas and entries, and die young.
@@ -231,6 +231,12 @@ export class Rib implements SlotSpace {
   private lastOrd = -1;
   private resolverVersion: number | undefined;
 
+  /**
+   * Report every change to a prefix's candidate paths, not only changes of its best path: for a
+   * consumer of the equal-cost set (best-routes.ts), which drops what did not change for it.
+   */
+  reportEveryChange = false;
+
   constructor(
     private readonly decision: DecisionOptions = DEFAULT_DECISION,
     private readonly resolver: NextHopResolver = ALWAYS_REACHABLE,
@@ -282,7 +288,7 @@ export class Rib implements SlotSpace {
     return this.fit(this.index.add(prefix));
   }
 
-  /** slotFor for an IPv4 prefix as address and length (prefix-index.ts get4: no boxing). */
+  /** slotFor for an IPv4 prefix as address and length ("Key boxing", prefix-index.ts). */
   private slotFor4(addr: number, len: number): number {
     if (this.nDead > 0 && this.index.wouldGrow(this.head.length)) this.prune();
     return this.fit(this.index.add4(addr, len));
@@ -537,7 +543,7 @@ export class Rib implements SlotSpace {
     }
     const ord = this.ordOf(peerId);
     if (ord === undefined) return;
-    // Keys split here into address and length: passed on whole, each would be boxed (get4).
+    // Keys split here into address and length ("Key boxing", prefix-index.ts).
     for (let i = 0; i < keys.length; i++) {
       const k = keys[i]!;
       let slot: number;
@@ -788,6 +794,6 @@ export class Rib implements SlotSpace {
     }
     this.best[slot] = best;
     this.reason[slot] = reason;
-    return best !== oldId || (changed && best !== NONE);
+    return best !== oldId || ((changed || this.reportEveryChange) && best !== NONE);
   }
 }

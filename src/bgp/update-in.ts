@@ -1,0 +1,82 @@
+/**
+ * The UPDATE-in pipeline: one decoded UPDATE from one peer, into the RIB (the Update-Receive
+ * part of RFC 4271 §9.1, and RFC 4760 for MP_REACH_NLRI / MP_UNREACH_NLRI). Pure: no I/O, no
+ * timers, no logging; the speaker's sessions and the start-up warm-up (warmup.ts) both run it,
+ * so what the warm-up compiles is what a session's first table runs (see "Warming the UPDATE
+ * path" in warmup.ts).
+ *
+ * In order:
+ * 1. The checks that depend on the peer (wire/validate.ts: RFC 7606 §7 attribute rules for
+ *    external peers, the first AS, our own address as NEXT_HOP). Each found is added to
+ *    `u.errors` with its action; the caller logs them.
+ * 2. Withdrawals, WITHDRAWN ROUTES and MP_UNREACH_NLRI (RFC 4760 §4).
+ * 3. Import policy (policy.ts `importCheck`: AS loops, RFC 4456 §8 reflection loops). An UPDATE
+ *    whose action is treat-as-withdraw (RFC 7606 §2), or that policy refuses, withdraws what it
+ *    announces from this peer.
+ * 4. Announcements, NLRI and MP_REACH_NLRI, with the peer's prefix filter applied per prefix,
+ *    under one interned attribute set (rib/attrs.ts). An UPDATE whose attribute bytes were
+ *    taken as they came (no errors, no MP attributes, which carry NLRI) names its set by those
+ *    bytes: cheaper than a key made from the decoded set.
+ *
+ * Changes come out as the RIB makes them: into a `SlotList` (the compact form, no object per
+ * prefix) or a `Delta[]` when someone needs the old best path too.
+ *
+ * Not here: max-prefix (a session matter: the speaker looks at the peer's count after the
+ * UPDATE), End-of-RIB (graceful-restart.ts), what is sent on (peer-tx.ts).
+ */
+import type { PrefixKey } from '../net/addr.js';
+import { filterAccepts, importCheck, type LocalInfo, type PeerPolicy } from './policy.js';
+import type { Delta, PeerRef, Rib, SlotList } from './rib/rib.js';
+import { ErrorAction } from './wire/error.js';
+import type { DecodedUpdate } from './wire/update.js';
+import { validateUpdate } from './wire/validate.js';
+
+export class UpdateIn {
+  constructor(
+    private readonly rib: Rib,
+    private readonly me: LocalInfo,
+  ) {}
+
+  /**
+   * Take `u` from `from` into the RIB; the best-path changes go to `changed`. `localAddress` is
+   * ours on the session; `as4` whether the session's AS numbers are 4 octets (the raw key names
+   * the encoding). Returns why policy refused the UPDATE's announcements, if it did.
+   */
+  receive(
+    u: DecodedUpdate,
+    from: PeerRef,
+    policy: PeerPolicy,
+    localAddress: string | undefined,
+    as4: boolean,
+    changed: SlotList | Delta[],
+  ): string | undefined {
+    validateUpdate(u, { ebgp: from.ebgp, peerAs: from.asn, localAddress });
+    const rib = this.rib;
+    const id = from.id;
+    const unreach = (keys: readonly PrefixKey[], ids: readonly number[] | undefined) =>
+      rib.withdrawKeys(keys, ids, id, changed);
+    unreach(u.withdrawn, u.withdrawnIds);
+    if (u.mpUnreach) unreach(u.mpUnreach.prefixes, u.mpUnreach.pathIds);
+
+    const verdict = importCheck(u.attrs, from, policy, this.me);
+    const withdraw = u.action === ErrorAction.TreatAsWithdraw || !verdict.accept;
+    const rules = policy.importRules;
+    const rawKey =
+      u.errors.length === 0 && !u.mpReach && !u.mpUnreach
+        ? `w${as4 ? 4 : 2}${u.attrBytes.toString('latin1')}`
+        : undefined;
+    const accept = rules.length ? (k: PrefixKey) => filterAccepts(rules, k) : undefined;
+    const announce = (keys: readonly PrefixKey[], ids: readonly number[] | undefined, hops: string[]) => {
+      if (withdraw) return unreach(keys, ids);
+      const ra = rib.attrs.intern(u.attrs, hops, rawKey);
+      rib.announceKeys(keys, ids, from, ra, changed, accept);
+      rib.attrs.release(ra);
+    };
+    if (u.nlri.length) announce(u.nlri, u.nlriIds, u.attrs.nextHop ? [u.attrs.nextHop] : []);
+    const r = u.mpReach;
+    if (r && (r.afi === 1 || r.afi === 2) && r.safi === 1 && r.prefixes.length)
+      announce(r.prefixes, r.pathIds, r.nextHops);
+    if (!verdict.accept && (u.nlri.length || u.mpReach?.prefixes.length)) return verdict.reason;
+    return undefined;
+  }
+}
