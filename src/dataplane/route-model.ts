@@ -569,30 +569,45 @@ export class RouteModel {
       if (index === undefined || !this.links.get(index)!.up) return undefined;
       oif = index;
     }
-    const base = {
-      key: want.key,
-      family: want.family,
-      table: this.table,
-      protocol: this.protocol,
-      metric: this.ourMetric(want.family),
-    };
+    // One literal per kind, same field order: every KernelRoute has one shape.
+    const metric = want.family === 4 ? this.metric4 : this.metric6;
     switch (want.kind) {
       case 'blackhole':
-        return { ...base, type: RtnType.Blackhole, scope: RtScope.Universe, nexthops: [] };
+        return {
+          key: want.key,
+          family: want.family,
+          table: this.table,
+          protocol: this.protocol,
+          metric,
+          type: RtnType.Blackhole,
+          scope: RtScope.Universe,
+          nexthops: [],
+        };
       case 'dev':
         return {
-          ...base,
+          key: want.key,
+          family: want.family,
+          table: this.table,
+          protocol: this.protocol,
+          metric,
           type: RtnType.Unicast,
           scope: RtScope.Link,
           nexthops: [{ gateway: undefined, oif }],
         };
-      case 'via':
+      case 'via': {
+        const nexthops: NextHop[] = new Array(want.via.length);
+        for (let i = 0; i < want.via.length; i++) nexthops[i] = { gateway: want.via[i], oif };
         return {
-          ...base,
+          key: want.key,
+          family: want.family,
+          table: this.table,
+          protocol: this.protocol,
+          metric,
           type: RtnType.Unicast,
           scope: RtScope.Universe,
-          nexthops: want.via.map((gateway) => ({ gateway, oif })),
+          nexthops,
         };
+      }
     }
   }
 
