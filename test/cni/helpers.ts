@@ -11,7 +11,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CniHandler, CniServer } from '../../src/cni/server.js';
+import { type AttachmentEvent, CniHandler, CniServer } from '../../src/cni/server.js';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
 import { TWILL_API_VERSION } from '../../src/datastore/types.js';
 import { Allocator } from '../../src/ipam/allocator.js';
@@ -31,7 +31,14 @@ export interface Agent {
 
 /** An agent endpoint for node `node` with an IPv4 pool (and an IPv6 one), listening in a temp folder. */
 export async function startAgent(
-  opts: { node?: string; pool4?: string; pool6?: string; blockSize4?: number; ready?: boolean } = {},
+  opts: {
+    node?: string;
+    pool4?: string;
+    pool6?: string;
+    blockSize4?: number;
+    ready?: boolean;
+    onAssigned?: (e: AttachmentEvent) => void;
+  } = {},
 ): Promise<Agent> {
   const node = opts.node ?? 'node-a';
   const store = new MemoryDatastore();
@@ -49,7 +56,12 @@ export async function startAgent(
     spec: { cidr: opts.pool6 ?? 'fd00:77::/120', blockSize: 122 },
   });
   const allocator = new Allocator({ store, clock: { now: () => Date.now() } });
-  const handler = new CniHandler({ allocator, node, ready: opts.ready ?? true });
+  const handler = new CniHandler({
+    allocator,
+    node,
+    ready: opts.ready ?? true,
+    ...(opts.onAssigned ? { onAssigned: opts.onAssigned } : {}),
+  });
   const dir = mkdtempSync(join(tmpdir(), 'twill-cni-'));
   const socket = join(dir, 'run', 'cni.sock');
   const server = new CniServer({ handler, path: socket });

@@ -1,0 +1,103 @@
+/**
+ * The plugin stays a thin client: the runtime starts it for every pod, so what it loads is pod
+ * start-up time. Checked twice:
+ * - statically, on the sources: the files src/cni/plugin.ts reaches, and the Node modules they
+ *   import (type-only imports do not load anything and are left out);
+ * - at run time, on the built entry (bin/twill-cni.js -> dist/): Node's own ESM loader log
+ *   (NODE_DEBUG=esm prints each module it stores) lists exactly what a VERSION call loaded.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = join(import.meta.dirname, '../..');
+const ALLOWED_BUILTINS = ['node:child_process', 'node:crypto', 'node:fs', 'node:net'];
+const PLUGIN_FILES = ['src/cni/names.ts', 'src/cni/plugin.ts', 'src/cni/protocol.ts'];
+
+/** Specifiers of the imports that load code (not `import type`). */
+function runtimeImports(source: string): string[] {
+  const code = source.replace(/\/\*[\s\S]*?\*\/|\/\/.*$/gm, '');
+  const out: string[] = [];
+  for (const m of code.matchAll(
+    /(?:^|;|\n)\s*(import|export)\s+(type\s+)?([^'";]*?)\s*from\s*['"]([^'"]+)['"]/g,
+  )) {
+    if (m[2]) continue;
+    out.push(m[4]!);
+  }
+  for (const m of code.matchAll(/import\s*\(\s*['"]([^'"]+)['"]\s*\)|^\s*import\s+['"]([^'"]+)['"]/gm))
+    out.push((m[1] ?? m[2])!);
+  return out;
+}
+
+function graph(entry: string): { files: string[]; builtins: string[]; packages: string[] } {
+  const files = new Set<string>();
+  const builtins = new Set<string>();
+  const packages = new Set<string>();
+  const visit = (abs: string) => {
+    const rel = relative(ROOT, abs);
+    if (files.has(rel)) return;
+    files.add(rel);
+    for (const spec of runtimeImports(readFileSync(abs, 'utf8'))) {
+      if (spec.startsWith('.')) visit(resolve(dirname(abs), spec.replace(/\.js$/, '.ts')));
+      else if (spec.startsWith('node:')) builtins.add(spec);
+      else packages.add(spec);
+    }
+  };
+  visit(join(ROOT, entry));
+  return { files: [...files].sort(), builtins: [...builtins].sort(), packages: [...packages].sort() };
+}
+
+describe('the CNI plugin loads only what it needs', () => {
+  it('statically: three files of its own, four Node modules, no package', () => {
+    const g = graph('src/cni/plugin.ts');
+    expect(g.files).toEqual(PLUGIN_FILES);
+    expect(g.packages).toEqual([]);
+    for (const b of g.builtins) expect(ALLOWED_BUILTINS).toContain(b);
+  });
+
+  it('the checker sees through to what a file really loads', () => {
+    expect(
+      runtimeImports("import type { A } from './a.js';\nimport { b } from 'pino';\nimport 'yaml';"),
+    ).toEqual(['pino', 'yaml']);
+    // server.ts loads IPAM's allocations; it names the Allocator class as a type only.
+    const server = graph('src/cni/server.ts').files;
+    expect(server).toContain('src/ipam/allocations.ts');
+    expect(server).not.toContain('src/ipam/allocator.ts');
+  });
+
+  it('at run time: the built entry loads the same and nothing else', () => {
+    const entry = join(ROOT, 'bin/twill-cni.js');
+    if (!existsSync(join(ROOT, 'dist/src/cni/plugin.js')))
+      throw new Error('dist/ is not built: run `npm run build` (npm test does it in pretest)');
+    const log = execFileSync(process.execPath, [entry], {
+      env: { PATH: process.env.PATH, NODE_DEBUG: 'esm', CNI_COMMAND: 'VERSION' },
+      input: '{"cniVersion":"1.1.0"}',
+      encoding: 'utf8',
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    expect(JSON.parse(log).cniVersion).toBe('1.1.0');
+    const debug = execFileSync(
+      'sh',
+      ['-c', `echo '{"cniVersion":"1.1.0"}' | "$0" "$1" 2>&1 >/dev/null`, process.execPath, entry],
+      { env: { PATH: process.env.PATH, NODE_DEBUG: 'esm', CNI_COMMAND: 'VERSION' }, encoding: 'utf8' },
+    );
+    const loaded = [...debug.matchAll(/Storing (\S+) /g)].map((m) => m[1]!);
+    // If Node stops printing this, the test must say so rather than pass on an empty list.
+    expect(loaded, `NODE_DEBUG=esm printed no "Storing" lines:\n${debug.slice(0, 500)}`).toContain(
+      `file://${entry}`,
+    );
+    const own = loaded
+      .filter((u) => u.startsWith('file://'))
+      .map((u) => relative(ROOT, u.slice('file://'.length)))
+      .sort();
+    expect(own).toEqual([
+      'bin/twill-cni.js',
+      'dist/src/cni/names.js',
+      'dist/src/cni/plugin.js',
+      'dist/src/cni/protocol.js',
+    ]);
+    const nodeModules = [...new Set(loaded.filter((u) => !u.startsWith('file://')))].sort();
+    for (const b of nodeModules) expect(ALLOWED_BUILTINS).toContain(b);
+  });
+});
