@@ -48,8 +48,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-const here = import.meta.dirname;
-export const buildScript = join(here, 'build.sh');
+/** The repository's top folder, also when this module runs compiled from dist/ (benchmarks). */
+const top = (() => {
+  let dir = import.meta.dirname;
+  while (!existsSync(join(dir, 'package.json')) && dir !== '/') dir = join(dir, '..');
+  return dir;
+})();
+export const buildScript = join(top, 'test', 'k8s', 'build.sh');
 
 /** Where build.sh puts the binaries (TWILL_K8S_BIN overrides). */
 export function binDir(): string {
@@ -596,7 +601,7 @@ export function kubectl(
 
 /** Applies deploy/crds and waits until every CRD is Established (idempotent: files share a plane). */
 export function installCrds(cp: ControlPlaneInfo): void {
-  const crds = join(here, '..', '..', 'deploy', 'crds');
+  const crds = join(top, 'deploy', 'crds');
   const applied = kubectl(cp, ['apply', '-f', crds]);
   if (applied.status !== 0) throw new Error(`kubectl apply -f deploy/crds: ${applied.stderr}`);
   const waited = kubectl(cp, ['wait', '--for=condition=Established', '--timeout=60s', '-f', crds]);
