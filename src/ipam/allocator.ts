@@ -26,8 +26,8 @@
  * assign(handle, node, family) in order:
  * 1. the address the handle already holds in that family, if any (so a CNI ADD retried after a
  *    crash gets the same address and nothing leaks);
- * 2. the node's confirmed blocks in usable pools, lowest address first (a `pending` claim left by
- *    a crash is finished first);
+ * 2. the node's confirmed blocks in usable pools, lowest address first (a `pending` claim or a
+ *    `pendingDeletion` release left by a crash is finished first);
  * 3. a new block: the lowest-addressed block of the first usable pool (IPv4 first, then by
  *    address) that overlaps no existing block, unless the node holds `maxBlocksPerHost` blocks of
  *    the family. In a `podCIDR` pool the block is the node's `spec.podCIDRs` entry;
@@ -215,9 +215,13 @@ export class Allocator {
     const ofNode = async () =>
       (await this.affinities()).filter((a) => a.spec.node === req.node && a.cidr.family === req.family);
     let affinities = await ofNode();
-    if (affinities.some((a) => a.spec.state === 'pending')) {
-      // Claims a crash interrupted: finish (or drop) them, then look again.
-      for (const a of affinities) if (a.spec.state === 'pending') await this.finishClaim(a, ctx);
+    if (affinities.some((a) => a.spec.state !== 'confirmed')) {
+      // Claims and releases a crash interrupted: finish them, then look again. (A release still
+      // under way elsewhere ends the same way: the block goes if empty, else is confirmed again.)
+      for (const a of affinities) {
+        if (a.spec.state === 'pending') await this.finishClaim(a, ctx);
+        else if (a.spec.state === 'pendingDeletion') await this.finishRelease(a);
+      }
       affinities = await ofNode();
     }
 
@@ -248,10 +252,11 @@ export class Allocator {
       const blocksPools = ctx.pools.filter((p) => p.mode === 'blocks');
       const candidates = (await this.blocks())
         .filter((b) => b.cidr.family === req.family && blocksPools.some((p) => contains(p.cidr, b.cidr)))
-        .filter(
-          (b) => b.object.spec!.affinity !== affinityOf(req.node) && alloc.freeCount(b.object.spec!) > 0,
-        );
-      if (candidates.length > 0) return this.allocateIn(candidates[0]!, req, true);
+        .filter((b) => alloc.freeCount(b.object.spec!) > 0);
+      // The node's own confirmed blocks are full (step 2), so a block here is another node's,
+      // or none's, or the node's own without a confirmed affinity (left by hand).
+      const b = candidates[0];
+      if (b) return this.allocateIn(b, req, b.object.spec!.affinity !== affinityOf(req.node));
     }
     throw new IpamError(
       'Exhausted',
@@ -427,11 +432,13 @@ export class Allocator {
     const existing = await this.store.get(key('BlockAffinity', name));
     if (existing) {
       // Our own affinity left by an earlier attempt: finish or clear it, then start again.
-      // (A confirmed one without its block was left by hand: it is stale, and goes.)
+      // Or one another allocator on this node just confirmed: then the block exists, and the
+      // next attempt finds it. A confirmed affinity without its block was left by hand: it goes.
       const a = this.parseAffinity(existing);
       if (a?.spec.state === 'pendingDeletion') await this.finishRelease(a);
       else if (a?.spec.state === 'pending') await this.finishClaim(a, ctx);
-      else await this.deleteIfUnchanged('BlockAffinity', existing);
+      else if (!(await this.store.get(key('IPAMBlock', blockName(cidr)))))
+        await this.deleteIfUnchanged('BlockAffinity', existing);
       retry('found an earlier affinity for this block');
     }
     const spec: BlockAffinitySpec = { node: ctx.node, cidr: formatCidr(cidr), state: 'pending' };

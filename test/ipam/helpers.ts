@@ -10,6 +10,7 @@ import {
   type Datastore,
   DatastoreError,
   type DeletePreconditions,
+  isDatastoreError,
   type Kind,
   type ListOptions,
   type ObjectKey,
@@ -40,6 +41,8 @@ export class FaultyStore implements Datastore {
   private conflicts = 0;
   private crashAt: { write: number; applied: boolean } | undefined;
   dead = false;
+  /** Conflicts this wrapper's writes met, injected or real (another writer got there first). */
+  static conflicts = 0;
 
   constructor(
     readonly inner: Datastore,
@@ -73,9 +76,15 @@ export class FaultyStore implements Datastore {
       }
       if (this.conflicts > 0) {
         this.conflicts--;
+        FaultyStore.conflicts++;
         throw new DatastoreError('Conflict', `injected conflict on ${label}`);
       }
-      return f();
+      try {
+        return await f();
+      } catch (e) {
+        if (isDatastoreError(e, 'Conflict')) FaultyStore.conflicts++;
+        throw e;
+      }
     });
   }
 
