@@ -81,6 +81,7 @@ import {
   GATEWAY4,
   GATEWAY6,
   HOST_MAC,
+  HOST_VETH_PREFIX,
   hostVethName,
   hostVethNameForContainer,
   podMac,
@@ -268,6 +269,20 @@ export function hostIfnameOf(inv: Pick<Invocation, 'containerID' | 'namespace' |
   return inv.namespace !== undefined && inv.pod !== undefined
     ? hostVethName(inv.namespace, inv.pod)
     : hostVethNameForContainer(inv.containerID);
+}
+
+/**
+ * The host veth of this attachment for DEL and CHECK: the one our ADD listed in prevResult (the
+ * host interface just before the container's), else derived from CNI_ARGS as ADD did. So a DEL
+ * whose CNI_ARGS lost the pod's name still finds the veth.
+ */
+export function hostIfnameFor(inv: Invocation, prev: CniResult | undefined): string {
+  if (prev) {
+    const i = prev.interfaces.findIndex((x) => x.name === inv.ifname && x.sandbox === inv.netns);
+    const host = i > 0 ? prev.interfaces[i - 1] : undefined;
+    if (host && host.sandbox === undefined && host.name.startsWith(HOST_VETH_PREFIX)) return host.name;
+  }
+  return hostIfnameOf(inv);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1049,7 +1064,7 @@ async function cmdDel(inv: Invocation, conf: NetConf): Promise<void> {
   } catch (e) {
     agentFailure = e instanceof CniError ? e : new CniError(CniCode.AgentFailure, String(e));
   }
-  const hostIfname = hostIfnameOf(inv);
+  const hostIfname = hostIfnameFor(inv, conf.prevResult);
   if (hostVethState(hostIfname, inv.containerID) === 'ours') {
     const r = await run(ip(), ['link', 'del', hostIfname], '');
     if (r.code !== 0 && !/Cannot find device|does not exist/.test(r.stderr))
@@ -1061,7 +1076,7 @@ async function cmdDel(inv: Invocation, conf: NetConf): Promise<void> {
 async function cmdCheck(inv: Invocation, conf: NetConf): Promise<void> {
   if (!conf.prevResult)
     throw new CniError(CniCode.InvalidConfig, 'prevResult: CHECK needs the result of the ADD');
-  const hostIfname = hostIfnameOf(inv);
+  const hostIfname = hostIfnameFor(inv, conf.prevResult);
   const e = expectedFrom(conf.prevResult, inv, hostIfname);
   await agent(conf, {
     v: PROTOCOL_VERSION,

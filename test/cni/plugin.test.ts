@@ -15,6 +15,7 @@ import {
   expectedFrom,
   formatResult,
   hostBatch,
+  hostIfnameFor,
   hostIfnameOf,
   hostRouteProblems,
   hostSysctls,
@@ -321,6 +322,14 @@ describe('names shared with the agent', () => {
     expect(hostVethName('default', 'web').length).toBeLessThanOrEqual(15);
     expect(hostIfnameOf({ containerID: 'x', namespace: 'default', pod: 'web' })).toBe('twl68caf03a5f4');
     expect(hostIfnameOf({ containerID: 'x' })).toBe(hostVethNameForContainer('x'));
+  });
+
+  it('DEL and CHECK take the host veth from prevResult, else from CNI_ARGS', () => {
+    const prev = parseResult(formatResult(addResult(wiring, { dns: {} }), '1.0.0'));
+    const bare = parseEnv({ ...add, CNI_COMMAND: 'DEL', CNI_ARGS: '' });
+    expect(hostIfnameFor(bare, prev)).toBe('twl68caf03a5f4');
+    expect(hostIfnameFor(bare, undefined)).toBe(hostVethNameForContainer('abc123'));
+    expect(hostIfnameFor(parseEnv({ ...add, CNI_COMMAND: 'DEL' }), undefined)).toBe('twl68caf03a5f4');
   });
 
   it('pod MAC: locally administered unicast, a function of container ID and ifname', () => {
