@@ -297,6 +297,26 @@ function readGateway(buf: Buffer, off: number, family: Family): string {
   return family === 4 ? formatIpv4(buf.readUInt32BE(off)) : formatIpv6(buf, off);
 }
 
+/**
+ * Decoded next-hop lists are shared: a 50k-route dump has a few hundred distinct single IPv4
+ * next hops, so each (gateway, oif) pair is one list. Callers never mutate them.
+ */
+const NO_HOPS: NextHop[] = [];
+const hopCache = new Map<number, NextHop[]>();
+
+function hops4(gw4: number, oif: number): NextHop[] {
+  if (gw4 < 0 && oif === 0) return NO_HOPS;
+  if (oif < 0 || oif >= 65_536) return [{ gateway: gw4 < 0 ? undefined : formatIpv4(gw4), oif }];
+  const id = (gw4 < 0 ? 2 ** 32 : gw4) * 65_536 + oif;
+  let hops = hopCache.get(id);
+  if (hops === undefined) {
+    if (hopCache.size >= 4096) hopCache.clear();
+    hops = [{ gateway: gw4 < 0 ? undefined : formatIpv4(gw4), oif }];
+    hopCache.set(id, hops);
+  }
+  return hops;
+}
+
 /** One route message (payload from `off` to `end`), or undefined for a family we skip. */
 export function decodeRoute(buf: Buffer, off: number, end: number): KernelRoute | undefined {
   const af = buf[off]!;
@@ -312,6 +332,7 @@ export function decodeRoute(buf: Buffer, off: number, end: number): KernelRoute 
   let metric = 0;
   let oif = 0;
   let gateway: string | undefined;
+  let gw4 = -1;
   let nexthops: NextHop[] | undefined;
   let a = off + 12;
   while (a + 4 <= end) {
@@ -328,7 +349,8 @@ export function decodeRoute(buf: Buffer, off: number, end: number): KernelRoute 
         oif = buf.readInt32LE(v);
         break;
       case Rta.Gateway:
-        gateway = readGateway(buf, v, family);
+        if (family === 4) gw4 = buf.readUInt32BE(v);
+        else gateway = readGateway(buf, v, family);
         break;
       case Rta.Priority:
         metric = buf.readUInt32LE(v);
@@ -360,9 +382,12 @@ export function decodeRoute(buf: Buffer, off: number, end: number): KernelRoute 
     }
     a += align4(alen);
   }
-  if (nexthops === undefined) nexthops = gateway !== undefined || oif !== 0 ? [{ gateway, oif }] : [];
   // Blackhole, unreachable and prohibit routes have no next hop, whatever interface IPv6 shows.
-  if (type !== 1 /* unicast */) nexthops = [];
+  if (type !== 1 /* unicast */) nexthops = NO_HOPS;
+  else if (nexthops === undefined) {
+    if (family === 4) nexthops = hops4(gw4, oif);
+    else nexthops = gateway !== undefined || oif !== 0 ? [{ gateway, oif }] : NO_HOPS;
+  }
   const key = family === 4 ? prefix4Key(dst4, dstLen) : `${dst6 ?? '::'}/${dstLen}`;
   return { key, family, table, protocol, metric, type, scope, nexthops };
 }

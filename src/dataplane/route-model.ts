@@ -120,7 +120,10 @@ export interface KernelRoute {
   metric: number;
   type: number;
   scope: number;
-  /** Empty for blackhole and friends; one entry for a single path; several for ECMP. */
+  /**
+   * Empty for blackhole and friends; one entry for a single path; several for ECMP. Shared
+   * between routes with the same next hops: never mutate it.
+   */
   nexthops: NextHop[];
 }
 
@@ -197,8 +200,11 @@ function canonicalAddr(text: string, family: Family, dst: string): string {
   }
 }
 
-/** Validate and normalise one spec. Throws RouteSpecError naming the route and field. */
-export function normaliseRoute(spec: RouteSpec): Route {
+/**
+ * Validate and normalise one spec. Throws RouteSpecError naming the route and field. `intern`
+ * shares gateway lists between routes (a cluster has few next-hop sets and many prefixes).
+ */
+export function normaliseRoute(spec: RouteSpec, intern?: Map<string, readonly string[]>): Route {
   let key: PrefixKey;
   try {
     key = parsePrefix(spec.dst);
@@ -215,10 +221,17 @@ export function normaliseRoute(spec: RouteSpec): Route {
     case 'via': {
       if (!spec.via || spec.via.length === 0)
         throw new RouteSpecError(`route ${spec.dst}: kind via needs at least one gateway`);
-      const via =
-        spec.via.length === 1
-          ? [canonicalAddr(spec.via[0]!, family, spec.dst)]
-          : [...new Set(spec.via.map((g) => canonicalAddr(g, family, spec.dst)))].sort();
+      let via: readonly string[];
+      if (spec.via.length === 1) {
+        const g = canonicalAddr(spec.via[0]!, family, spec.dst);
+        via = intern?.get(g) ?? [g];
+        if (intern !== undefined && intern.size < 65_536) intern.set(g, via);
+      } else {
+        const list = [...new Set(spec.via.map((g) => canonicalAddr(g, family, spec.dst)))].sort();
+        const id = list.join(' ');
+        via = intern?.get(id) ?? list;
+        if (intern !== undefined && intern.size < 65_536) intern.set(id, via);
+      }
       return { key, family, kind: 'via', dev: spec.dev || undefined, via };
     }
     default:
@@ -230,7 +243,9 @@ export function normaliseRoute(spec: RouteSpec): Route {
 
 export function sameRoute(a: Route, b: Route): boolean {
   if (a === b) return true;
-  if (a.key !== b.key || a.kind !== b.kind || a.dev !== b.dev || a.via.length !== b.via.length) return false;
+  if (a.key !== b.key || a.kind !== b.kind || a.dev !== b.dev) return false;
+  if (a.via === b.via) return true;
+  if (a.via.length !== b.via.length) return false;
   for (let i = 0; i < a.via.length; i++) if (a.via[i] !== b.via[i]) return false;
   return true;
 }
@@ -301,6 +316,10 @@ export class RouteModel {
   private readonly wantedOn = new Map<string, Set<PrefixKey>>();
 
   private readonly dirty = new Set<PrefixKey>();
+  /** Interned gateway lists, and next-hop lists per (gateway list, oif) and per oif. */
+  private readonly viaIntern = new Map<string, readonly string[]>();
+  private readonly viaHops = new Map<readonly string[], Map<number, NextHop[]>>();
+  private readonly devHops = new Map<number, NextHop[]>();
   /** Keys held back by a grace period, with the time it ends. */
   private readonly graceUntil = new Map<PrefixKey, number>();
   private everLoaded = false;
@@ -326,7 +345,7 @@ export class RouteModel {
   setDesired(owner: string, specs: Iterable<RouteSpec>): void {
     const next = new Map<PrefixKey, Route>();
     for (const spec of specs) {
-      const r = normaliseRoute(spec);
+      const r = normaliseRoute(spec, this.viaIntern);
       const prev = next.get(r.key);
       if (prev !== undefined && !sameRoute(prev, r))
         throw new RouteSpecError(`owner ${owner} lists ${formatPrefix(r.key)} twice with different routes`);
@@ -583,7 +602,13 @@ export class RouteModel {
           scope: RtScope.Universe,
           nexthops: [],
         };
-      case 'dev':
+      case 'dev': {
+        let nexthops = this.devHops.get(oif);
+        if (nexthops === undefined) {
+          nexthops = [{ gateway: undefined, oif }];
+          if (this.devHops.size > 65_536) this.devHops.clear();
+          this.devHops.set(oif, nexthops);
+        }
         return {
           key: want.key,
           family: want.family,
@@ -592,11 +617,21 @@ export class RouteModel {
           metric,
           type: RtnType.Unicast,
           scope: RtScope.Link,
-          nexthops: [{ gateway: undefined, oif }],
+          nexthops,
         };
+      }
       case 'via': {
-        const nexthops: NextHop[] = new Array(want.via.length);
-        for (let i = 0; i < want.via.length; i++) nexthops[i] = { gateway: want.via[i], oif };
+        let byOif = this.viaHops.get(want.via);
+        if (byOif === undefined) {
+          if (this.viaHops.size > 65_536) this.viaHops.clear();
+          byOif = new Map();
+          this.viaHops.set(want.via, byOif);
+        }
+        let nexthops = byOif.get(oif);
+        if (nexthops === undefined) {
+          nexthops = want.via.map((gateway) => ({ gateway, oif }));
+          byOif.set(oif, nexthops);
+        }
         return {
           key: want.key,
           family: want.family,
