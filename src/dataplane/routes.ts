@@ -289,11 +289,20 @@ export class RouteReconciler {
 
   // ---- running on its own ------------------------------------------------------------------
 
-  /** Listen to link notifications and read back every `readBackMs`. */
+  /**
+   * Listen to link notifications and read back every `readBackMs`. Best called before the first
+   * apply(), so that no link event falls between its read-back and the subscription; called
+   * after it, one more read-back closes that gap. Nothing is written before the first apply().
+   */
   start(): void {
     if (this.started) return;
     this.started = true;
-    if (this.kernel !== undefined) this.subscribe();
+    if (this.kernel === undefined) this.handle();
+    else this.subscribe();
+    if (this.model.loaded) {
+      this.model.markForReadBack();
+      this.schedule();
+    }
     this.readBackTimer = this.clock.every(this.readBackMs, () => {
       this.model.markForReadBack();
       this.schedule();

@@ -168,8 +168,8 @@ describe('route reconciler (fake kernel)', () => {
     const { k, clock, make } = setup();
     const r = make();
     r.setDesired('bgp', remote);
-    await r.apply();
     r.start();
+    await r.apply();
     k.remove(254, parsePrefix('10.3.0.0/26'), 0);
     const dumps = k.dumps;
     await settle(clock, 89_000);
@@ -177,6 +177,22 @@ describe('route reconciler (fake kernel)', () => {
     await settle(clock, 1_000);
     expect(k.dumps).toBe(dumps + 1);
     expect(k.route(parsePrefix('10.3.0.0/26'), 0)).toBeDefined();
+    r.close();
+  });
+
+  it('started after the first apply, it reads back once (link events in between are not lost)', async () => {
+    const { k, clock, make } = setup();
+    k.addLink('twl1');
+    const r = make();
+    r.setDesired('pods', pods(1));
+    await r.apply();
+    k.delLink('twl1');
+    k.addLink('twl1');
+    const dumps = k.dumps;
+    r.start();
+    await settle(clock);
+    expect(k.dumps).toBe(dumps + 1);
+    expect(k.route(parsePrefix('10.1.0.1/32'), 0)?.nexthops[0]?.oif).toBe(k.linkIndex('twl1'));
     r.close();
   });
 
