@@ -3,6 +3,7 @@
  * exit code. Errors a user can fix (bad flags, a bad file) are printed as one line on stderr with
  * exit code 2; anything else is a bug and prints its stack.
  */
+import { ipamCommand } from './cli/ipam.js';
 import { policyCommand } from './cli/policy.js';
 import { routesCommand } from './cli/routes.js';
 import { speakerCommand } from './cli/speaker.js';
@@ -21,6 +22,11 @@ const commands: Record<string, Command> = {
     run: routesCommand,
   },
   status: { summary: 'show BGP peers of a running Twill (status [--json] [--api ADDR])', run: statusCommand },
+  ipam: {
+    summary:
+      'show pools, blocks, per-node use and leaked addresses; check finds inconsistencies (ipam [check] [--json])',
+    run: ipamCommand,
+  },
   policy: {
     summary: 'render NetworkPolicy to ipset/iptables input (policy render --state FILE)',
     run: policyCommand,

@@ -1,0 +1,133 @@
+/**
+ * `twill ipam [--json]` shows pools, blocks, per-node use and leaked addresses, read straight
+ * from the datastore (as `calicoctl ipam show` does); `twill ipam check` lists inconsistencies
+ * and exits 1 when there are any (as `calicoctl ipam check`). The figures and problems come
+ * from src/ipam/report.ts.
+ *
+ *   twill ipam [show] [--json] [--datastore file:DIR|kubernetes] [--kubeconfig FILE]
+ *   twill ipam check [--json] [...]
+ *
+ * The datastore defaults to TWILL_DATASTORE, else `kubernetes`. Exit codes: 0 fine, 1 problems
+ * found (check) or the datastore could not be read, 2 a usage error.
+ */
+import { DATASTORE_FORMS, openDatastore } from '../datastore/open.js';
+import { type Datastore, isDatastoreError } from '../datastore/types.js';
+import { type IpamReport, ipamReport } from '../ipam/report.js';
+import { UsageError } from './usage.js';
+
+const USAGE = 'usage: twill ipam [show|check] [--json] [--datastore file:DIR|kubernetes] [--kubeconfig FILE]';
+
+export async function ipamCommand(args: string[]): Promise<number> {
+  let sub: 'show' | 'check' = 'show';
+  let json = false;
+  let datastore = process.env.TWILL_DATASTORE ?? 'kubernetes';
+  let kubeconfig: string | undefined;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    const value = () => {
+      const v = args[++i];
+      if (v === undefined) throw new UsageError(`${a} needs a value; ${USAGE}`);
+      return v;
+    };
+    if (a === 'show' || a === 'check') sub = a;
+    else if (a === '--json') json = true;
+    else if (a === '--datastore') datastore = value();
+    else if (a === '--kubeconfig') kubeconfig = value();
+    else throw new UsageError(`unknown option ${JSON.stringify(a)}; ${USAGE}`);
+  }
+  let store: Datastore;
+  try {
+    store = await openDatastore(datastore, kubeconfig === undefined ? {} : { kubeconfig });
+  } catch (e) {
+    if (isDatastoreError(e, 'Invalid')) throw new UsageError(`${e.message} (${DATASTORE_FORMS})`);
+    throw e;
+  }
+  let report: IpamReport;
+  try {
+    const [pools, blocks, affinities, handles, nodes, pods] = await Promise.all([
+      store.list('IPPool'),
+      store.list('IPAMBlock'),
+      store.list('BlockAffinity'),
+      store.list('IPAMHandle'),
+      store.list('Node'),
+      store.list('Pod'),
+    ]);
+    report = ipamReport({ pools, blocks, affinities, handles, nodes, pods });
+  } catch (e) {
+    if (!isDatastoreError(e)) throw e;
+    process.stderr.write(`twill ipam: cannot read the datastore (${datastore}): ${e.message}\n`);
+    return 1;
+  } finally {
+    await store.close();
+  }
+  if (sub === 'check') {
+    if (json) process.stdout.write(`${JSON.stringify({ problems: report.problems }, null, 2)}\n`);
+    else if (report.problems.length === 0) process.stdout.write('no problems found\n');
+    else process.stdout.write(`${report.problems.map((p) => `${p.kind}: ${p.message}`).join('\n')}\n`);
+    return report.problems.length === 0 ? 0 : 1;
+  }
+  process.stdout.write(json ? `${JSON.stringify(report, null, 2)}\n` : formatIpam(report));
+  return 0;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+}
+
+const pct = (used: number, of: number) =>
+  of === 0 ? '0%' : `${((100 * used) / of).toFixed(used === 0 ? 0 : 1)}%`;
+
+export function formatIpam(r: IpamReport): string {
+  const out: string[] = [];
+  out.push(
+    r.pools.length === 0
+      ? 'no IP pools\n'
+      : table(
+          ['POOL', 'CIDR', 'BLOCK', 'MODE', 'IN USE', 'CAPACITY', 'BLOCKS'],
+          r.pools.map((p) => [
+            p.name + (p.disabled ? ' (disabled)' : ''),
+            p.cidr,
+            `/${p.blockSize}`,
+            p.mode,
+            `${p.used} (${pct(p.used, p.capacity)})`,
+            String(p.capacity),
+            String(p.blocks),
+          ]),
+        ),
+  );
+  if (r.nodes.length)
+    out.push(
+      table(
+        ['NODE', 'BLOCKS', 'ADDRESSES', 'BORROWED'],
+        r.nodes.map((n) => [n.node, String(n.blocks), String(n.used), String(n.borrowed)]),
+      ),
+    );
+  if (r.blocks.length)
+    out.push(
+      table(
+        ['BLOCK', 'NODE', 'IN USE', 'BORROWED BY'],
+        r.blocks.map((b) => [
+          b.cidr,
+          b.node ?? '(none)',
+          `${b.used}/${b.size}`,
+          b.borrowedBy.join(',') || '-',
+        ]),
+      ),
+    );
+  out.push(
+    r.leaked.length === 0
+      ? 'leaked addresses: none\n'
+      : `leaked addresses (their pod is gone):\n${table(
+          ['ADDRESS', 'POD', 'NODE', 'HANDLE'],
+          r.leaked.map((l) => [l.address, `${l.namespace}/${l.pod}`, l.node, l.handle]),
+        )}`,
+  );
+  if (r.problems.length) out.push(`${r.problems.length} problem(s): run twill ipam check\n`);
+  return out.join('\n');
+}
