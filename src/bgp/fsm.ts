@@ -17,7 +17,12 @@
  * (AutomaticStart, with passive TCP establishment), 8 (AutomaticStop), 13 (IdleHoldTimer_Expires,
  * our automatic restart), 23 (OpenCollisionDump). DelayOpen (12, 20) and the Tcp_CR_Invalid
  * event (15) are not used: an unconfigured address is refused by the listener before any FSM
- * exists. The FSM error subcodes are RFC 6608's.
+ * exists.
+ *
+ * FSM errors (RFC 6608): an unexpected message gets NOTIFICATION 5/1, 5/2 or 5/3 for the state it
+ * arrived in (OpenSent, OpenConfirm, Established), with the message's type as the one octet of
+ * data (§4); an unexpected event that is not a message (a timer) gets 5/0, Unspecified Error,
+ * with no data.
  *
  * Departures, each one deliberate:
  * - Automatic restart. After any fall to Idle that was not a ManualStop, the FSM arms the
@@ -43,7 +48,7 @@
  */
 import type { CodecContext } from './wire/context.js';
 import { negotiate } from './wire/context.js';
-import { CeaseSubcode, ErrorCode, FsmSubcode } from './wire/constants.js';
+import { CeaseSubcode, ErrorCode, FsmSubcode, MsgType } from './wire/constants.js';
 import type { BgpError } from './wire/error.js';
 import {
   describeNotification,
@@ -388,9 +393,21 @@ const FSM_ERROR_SUBCODE: Partial<Record<FsmState, number>> = {
   [FsmState.Established]: FsmSubcode.UnexpectedInEstablished,
 };
 
+/** The message an event is the arrival of, for RFC 6608's data octet. */
+const MESSAGE_OF_EVENT: Partial<Record<FsmEvent['type'], MsgType>> = {
+  BgpOpen: MsgType.Open,
+  BgpOpenMsgErr: MsgType.Open,
+  UpdateMsg: MsgType.Update,
+  UpdateMsgErr: MsgType.Update,
+  KeepAliveMsg: MsgType.Keepalive,
+  RouteRefreshMsg: MsgType.RouteRefresh,
+};
+
 function fsmError(st: Step, now: number, e: FsmEvent): void {
-  const subcode = FSM_ERROR_SUBCODE[st.s.state] ?? FsmSubcode.Unspecified;
-  sendNotification(st, ErrorCode.Fsm, subcode);
+  const type = MESSAGE_OF_EVENT[e.type];
+  const subcode =
+    type === undefined ? FsmSubcode.Unspecified : (FSM_ERROR_SUBCODE[st.s.state] ?? FsmSubcode.Unspecified);
+  sendNotification(st, ErrorCode.Fsm, subcode, type === undefined ? undefined : Buffer.of(type));
   toIdle(st, now, {
     counter: 'inc',
     reason: `sent Finite State Machine Error (5/${subcode}): ${e.type} in ${st.s.state}`,
