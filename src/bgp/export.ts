@@ -19,9 +19,7 @@
  * several times cheaper to make than the canonical one (rib/attrs.ts).
  *
  * Both are classes, not closures, on purpose: the RIB and packBatch call them for every prefix,
- * and the start-up warm-up (warmup.ts) runs these same classes, so the code V8 compiles during
- * the warm-up is the code a session's first table runs, not code specialised to a stand-in that
- * is thrown away at the first real UPDATE.
+ * and the warm-up must run these very classes ("Warming the UPDATE path", warmup.ts).
  */
 import type { PrefixKey } from '../net/addr.js';
 import { exportAllowed, exportAttrs, filterAccepts, type LocalInfo, type PeerPolicy } from './policy.js';

@@ -46,8 +46,7 @@ export interface PeerPolicy {
 /**
  * A peer's policy: the defaults, with `o` over them; the rule lists are copied. Every PeerPolicy
  * is made here, so all have one shape, lists included (an array from `map` is of another kind
- * than a literal one), which is what the start-up warm-up compiles the export path for
- * (warmup.ts).
+ * than a literal one): "Warming the UPDATE path", warmup.ts.
  */
 export function peerPolicy(o: Partial<PeerPolicy> = {}): PeerPolicy {
   return {

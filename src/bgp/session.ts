@@ -17,7 +17,8 @@
  *   rather than buffered forever.
  *
  * What it does not do: decide which connection of a colliding pair survives, or what to
- * advertise — that is the peer layer in speaker.ts, which sees this class through its callbacks.
+ * advertise — that is the peer layer (peer.ts) and the speaker, which see this class through its
+ * callbacks.
  */
 import { Socket } from 'node:net';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';

@@ -26,7 +26,7 @@
  * withdrawal's lists cost one copy each, not the garbage of arrays grown by push.
  *
  * `packBatch` writes a batch as UPDATEs (RFC 4271 §4.3, RFC 4760 for IPv6), the next hops given
- * by the caller; the speaker's flush and the start-up warm-up both use it.
+ * by the caller; peer-tx.ts's flush uses it (and so the warm-up).
  */
 import type { PrefixKey } from '../../net/addr.js';
 import type { PathAttributes } from '../wire/attributes.js';

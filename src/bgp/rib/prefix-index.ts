@@ -3,10 +3,9 @@
  *
  * IPv4 keys (addr * 64 + len, up to 2^38) live in an open-addressing hash table on one typed
  * array: linear probing, load factor at most 1/2, deletion by backward shift (no tombstones), so
- * a lookup is a hash and a probe or two with no allocation. A JS Map with such keys costs several
- * times more per operation on a million-entry table (each key a heap number, each entry an
- * object) — that was the RIB's hot spot. IPv6 keys (canonical text) use a Map: IPv6 tables are
- * small next to IPv4 ones in a pod network.
+ * a lookup is a hash and a probe or two with no allocation (a JS Map with such keys makes each
+ * key a heap number and each entry an object). IPv6 keys (canonical text) use a Map: IPv6 tables
+ * are small next to IPv4 ones in a pod network.
  *
  * On a million prefixes the cost is memory latency, not arithmetic, so the layout is for the
  * cache: a bucket is two int32s, the address and (length + 1) << 26 | slot, so a probe reads one
@@ -20,9 +19,12 @@
  * Slots are dense integers from 0, reused after `delete` (lowest-freed-first is not promised):
  * callers keep per-prefix data in plain arrays indexed by slot. No I/O.
  *
- * Per-prefix loops elsewhere use `get4`/`add4` (the key as int32 address and length) and
- * `keys4` (the slot -> key array itself): a key past 2^31 is a double, and V8 allocates a heap
- * number for each one passed to or returned from a function it does not inline.
+ * Key boxing (referred to by this name elsewhere in bgp/): an IPv4 key past 2^31 is a double,
+ * and V8 allocates a heap number for each double passed to or returned from a function it does
+ * not inline. A loop over a table's prefixes that passes keys whole so allocates once per prefix.
+ * Per-prefix loops therefore split a key once into two small integers, its address as an int32
+ * and its length (net/addr.ts prefix4Addr, prefix4Len), and call `get4`/`add4` with those; and
+ * read keys from `keys4` (the slot -> key array itself) rather than through a call.
  */
 import { type PrefixKey, prefix4Addr, prefix4Len } from '../../net/addr.js';
 
@@ -69,7 +71,7 @@ export class PrefixIndex {
   /**
    * The IPv4 key of each slot: the key (>= 0), NaN for an IPv6 one, negative for a free slot.
    * Valid until the next `add`. For loops over many slots, which read it without a call per slot
-   * (a call returning a key would box it: see get4).
+   * (see Key boxing above).
    */
   get keys4(): Float64Array {
     return this.keyAt4;
@@ -125,11 +127,7 @@ export class PrefixIndex {
     return this.get4(prefix4Addr(k) | 0, prefix4Len(k));
   }
 
-  /**
-   * `get` for an IPv4 prefix as its address (as int32) and length. Keys are doubles (up to 2^38),
-   * which V8 boxes into a heap object for every call it does not inline: the RIB's per-prefix
-   * loops split a key once and pass these two small integers instead.
-   */
+  /** `get` for an IPv4 prefix as its address (as int32) and length (see Key boxing above). */
   get4(addr: number, len: number): number {
     const i = this.probe(addr, len);
     const x = this.table[2 * i + 1]!;
