@@ -17,6 +17,14 @@
  *   every later change in order. A watch that loses its place (Kubernetes' 410 Gone after a
  *   compaction, a restarted store) relists and delivers only the difference, so a consumer that
  *   applies events to a map is always level-correct; it does not see the gap.
+ * - A watch with a label filter delivers an object that stops matching as `deleted` and one that
+ *   starts matching as `added`.
+ * - An update that changes nothing keeps the resourceVersion and delivers no event; a `create`
+ *   that carries a resourceVersion is `Invalid`; an update or delete whose uid differs from the
+ *   stored object's is `Conflict` (another incarnation of the name); cluster-scoped kinds have
+ *   `metadata.namespace` cleared.
+ * - A store may fill in the defaults of a kind's schema (the API server applies the CRDs' in
+ *   deploy/crds; the embedded stores do not): read a field with its documented default.
  * - Errors are `DatastoreError` with a code; `Unavailable` means try again later (the caller
  *   keeps what it has: its sessions, routes and allocations).
  *
