@@ -50,6 +50,8 @@
  *   across a block deleted and claimed again, and a stale release from the old incarnation does
  *   not match an allocation in the new one.
  * - Borrowing skips `podCIDR` pools: there a node's addresses come from its podCIDR only.
+ * - Nothing is borrowed from another node's block of one address (/32, /128): the borrower's
+ *   host route would be as long as the block's route, and the two nodes would tie for it.
  * - A block is never re-affined to another node (Calico does so when a node is deleted); node
  *   clean-up is the agent's controller's job and is not here.
  *
@@ -74,6 +76,7 @@ import {
   contains,
   containsAddress,
   type Family,
+  familyBits,
   formatCidr,
   nthBlock,
   ordinalOf,
@@ -252,7 +255,10 @@ export class Allocator {
       const blocksPools = ctx.pools.filter((p) => p.mode === 'blocks');
       const candidates = (await this.blocks())
         .filter((b) => b.cidr.family === req.family && blocksPools.some((p) => contains(p.cidr, b.cidr)))
-        .filter((b) => alloc.freeCount(b.object.spec!) > 0);
+        .filter((b) => alloc.freeCount(b.object.spec!) > 0)
+        .filter(
+          (b) => b.cidr.len < familyBits(req.family) || b.object.spec!.affinity === affinityOf(req.node),
+        );
       // The node's own confirmed blocks are full (step 2), so a block here is another node's,
       // or none's, or the node's own without a confirmed affinity (left by hand).
       const b = candidates[0];
@@ -379,6 +385,8 @@ export class Allocator {
       if (pool.mode === 'podCIDR') {
         const c = this.podCIDRIn(pool, ctx);
         if (c && !taken(c)) return c;
+        if (c)
+          ctx.notes.push(`the podCIDR ${formatCidr(c)} of node ${ctx.node} is full or another node's block`);
         continue;
       }
       const n = blockCount(pool.cidr, pool.blockSize);

@@ -11,15 +11,17 @@
  * each live handle's address is still allocated to it in the store (nothing lost across a
  * restart, a stale release frees nothing live); every block is consistent and no two overlap;
  * no block has two confirmed affinities. At the end: every address is held by a handle the test
- * knows, confirmed affinities match their blocks, and after releasing everything each pool hands
- * out every one of its addresses again.
+ * knows, confirmed affinities match their blocks and every block has its affinity, the most
+ * specific originated prefix holding each live address is its pod's node's, and after releasing
+ * everything each pool hands out every one of its addresses again.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
 import type { StoredObject } from '../../src/datastore/types.js';
 import { type Assignment, Allocator } from '../../src/ipam/allocator.js';
-import { overlaps, parseCidr } from '../../src/ipam/blocks.js';
+import { containsAddress, overlaps, parseAddress, parseCidr } from '../../src/ipam/blocks.js';
+import { originated } from '../../src/ipam/originate.js';
 import {
   type BlockAffinitySpec,
   IpamError,
@@ -77,6 +79,8 @@ const POOL_SIZE = { 4: 16, 6: 8 };
 interface Held {
   address: string;
   sequenceNumber: number;
+  /** The node the pod runs on (whose assign took the address). */
+  node: string;
 }
 
 /** What the runs exercised, so a generator that stops reaching a path fails loudly. */
@@ -108,9 +112,9 @@ async function scenario(
   const uncertain = new Set<string>();
   const released: Held[] = [];
 
-  const assigned = (handle: string, r: Assignment) => {
+  const assigned = (handle: string, node: string, r: Assignment) => {
     for (const [h, held] of live) expect(held.address, `${handle} got ${h}'s address`).not.toBe(r.address);
-    live.set(handle, { address: r.address, sequenceNumber: r.sequenceNumber });
+    live.set(handle, { address: r.address, sequenceNumber: r.sequenceNumber, node });
     stats.assigned++;
     if (r.borrowed) stats.borrowed++;
   };
@@ -178,7 +182,7 @@ async function scenario(
           const handle = `l${lane}-${n++}`;
           try {
             const r = await allocator.assign({ handle, node: nodeName, family: c.family });
-            assigned(handle, r);
+            assigned(handle, nodeName, r);
             mine.push(handle);
           } catch (e) {
             uncertain.add(handle);
@@ -260,6 +264,21 @@ async function scenario(
   for (const a of affinities) {
     if (a.state === 'confirmed') expect(blockAffinity.get(a.cidr)).toBe(`host:${a.node}`);
   }
+  // Routing: of all the prefixes the nodes originate, the most specific one holding a live
+  // address is its pod's node's (a borrowed address's /32 beats the lender's block).
+  const blockSpecs = (await store.list('IPAMBlock')).map((b) => b.spec as IPAMBlockSpec);
+  const routes = ['n0', 'n1', 'n2'].flatMap((n) =>
+    originated(n, blockSpecs).map((p) => ({ n, p: parseCidr(p) })),
+  );
+  for (const [h, l] of live) {
+    const a = parseAddress(l.address);
+    const covering = routes.filter((r) => containsAddress(r.p, a.family, a.value));
+    const longest = Math.max(...covering.map((r) => r.p.len));
+    expect(
+      covering.filter((r) => r.p.len === longest).map((r) => r.n),
+      `${h} ${l.address}`,
+    ).toEqual([l.node]);
+  }
   // And back: a block affine to a node has that node's affinity object (no orphan block).
   for (const [cidr, affinity] of blockAffinity) {
     if (affinity === null) continue;
@@ -277,15 +296,22 @@ async function scenario(
   const cfg = (await store.get({ kind: 'IPAMConfig', name: 'default' }))!;
   await store.update({ ...cfg, spec: {} });
   for (const family of [4, 6] as const) {
-    const got = new Set<string>();
-    for (let i = 0; ; i++) {
+    // The nodes take turns until none gets more (each may keep an empty block of its own).
+    const got: string[] = [];
+    const exhausted = new Set<string>();
+    for (let i = 0; exhausted.size < 3; i++) {
+      const n = ['n0', 'n1', 'n2'][i % 3]!;
+      if (exhausted.has(n)) continue;
       clock.advance(1000);
-      const r = await clean.assign({ handle: `final-${family}-${i}`, node: 'n0', family }).catch((e) => e);
-      if (r instanceof IpamError && r.code === 'Exhausted') break;
-      expect(r).not.toBeInstanceOf(Error);
-      got.add((r as Assignment).address);
+      const r = await clean.assign({ handle: `final-${family}-${i}`, node: n, family }).catch((e) => e);
+      if (r instanceof IpamError && r.code === 'Exhausted') exhausted.add(n);
+      else {
+        expect(r).not.toBeInstanceOf(Error);
+        got.push((r as Assignment).address);
+      }
     }
-    expect(got.size).toBe(POOL_SIZE[family]);
+    expect(got.length).toBe(POOL_SIZE[family]);
+    expect(new Set(got).size).toBe(POOL_SIZE[family]);
   }
 }
 

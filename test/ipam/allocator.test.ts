@@ -243,6 +243,34 @@ describe('empty blocks', () => {
     ]);
     expect((await holdings(store)).get('n2-a')).toHaveLength(1);
   });
+
+  it("a release that lost its block to a new claim does not delete the new claim's affinity", async () => {
+    const { store, clock } = await setup([pool('p', { cidr: '10.0.0.0/29', blockSize: 30 }), node('n1')]);
+    const other = new Allocator({ store, clock });
+    for (let i = 0; i < 5; i++) await other.assign({ handle: `h${i}`, node: 'n1', family: 4 });
+    await other.release('h4'); // 10.0.0.4/30 is empty, 10.0.0.0/30 full
+    const faulty = new FaultyStore(store);
+    const releasing = new Allocator({ store: faulty, clock });
+    await releasing.releaseEmptyBlocks('n1');
+    // Between the block's delete and the affinity's, another allocator on n1 needs a block: it
+    // finishes the release it finds, claims 10.0.0.4/30 again and allocates from it.
+    const inner = faulty.delete.bind(faulty);
+    let raced = false;
+    faulty.delete = async (k, p) => {
+      if (k.kind === 'BlockAffinity' && !raced) {
+        raced = true;
+        expect((await other.assign({ handle: 'again', node: 'n1', family: 4 })).block).toBe('10.0.0.4/30');
+      }
+      return inner(k, p);
+    };
+    await releasing.releaseEmptyBlocks('n1');
+    expect(raced).toBe(true);
+    expect((await affinitySpecs(store)).map((a) => [a.cidr, a.state])).toEqual([
+      ['10.0.0.0/30', 'confirmed'],
+      ['10.0.0.4/30', 'confirmed'],
+    ]);
+    expect((await holdings(store)).get('again')).toEqual(['10.0.0.4']);
+  });
 });
 
 describe('leaked addresses', () => {
