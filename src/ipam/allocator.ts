@@ -159,8 +159,6 @@ interface Context {
   pools: ParsedPool[];
   labels: Record<string, string>;
   podCIDRs: string[];
-  /** The CIDRs of all existing blocks, lowest first. */
-  existing: Cidr[];
   /** Why there is nothing to hand out, for the Exhausted message. */
   notes: string[];
 }
@@ -241,7 +239,7 @@ export class Allocator {
     if (max > 0 && affinities.length >= max) {
       ctx.notes.push(`node ${req.node} holds maxBlocksPerHost (${max}) IPv${req.family} blocks`);
     } else {
-      const cidr = this.nextFreeBlock(ctx);
+      const cidr = await this.nextFreeBlock(ctx);
       if (cidr) {
         const b = await this.claim(cidr, ctx);
         return this.allocateIn(b, req, false);
@@ -341,24 +339,15 @@ export class Allocator {
 
   /** Config, pools and the node's labels and podCIDRs. */
   private async context(node: string, family: Family): Promise<Context> {
-    const [configObj, poolObjs, nodeObj, blockObjs] = await Promise.all([
+    const [configObj, poolObjs, nodeObj] = await Promise.all([
       this.store.get(key('IPAMConfig', IPAM_CONFIG_NAME)),
       this.store.list('IPPool'),
       this.store.get(key('Node', node)),
-      this.store.list('IPAMBlock'),
     ]);
-    // Every block's CIDR, valid or not: a new block must overlap none of them.
-    const existing = blockObjs
-      .flatMap((o) => {
-        try {
-          return [parseCidr(String((o.spec as IPAMBlockSpec | undefined)?.cidr))];
-        } catch {
-          return [];
-        }
-      })
-      .sort(compareCidr);
     const { config, errors: configErrors } = validateConfig(configObj);
-    const { pools, errors } = validatePools(poolObjs, existing);
+    let { pools, errors, overlapping } = validatePools(poolObjs);
+    // Which of two overlapping pools stays may depend on the blocks they hold: only then list them.
+    if (overlapping) ({ pools, errors } = validatePools(poolObjs, await this.existingBlocks()));
     if (configErrors.length + errors.length > 0) this.onInvalid([...configErrors, ...errors]);
     const notes = errors.map(String);
     const meta = nodeObj?.metadata;
@@ -374,12 +363,12 @@ export class Allocator {
     const usable = ofFamily.filter((p) => !p.disabled && nodeSelectorMatches(p.selector, labels));
     if (ofFamily.length > 0 && usable.length === 0)
       notes.push(`no enabled IPv${family} IPPool selects node ${node}`);
-    return { node, family, config, pools: usable, labels, podCIDRs, existing, notes };
+    return { node, family, config, pools: usable, labels, podCIDRs, notes };
   }
 
   /** The lowest-addressed block of the first usable pool that overlaps no existing block. */
-  private nextFreeBlock(ctx: Context): Cidr | undefined {
-    const existing = ctx.existing.filter((c) => c.family === ctx.family);
+  private async nextFreeBlock(ctx: Context): Promise<Cidr | undefined> {
+    const existing = (await this.existingBlocks()).filter((c) => c.family === ctx.family);
     const taken = (c: Cidr) => existing.some((e) => overlaps(e, c));
     for (const pool of ctx.pools) {
       if (pool.mode === 'podCIDR') {
@@ -398,6 +387,19 @@ export class Allocator {
       ctx.notes.push(`IPPool ${pool.name} has no free block`);
     }
     return undefined;
+  }
+
+  /** Every block's CIDR, valid or not (a new block must overlap none of them), lowest first. */
+  private async existingBlocks(): Promise<Cidr[]> {
+    return (await this.store.list('IPAMBlock'))
+      .flatMap((o) => {
+        try {
+          return [parseCidr(String((o.spec as IPAMBlockSpec | undefined)?.cidr))];
+        } catch {
+          return [];
+        }
+      })
+      .sort(compareCidr);
   }
 
   /** The node's podCIDR in a podCIDR-mode pool, or undefined with a note saying why not. */

@@ -315,13 +315,13 @@ export function validatePool(pool: StoredObject): { pool?: ParsedPool; errors: F
 /**
  * Validate all pools together: each on its own, then overlaps. Of two overlapping pools the one
  * created first stays (then, as timestamps have one-second resolution, the one holding more of
- * the existing `blocks`, then the lower name); the other gets an error naming both. Valid pools
- * come back sorted: IPv4 first, then by address.
+ * the existing `blocks`, then the lower name); the other gets an error naming both, and
+ * `overlapping` is true. Valid pools come back sorted: IPv4 first, then by address.
  */
 export function validatePools(
   pools: readonly StoredObject[],
   blocks: readonly Cidr[] = [],
-): { pools: ParsedPool[]; errors: FieldError[] } {
+): { pools: ParsedPool[]; errors: FieldError[]; overlapping: boolean } {
   const errors: FieldError[] = [];
   const parsed: ParsedPool[] = [];
   for (const p of pools) {
@@ -349,7 +349,7 @@ export function validatePools(
     } else kept.push(p);
   }
   kept.sort((a, b) => a.cidr.family - b.cidr.family || (a.cidr.base < b.cidr.base ? -1 : 1));
-  return { pools: kept, errors };
+  return { pools: kept, errors, overlapping: kept.length < parsed.length };
 }
 
 // ---------------------------------------------------------------------------------------------
