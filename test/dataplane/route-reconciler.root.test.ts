@@ -169,6 +169,25 @@ describeSystem('route reconciler on the kernel', { root: true, tools: ['ip'] }, 
     await d.stop();
   });
 
+  it('a brand-new veth: a route of ours nobody wants stays for the grace period, then goes', async () => {
+    const d = await driver({ timers: true, graceMs: 1500 });
+    await d.call('apply');
+    // The CNI plugin programs the pod's route before the agent has heard of the pod.
+    veth('twl5');
+    ip('route', 'add', '10.1.0.55/32', 'dev', 'twl5', 'proto', '84');
+    const t0 = Date.now();
+    await d.call('markForReadBack');
+    expect(await d.call<Stats & { deferred: number }>('apply')).toMatchObject({ deleted: 0, deferred: 1 });
+    expect(ipRoutes(ns, 4, 'proto', '84').some((r) => r.dst === '10.1.0.55')).toBe(true);
+    await waitFor('route removed after the grace period', () =>
+      ipRoutes(ns, 4, 'proto', '84').every((r) => r.dst !== '10.1.0.55'),
+    );
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1000);
+    expect(d.errors).toEqual([]);
+    await d.stop();
+    ip('link', 'del', 'twl5');
+  });
+
   it('a route deleted from outside is restored by the next read-back', async () => {
     const d = await driver({ timers: true, readBackMs: 500 });
     await d.call('apply');
