@@ -34,16 +34,18 @@
  *
  * Delta tracking. The model believes the kernel holds the last read-back plus the operations
  * confirmed since. Every change (a new desired set, a link event, a read-back) marks prefixes
- * dirty; `plan(now)` looks only at dirty prefixes, so a single pod change is O(1) work however
- * many routes there are. A read-back marks everything dirty and is the repair path for drift
- * (a route deleted from outside comes back at the next read-back).
+ * dirty; `plan(now)` looks only at dirty prefixes. `setDesired` costs the size of that owner's
+ * set (it compares the old set with the new one); planning and writing cost the number of
+ * prefixes that changed, however many routes there are. A read-back marks everything dirty and
+ * is the repair path for drift (a route deleted from outside comes back at the next one).
  *
  * Interfaces (kernel behaviour it relies on)
  * - A `dev` route waits until its interface exists and is administratively up: the kernel
  *   refuses a scope-link route on a down device (ENETDOWN) or a missing one (ENODEV). Waiting
  *   routes are indexed by interface name and go out when the link appears or comes up.
  * - When a link goes down or is deleted the kernel flushes its routes (IPv4 and IPv6) without
- *   sending RTM_DELROUTE for them, so `linkDown`/`linkGone` drop believed routes on it.
+ *   sending RTM_DELROUTE for them, so `linkUpdate` (down) and `linkGone` drop the believed
+ *   routes through it.
  * - A rename keeps routes on the ifindex; a route wanted on the old name then waits, and ours
  *   on the renamed link no longer match and are removed.
  * - Grace period: a route of ours that nobody wants, on an interface first seen less than

@@ -20,7 +20,11 @@
  *   apply; lost notifications (ENOBUFS) force a read-back. Applies it schedules itself report
  *   failures to `onError` and are retried after `retryMs`.
  * - Foreign routes are never written; conflicts are logged once when they appear and returned
- *   in every `ApplyStats`.
+ *   in every `ApplyStats`. One race remains, as in Felix: a foreign route that takes the place
+ *   of one of ours between a read-back and our `replace` of that route is overwritten (a delete
+ *   cannot hit it: deletes name our protocol); the next read-back reports the conflict.
+ * - Call `start()` before the first `apply()` so no link event falls between its read-back and
+ *   the subscription (started later, it reads back once more).
  *
  * Not here: route notifications (a route deleted from outside is repaired by the next read-back,
  * not at once: listening to our own 50k writes echoed back would cost more than it saves);
