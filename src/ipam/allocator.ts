@@ -577,11 +577,12 @@ export class Allocator {
   async releaseEmptyBlocks(node: string): Promise<string[]> {
     if (!isObjectName(node)) return [];
     const released: string[] = [];
+    // The previous call's sightings: a retry within this call is not a second sighting.
+    const seenBefore = this.emptySeen.get(node) ?? new Map<string, string>();
     await this.retrying(`release empty blocks of ${node}`, async () => {
       const mine = (await this.affinities()).filter((a) => a.spec.node === node);
       for (const a of mine) if (a.spec.state === 'pendingDeletion') await this.finishRelease(a);
       const confirmed = mine.filter((a) => a.spec.state === 'confirmed');
-      const seenBefore = this.emptySeen.get(node) ?? new Map<string, string>();
       const seenNow = new Map<string, string>();
       const candidates: { a: Affinity; b: ParsedBlock }[] = [];
       for (const a of confirmed) {
