@@ -42,21 +42,17 @@
  * - Block names for IPv6 CIDRs starting with `::` start with `0` (blocks.ts).
  */
 import type { StoredObject } from '../datastore/types.js';
-import { TWILL_API_VERSION } from '../datastore/types.js';
 import {
   blockAddressCount,
   blockName,
   type Cidr,
   contains,
   type Family,
-  familyBits,
   formatCidr,
   overlaps,
   parseCidr,
 } from './blocks.js';
 import { type CompiledNodeSelector, compileNodeSelector, SelectorError } from './selector.js';
-
-export { TWILL_API_VERSION };
 
 // ---------------------------------------------------------------------------------------------
 // Stored objects
@@ -486,10 +482,3 @@ export function validateHandle(handle: unknown): FieldError[] {
     ),
   ];
 }
-
-/** The family of a CIDR or address text. */
-export function familyOfText(text: string): Family {
-  return text.includes(':') ? 6 : 4;
-}
-
-export { familyBits };
