@@ -52,8 +52,9 @@
  * - Borrowing skips `podCIDR` pools: there a node's addresses come from its podCIDR only.
  * - Nothing is borrowed from another node's block of one address (/32, /128): the borrower's
  *   host route would be as long as the block's route, and the two nodes would tie for it.
- * - A block is never re-affined to another node (Calico does so when a node is deleted); node
- *   clean-up is the agent's controller's job and is not here.
+ * - A block's affinity never changes while the block exists: it is released only empty. Clean-up
+ *   after a deleted node (Calico's kube-controllers clear its affinities, even from blocks that
+ *   still hold addresses) is the agent's controller's job and is not here.
  *
  * Pure over its inputs: no Node I/O, no timers; time comes from `clock`.
  */
