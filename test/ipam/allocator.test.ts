@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { StoredObject } from '../../src/datastore/types.js';
+import { DatastoreError, type StoredObject } from '../../src/datastore/types.js';
 import * as alloc from '../../src/ipam/allocations.js';
 import { Allocator } from '../../src/ipam/allocator.js';
 import type { BlockAffinitySpec, IPAMBlockSpec } from '../../src/ipam/model.js';
@@ -351,6 +351,22 @@ describe('faults', () => {
     expect(e.code).toBe('Conflict');
     expect(e.message).toContain('gave up after 4 attempts');
     expect(await holdings(store)).toEqual(new Map([['h1', ['10.0.0.0']]]));
+  });
+
+  it('an unreachable store is reported as it is, not retried', async () => {
+    const { store, clock } = await setup([pool('p', { cidr: '10.0.0.0/24' }), node('n1')]);
+    const down = new FaultyStore(store);
+    let calls = 0;
+    down.get = async () => {
+      calls++;
+      throw new DatastoreError('Unavailable', 'connection refused');
+    };
+    const a = new Allocator({ store: down, clock });
+    await expect(a.assign({ handle: 'h', node: 'n1', family: 4 })).rejects.toMatchObject({
+      code: 'Unavailable',
+    });
+    expect(calls).toBe(1);
+    expect(await holdings(store)).toEqual(new Map());
   });
 
   it.each([1, 2, 3, 4, 5])(
