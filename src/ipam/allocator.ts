@@ -211,6 +211,7 @@ export class Allocator {
   }
 
   private async assignOnce(req: AssignRequest): Promise<Assignment> {
+    // 1. What the handle already holds.
     const held = await this.heldBy(req.handle, req.family);
     if (held) return held;
     const ctx = await this.context(req.node, req.family);
