@@ -62,6 +62,20 @@ describe('FakeClock', () => {
     expect(seen).toEqual(['soon', 'timer']);
   });
 
+  it('sleep resolves when time has moved on', async () => {
+    const c = new FakeClock();
+    let done = false;
+    const slept = c.sleep(50).then(() => {
+      done = true;
+    });
+    c.advance(49);
+    await Promise.resolve();
+    expect(done).toBe(false);
+    c.advance(1);
+    await slept;
+    expect(done).toBe(true);
+  });
+
   it('date() follows now()', () => {
     const c = new FakeClock(Date.UTC(2026, 0, 1));
     c.advance(1500);

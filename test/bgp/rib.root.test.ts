@@ -134,7 +134,7 @@ describeSystem(
     it('more prefixes than max-prefix ends the session with Cease 6/1', async () => {
       b.spec.neighbors[0] = { ...b.spec.neighbors[0]!, maxPrefix: 2 } as never;
       b.reload();
-      // Session settings changed: B drops A's session (6/3) and starts a new one with the limit.
+      // max-prefix is policy (bgp/reconfig.ts): the session stays; the limit applies from now on.
       await b.waitState('10.61.1.1', 'Established');
       a.spec.originate = ['10.9.0.0/24', '10.2.0.0/24', '10.3.0.0/24'];
       a.reload();
