@@ -3,10 +3,12 @@
  * against a read-back (ours vs foreign), interfaces that are missing, down, renamed or new
  * (grace period), and how operation outcomes feed back. Time is a number passed in.
  */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   type KernelRoute,
   normaliseRoute,
+  parseDst,
   RouteModel,
   RouteSpecError,
   RTPROT_TWILL,
@@ -64,6 +66,55 @@ describe('route specs', () => {
     });
     expect(r).toMatchObject({ key: 'fd00::/122', family: 6, kind: 'via', via: ['fd09::2', 'fd09::3'] });
     expect(normaliseRoute({ dst: '10.0.0.0/26', kind: 'blackhole' }).key).toBe(parsePrefix('10.0.0.0/26'));
+  });
+
+  it("the one-pass IPv4 prefix parser agrees with net/addr's parsePrefix on any text", () => {
+    const outcome = (f: () => unknown) => {
+      try {
+        return { ok: f() };
+      } catch (err) {
+        return { err: (err as Error).message };
+      }
+    };
+    const v4ish = fc
+      .array(fc.constantFrom(...'0123456789./:'.split(''), '00', '255', '256', '/32', '/33', '/0', '/08'), {
+        maxLength: 20,
+      })
+      .map((parts) => parts.join(''));
+    const valid = fc
+      .tuple(fc.integer({ min: 0, max: 2 ** 32 - 1 }), fc.integer({ min: 0, max: 32 }))
+      .map(([a, len]) => {
+        const masked = len === 0 ? 0 : a - (a % 2 ** (32 - len));
+        return `${[24, 16, 8, 0].map((s) => Math.floor(masked / 2 ** s) % 256).join('.')}/${len}`;
+      });
+    fc.assert(
+      fc.property(fc.oneof(v4ish, valid, fc.string()), (text) => {
+        expect(outcome(() => parseDst(text))).toEqual(outcome(() => parsePrefix(text)));
+      }),
+      { numRuns: 3000 },
+    );
+    for (const t of [
+      '0.0.0.0/0',
+      '255.255.255.255/32',
+      '10.0.0.0/8',
+      '10.0.0.1/24',
+      '1.2.3.4/',
+      '01.2.3.4/8',
+      '1.2.3.4/08',
+    ])
+      expect(outcome(() => parseDst(t))).toEqual(outcome(() => parsePrefix(t)));
+  });
+
+  it('a gateway given as IPv4 text is not accepted for an IPv6 route, even when seen before', () => {
+    const intern = new Map<string, readonly string[]>();
+    normaliseRoute({ dst: '10.0.0.0/24', kind: 'via', via: ['10.9.0.2'] }, intern);
+    expect(() => normaliseRoute({ dst: 'fd00::/64', kind: 'via', via: ['10.9.0.2'] }, intern)).toThrow(
+      /not an IPv6/,
+    );
+    const a = normaliseRoute({ dst: 'fd00::/64', kind: 'via', via: ['FD09::2'] }, intern);
+    const b = normaliseRoute({ dst: 'fd01::/64', kind: 'via', via: ['fd09::2'] }, intern);
+    expect(a.via).toBe(b.via);
+    expect(a.via).toEqual(['fd09::2']);
   });
 
   it('rejects a bad spec naming the route and the field', () => {
