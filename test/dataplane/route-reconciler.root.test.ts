@@ -203,6 +203,38 @@ describeSystem('route reconciler on the kernel', { root: true, tools: ['ip'] }, 
     expect(foreign()).toEqual(foreignBefore);
   });
 
+  it('a changed next-hop set is replaced in place: ECMP to one path and back, IPv4 and IPv6', async () => {
+    const d = await driver();
+    await d.call('apply');
+    const bgp = (v4: string[], v6: string[]) => [
+      { dst: '10.3.0.0/26', kind: 'via', via: v4 },
+      { dst: '10.4.0.0/26', kind: 'via', via: ['10.9.0.2'] },
+      { dst: 'fd00:3::/122', kind: 'via', via: v6 },
+      { dst: '10.5.0.0/26', kind: 'via', via: ['10.9.0.2'] },
+    ];
+    const gateways = () => {
+      const v4 = ipRoutes(ns, 4, 'proto', '84').find((r) => r.dst === '10.3.0.0/26');
+      const v6 = ipRoutes(ns, 6, 'proto', '84').filter((r) => r.dst === 'fd00:3::/122');
+      const gw = (r: (typeof v6)[number]) => r.nexthops?.map((n) => n.gateway) ?? [r.gateway];
+      return { v4: v4 ? gw(v4) : [], v6: v6.flatMap(gw).sort() };
+    };
+    await d.call('setDesired', { owner: 'bgp', routes: bgp(['10.9.0.3'], ['fd09::3']) });
+    expect(await d.call<Stats>('apply')).toMatchObject({ replaced: 2, added: 0, deleted: 0 });
+    expect(gateways()).toEqual({ v4: ['10.9.0.3'], v6: ['fd09::3'] });
+    await d.call('setDesired', {
+      owner: 'bgp',
+      routes: bgp(['10.9.0.4', '10.9.0.2'], ['fd09::2', 'fd09::4']),
+    });
+    expect(await d.call<Stats>('apply')).toMatchObject({ replaced: 2, added: 0, deleted: 0 });
+    expect(gateways()).toEqual({ v4: ['10.9.0.2', '10.9.0.4'], v6: ['fd09::2', 'fd09::4'] });
+    // And what the kernel now has is what a read-back finds right.
+    await d.call('markForReadBack');
+    expect(await d.call<Stats>('apply')).toMatchObject({ replaced: 0, added: 0, deleted: 0 });
+    await d.call('setDesired', { owner: 'bgp', routes: desired.bgp });
+    expect(await d.call<Stats>('apply')).toMatchObject({ replaced: 2 });
+    await d.stop();
+  });
+
   it('withdrawing an owner removes only our routes', async () => {
     const d = await driver();
     await d.call('setDesired', { owner: 'bgp', routes: [] });
