@@ -17,7 +17,9 @@
  *   (so the choice never depends on arrival order). Defaults, highest first: `pods` 400 (a
  *   local workload is always reached on its veth), `borrowed` 300 (an address borrowed from
  *   another node's block, served here), `blocks` 200 (our own blackholes), `bgp` 100 (what the
- *   speaker learned); any other owner 0.
+ *   speaker learned); any other owner 0. Until each owner named in `expectOwners` has called
+ *   setDesired once, no route of ours is deleted: a restarted agent whose speaker has not yet
+ *   re-learned its routes withdraws nothing (adds and replaces go ahead).
  * - A *kernel route* is what a dump shows: table, protocol, metric, type, scope, next hops.
  *   Ours are those in our table with our protocol number (`RTPROT_TWILL`). Everything else is
  *   *foreign*: it is never replaced or deleted, and a foreign route for a prefix we want is
@@ -160,7 +162,7 @@ export interface Plan {
   waiting: { dst: string; dev: string }[];
   /** Foreign routes for prefixes we want (among the prefixes this plan looked at). */
   conflicts: Conflict[];
-  /** Routes of ours kept for an interface's grace period. */
+  /** Routes of ours kept for an interface's grace period or until expected owners report. */
   deferred: number;
   /** When `plan()` should run again for a grace period to end; undefined if none pending. */
   wakeAtMs: number | undefined;
@@ -177,6 +179,13 @@ export interface RouteModelOptions {
   metric6?: number;
   /** Owner priorities; merged over DEFAULT_PRIORITIES. */
   priorities?: Record<string, number>;
+  /**
+   * Owners that must have called setDesired at least once before any route of ours is
+   * deleted (e.g. `['pods', 'blocks', 'bgp']`: after a restart the speaker has learned nothing
+   * yet, and its empty set must not withdraw the routes the kernel kept). Adds and replaces
+   * are not held back. Default: none.
+   */
+  expectOwners?: readonly string[];
 }
 
 export const DEFAULT_PRIORITIES: Readonly<Record<string, number>> = {
@@ -374,6 +383,8 @@ export class RouteModel {
   /** Keys held back by a grace period, with the time it ends. */
   private readonly graceUntil = new Map<PrefixKey, number>();
   private everLoaded = false;
+  /** Expected owners that have not called setDesired yet; no route of ours goes meanwhile. */
+  private readonly unsynced = new Set<string>();
   /** Set when the model's picture of the kernel is unreliable; the shell reads back. */
   needReadBack = true;
 
@@ -384,6 +395,7 @@ export class RouteModel {
     this.metric4 = opts.metric4 ?? 0;
     this.metric6 = opts.metric6 ?? 1024;
     this.priorities = { ...DEFAULT_PRIORITIES, ...(opts.priorities ?? {}) };
+    for (const o of opts.expectOwners ?? []) this.unsynced.add(o);
   }
 
   // ---- desired state ---------------------------------------------------------------------
@@ -394,6 +406,11 @@ export class RouteModel {
    * twice with different routes.
    */
   setDesired(owner: string, specs: Iterable<RouteSpec>): void {
+    if (this.unsynced.delete(owner) && this.unsynced.size === 0) {
+      // Deletions held back until now can go.
+      for (const key of this.ours.keys()) this.dirty.add(key);
+      for (const key of this.others.keys()) this.dirty.add(key);
+    }
     const next = new Map<PrefixKey, Route>();
     for (const spec of specs) {
       const r = normaliseRoute(spec, this.viaIntern);
@@ -728,9 +745,18 @@ export class RouteModel {
       }
     }
     if (!this.everLoaded) return plan;
-    const defer = (key: PrefixKey, end: number) => {
-      this.graceUntil.set(key, end);
-      plan.deferred++;
+    // A route of ours goes, unless owners are still expected or its interface is new.
+    const retire = (key: PrefixKey, route: KernelRoute) => {
+      if (this.unsynced.size > 0) {
+        plan.deferred++;
+        return;
+      }
+      const end = this.graceEnd(route, nowMs);
+      if (end === undefined) plan.ops.push({ op: 'del', route });
+      else {
+        this.graceUntil.set(key, end);
+        plan.deferred++;
+      }
     };
     for (const key of this.dirty) {
       const want = this.desired.get(key);
@@ -741,9 +767,7 @@ export class RouteModel {
         for (const o of others) {
           if (o.protocol === this.protocol) {
             // Ours at a metric we no longer use.
-            const end = this.graceEnd(o, nowMs);
-            if (end !== undefined) defer(key, end);
-            else plan.ops.push({ op: 'del', route: o });
+            retire(key, o);
           } else if (want !== undefined) {
             const block = o.metric === this.ourMetric(want.family);
             blocked ||= block;
@@ -757,11 +781,7 @@ export class RouteModel {
         }
       }
       if (want === undefined) {
-        if (have !== undefined) {
-          const end = this.graceEnd(have, nowMs);
-          if (end !== undefined) defer(key, end);
-          else plan.ops.push({ op: 'del', route: have });
-        }
+        if (have !== undefined) retire(key, have);
         continue;
       }
       if (have !== undefined && kernelMatches(want, have, this.index)) continue;
@@ -770,11 +790,7 @@ export class RouteModel {
         // Its interface is missing or down: a link event wakes it (wantedOn). A stale route of
         // ours for the prefix goes meanwhile.
         plan.waiting.push({ dst: formatPrefix(key), dev: want.dev! });
-        if (have !== undefined) {
-          const end = this.graceEnd(have, nowMs);
-          if (end !== undefined) defer(key, end);
-          else plan.ops.push({ op: 'del', route: have });
-        }
+        if (have !== undefined) retire(key, have);
         continue;
       }
       if (blocked) {

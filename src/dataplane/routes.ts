@@ -104,7 +104,7 @@ export interface ApplyStats {
   deleted: number;
   /** Routes waiting for their interface. */
   waiting: number;
-  /** Routes of ours kept for an interface's grace period. */
+  /** Routes of ours kept for an interface's grace period or until expected owners report. */
   deferred: number;
   /** Foreign routes for prefixes we want (among those looked at). */
   conflicts: Conflict[];

@@ -336,6 +336,22 @@ describe('interfaces', () => {
     expect(ops(m, 10_000)).toEqual(['del 10.1.0.5/32']);
   });
 
+  it('expected owners: no route of ours is deleted until each has reported once', () => {
+    const m = new RouteModel({ graceMs: 0, expectOwners: ['pods', 'bgp'] });
+    m.loadKernel(
+      [kr('10.3.0.0/26', { gw: ['10.9.0.2'] }), kr('10.4.0.0/26', { gw: ['10.9.0.2'] })],
+      links,
+      0,
+    );
+    m.setDesired('pods', [{ dst: '10.1.0.5/32', kind: 'dev', dev: 'twl1' }]);
+    const p = m.plan(0);
+    expect(p.ops.map((o) => o.op)).toEqual(['add']);
+    expect(p.deferred).toBe(2);
+    // The speaker has converged: it wants one of the two.
+    m.setDesired('bgp', [{ dst: '10.3.0.0/26', kind: 'via', via: ['10.9.0.2'] }]);
+    expect(ops(m)).toEqual(['del 10.4.0.0/26']);
+  });
+
   it('a route without an interface (blackhole) has no grace', () => {
     const m = new RouteModel({ graceMs: 10_000 });
     m.loadKernel([kr('10.2.0.0/26', { type: RtnType.Blackhole, scope: 0 })], links, 0);

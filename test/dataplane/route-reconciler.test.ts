@@ -86,6 +86,23 @@ describe('route reconciler (fake kernel)', () => {
     expect(k.ops.length).toBe(before);
   });
 
+  it('a restart before the speaker has re-learned anything withdraws nothing (expected owners)', async () => {
+    const { k, make } = setup();
+    const a = make();
+    a.setDesired('blocks', blocks);
+    a.setDesired('bgp', remote);
+    await a.apply();
+    a.close();
+    const before = k.ops.length;
+    const b = new RouteReconciler({ kernel: () => k.handle(), graceMs: 0, expectOwners: ['blocks', 'bgp'] });
+    b.setDesired('blocks', blocks);
+    expect(await b.apply()).toMatchObject({ added: 0, deleted: 0, deferred: 2 });
+    expect(k.ops.length).toBe(before);
+    b.setDesired('bgp', remote.slice(0, 1));
+    expect(await b.apply()).toMatchObject({ added: 0, deleted: 1, deferred: 0 });
+    b.close();
+  });
+
   it('foreign routes stay untouched, also when nobody wants the prefix; a conflict is reported once', async () => {
     const { k, make, warnings } = setup();
     const foreign: KernelRoute = {
