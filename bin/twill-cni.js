@@ -1,17 +1,16 @@
 #!/usr/bin/env node
 // The Twill CNI plugin, installed as /opt/cni/bin/twill (a symlink or a copy of this file next
 // to dist/). It loads the CNI client alone (src/cni/plugin.ts), never the rest of Twill: the
-// runtime starts it for every pod, so start-up time is pod start-up time.
+// runtime starts it for every pod, so start-up time is pod start-up time. It exits as soon as
+// the answer is written (stdout is a pipe or a file: writes to either are synchronous on Linux).
 import { main } from '../dist/src/cni/plugin.js';
 
 main().then(
-  (code) => {
-    process.exitCode = code;
-  },
+  (code) => process.exit(code),
   (err) => {
     process.stdout.write(
       `${JSON.stringify({ cniVersion: '1.1.0', code: 104, msg: 'twill: unexpected failure', details: String(err) })}\n`,
     );
-    process.exitCode = 1;
+    process.exit(1);
   },
 );

@@ -23,23 +23,25 @@
  *   default 30).
  *
  * What each command does
- * - ADD: one `assign` request to the agent (protocol.ts; the agent owns the node's IPAM), then
- *   two processes: `ip -batch -` on the host (create the veth pair with the container end
- *   created straight in CNI_NETNS under CNI_IFNAME, alias `twill:<containerID>`, bring the host
- *   end up, the pod's host route and permanent neighbour entry), the host veth's sysctls
- *   written to /proc/sys (proxy_arp, proxy_delay, forwarding; accept_ra for IPv6: the same
- *   list as dataplane/sysctl.ts `vethSysctls`, which a test holds us to), then
- *   `nsenter --net=CNI_NETNS ip -batch -` for everything in the pod (link up, the /32 and /128,
- *   169.254.1.1 as a scope-link route and the default route via it; IPv6 via
- *   fe80::ecee:eeff:feee:eeee). Every in-kernel write is a `replace`, so a repeated ADD for the
- *   same attachment (host veth present with our alias) changes nothing and returns the same
- *   result; a veth of the same name left by an earlier sandbox of the pod (another container
- *   ID in its alias) is deleted first. An interface already in the pod that is not ours makes
- *   `link add` fail: an error, as the spec requires.
- * - DEL: `release` to the agent, then `ip link del` of the host veth if its alias names this
- *   container (the pod end goes with it; a netns already gone took both). Missing pieces are
- *   success; an agent that cannot be reached is error 11 after the veth is gone, so the
- *   runtime retries the DEL and the address is not leaked.
+ * - ADD: one `assign` request to the agent (protocol.ts; the agent owns the node's IPAM) and two
+ *   processes, both started at once so that their start-up and the veth creation overlap the
+ *   agent's answer (ip runs batch lines as they arrive): `ip -batch -` on the host (first the
+ *   veth pair, with the container end created straight in CNI_NETNS under CNI_IFNAME, alias
+ *   `twill:<containerID>`, the host end up; once the addresses are known, the pod's host route
+ *   and permanent neighbour entry) and `nsenter --net=CNI_NETNS ip -batch -` for everything in
+ *   the pod (link up, the /32 and /128, 169.254.1.1 as a scope-link route and the default
+ *   route via it; IPv6 via fe80::ecee:eeff:feee:eeee), fed once the host side is done. Between
+ *   the two, the host veth's sysctls are written to /proc/sys (proxy_arp, proxy_delay,
+ *   forwarding; accept_ra for IPv6: the list of dataplane/sysctl.ts `vethSysctls`, which a test
+ *   holds us to). Every in-kernel write is a `replace`, so a repeated ADD for the same
+ *   attachment (host veth present with our alias) changes nothing and returns the same result;
+ *   a veth of the same name left by an earlier sandbox of the pod (another container ID in its
+ *   alias) is deleted first. An interface already in the pod that is not ours makes `link add`
+ *   fail: an error, as the spec requires. When the agent fails, the veth just made is deleted.
+ * - DEL: `release` to the agent and, at the same time, `ip link del` of the host veth if its
+ *   alias names this container (the pod end goes with it; a netns already gone took both).
+ *   Missing pieces are success; an agent that cannot be reached is error 11 after the veth is
+ *   gone, so the runtime retries the DEL and the address is not leaked.
  * - CHECK: from prevResult (our interface and its ips): the agent's handle holds exactly those
  *   addresses; the host veth exists, is ours, is up, has proxy_arp, and the kernel has the host
  *   route per address (/proc/net/route, /proc/net/ipv6_route); in the pod (one `nsenter`) the
@@ -585,13 +587,19 @@ export function parseConfig(
 /** What the host veth looks like before ADD: absent, ours (same container), or another sandbox's. */
 export type HostVethState = 'absent' | 'ours' | 'stale';
 
-export interface Wiring {
+/** The veth pair of an attachment: known before the agent has answered. */
+export interface LinkSpec {
   hostIfname: string;
   ifname: string;
   netns: string;
   containerID: string;
   mtu: number;
   mac: string;
+  families: readonly Family[];
+}
+
+/** The pair and the addresses the agent assigned. */
+export interface Wiring extends LinkSpec {
   /** Address text without prefix length. */
   addresses: { address: string; family: Family }[];
 }
@@ -600,26 +608,40 @@ const hostLen = (f: Family) => (f === 4 ? 32 : 128);
 /** The route protocol number the dataplane's reconciler owns (route-model.ts RTPROT_TWILL). */
 export const ROUTE_PROTOCOL = 84;
 
-/** The host side of ADD: one `ip -batch -` script. */
-export function hostBatch(w: Wiring, state: HostVethState): string {
-  const v6 = w.addresses.some((a) => a.family === 6);
+/**
+ * The host side of ADD, first part (needs no address, so it runs while the agent assigns): the
+ * pair, with the pod end created straight in CNI_NETNS; the alias; the host end up.
+ */
+export function hostLinkBatch(l: LinkSpec, state: HostVethState): string {
+  const v6 = l.families.includes(6);
   const lines: string[] = [];
-  if (state === 'stale') lines.push(`link del ${w.hostIfname}`);
+  if (state === 'stale') lines.push(`link del ${l.hostIfname}`);
   if (state !== 'ours') {
     lines.push(
-      `link add ${w.hostIfname} mtu ${w.mtu} address ${HOST_MAC} type veth peer name ${w.ifname} mtu ${w.mtu} address ${w.mac} netns ${w.netns}`,
-      `link set ${w.hostIfname} alias ${ALIAS_PREFIX}${w.containerID}`,
+      `link add ${l.hostIfname} mtu ${l.mtu} address ${HOST_MAC} type veth peer name ${l.ifname} mtu ${l.mtu} address ${l.mac} netns ${l.netns}`,
+      `link set ${l.hostIfname} alias ${ALIAS_PREFIX}${l.containerID}`,
     );
-    if (v6) lines.push(`link set ${w.hostIfname} addrgenmode none`);
+    if (v6) lines.push(`link set ${l.hostIfname} addrgenmode none`);
   }
-  lines.push(`link set ${w.hostIfname} up`);
-  if (v6) lines.push(`addr replace ${GATEWAY6}/64 dev ${w.hostIfname} nodad`);
+  lines.push(`link set ${l.hostIfname} up`);
+  if (v6) lines.push(`addr replace ${GATEWAY6}/64 dev ${l.hostIfname} nodad`);
+  return `${lines.join('\n')}\n`;
+}
+
+/** The host side of ADD, second part: the pod's host route and neighbour entry per address. */
+export function hostAddressBatch(w: Wiring): string {
+  const lines: string[] = [];
   for (const a of w.addresses)
     lines.push(
       `route replace ${a.address}/${hostLen(a.family)} dev ${w.hostIfname} scope link proto ${ROUTE_PROTOCOL}`,
       `neigh replace ${a.address} lladdr ${w.mac} dev ${w.hostIfname} nud permanent proto ${ROUTE_PROTOCOL}`,
     );
-  return `${lines.join('\n')}\n`;
+  return lines.length > 0 ? `${lines.join('\n')}\n` : '';
+}
+
+/** The whole host side of ADD, as one script. */
+export function hostBatch(w: Wiring, state: HostVethState): string {
+  return hostLinkBatch(w, state) + hostAddressBatch(w);
 }
 
 /** The pod side of ADD: one `ip -batch -` script run inside CNI_NETNS. */
@@ -960,17 +982,55 @@ const ip = () => (ipPath ??= firstExisting(['/usr/sbin/ip', '/sbin/ip', '/usr/bi
 const nsenter = () =>
   (nsenterPath ??= firstExisting(['/usr/bin/nsenter', '/bin/nsenter', '/usr/sbin/nsenter'], 'nsenter'));
 
-async function ipBatch(script: string, netns?: string): Promise<void> {
-  const r =
-    netns === undefined
-      ? await run(ip(), ['-batch', '-'], script)
-      : await run(nsenter(), [`--net=${netns}`, ip(), '-batch', '-'], script);
-  if (r.code !== 0)
-    throw new CniError(
-      CniCode.KernelFailure,
-      `configuring the ${netns === undefined ? 'host' : 'pod'} side failed`,
-      `${r.stderr.trim()}\n--- ip -batch input ---\n${script}`.trim(),
-    );
+/**
+ * An `ip -batch -` process (inside `netns` through nsenter when given), started before its
+ * script is complete: ip runs each line as it arrives, so a process can be started, and its
+ * first lines run, while the plugin still waits for the agent.
+ */
+class Batch {
+  private readonly child: ReturnType<typeof spawn>;
+  private readonly done: Promise<Ran>;
+  private script = '';
+
+  constructor(readonly netns?: string) {
+    this.child =
+      netns === undefined
+        ? spawn(ip(), ['-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] })
+        : spawn(nsenter(), [`--net=${netns}`, ip(), '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const err: Buffer[] = [];
+    this.child.stderr!.on('data', (c: Buffer) => err.push(c));
+    // ip stops at the first failing line; later writes then meet a closed pipe.
+    this.child.stdin!.on('error', () => {});
+    this.done = new Promise((resolve) => {
+      this.child.once('error', (e) => resolve({ code: -1, stdout: '', stderr: e.message }));
+      this.child.once('close', (code) =>
+        resolve({ code: code ?? -1, stdout: '', stderr: Buffer.concat(err).toString('utf8') }),
+      );
+    });
+  }
+
+  write(text: string): void {
+    this.script += text;
+    if (text !== '') this.child.stdin!.write(text);
+  }
+
+  /** Send the rest and wait; throws CniError 101 when a line failed. */
+  async end(text = ''): Promise<void> {
+    this.script += text;
+    this.child.stdin!.end(text);
+    const r = await this.done;
+    if (r.code !== 0)
+      throw new CniError(
+        CniCode.KernelFailure,
+        `configuring the ${this.netns === undefined ? 'host' : 'pod'} side failed`,
+        `${r.stderr.trim()}\n--- ip -batch input ---\n${this.script}`.trim(),
+      );
+  }
+
+  /** Send the rest and wait, ignoring failures (clean-up after another error). */
+  async abandon(text = ''): Promise<void> {
+    await this.end(text).catch(() => {});
+  }
 }
 
 function readText(path: string): string | undefined {
@@ -1016,42 +1076,66 @@ export interface Output {
 }
 
 async function cmdAdd(inv: Invocation, conf: NetConf): Promise<CniResult> {
-  const hostIfname = hostIfnameOf(inv);
-  const mac = podMac(inv.containerID, inv.ifname);
-  const assigned = await agent(conf, {
-    v: PROTOCOL_VERSION,
-    op: 'assign',
-    network: conf.name,
-    containerID: inv.containerID,
-    ifname: inv.ifname,
-    ...(inv.namespace !== undefined ? { namespace: inv.namespace, pod: inv.pod } : {}),
-    families: conf.families,
-    hostIfname,
-    mac,
-  });
-  const w: Wiring = {
-    hostIfname,
+  const link: LinkSpec = {
+    hostIfname: hostIfnameOf(inv),
     ifname: inv.ifname,
     netns: inv.netns,
     containerID: inv.containerID,
     mtu: conf.mtu,
-    mac,
-    addresses: assigned.addresses.map((a: AssignedAddress) => ({ address: a.address, family: a.family })),
+    mac: podMac(inv.containerID, inv.ifname),
+    families: conf.families,
   };
-  const state = hostVethState(hostIfname, inv.containerID);
+  const state = hostVethState(link.hostIfname, inv.containerID);
   if (state === 'foreign')
     throw new CniError(
       CniCode.KernelFailure,
-      `host interface ${hostIfname} exists and was not made by Twill`,
+      `host interface ${link.hostIfname} exists and was not made by Twill`,
       'remove it, or rename it, and let the runtime retry',
     );
-  await ipBatch(hostBatch(w, state));
-  writeSysctls(hostSysctls(hostIfname, conf.families));
-  await ipBatch(podBatch(w), inv.netns);
+  // Both processes start now and the veth is made while the agent assigns (see Batch).
+  const host = new Batch();
+  const pod = new Batch(inv.netns);
+  host.write(hostLinkBatch(link, state));
+  let assigned: ResponseOf['assign'];
+  try {
+    assigned = await agent(conf, {
+      v: PROTOCOL_VERSION,
+      op: 'assign',
+      network: conf.name,
+      containerID: inv.containerID,
+      ifname: inv.ifname,
+      ...(inv.namespace !== undefined ? { namespace: inv.namespace, pod: inv.pod } : {}),
+      families: conf.families,
+      hostIfname: link.hostIfname,
+      mac: link.mac,
+    });
+  } catch (e) {
+    // No address: take back the veth this call made, so a failed ADD leaves nothing behind.
+    await Promise.all([host.abandon(state === 'ours' ? '' : `link del ${link.hostIfname}\n`), pod.abandon()]);
+    throw e;
+  }
+  const w: Wiring = {
+    ...link,
+    addresses: assigned.addresses.map((a: AssignedAddress) => ({ address: a.address, family: a.family })),
+  };
+  try {
+    await host.end(hostAddressBatch(w));
+  } catch (e) {
+    await pod.abandon();
+    throw e;
+  }
+  writeSysctls(hostSysctls(link.hostIfname, conf.families));
+  await pod.end(podBatch(w));
   return addResult(w, conf);
 }
 
 async function cmdDel(inv: Invocation, conf: NetConf): Promise<void> {
+  // The veth goes while the agent releases: neither waits for the other.
+  const hostIfname = hostIfnameFor(inv, conf.prevResult);
+  const unlink =
+    hostVethState(hostIfname, inv.containerID) === 'ours'
+      ? run(ip(), ['link', 'del', hostIfname], '')
+      : undefined;
   let agentFailure: CniError | undefined;
   try {
     await agent(conf, {
@@ -1064,12 +1148,9 @@ async function cmdDel(inv: Invocation, conf: NetConf): Promise<void> {
   } catch (e) {
     agentFailure = e instanceof CniError ? e : new CniError(CniCode.AgentFailure, String(e));
   }
-  const hostIfname = hostIfnameFor(inv, conf.prevResult);
-  if (hostVethState(hostIfname, inv.containerID) === 'ours') {
-    const r = await run(ip(), ['link', 'del', hostIfname], '');
-    if (r.code !== 0 && !/Cannot find device|does not exist/.test(r.stderr))
-      throw new CniError(CniCode.KernelFailure, `deleting ${hostIfname} failed`, r.stderr.trim());
-  }
+  const r = await unlink;
+  if (r && r.code !== 0 && !/Cannot find device|does not exist/.test(r.stderr))
+    throw new CniError(CniCode.KernelFailure, `deleting ${hostIfname} failed`, r.stderr.trim());
   if (agentFailure) throw agentFailure;
 }
 

@@ -14,7 +14,9 @@ import {
   errorObject,
   expectedFrom,
   formatResult,
+  hostAddressBatch,
   hostBatch,
+  hostLinkBatch,
   hostIfnameFor,
   hostIfnameOf,
   hostRouteProblems,
@@ -180,6 +182,7 @@ const wiring: Wiring = {
   containerID: 'abc123',
   mtu: 1450,
   mac: '02:11:22:33:44:55',
+  families: [4, 6],
   addresses: [
     { address: '10.244.1.7', family: 4 },
     { address: 'fd00:244::7', family: 6 },
@@ -373,6 +376,9 @@ describe('kernel scripts', () => {
       '',
     ]);
     expect(hostBatch(wiring, 'stale').split('\n')[0]).toBe('link del twl68caf03a5f4');
+    // Split in two: the link part runs while the agent assigns.
+    expect(hostLinkBatch(wiring, 'absent') + hostAddressBatch(wiring)).toBe(hostBatch(wiring, 'absent'));
+    expect(hostAddressBatch(wiring)).toMatch(/^route replace 10\.244\.1\.7\/32/);
     expect(hostBatch(wiring, 'ours')).not.toContain('link add');
   });
 
