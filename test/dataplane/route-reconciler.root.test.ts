@@ -49,6 +49,17 @@ describeSystem('route reconciler on the kernel', { root: true, tools: ['ip'] }, 
     ip('link', 'set', `p-${name}`, 'up');
   };
 
+  // Kernels before 6.2 refuse to rename a link that is up (EBUSY): take it down around it.
+  const rename = (from: string, to: string) => {
+    sh('ip', ['-n', ns, 'link', 'set', from, 'name', to], { allowFail: true });
+    if (ipLinks().includes(from)) {
+      ip('link', 'set', from, 'down');
+      ip('link', 'set', from, 'name', to);
+      ip('link', 'set', to, 'up');
+    }
+  };
+  const ipLinks = () => (JSON.parse(ip('-j', 'link', 'show')) as { ifname: string }[]).map((l) => l.ifname);
+
   async function driver(opts: Record<string, unknown> = {}): Promise<RouteDriver> {
     const d = new RouteDriver(lab, ns);
     await d.start();
@@ -165,6 +176,21 @@ describeSystem('route reconciler on the kernel', { root: true, tools: ['ip'] }, 
       const v6 = ipRoutes(ns, 6, 'proto', '84').some((r) => r.dst === 'fd00:1::1' && r.dev === 'twl1');
       return v4 && v6;
     });
+    expect(d.errors).toEqual([]);
+    await d.stop();
+  });
+
+  it('a rename: the route leaves the renamed link and waits for the name, then follows it', async () => {
+    const d = await driver({ timers: true });
+    await d.call('apply');
+    rename('twl2', 'old2');
+    await waitFor('route gone from the renamed link', () =>
+      ipRoutes(ns, 4, 'proto', '84').every((r) => r.dst !== '10.1.0.2'),
+    );
+    rename('old2', 'twl2');
+    await waitFor('route back on twl2', () =>
+      ipRoutes(ns, 4, 'proto', '84').some((r) => r.dst === '10.1.0.2' && r.dev === 'twl2'),
+    );
     expect(d.errors).toEqual([]);
     await d.stop();
   });
