@@ -337,6 +337,18 @@ describeSystem('route reconciler on the kernel', { root: true, tools: ['ip'] }, 
       ['10.1.0.1', mac],
       ['fd00:1::1', mac],
     ]);
+    // Asked again with one of them: the other, ours, goes; an operator's entry stays.
+    ip('neigh', 'add', '10.1.0.99', 'lladdr', 'aa:aa:aa:aa:aa:aa', 'dev', 'twl1', 'nud', 'permanent');
+    const again = await d.call('neighbours', {
+      entries: [{ dev: 'twl1', address: '10.1.0.1', lladdr: mac }],
+    });
+    expect(again).toEqual({ written: 0, removed: 1, waiting: 0 });
+    const left = JSON.parse(
+      sh('ip', ['-n', ns, '-j', 'neigh', 'show', 'dev', 'twl1', 'nud', 'permanent']),
+    ) as {
+      dst: string;
+    }[];
+    expect(left.map((e) => e.dst).sort()).toEqual(['10.1.0.1', '10.1.0.99']);
     const rpBefore = lab.exec(ns, 'cat', ['/proc/sys/net/ipv4/conf/twl1/rp_filter']).trim();
     const hostForward = sh('cat', ['/proc/sys/net/ipv4/ip_forward']).trim();
     await d.call('sysctls', { dev: 'twl1', ipv6: true });
