@@ -38,8 +38,9 @@ export class FakeKernel {
   private dumpFaults = 0;
   private handleFaults = 0;
   private readonly subs = new Set<{ groups: Set<EventGroup>; fn: (ev: KernelEvent) => void }>();
-  /** Route dumps served (read-backs). */
+  /** Route dumps served (read-backs) and writeRoutes batches received. */
   dumps = 0;
+  batches = 0;
   handlesOpened = 0;
 
   // ---- the test's hands ------------------------------------------------------------------
@@ -234,6 +235,7 @@ class FakeHandle implements Kernel {
 
   async writeRoutes(ops: readonly RouteOp[]): Promise<(string | undefined)[]> {
     this.open();
+    this.k.batches++;
     if (this.k.takeHandleFault()) throw new KernelError('ENOBUFS', 'fake: acknowledgements lost');
     return ops.map((op) => this.k.applyOp(op));
   }

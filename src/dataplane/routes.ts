@@ -23,6 +23,8 @@
  *   in every `ApplyStats`. One race remains, as in Felix: a foreign route that takes the place
  *   of one of ours between a read-back and our `replace` of that route is overwritten (a delete
  *   cannot hit it: deletes name our protocol); the next read-back reports the conflict.
+ * - `applySoon()` coalesces: every change recorded before the next turn of the event loop goes
+ *   out in one apply.
  * - Call `start()` before the first `apply()` so no link event falls between its read-back and
  *   the subscription (started later, it reads back once more).
  *
@@ -354,7 +356,15 @@ export class RouteReconciler {
     this.schedule();
   }
 
-  /** An apply at the next turn, unless one is already scheduled. Only after the first apply. */
+  /**
+   * Ask for an apply at the next turn of the event loop: the changes recorded until then go out
+   * in one batch (a burst of best-route changes becomes one netlink batch). Only once started
+   * and after the first apply(); failures go to `onError` and are retried after `retryMs`.
+   */
+  applySoon(): void {
+    this.schedule();
+  }
+
   private schedule(): void {
     if (!this.started || this.scheduled || !this.model.loaded) return;
     this.scheduled = true;

@@ -226,6 +226,29 @@ describe('route reconciler (fake kernel)', () => {
     r.close();
   });
 
+  it('applySoon coalesces a burst of changes into one batch', async () => {
+    const { k, clock, make } = setup();
+    const r = make();
+    r.start();
+    await r.apply();
+    const ops = k.ops.length;
+    const batches = k.batches;
+    for (let i = 1; i <= 20; i++) {
+      r.setDesired(
+        'bgp',
+        Array.from(
+          { length: i },
+          (_, j): RouteSpec => ({ dst: `10.20.${j}.0/24`, kind: 'via', via: ['10.9.0.2'] }),
+        ),
+      );
+      r.applySoon();
+    }
+    await settle(clock);
+    expect(k.batches - batches).toBe(1);
+    expect(k.ops.slice(ops).map((o) => o.op)).toEqual(new Array(20).fill('add'));
+    r.close();
+  });
+
   it('writes nothing on its own before the first apply', async () => {
     const { k, clock, make } = setup();
     const r = make();
