@@ -70,6 +70,8 @@ const pure = [
   'src/datastore/types.ts',
   'src/policy',
   'src/net',
+  'src/dataplane/route-model.ts',
+  'src/dataplane/netlink-codec.ts',
 ];
 const bannedModules = [
   'net',
