@@ -211,13 +211,19 @@ export class Allocator {
   }
 
   private async assignOnce(req: AssignRequest): Promise<Assignment> {
+    // Everything the common case needs is read at once: one round trip to the store, not four.
+    const ofNode = (all: Affinity[]) =>
+      all.filter((a) => a.spec.node === req.node && a.cidr.family === req.family);
+    const [handleObj, ctx, allAffinities] = await Promise.all([
+      this.store.get(key('IPAMHandle', req.handle)),
+      this.context(req.node, req.family),
+      this.affinities(),
+    ]);
     // 1. What the handle already holds.
-    const held = await this.heldBy(req.handle, req.family);
+    const held = await this.heldBy(req.handle, req.family, handleObj);
     if (held) return held;
-    const ctx = await this.context(req.node, req.family);
-    const ofNode = async () =>
-      (await this.affinities()).filter((a) => a.spec.node === req.node && a.cidr.family === req.family);
-    let affinities = await ofNode();
+    const handle = { object: handleObj };
+    let affinities = ofNode(allAffinities);
     if (affinities.some((a) => a.spec.state !== 'confirmed')) {
       // Claims and releases a crash interrupted: finish them, then look again. (A release still
       // under way elsewhere ends the same way: the block goes if empty, else is confirmed again.)
@@ -225,7 +231,7 @@ export class Allocator {
         if (a.spec.state === 'pending') await this.finishClaim(a, ctx);
         else if (a.spec.state === 'pendingDeletion') await this.finishRelease(a);
       }
-      affinities = await ofNode();
+      affinities = ofNode(await this.affinities());
     }
 
     // 2. The node's confirmed blocks.
@@ -233,7 +239,7 @@ export class Allocator {
     for (const a of affinities.filter((x) => x.spec.state === 'confirmed' && usable(x.cidr))) {
       const b = await this.block(a.cidr);
       if (b && b.object.spec!.affinity === affinityOf(req.node) && alloc.freeCount(b.object.spec!) > 0)
-        return this.allocateIn(b, req, false);
+        return this.allocateIn(b, req, false, handle);
     }
 
     // 3. A new block.
@@ -244,7 +250,7 @@ export class Allocator {
       const cidr = await this.nextFreeBlock(ctx);
       if (cidr) {
         const b = await this.claim(cidr, ctx);
-        return this.allocateIn(b, req, false);
+        return this.allocateIn(b, req, false, handle);
       }
     }
 
@@ -262,7 +268,7 @@ export class Allocator {
       // The node's own confirmed blocks are full (step 2), so a block here is another node's,
       // or none's, or the node's own without a confirmed affinity (left by hand).
       const b = candidates[0];
-      if (b) return this.allocateIn(b, req, b.object.spec!.affinity !== affinityOf(req.node));
+      if (b) return this.allocateIn(b, req, b.object.spec!.affinity !== affinityOf(req.node), handle);
     }
     throw new IpamError(
       'Exhausted',
@@ -270,9 +276,12 @@ export class Allocator {
     );
   }
 
-  /** The address `handle` already holds in `family`, if any. */
-  private async heldBy(handle: string, family: Family): Promise<Assignment | undefined> {
-    const h = await this.store.get(key('IPAMHandle', handle));
+  /** The address `handle` (its object as read, `h`) already holds in `family`, if any. */
+  private async heldBy(
+    handle: string,
+    family: Family,
+    h: StoredObject | undefined,
+  ): Promise<Assignment | undefined> {
     if (!h) return undefined;
     for (const text of (h.spec as IPAMHandleSpec).blocks ?? []) {
       let cidr: Cidr;
@@ -298,10 +307,19 @@ export class Allocator {
     return undefined;
   }
 
-  /** Handle first (so the address is findable from it), then the block, both compare-and-swap. */
-  private async allocateIn(b: ParsedBlock, req: AssignRequest, borrowed: boolean): Promise<Assignment> {
+  /**
+   * Handle first (so the address is findable from it), then the block, both compare-and-swap.
+   * `handle.object` is the handle as this attempt read it (absent: not there); a stale read is a
+   * Conflict or AlreadyExists, and the attempt starts again.
+   */
+  private async allocateIn(
+    b: ParsedBlock,
+    req: AssignRequest,
+    borrowed: boolean,
+    handle: { object: StoredObject | undefined },
+  ): Promise<Assignment> {
     const spec = b.object.spec!;
-    await this.addBlockToHandle(req.handle, spec.cidr);
+    await this.addBlockToHandle(req.handle, spec.cidr, handle.object);
     const attrs = {
       handle: req.handle,
       node: req.node,
@@ -321,8 +339,7 @@ export class Allocator {
     };
   }
 
-  private async addBlockToHandle(handle: string, cidr: string): Promise<void> {
-    const h = await this.store.get(key('IPAMHandle', handle));
+  private async addBlockToHandle(handle: string, cidr: string, h: StoredObject | undefined): Promise<void> {
     if (!h) {
       const spec: IPAMHandleSpec = { handleID: handle, blocks: [cidr] };
       await this.store.create({

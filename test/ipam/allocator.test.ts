@@ -365,7 +365,8 @@ describe('faults', () => {
     await expect(a.assign({ handle: 'h', node: 'n1', family: 4 })).rejects.toMatchObject({
       code: 'Unavailable',
     });
-    expect(calls).toBe(1);
+    // One attempt's reads (they go out together: handle, config, node), and no second attempt.
+    expect(calls).toBe(3);
     expect(await holdings(store)).toEqual(new Map());
   });
 
