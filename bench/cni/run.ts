@@ -5,6 +5,7 @@
  *
  *   npm run build && node dist/bench/cni/run.js              # as root; human table
  *   npm run build && node dist/bench/cni/run.js --pods 50 --json
+ *   node dist/bench/cni/run.js --node /path/to/node24         # plugin and bare Node on another Node
  *
  * Set-up (all in namespaces the benchmark makes and deletes, also on failure): a "node" namespace
  * and one namespace per pod and plugin. The benchmark re-runs itself inside the node namespace
@@ -19,8 +20,11 @@
  * alike:
  *   ADD, DEL   twill (bin/twill-cni.js run through its shebang) | ptp + host-local | node -e 0
  *   start-up   node -e 0 | node on an empty ES module | twill VERSION (Node plus the CNI client,
- *              no kernel or agent work) | node importing the whole Twill CLI (what a plugin built on
- *              `twill cni` would load)
+ *              no kernel or agent work) | the same with NODE_COMPILE_CACHE (Node 22 and later:
+ *              V8's code cache on disk, what `module.enableCompileCache()` turns on) | node
+ *              importing the whole Twill CLI (what a plugin built on `twill cni` would load)
+ * `--node PATH` runs the plugin (through PATH, as its shebang finds node) and the bare-Node series
+ * on another Node binary; the benchmark's own process and the agent endpoint stay on this one.
  * Each is wall time from spawn to exit. Reported: p50 and p99 (nearest rank) per series, and the
  * target: Twill's p50 minus bare Node's p50 at most 1.5 x ptp's p50.
  */
@@ -43,6 +47,8 @@ const argv = process.argv.slice(2);
 const json = argv.includes('--json');
 const podsAt = argv.indexOf('--pods');
 const PODS = podsAt >= 0 ? Number(argv[podsAt + 1]) : 100;
+const nodeAt = argv.indexOf('--node');
+const NODE = nodeAt >= 0 ? argv[nodeAt + 1]! : process.execPath;
 const TAG = process.env.TWILL_CNI_BENCH_TAG ?? `twb${process.pid}`;
 const nodeNs = `${TAG}-node`;
 const podNs = (plugin: 't' | 'p', i: number) => `${TAG}-${plugin}${i}`;
@@ -177,7 +183,10 @@ async function inside(): Promise<number> {
   const empty = join(dir, 'empty.mjs');
   writeFileSync(empty, 'export {};\n');
 
-  const PATH = `${dirname(process.execPath)}:/usr/sbin:/usr/bin:/sbin:/bin`;
+  const PATH = `${dirname(NODE)}:/usr/sbin:/usr/bin:/sbin:/bin`;
+  const nodeVersion = execFileSync(NODE, ['--version'], { encoding: 'utf8' }).trim();
+  const compileCache =
+    Number(nodeVersion.slice(1).split('.')[0]) >= 22 ? join(dir, 'compile-cache') : undefined;
   const twillConf = JSON.stringify({
     cniVersion: '1.0.0',
     name: 'k8s-pod-network',
@@ -202,7 +211,7 @@ async function inside(): Promise<number> {
     CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-${plugin}${i}`,
     CNI_PATH: REFERENCE,
   });
-  const bare = () => timed(process.execPath, ['-e', '0'], { PATH }, '');
+  const bare = () => timed(NODE, ['-e', '0'], { PATH }, '');
 
   const s = {
     twillAdd: new Series('twill ADD'),
@@ -214,6 +223,7 @@ async function inside(): Promise<number> {
     bare: new Series('node -e 0'),
     esm: new Series('node empty.mjs'),
     version: new Series('twill VERSION'),
+    cached: new Series('twill VERSION, compile cache'),
     cli: new Series('node + import Twill CLI'),
   };
 
@@ -239,7 +249,19 @@ async function inside(): Promise<number> {
     for (let i = 0; i < PODS; i++)
       await rotate(i, [
         async () => s.bare.add(await bare(), 'node'),
-        async () => s.esm.add(await timed(process.execPath, [empty], { PATH }, ''), 'esm'),
+        async () => s.esm.add(await timed(NODE, [empty], { PATH }, ''), 'esm'),
+        async () => {
+          if (compileCache)
+            s.cached.add(
+              await timed(
+                PLUGIN,
+                [],
+                { PATH, CNI_COMMAND: 'VERSION', NODE_COMPILE_CACHE: compileCache },
+                '{"cniVersion":"1.0.0"}',
+              ),
+              'VERSION (cache)',
+            );
+        },
         async () =>
           s.version.add(
             await timed(PLUGIN, [], { PATH, CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}'),
@@ -274,7 +296,8 @@ async function inside(): Promise<number> {
   const failures = Object.values(s).flatMap((x) => x.failures);
   const f = (n: number) => n.toFixed(1);
   const rows: string[][] = [['series', 'n', 'p50 ms', 'p99 ms']];
-  for (const x of Object.values(s)) rows.push([x.name, String(x.ms.length), f(x.p50), f(x.p99)]);
+  for (const x of Object.values(s))
+    if (x.ms.length + x.failures.length > 0) rows.push([x.name, String(x.ms.length), f(x.p50), f(x.p99)]);
   const target = (tw: Series, ref: Series, node: Series) => {
     const own = tw.p50 - node.p50;
     return { own, ref: ref.p50, ratio: own / ref.p50, ok: own <= 1.5 * ref.p50 };
@@ -286,7 +309,7 @@ async function inside(): Promise<number> {
     r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join('  ');
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   console.log(`Twill CNI benchmark — ${new Date().toISOString()}`);
-  console.log(`${cpu}, ${cpus().length} cores, Node ${process.versions.node}, ${PODS} pods`);
+  console.log(`${cpu}, ${cpus().length} cores, plugin on Node ${nodeVersion.slice(1)}, ${PODS} pods`);
   console.log('');
   console.log(line(rows[0]!));
   console.log(line(widths.map((n) => '-'.repeat(n))));
@@ -299,6 +322,10 @@ async function inside(): Promise<number> {
     console.log(
       `${name}: Twill p50 - node p50 = ${f(t.own)} ms; ptp p50 = ${f(t.ref)} ms; ratio ${t.ratio.toFixed(2)} (target <= 1.50: ${t.ok ? 'met' : 'missed'})`,
     );
+  if (compileCache)
+    console.log(
+      `compile cache: twill VERSION p50 ${f(s.cached.p50)} ms with it, ${f(s.version.p50)} ms without`,
+    );
   console.log(
     `start-up: the CNI client adds ${f(s.version.p50 - s.bare.p50)} ms to bare Node (an empty ES module: ${f(s.esm.p50 - s.bare.p50)} ms); the whole CLI would add ${f(s.cli.p50 - s.bare.p50)} ms`,
   );
@@ -310,7 +337,7 @@ async function inside(): Promise<number> {
     console.log(
       JSON.stringify({
         pods: PODS,
-        node: process.versions.node,
+        node: nodeVersion.slice(1),
         series: Object.fromEntries(
           Object.entries(s).map(([k, x]) => [k, { n: x.ms.length, p50: x.p50, p99: x.p99 }]),
         ),

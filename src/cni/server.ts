@@ -30,6 +30,12 @@
  *
  * Errors: IpamError Invalid/Exhausted/Conflict map to the same protocol codes, a datastore that
  * is `Unavailable` to `NotReady`, anything else to `Internal` with its message.
+ *
+ * Not here: deciding readiness (the agent calls `setReady` when its datastore is in sync and
+ * again when it loses it), kernel work (the plugin's and the route reconciler's), leaked-address
+ * reclamation for pods the runtime never DELs (the allocator's `reclaimLeaked`, run by the
+ * agent). No request is ever queued: the allocator's compare-and-swap lets concurrent ADDs for
+ * different pods run side by side.
  */
 import { chmodSync, existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
