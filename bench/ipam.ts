@@ -26,6 +26,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openFileDatastore } from '../src/datastore/file.js';
 import { KubernetesStore } from '../src/datastore/kubernetes.js';
+import { jitteredBackoff } from '../src/datastore/backoff.js';
 import { type Datastore, type StoredObject, TWILL_API_VERSION } from '../src/datastore/types.js';
 import { Allocator } from '../src/ipam/allocator.js';
 import { buildScript, installCrds, startControlPlane } from '../test/k8s/control-plane.js';
@@ -87,7 +88,9 @@ async function twill(name: string, open: () => Promise<Datastore>): Promise<Resu
   const admin = await open();
   await seed(admin);
   const stores = await Promise.all(Array.from({ length: NODES }, open));
-  const allocators = stores.map((store) => new Allocator({ store, clock: { now: () => Date.now() } }));
+  const allocators = stores.map(
+    (store) => new Allocator({ store, clock: { now: () => Date.now() }, backoff: jitteredBackoff() }),
+  );
   // Warm the code paths before the clock runs (the agent is long-lived).
   await allocators[0]!.assign({ handle: 'warm', node: 'node-0', family: 4 });
   await allocators[0]!.release('warm');

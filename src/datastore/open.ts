@@ -3,6 +3,7 @@
  * `twill ipam`, the lab): `file:DIR` opens the embedded file store in DIR; `kubernetes` opens the
  * API server through a kubeconfig (`--kubeconfig`, else KUBECONFIG or ~/.kube/config, else the
  * in-cluster ServiceAccount). Anything else is an error that says which forms exist.
+
  */
 import { openFileDatastore, parseFileSpec } from './file.js';
 import { KubernetesStore } from './kubernetes.js';

@@ -117,6 +117,12 @@ export interface AllocatorOptions {
   clock: Clock;
   /** How many times an operation restarts after a Conflict before it gives up (default 20). */
   maxRetries?: number;
+  /**
+   * Waits before attempt `attempt + 1` after a Conflict, so allocators racing for one block do
+   * not race again in step. The agent passes a jittered exponential sleep (`jitteredBackoff` in
+   * datastore/backoff.ts, as client-go's RetryOnConflict); absent, attempts follow at once (tests).
+   */
+  backoff?: (attempt: number) => Promise<void>;
   /** Told about every invalid object the allocator skipped (each error names object and field). */
   onInvalid?: (errors: readonly FieldError[]) => void;
 }
@@ -184,6 +190,7 @@ export class Allocator {
   private readonly store: Datastore;
   private readonly clock: Clock;
   private readonly maxRetries: number;
+  private readonly backoff: ((attempt: number) => Promise<void>) | undefined;
   private readonly onInvalid: (errors: readonly FieldError[]) => void;
   /** Node -> block name -> resourceVersion at which `releaseEmptyBlocks` last saw it empty. */
   private readonly emptySeen = new Map<string, Map<string, string>>();
@@ -194,6 +201,7 @@ export class Allocator {
     this.store = options.store;
     this.clock = options.clock;
     this.maxRetries = options.maxRetries ?? 20;
+    this.backoff = options.backoff;
     this.onInvalid = options.onInvalid ?? (() => {});
   }
 
@@ -771,6 +779,7 @@ export class Allocator {
             'Conflict',
             `${what}: the store kept changing; gave up after ${i + 1} attempts (${(e as DatastoreError).message})`,
           );
+        if (this.backoff) await this.backoff(i);
       }
     }
   }

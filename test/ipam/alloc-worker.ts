@@ -13,6 +13,7 @@
 import { createInterface } from 'node:readline';
 import type { Datastore } from '../../src/datastore/types.js';
 import { Allocator } from '../../src/ipam/allocator.js';
+import { jitteredBackoff } from '../../src/datastore/backoff.js';
 
 const [spec, node] = process.argv.slice(2);
 if (!spec || !node) {
@@ -27,7 +28,12 @@ const store: Datastore = spec.startsWith('file:')
   : (await import('../../src/datastore/kubernetes.js')).KubernetesStore.open({
       kubeconfig: spec.replace(/^kubeconfig:/, ''),
     });
-const allocator = new Allocator({ store, clock: { now: () => Date.now() }, maxRetries: 200 });
+const allocator = new Allocator({
+  store,
+  clock: { now: () => Date.now() },
+  maxRetries: 200,
+  backoff: jitteredBackoff(),
+});
 
 const out = (o: unknown) => process.stdout.write(`${JSON.stringify(o)}\n`);
 out({ ready: true });

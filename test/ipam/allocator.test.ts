@@ -353,6 +353,18 @@ describe('faults', () => {
     expect(await holdings(store)).toEqual(new Map([['h1', ['10.0.0.0']]]));
   });
 
+  it('waits through its backoff between attempts after a Conflict, not before the first', async () => {
+    const { store, clock } = await setup([pool('p', { cidr: '10.0.0.0/24' }), node('n1')]);
+    const faulty = new FaultyStore(store);
+    const waits: number[] = [];
+    const a = new Allocator({ store: faulty, clock, backoff: async (attempt) => void waits.push(attempt) });
+    await a.assign({ handle: 'h0', node: 'n1', family: 4 });
+    expect(waits).toEqual([]);
+    faulty.conflictNext(3);
+    expect((await a.assign({ handle: 'h1', node: 'n1', family: 4 })).address).toBe('10.0.0.1');
+    expect(waits).toEqual([0, 1, 2]);
+  });
+
   it('an unreachable store is reported as it is, not retried', async () => {
     const { store, clock } = await setup([pool('p', { cidr: '10.0.0.0/24' }), node('n1')]);
     const down = new FaultyStore(store);
