@@ -23,21 +23,24 @@
  *   default 30).
  *
  * What each command does
- * - ADD: one `assign` request to the agent (protocol.ts; the agent owns the node's IPAM) and two
- *   processes, both started at once so that their start-up and the veth creation overlap the
- *   agent's answer (ip runs batch lines as they arrive): `ip -batch -` on the host (first the
+ * - ADD: one `assign` request to the agent (protocol.ts; the agent owns the node's IPAM) and one
+ *   `ip -batch -` process on the host, started at once so that its start-up and the veth
+ *   creation overlap the agent's answer (ip runs batch lines as they arrive). Its script: the
  *   veth pair, with the container end created straight in CNI_NETNS under CNI_IFNAME, alias
  *   `twill:<containerID>`, the host end up; once the addresses are known, the pod's host route
- *   and permanent neighbour entry) and `nsenter --net=CNI_NETNS ip -batch -` for everything in
- *   the pod (link up, the /32 and /128, 169.254.1.1 as a scope-link route and the default
- *   route via it; IPv6 via fe80::ecee:eeff:feee:eeee), fed once the host side is done. Between
- *   the two, the host veth's sysctls are written to /proc/sys (proxy_arp, proxy_delay,
- *   forwarding; accept_ra for IPv6: the list of dataplane/sysctl.ts `vethSysctls`, which a test
- *   holds us to). Every in-kernel write is a `replace`, so a repeated ADD for the same
- *   attachment (host veth present with our alias) changes nothing and returns the same result;
- *   a veth of the same name left by an earlier sandbox of the pod (another container ID in its
- *   alias) is deleted first. An interface already in the pod that is not ours makes `link add`
- *   fail: an error, as the spec requires. When the agent fails, the veth just made is deleted.
+ *   and permanent neighbour entry; then `netns exec <name> ip -batch FILE`, which runs the
+ *   pod's script (a private temporary file) inside CNI_NETNS: link up, the /32 and /128, 169.254.1.1 as a
+ *   scope-link route and the default route via it (IPv6: via fe80::ecee:eeff:feee:eeee). A
+ *   CNI_NETNS that `ip netns` cannot name (/proc/PID/ns/net) takes a second process instead,
+ *   `nsenter --net=CNI_NETNS ip -batch -`, started alongside. Then the host veth's sysctls are
+ *   written to /proc/sys (proxy_arp, proxy_delay, forwarding; accept_ra and forwarding for
+ *   IPv6: the list of dataplane/sysctl.ts `vethSysctls`, which a test holds us to), before ADD
+ *   returns and so before anything in the pod runs. Every in-kernel write is a `replace`, so a
+ *   repeated ADD for the same attachment (host veth present with our alias) changes nothing
+ *   and returns the same result; a veth of the same name left by an earlier sandbox of the pod
+ *   (another container ID in its alias) is deleted first. An interface already in the pod that
+ *   is not ours makes `link add` fail: an error, as the spec requires. When the agent fails,
+ *   the veth just made is deleted.
  * - DEL: `release` to the agent and, at the same time, `ip link del` of the host veth if its
  *   alias names this container (the pod end goes with it; a netns already gone took both).
  *   Missing pieces are success; an agent that cannot be reached is error 11 after the veth is
@@ -76,7 +79,7 @@
  * from the configuration only.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import {
   ALIAS_PREFIX,
@@ -665,8 +668,8 @@ export function podBatch(w: Wiring): string {
 
 /**
  * The host veth's sysctls, paths under /proc/sys: dataplane/sysctl.ts `vethSysctls` (a test
- * keeps them equal), plus, for IPv6, disable_ipv6=0 (the veth must have IPv6 whatever the
- * host's default).
+ * keeps them equal). IPv6 also needs the node's default disable_ipv6 = 0 (checked, not set: it
+ * must hold before the veth exists).
  */
 export function hostSysctls(dev: string, families: readonly Family[]): [string, string][] {
   const out: [string, string][] = [];
@@ -677,11 +680,7 @@ export function hostSysctls(dev: string, families: readonly Family[]): [string, 
       [`net/ipv4/conf/${dev}/forwarding`, '1'],
     );
   if (families.includes(6))
-    out.push(
-      [`net/ipv6/conf/${dev}/disable_ipv6`, '0'],
-      [`net/ipv6/conf/${dev}/accept_ra`, '0'],
-      [`net/ipv6/conf/${dev}/forwarding`, '1'],
-    );
+    out.push([`net/ipv6/conf/${dev}/accept_ra`, '0'], [`net/ipv6/conf/${dev}/forwarding`, '1']);
   return out;
 }
 
@@ -985,18 +984,24 @@ const nsenter = () =>
 /**
  * An `ip -batch -` process (inside `netns` through nsenter when given), started before its
  * script is complete: ip runs each line as it arrives, so a process can be started, and its
- * first lines run, while the plugin still waits for the agent.
+ * first lines run, while the plugin still waits for the agent. `writePod` puts a second script
+ * in a private file (O_EXCL, 0600, under /tmp) for a `netns exec NAME ip -batch FILE` line to
+ * run inside the pod (`podExecLine`); the file goes when the process ends. (Not a pipe on fd 3:
+ * Node's extra stdio are socket pairs, which /dev/fd/3 cannot open.)
  */
 class Batch {
   private readonly child: ReturnType<typeof spawn>;
   private readonly done: Promise<Ran>;
   private script = '';
+  private podScript = '';
+  podFile: string | undefined;
 
   constructor(readonly netns?: string) {
+    const stdio: ['pipe', 'ignore', 'pipe'] = ['pipe', 'ignore', 'pipe'];
     this.child =
       netns === undefined
-        ? spawn(ip(), ['-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] })
-        : spawn(nsenter(), [`--net=${netns}`, ip(), '-batch', '-'], { stdio: ['pipe', 'ignore', 'pipe'] });
+        ? spawn(ip(), ['-batch', '-'], { stdio })
+        : spawn(nsenter(), [`--net=${netns}`, ip(), '-batch', '-'], { stdio });
     const err: Buffer[] = [];
     this.child.stderr!.on('data', (c: Buffer) => err.push(c));
     // ip stops at the first failing line; later writes then meet a closed pipe.
@@ -1014,16 +1019,40 @@ class Batch {
     if (text !== '') this.child.stdin!.write(text);
   }
 
+  /** Write the pod's script to its file; returns the path. */
+  writePod(text: string): string {
+    this.podScript = text;
+    const path = `/tmp/twill-cni-${process.pid}-${Math.random().toString(36).slice(2)}.batch`;
+    try {
+      writeFileSync(path, text, { flag: 'wx', mode: 0o600 });
+    } catch (e) {
+      throw new CniError(
+        CniCode.IoFailure,
+        `cannot write ${path}`,
+        (e as NodeJS.ErrnoException).code ?? String(e),
+      );
+    }
+    this.podFile = path;
+    return path;
+  }
+
   /** Send the rest and wait; throws CniError 101 when a line failed. */
   async end(text = ''): Promise<void> {
     this.script += text;
     this.child.stdin!.end(text);
     const r = await this.done;
+    if (this.podFile !== undefined) rmSync(this.podFile, { force: true });
     if (r.code !== 0)
       throw new CniError(
         CniCode.KernelFailure,
         `configuring the ${this.netns === undefined ? 'host' : 'pod'} side failed`,
-        `${r.stderr.trim()}\n--- ip -batch input ---\n${this.script}`.trim(),
+        [
+          r.stderr.trim(),
+          `--- ip -batch input ---\n${this.script}`,
+          ...(this.podScript ? [`--- ${this.podFile} (in the pod) ---\n${this.podScript}`] : []),
+        ]
+          .join('\n')
+          .trim(),
       );
   }
 
@@ -1032,6 +1061,29 @@ class Batch {
     await this.end(text).catch(() => {});
   }
 }
+
+/**
+ * The name `ip netns exec` knows CNI_NETNS by, when it is a bind mount in ip's folder
+ * (/run/netns, /var/run/netns: where containerd, CRI-O and `ip netns add` put them); undefined for
+ * any other path (/proc/PID/ns/net), which then needs nsenter and a second process.
+ */
+export function netnsName(path: string): string | undefined {
+  const m = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(path);
+  if (!m) return undefined;
+  const byName = `/var/run/netns/${m[1]}`;
+  if (byName === path) return m[1];
+  try {
+    const a = statSync(path);
+    const b = statSync(byName);
+    return a.ino === b.ino && a.dev === b.dev ? m[1] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The host batch line that runs the pod's script file inside the pod. */
+export const podExecLine = (name: string, ipPath: string, file: string): string =>
+  `netns exec ${name} ${ipPath} -batch ${file}\n`;
 
 function readText(path: string): string | undefined {
   try {
@@ -1092,9 +1144,18 @@ async function cmdAdd(inv: Invocation, conf: NetConf): Promise<CniResult> {
       `host interface ${link.hostIfname} exists and was not made by Twill`,
       'remove it, or rename it, and let the runtime retry',
     );
-  // Both processes start now and the veth is made while the agent assigns (see Batch).
+  if (conf.families.includes(6) && readText('/proc/sys/net/ipv6/conf/default/disable_ipv6')?.trim() === '1')
+    throw new CniError(
+      CniCode.KernelFailure,
+      'IPv6 is disabled on this node',
+      'net.ipv6.conf.default.disable_ipv6 = 1: new interfaces get no IPv6, so the pod cannot',
+    );
+  // One process when ip knows the netns by name (the pod's part then runs through
+  // `netns exec`), else two; either way they start now and make the veth while the agent
+  // assigns (see Batch).
+  const name = netnsName(inv.netns);
   const host = new Batch();
-  const pod = new Batch(inv.netns);
+  const pod = name === undefined ? new Batch(inv.netns) : undefined;
   host.write(hostLinkBatch(link, state));
   let assigned: ResponseOf['assign'];
   try {
@@ -1111,21 +1172,30 @@ async function cmdAdd(inv: Invocation, conf: NetConf): Promise<CniResult> {
     });
   } catch (e) {
     // No address: take back the veth this call made, so a failed ADD leaves nothing behind.
-    await Promise.all([host.abandon(state === 'ours' ? '' : `link del ${link.hostIfname}\n`), pod.abandon()]);
+    await Promise.all([
+      host.abandon(state === 'ours' ? '' : `link del ${link.hostIfname}\n`),
+      pod?.abandon(),
+    ]);
     throw e;
   }
   const w: Wiring = {
     ...link,
     addresses: assigned.addresses.map((a: AssignedAddress) => ({ address: a.address, family: a.family })),
   };
-  try {
-    await host.end(hostAddressBatch(w));
-  } catch (e) {
-    await pod.abandon();
-    throw e;
+  if (name !== undefined) {
+    const file = host.writePod(podBatch(w));
+    await host.end(hostAddressBatch(w) + podExecLine(name, ip(), file));
+  } else {
+    try {
+      await host.end(hostAddressBatch(w));
+    } catch (e) {
+      await pod?.abandon();
+      throw e;
+    }
+    await pod!.end(podBatch(w));
   }
+  // Written once the veth is configured, before ADD returns: nothing in the pod runs before that.
   writeSysctls(hostSysctls(link.hostIfname, conf.families));
-  await pod.end(podBatch(w));
   return addResult(w, conf);
 }
 

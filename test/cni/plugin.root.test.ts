@@ -279,6 +279,29 @@ describeSystem('CNI plugin on the real kernel', { root: true, tools: ['ip', 'nse
     ping(six[0]!.ns, six[1]!.addr4);
   });
 
+  it('a netns given as /proc/PID/ns/net (no name for ip netns): the pod side through nsenter', async () => {
+    const ns = lab.ns('bypid');
+    const holder = lab.spawn(ns, 'sleep', ['600']);
+    await new Promise((r) => setTimeout(r, 200));
+    const netns = `/proc/${holder.pid}/ns/net`;
+    const call = {
+      command: 'ADD',
+      containerID: 'bypid1',
+      netns,
+      ifname: 'eth0',
+      args: k8sArgs('default', 'bypid'),
+      conf: conf(),
+    };
+    const res = ok(await plugin(node, call), '1.1.0') as { ips: { address: string }[] };
+    const addr = res.ips[0]!.address.split('/')[0]!;
+    expect(sh('ip', ['-n', ns, 'route', 'show'])).toContain('default via 169.254.1.1 dev eth0');
+    ping(ns, '192.168.77.1');
+    ping(ns, addressOf(pods[1]!.name));
+    const del = await plugin(node, { ...call, command: 'DEL' });
+    expect([del.code, del.stdout]).toEqual([0, '']);
+    expect(sh('ip', ['-n', node, 'route', 'show', `${addr}/32`])).toBe('');
+  });
+
   it('GC releases the addresses of attachments that are no longer valid', async () => {
     const p = pods[1]!;
     const extra = lab.ns('gone');

@@ -22,6 +22,8 @@ import {
   hostRouteProblems,
   hostSysctls,
   invoke,
+  netnsName,
+  podExecLine,
   parseCniArgs,
   parseConfig,
   parseEnv,
@@ -356,8 +358,8 @@ describe('names shared with the agent', () => {
     expect(ROUTE_PROTOCOL).toBe(RTPROT_TWILL);
     const dev = 'twl68caf03a5f4';
     expect(hostSysctls(dev, [4])).toEqual(vethSysctls(dev, { ipv4: true, ipv6: false }));
-    const both = hostSysctls(dev, [4, 6]).filter(([p]) => !p.endsWith('/disable_ipv6'));
-    expect(both).toEqual(vethSysctls(dev, { ipv4: true, ipv6: true }));
+    expect(hostSysctls(dev, [4, 6])).toEqual(vethSysctls(dev, { ipv4: true, ipv6: true }));
+    expect(hostSysctls(dev, [6])).toEqual(vethSysctls(dev, { ipv4: false, ipv6: true }));
   });
 });
 
@@ -380,6 +382,15 @@ describe('kernel scripts', () => {
     expect(hostLinkBatch(wiring, 'absent') + hostAddressBatch(wiring)).toBe(hostBatch(wiring, 'absent'));
     expect(hostAddressBatch(wiring)).toMatch(/^route replace 10\.244\.1\.7\/32/);
     expect(hostBatch(wiring, 'ours')).not.toContain('link add');
+  });
+
+  it('the pod script runs through `ip netns exec` when ip knows the netns by name', () => {
+    expect(netnsName('/var/run/netns/cni-1234')).toBe('cni-1234');
+    expect(netnsName('/proc/1234/ns/net')).toBeUndefined();
+    expect(netnsName('/run/netns/a/b')).toBeUndefined();
+    expect(podExecLine('cni-1234', '/usr/sbin/ip', '/tmp/x.batch')).toBe(
+      'netns exec cni-1234 /usr/sbin/ip -batch /tmp/x.batch\n',
+    );
   });
 
   it('pod side: every write a replace, so a repeated ADD changes nothing', () => {
