@@ -1154,22 +1154,25 @@ async function cmdAdd(inv: Invocation, conf: NetConf): Promise<CniResult> {
   // `netns exec`), else two; either way they start now and make the veth while the agent
   // assigns (see Batch).
   const name = netnsName(inv.netns);
+  // The request goes first, so the agent works while this process forks.
+  const assigning = agent(conf, {
+    v: PROTOCOL_VERSION,
+    op: 'assign',
+    network: conf.name,
+    containerID: inv.containerID,
+    ifname: inv.ifname,
+    ...(inv.namespace !== undefined ? { namespace: inv.namespace, pod: inv.pod } : {}),
+    families: conf.families,
+    hostIfname: link.hostIfname,
+    mac: link.mac,
+  });
+  assigning.catch(() => {});
   const host = new Batch();
   const pod = name === undefined ? new Batch(inv.netns) : undefined;
   host.write(hostLinkBatch(link, state));
   let assigned: ResponseOf['assign'];
   try {
-    assigned = await agent(conf, {
-      v: PROTOCOL_VERSION,
-      op: 'assign',
-      network: conf.name,
-      containerID: inv.containerID,
-      ifname: inv.ifname,
-      ...(inv.namespace !== undefined ? { namespace: inv.namespace, pod: inv.pod } : {}),
-      families: conf.families,
-      hostIfname: link.hostIfname,
-      mac: link.mac,
-    });
+    assigned = await assigning;
   } catch (e) {
     // No address: take back the veth this call made, so a failed ADD leaves nothing behind.
     await Promise.all([

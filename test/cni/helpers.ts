@@ -123,6 +123,7 @@ export function runProcess(
         ms: performance.now() - t0,
       });
     });
+    child.stdin.on('error', () => {});
     child.stdin.end(stdin);
   });
 }
