@@ -40,8 +40,8 @@ import type { Writer } from './wire/writer.js';
 /** A peer's pending changes go out at once when this many wait and the last flush began this long ago. */
 export const EAGER_FLUSH_PENDING = 4096;
 export const EAGER_FLUSH_MS = 2;
-/** Changes per packed batch, by default: then the socket is asked again. */
-const BATCH = 16_384;
+/** Changes per packed batch in the speaker: then the socket is asked again. */
+export const BATCH = 16_384;
 
 /** The session as the sending side sees it (session.ts Session). */
 export interface TxSession {
@@ -62,8 +62,8 @@ export interface TxShared {
   readonly writer: Writer;
   /** Called after each batch written: slots whose withdrawal went out may be dead now. */
   afterBatch(): void;
-  /** Changes per packed batch (default 16384). */
-  readonly batch?: number;
+  /** Changes per packed batch (BATCH in the speaker). */
+  readonly batch: number;
 }
 
 export class PeerTx {
@@ -183,7 +183,7 @@ export class PeerTx {
     }
     const nextHops = this.nextHops;
     const out = this.adjOut;
-    const size = shared.batch ?? BATCH;
+    const size = shared.batch;
     while (out.pendingCount > 0) {
       const w = shared.writer.reset();
       const batch = out.take(size);

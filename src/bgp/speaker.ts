@@ -55,7 +55,7 @@ import {
 import { connectedResolver, type HostInterfaces, normalizeAddress, osInterfaces } from './host.js';
 import { Listener } from './listener.js';
 import { Peer } from './peer.js';
-import { PeerTx, type TxShared } from './peer-tx.js';
+import { BATCH, PeerTx, type TxShared } from './peer-tx.js';
 import { type LocalInfo, type PeerPolicy, type PrefixRule, peerPolicy } from './policy.js';
 import { diffNeighbors } from './reconfig.js';
 import { AttrTable } from './rib/attrs.js';
@@ -170,6 +170,7 @@ export class Speaker {
       host,
       writer: new Writer(64 * 1024),
       afterBatch: () => this.schedulePrune(),
+      batch: BATCH,
     };
     this.listener = new Listener(log, (sock) => this.incoming(sock));
     this.deferral = initialDeferral(!!options.restarting && config.gracefulRestart.enabled);

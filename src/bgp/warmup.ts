@@ -118,7 +118,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
         clock: still,
         host: noInterfaces,
         writer: w,
-        afterBatch() {},
+        afterBatch: () => {},
         // Smaller batches than the speaker's, so that a flush also takes part of a long queue.
         batch: 1024,
       },
