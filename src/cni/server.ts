@@ -41,8 +41,8 @@ import { chmodSync, existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs'
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { isDatastoreError } from '../datastore/types.js';
-import type { Allocator } from '../ipam/allocator.js';
 import * as alloc from '../ipam/allocations.js';
+import type { Allocator } from '../ipam/allocator.js';
 import { addressAt, parseAddress } from '../ipam/blocks.js';
 import { IpamError } from '../ipam/model.js';
 import { handleFor } from './names.js';

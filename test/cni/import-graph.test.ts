@@ -14,7 +14,13 @@ import { describe, expect, it } from 'vitest';
 const ROOT = join(import.meta.dirname, '../..');
 /** node:crypto would be allowed, but loading it costs ~10 ms of CPU: names.ts has its own SHA-1. */
 const BUILTINS = ['node:child_process', 'node:fs', 'node:net'];
-const PLUGIN_FILES = ['src/cni/names.ts', 'src/cni/plugin.ts', 'src/cni/protocol.ts'];
+const PLUGIN_FILES = [
+  'src/cni/names.ts',
+  'src/cni/plugin.ts',
+  'src/cni/protocol.ts',
+  'src/cni/spec.ts',
+  'src/cni/wiring.ts',
+];
 
 /** Specifiers of the imports that load code (not `import type`). */
 function runtimeImports(source: string): string[] {
@@ -50,7 +56,7 @@ function graph(entry: string): { files: string[]; builtins: string[]; packages: 
 }
 
 describe('the CNI plugin loads only what it needs', () => {
-  it('statically: three files of its own, three Node modules, no package', () => {
+  it('statically: five files of its own, three Node modules, no package', () => {
     const g = graph('src/cni/plugin.ts');
     expect(g.files).toEqual(PLUGIN_FILES);
     expect(g.packages).toEqual([]);
@@ -94,9 +100,7 @@ describe('the CNI plugin loads only what it needs', () => {
       .sort();
     expect(own).toEqual([
       'bin/twill-cni.js',
-      'dist/src/cni/names.js',
-      'dist/src/cni/plugin.js',
-      'dist/src/cni/protocol.js',
+      ...PLUGIN_FILES.map((f) => `dist/${f.replace(/\.ts$/, '.js')}`),
     ]);
     const nodeModules = [...new Set(loaded.filter((u) => !u.startsWith('file://')))].sort();
     expect(nodeModules).toEqual(BUILTINS);

@@ -6,36 +6,37 @@
  */
 import { describe, expect, it } from 'vitest';
 import { handleFor, hostVethName, hostVethNameForContainer, podMac } from '../../src/cni/names.js';
+import { invoke, netnsName } from '../../src/cni/plugin.js';
 import {
-  addResult,
   CniCode,
   CniError,
   type CniResult,
   errorObject,
-  expectedFrom,
   formatResult,
-  hostAddressBatch,
-  hostBatch,
-  hostLinkBatch,
-  hostIfnameFor,
-  hostIfnameOf,
-  hostRouteProblems,
-  hostSysctls,
-  invoke,
-  netnsName,
-  podExecLine,
   parseCniArgs,
   parseConfig,
   parseEnv,
   parseResult,
+  SUPPORTED_VERSIONS,
+} from '../../src/cni/spec.js';
+import {
+  addResult,
+  expectedFrom,
+  hostAddressBatch,
+  hostBatch,
+  hostIfnameFor,
+  hostIfnameOf,
+  hostLinkBatch,
+  hostRouteProblems,
+  hostSysctls,
   podBatch,
+  podExecLine,
   podProblems,
   procRoute6Hex,
   procRouteHex,
   ROUTE_PROTOCOL,
-  SUPPORTED_VERSIONS,
   type Wiring,
-} from '../../src/cni/plugin.js';
+} from '../../src/cni/wiring.js';
 import { RTPROT_TWILL } from '../../src/dataplane/route-model.js';
 import { vethSysctls } from '../../src/dataplane/sysctl.js';
 import { errorProblems, resultProblems, versionProblems } from './spec-format.js';

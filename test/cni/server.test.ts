@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { askAgent } from '../../src/cni/plugin.js';
-import { type AgentRequest, PROTOCOL_VERSION, parseRequest, ProtocolError } from '../../src/cni/protocol.js';
+import { type AgentRequest, PROTOCOL_VERSION, ProtocolError, parseRequest } from '../../src/cni/protocol.js';
 import { type AttachmentEvent, CniServer } from '../../src/cni/server.js';
 import { type Agent, startAgent } from './helpers.js';
 
