@@ -302,6 +302,57 @@ describeSystem('CNI plugin on the real kernel', { root: true, tools: ['ip', 'nse
     expect(sh('ip', ['-n', node, 'route', 'show', `${addr}/32`])).toBe('');
   });
 
+  it('ten ADDs at once, as a runtime starting pods side by side: ten pods, ten addresses', async () => {
+    const many = Array.from({ length: 10 }, (_, i) => ({ name: `par${i}`, ns: lab.ns(`par${i}`) }));
+    const runs = await Promise.all(
+      many.map((p) =>
+        plugin(node, {
+          command: 'ADD',
+          containerID: `par-${p.name}`,
+          netns: `/run/netns/${p.ns}`,
+          ifname: 'eth0',
+          args: k8sArgs('parallel', p.name),
+          conf: conf(),
+        }),
+      ),
+    );
+    const addrs = runs.map((r) => (ok(r, '1.1.0').ips as { address: string }[])[0]!.address);
+    expect(new Set(addrs).size).toBe(10);
+    ping(many[0]!.ns, addrs[9]!.split('/')[0]!);
+    const dels = await Promise.all(
+      many.map((p) =>
+        plugin(node, {
+          command: 'DEL',
+          containerID: `par-${p.name}`,
+          netns: `/run/netns/${p.ns}`,
+          ifname: 'eth0',
+          args: k8sArgs('parallel', p.name),
+          conf: conf(),
+        }),
+      ),
+    );
+    expect(dels.map((r) => r.code)).toEqual(Array(10).fill(0));
+  });
+
+  it('a 0.3.1 configuration gets a 0.3.1 result (ips carry their version)', async () => {
+    const ns = lab.ns('old');
+    const call = {
+      command: 'ADD',
+      containerID: 'old1',
+      netns: `/run/netns/${ns}`,
+      ifname: 'eth0',
+      args: k8sArgs('default', 'old'),
+      conf: conf({ cniVersion: '0.3.1' }),
+    };
+    const res = ok(await plugin(node, call), '0.3.1') as { ips: { version: string }[]; interfaces: object[] };
+    expect(res.ips[0]!.version).toBe('4');
+    expect(res.interfaces[1]).not.toHaveProperty('mtu');
+    const check = failed(await plugin(node, { ...call, command: 'CHECK' }));
+    expect(check).toMatchObject({ cniVersion: '0.3.1', code: 1 });
+    const del = await plugin(node, { ...call, command: 'DEL' });
+    expect([del.code, del.stdout]).toEqual([0, '']);
+  });
+
   it('GC releases the addresses of attachments that are no longer valid', async () => {
     const p = pods[1]!;
     const extra = lab.ns('gone');
