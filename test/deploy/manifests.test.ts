@@ -7,22 +7,24 @@
  * that lacks one verb the allocator needs makes an assign fail: the test sees missing verbs.
  */
 import { join } from 'node:path';
-import { beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { readFileSync } from 'node:fs';
 import { KubernetesStore } from '../../src/datastore/kubernetes.js';
 import { type Datastore, TWILL_API_VERSION } from '../../src/datastore/types.js';
 import { Allocator } from '../../src/ipam/allocator.js';
 import {
+  type ControlPlane,
   type ControlPlaneInfo,
   installCrds,
   kube,
   kubeconfigFor,
   kubectl,
   kubeOk,
+  startControlPlane,
   tokenFor,
 } from '../k8s/control-plane.js';
-import { describeK8s, sharedControlPlane } from '../k8s/harness.js';
+import { describeK8s } from '../k8s/harness.js';
 
 const DEPLOY = join(import.meta.dirname, '..', '..', 'deploy');
 const MANIFESTS = ['rbac.yaml', 'config.yaml', 'daemonset.yaml'].map((f) => join(DEPLOY, f));
@@ -33,10 +35,15 @@ describeK8s('deploy/ on a real kube-apiserver', () => {
   const run = Math.random().toString(36).slice(2, 7);
   const node = `deploy-${run}`;
 
+  // A control plane of its own: the allocator takes from every pool its node may use, and other
+  // test files' pools on a shared API server take every node.
+  let own: ControlPlane;
   beforeAll(async () => {
-    cp = await sharedControlPlane();
+    own = await startControlPlane();
+    cp = own;
     installCrds(cp);
   }, 180_000);
+  afterAll(() => own?.stop());
 
   it('kubectl apply --dry-run=server accepts every manifest, then applies them', () => {
     const files = MANIFESTS.flatMap((f) => ['-f', f]);

@@ -512,7 +512,8 @@ describeSystem(
       await waitFor(
         'the capture to start',
         () => existsSync(pcap) && statSync(pcap).size > 0,
-        10_000,
+        // tshark loads every dissector before dumpcap starts: seconds, more on a busy machine.
+        30_000,
         50,
       ).catch((err: Error) => {
         throw new Error(`${err.message}; tshark said: ${capLog}`);
@@ -542,7 +543,7 @@ describeSystem(
       cap.kill('SIGINT');
       await exited(cap, 10_000);
       seen = dissect(pcap, PORT);
-    }, 30_000);
+    }, 90_000);
 
     afterAll(async () => {
       await lab.cleanup();
