@@ -1,5 +1,7 @@
 /**
- * `twill ipam [--json]` shows pools, blocks, per-node use and leaked addresses, read straight
+ * `twill ipam [--json]` shows pools, blocks, per-node use, block affinities (the table lists those
+ * not yet confirmed: a claim or release under way, or a crash's leftover; --json all of them) and
+ * leaked addresses, read straight
  * from the datastore (as `calicoctl ipam show` does); `twill ipam check` lists inconsistencies
  * and exits 1 when there are any (as `calicoctl ipam check`). The figures and problems come
  * from src/ipam/report.ts.
@@ -118,6 +120,15 @@ export function formatIpam(r: IpamReport): string {
           `${b.used}/${b.size}`,
           b.borrowedBy.join(',') || '-',
         ]),
+      ),
+    );
+  // Affinities that are not settled: a claim or a release under way, or left by a crash.
+  const unsettled = r.affinities.filter((a) => a.state !== 'confirmed');
+  if (unsettled.length)
+    out.push(
+      table(
+        ['AFFINITY NODE', 'BLOCK', 'STATE'],
+        unsettled.map((a) => [a.node, a.cidr, a.state]),
       ),
     );
   out.push(

@@ -4,7 +4,8 @@
  * Calico's datastore).
  *
  * The report: each pool with its capacity and use; each block with its node and use, and the
- * nodes borrowing from it; each node's blocks, addresses and borrowed addresses; leaked
+ * nodes borrowing from it; each block affinity with its state (pending, confirmed,
+ * pendingDeletion); each node's blocks, addresses and borrowed addresses; leaked
  * addresses (held for a pod that no longer exists: a CNI DEL that never came; the agent reclaims
  * them after its grace period, reclaim.ts).
  *
@@ -102,9 +103,17 @@ export interface Leak {
   node: string;
 }
 
+export interface AffinityView {
+  node: string;
+  cidr: string;
+  state: BlockAffinitySpec['state'];
+}
+
 export interface IpamReport {
   pools: PoolUse[];
   blocks: BlockUse[];
+  /** Every block affinity, by node then CIDR: which node claims which block, and how far. */
+  affinities: AffinityView[];
   nodes: NodeUse[];
   leaked: Leak[];
   problems: Problem[];
@@ -258,6 +267,9 @@ export function ipamReport(o: IpamObjects): IpamReport {
   return {
     pools,
     blocks: blockUse,
+    affinities: affinities
+      .map((a) => ({ node: a.node, cidr: a.cidr, state: a.state }))
+      .sort((a, b) => a.node.localeCompare(b.node) || compareCidr(parseCidr(a.cidr), parseCidr(b.cidr))),
     nodes: [...nodeUse.values()].sort((a, b) => a.node.localeCompare(b.node)),
     leaked,
     problems,

@@ -15,6 +15,7 @@ import { KubernetesStore } from '../../src/datastore/kubernetes.js';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
 import { type Datastore, type StoredObject, TWILL_API_VERSION } from '../../src/datastore/types.js';
 import { Allocator } from '../../src/ipam/allocator.js';
+import { formatIpam } from '../../src/cli/ipam.js';
 import { ipamReport } from '../../src/ipam/report.js';
 import { installCrds } from '../k8s/control-plane.js';
 import { describeK8s, sharedControlPlane } from '../k8s/harness.js';
@@ -110,6 +111,10 @@ describe('ipamReport', () => {
       { node: 'a', blocks: 1, used: 5, borrowed: 1 },
       { node: 'b', blocks: 1, used: 1, borrowed: 0 },
     ]);
+    expect(r.affinities).toEqual([
+      { node: 'a', cidr: '10.0.0.4/30', state: 'confirmed' },
+      { node: 'b', cidr: '10.0.0.0/30', state: 'confirmed' },
+    ]);
     expect(r.leaked).toEqual([
       { address: '10.0.0.1', handle: 'h-a5', namespace: 'default', pod: 'a5', node: 'a' },
     ]);
@@ -128,6 +133,13 @@ describe('ipamReport', () => {
       kind: 'BlockAffinity',
       metadata: { name: 'c-10-0-1-0-30' },
       spec: { node: 'c', cidr: '10.0.1.0/30', state: 'confirmed' },
+    });
+    // A claim under way is shown, and is not a problem.
+    await store.create({
+      apiVersion: TWILL_API_VERSION,
+      kind: 'BlockAffinity',
+      metadata: { name: 'd-10-0-2-0-30' },
+      spec: { node: 'd', cidr: '10.0.2.0/30', state: 'pending' },
     });
     await store.create({
       apiVersion: TWILL_API_VERSION,
@@ -150,6 +162,7 @@ describe('ipamReport', () => {
       'handle-without-address',
       'invalid',
     ]);
+    expect(formatIpam(r)).toMatch(/\nAFFINITY NODE\s+BLOCK\s+STATE\nd\s+10\.0\.2\.0\/30\s+pending\n/);
     const msg = (k: string) => r.problems.find((p) => p.kind === k)!.message;
     expect(msg('address-without-handle')).toMatch(/10\.0\.0\.4 .* handle h-a1/);
     expect(msg('block-of-missing-node')).toMatch(
@@ -186,7 +199,9 @@ describe('twill ipam on a file store, as an operator runs it', () => {
     expect(r.stdout).toMatch(
       /leaked addresses \(their pod is gone\):\nADDRESS\s+POD\s+NODE\s+HANDLE\n10\.0\.0\.1\s+default\/a5\s+a\s+h-a5\n/,
     );
+    expect(r.stdout).not.toContain('AFFINITY');
     const j = JSON.parse(twill('--json').stdout);
+    expect(j.affinities).toHaveLength(2);
     expect(j.nodes).toHaveLength(2);
     expect(j.leaked[0].pod).toBe('a5');
   });
