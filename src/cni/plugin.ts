@@ -142,10 +142,17 @@ export function askAgent<Op extends AgentRequest['op']>(
         resolve(JSON.parse(text));
       } catch {
         reject(
-          new CniError(
-            CniCode.AgentFailure,
-            `the Twill agent sent an answer that is not JSON: ${text.slice(0, 200)}`,
-          ),
+          text === ''
+            ? // An agent that stopped mid-request: the next attempt may find it back.
+              new CniError(
+                CniCode.TryAgainLater,
+                'the Twill agent closed the connection without an answer',
+                path,
+              )
+            : new CniError(
+                CniCode.AgentFailure,
+                `the Twill agent sent an answer that is not JSON: ${text.slice(0, 200)}`,
+              ),
         );
       }
     });

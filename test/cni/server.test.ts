@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { askAgent } from '../../src/cni/plugin.js';
@@ -184,6 +184,21 @@ describe('CniServer', () => {
     await fourth.listen();
     expect(await askAgent(stale, { v, op: 'status' }, 5000)).toMatchObject({ ok: true });
     await fourth.close();
+  });
+
+  it('an agent that closes without answering is "try again later" for the plugin', async () => {
+    agent = await startAgent();
+    const path = join(agent.dir, 'mute.sock');
+    const mute = createServer((c) => c.end());
+    await new Promise<void>((r) => mute.listen(path, r));
+    try {
+      await expect(askAgent(path, { v, op: 'status' }, 5000)).rejects.toMatchObject({
+        code: 11,
+        message: 'the Twill agent closed the connection without an answer',
+      });
+    } finally {
+      mute.close();
+    }
   });
 
   it('malformed requests get Invalid; a request without its newline too', async () => {
