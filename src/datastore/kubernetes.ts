@@ -35,6 +35,7 @@
 import { Agent, type RequestOptions, request } from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
 import {
+  API_VERSIONS,
   type Datastore,
   DatastoreError,
   type DeletePreconditions,
@@ -49,20 +50,20 @@ import {
   type WatchHandle,
 } from './types.js';
 
-/** Where each kind lives: API prefix and plural resource name. */
-const RESOURCES: Readonly<Record<Kind, { apiVersion: string; plural: string }>> = {
-  IPPool: { apiVersion: TWILL_API_VERSION, plural: 'ippools' },
-  IPAMBlock: { apiVersion: TWILL_API_VERSION, plural: 'ipamblocks' },
-  BlockAffinity: { apiVersion: TWILL_API_VERSION, plural: 'blockaffinities' },
-  IPAMHandle: { apiVersion: TWILL_API_VERSION, plural: 'ipamhandles' },
-  IPAMConfig: { apiVersion: TWILL_API_VERSION, plural: 'ipamconfigs' },
-  BGPConfiguration: { apiVersion: TWILL_API_VERSION, plural: 'bgpconfigurations' },
-  BGPPeer: { apiVersion: TWILL_API_VERSION, plural: 'bgppeers' },
-  TwillNodeStatus: { apiVersion: TWILL_API_VERSION, plural: 'twillnodestatuses' },
-  Node: { apiVersion: 'v1', plural: 'nodes' },
-  Namespace: { apiVersion: 'v1', plural: 'namespaces' },
-  Pod: { apiVersion: 'v1', plural: 'pods' },
-  NetworkPolicy: { apiVersion: 'networking.k8s.io/v1', plural: 'networkpolicies' },
+/** Each kind's plural resource name (its apiVersion is in types.ts). */
+const PLURALS: Readonly<Record<Kind, string>> = {
+  IPPool: 'ippools',
+  IPAMBlock: 'ipamblocks',
+  BlockAffinity: 'blockaffinities',
+  IPAMHandle: 'ipamhandles',
+  IPAMConfig: 'ipamconfigs',
+  BGPConfiguration: 'bgpconfigurations',
+  BGPPeer: 'bgppeers',
+  TwillNodeStatus: 'twillnodestatuses',
+  Node: 'nodes',
+  Namespace: 'namespaces',
+  Pod: 'pods',
+  NetworkPolicy: 'networkpolicies',
 };
 
 export { TWILL_GROUP };
@@ -143,7 +144,7 @@ export class KubernetesStore implements Datastore {
   async create(object: StoredObject): Promise<StoredObject> {
     const key = keyOf(object);
     const { resourceVersion: _rv, uid: _uid, ...metadata } = object.metadata;
-    const body = { ...object, apiVersion: RESOURCES[object.kind].apiVersion, metadata };
+    const body = { ...object, apiVersion: API_VERSIONS[object.kind], metadata };
     const r = await this.call('POST', collectionPath(object.kind, object.metadata.namespace), body);
     this.check(r, key);
     return normalize(object.kind, r.body);
@@ -202,7 +203,7 @@ export class KubernetesStore implements Datastore {
   private async put(object: StoredObject, sub: '' | '/status'): Promise<StoredObject> {
     const key = keyOf(object);
     const path = objectPath(key) + sub;
-    const body = { ...object, apiVersion: RESOURCES[object.kind].apiVersion };
+    const body = { ...object, apiVersion: API_VERSIONS[object.kind] };
     if (object.metadata.resourceVersion !== undefined) {
       const r = await this.call('PUT', path, body);
       this.check(r, key);
@@ -491,7 +492,8 @@ class Reflector {
 // Helpers
 
 function collectionPath(kind: Kind, namespace?: string): string {
-  const { apiVersion, plural } = RESOURCES[kind];
+  const apiVersion = API_VERSIONS[kind];
+  const plural = PLURALS[kind];
   const prefix = apiVersion === 'v1' ? '/api/v1' : `/apis/${apiVersion}`;
   if (NAMESPACED_KINDS.has(kind) && namespace)
     return `${prefix}/namespaces/${encodeURIComponent(namespace)}/${plural}`;
@@ -532,7 +534,7 @@ function describe(key: ObjectKey): string {
 /** The object as callers see it: kind and apiVersion filled in, managedFields left out. */
 function normalize(kind: Kind, raw: any): StoredObject {
   const { managedFields: _m, ...metadata } = raw.metadata ?? {};
-  return { ...raw, apiVersion: RESOURCES[kind].apiVersion, kind, metadata };
+  return { ...raw, apiVersion: API_VERSIONS[kind], kind, metadata };
 }
 
 function statusError(r: Reply, key: ObjectKey): DatastoreError {

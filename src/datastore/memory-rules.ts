@@ -34,36 +34,19 @@ import {
   type StoredObject,
   TWILL_API_VERSION,
   type WatchEvent,
+  API_VERSIONS,
+  KINDS,
+  STATUS_SUBRESOURCE_KINDS,
 } from './types.js';
 
-const API_VERSION: Readonly<Record<Kind, string>> = {
-  IPPool: TWILL_API_VERSION,
-  IPAMBlock: TWILL_API_VERSION,
-  BlockAffinity: TWILL_API_VERSION,
-  IPAMHandle: TWILL_API_VERSION,
-  IPAMConfig: TWILL_API_VERSION,
-  BGPConfiguration: TWILL_API_VERSION,
-  BGPPeer: TWILL_API_VERSION,
-  TwillNodeStatus: TWILL_API_VERSION,
-  Node: 'v1',
-  Namespace: 'v1',
-  Pod: 'v1',
-  NetworkPolicy: 'networking.k8s.io/v1',
-};
-
-export const KINDS: readonly Kind[] = Object.keys(API_VERSION) as Kind[];
-
-/** Kinds whose status is changed by `updateStatus` only. */
-export const STATUS_SUBRESOURCE_KINDS: ReadonlySet<Kind> = new Set(
-  KINDS.filter((k) => k !== 'NetworkPolicy'),
-);
+export { KINDS, STATUS_SUBRESOURCE_KINDS };
 
 export function apiVersionOf(kind: Kind): string {
-  return API_VERSION[kind];
+  return API_VERSIONS[kind];
 }
 
 export function isKind(kind: unknown): kind is Kind {
-  return typeof kind === 'string' && Object.hasOwn(API_VERSION, kind);
+  return typeof kind === 'string' && Object.hasOwn(API_VERSIONS, kind);
 }
 
 const SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -142,7 +125,7 @@ export function checkObject(object: StoredObject): StoredObject {
   const what = describeKey({ kind: object.kind, name: meta0.name, namespace: meta0.namespace });
   const o = toJson(object, what) as StoredObject;
   if (!isKind(o.kind)) throw invalid(what, `kind ${JSON.stringify(o.kind)} is not a known kind`);
-  const want = API_VERSION[o.kind];
+  const want = API_VERSIONS[o.kind];
   if (o.apiVersion === undefined) o.apiVersion = want;
   else if (o.apiVersion !== want)
     throw invalid(what, `apiVersion is ${JSON.stringify(o.apiVersion)}, expected ${JSON.stringify(want)}`);
@@ -162,10 +145,10 @@ export function checkObject(object: StoredObject): StoredObject {
 export function checkStored(o: unknown, what: string): StoredObject {
   if (!isPlainObject(o)) throw invalid(what, 'expected a JSON object');
   if (!isKind(o.kind)) throw invalid(what, `kind ${JSON.stringify(o.kind)} is not a known kind`);
-  if (o.apiVersion !== API_VERSION[o.kind])
+  if (o.apiVersion !== API_VERSIONS[o.kind])
     throw invalid(
       what,
-      `apiVersion is ${JSON.stringify(o.apiVersion)}, expected ${JSON.stringify(API_VERSION[o.kind])}`,
+      `apiVersion is ${JSON.stringify(o.apiVersion)}, expected ${JSON.stringify(API_VERSIONS[o.kind])}`,
     );
   if (!isPlainObject(o.metadata)) throw invalid(what, 'metadata is required (an object)');
   const m = o.metadata;

@@ -52,6 +52,32 @@ export type Kind = TwillKind | CoreKind;
 
 export const NAMESPACED_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Pod', 'NetworkPolicy']);
 
+/** Each kind's apiVersion, as the API server serves it. */
+export const API_VERSIONS: Readonly<Record<Kind, string>> = {
+  IPPool: TWILL_API_VERSION,
+  IPAMBlock: TWILL_API_VERSION,
+  BlockAffinity: TWILL_API_VERSION,
+  IPAMHandle: TWILL_API_VERSION,
+  IPAMConfig: TWILL_API_VERSION,
+  BGPConfiguration: TWILL_API_VERSION,
+  BGPPeer: TWILL_API_VERSION,
+  TwillNodeStatus: TWILL_API_VERSION,
+  Node: 'v1',
+  Namespace: 'v1',
+  Pod: 'v1',
+  NetworkPolicy: 'networking.k8s.io/v1',
+};
+
+export const KINDS: readonly Kind[] = Object.keys(API_VERSIONS) as Kind[];
+
+/**
+ * Kinds whose status changes through `updateStatus` only: every Twill CRD declares the status
+ * subresource, and so do Node, Namespace and Pod; NetworkPolicy has none.
+ */
+export const STATUS_SUBRESOURCE_KINDS: ReadonlySet<Kind> = new Set(
+  KINDS.filter((k) => k !== 'NetworkPolicy'),
+);
+
 export interface ObjectMeta {
   name: string;
   /** Only for namespaced kinds (Pod, NetworkPolicy). */

@@ -7,8 +7,6 @@
  * and calls made as a ServiceAccount judged by the real RBAC authorizer.
  */
 import { createServer, type Server, type Socket, connect } from 'node:net';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubernetesStore } from '../../src/datastore/kubernetes.js';
 import { type StoredObject, TWILL_API_VERSION, type WatchEvent } from '../../src/datastore/types.js';
@@ -21,6 +19,7 @@ import {
   kube,
   kubeOk,
   kubeconfigFor,
+  kubeconfigWith,
   startControlPlane,
   testNamespace,
   tokenFor,
@@ -164,17 +163,7 @@ describeK8s('Kubernetes datastore on a real kube-apiserver', () => {
       const labels = { 'twill.dev/relay-run': run };
       const relay = new Relay(Number(new URL(plane.server).port));
       await relay.up();
-      const kc = join(plane.dir, `relay-${run}.kubeconfig`);
-      writeFileSync(
-        kc,
-        `apiVersion: v1
-kind: Config
-clusters: [{ name: c, cluster: { server: "https://127.0.0.1:${relay.port}", certificate-authority: "${plane.caFile}" } }]
-users: [{ name: u, user: { client-certificate: "${plane.adminCertFile}", client-key: "${plane.adminKeyFile}" } }]
-contexts: [{ name: x, context: { cluster: c, user: u } }]
-current-context: x
-`,
-      );
+      const kc = kubeconfigWith(plane, { server: `https://127.0.0.1:${relay.port}` });
       const transient: string[] = [];
       const store = KubernetesStore.open({
         kubeconfig: kc,
@@ -301,17 +290,7 @@ current-context: x
     });
 
     it('an unreachable API server is Unavailable, not a crash', async () => {
-      const dead = join(cp.dir, `dead-${uniq()}.kubeconfig`);
-      writeFileSync(
-        dead,
-        `apiVersion: v1
-kind: Config
-clusters: [{ name: c, cluster: { server: "https://127.0.0.1:1", certificate-authority: "${cp.caFile}" } }]
-users: [{ name: u, user: { client-certificate: "${cp.adminCertFile}", client-key: "${cp.adminKeyFile}" } }]
-contexts: [{ name: x, context: { cluster: c, user: u } }]
-current-context: x
-`,
-      );
+      const dead = kubeconfigWith(cp, { server: 'https://127.0.0.1:1' });
       const store = KubernetesStore.open({ kubeconfig: dead });
       try {
         await expect(store.get({ kind: 'IPPool', name: 'x' })).rejects.toMatchObject({ code: 'Unavailable' });

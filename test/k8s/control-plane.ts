@@ -570,8 +570,19 @@ export async function tokenFor(
 
 /** Writes a kubeconfig that authenticates with TOKEN; returns its path. */
 export function kubeconfigFor(cp: ControlPlaneInfo, token: string): string {
-  const file = join(cp.dir, `token-${randomBytes(4).toString('hex')}.kubeconfig`);
-  writeFileSync(file, kubeconfigText(cp.server, cp.caFile, { token }), { mode: 0o600 });
+  return kubeconfigWith(cp, { token });
+}
+
+/**
+ * Writes a kubeconfig for this control plane; returns its path. `server` replaces the API
+ * server's URL (a relay, an address nobody answers on); `token` replaces the admin certificate.
+ */
+export function kubeconfigWith(cp: ControlPlaneInfo, opts: { server?: string; token?: string }): string {
+  const file = join(cp.dir, `kc-${randomBytes(4).toString('hex')}.kubeconfig`);
+  const user: Record<string, string> = opts.token
+    ? { token: opts.token }
+    : { 'client-certificate': cp.adminCertFile, 'client-key': cp.adminKeyFile };
+  writeFileSync(file, kubeconfigText(opts.server ?? cp.server, cp.caFile, user), { mode: 0o600 });
   return file;
 }
 
