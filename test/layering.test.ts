@@ -72,6 +72,10 @@ const pure = [
   'src/net',
   'src/dataplane/route-model.ts',
   'src/dataplane/netlink-codec.ts',
+  'src/cni/spec.ts',
+  'src/cni/wiring.ts',
+  'src/cni/names.ts',
+  'src/cni/protocol.ts',
 ];
 const bannedModules = [
   'net',
