@@ -3,7 +3,6 @@
  * exit code. Errors a user can fix (bad flags, a bad file) are printed as one line on stderr with
  * exit code 2; anything else is a bug and prints its stack.
  */
-import { ipamCommand } from './cli/ipam.js';
 import { policyCommand } from './cli/policy.js';
 import { routesCommand } from './cli/routes.js';
 import { speakerCommand } from './cli/speaker.js';
@@ -25,7 +24,8 @@ const commands: Record<string, Command> = {
   ipam: {
     summary:
       'show pools, blocks, per-node use and leaked addresses; check finds inconsistencies (ipam [check] [--json])',
-    run: ipamCommand,
+    // Loaded when used: it brings the Kubernetes client, which no other command needs.
+    run: async (args) => (await import('./cli/ipam.js')).ipamCommand(args),
   },
   policy: {
     summary: 'render NetworkPolicy to ipset/iptables input (policy render --state FILE)',

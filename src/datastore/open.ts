@@ -6,7 +6,6 @@
 
  */
 import { openFileDatastore, parseFileSpec } from './file.js';
-import { KubernetesStore } from './kubernetes.js';
 import { type Datastore, DatastoreError } from './types.js';
 
 export interface OpenOptions {
@@ -18,7 +17,10 @@ export const DATASTORE_FORMS = 'file:DIR or kubernetes';
 export async function openDatastore(spec: string, options: OpenOptions = {}): Promise<Datastore> {
   const dir = parseFileSpec(spec);
   if (dir !== undefined) return openFileDatastore(dir);
-  if (spec === 'kubernetes')
+  if (spec === 'kubernetes') {
+    // Loaded only when used: the Kubernetes client is most of a process's start-up and memory.
+    const { KubernetesStore } = await import('./kubernetes.js');
     return KubernetesStore.open(options.kubeconfig === undefined ? {} : { kubeconfig: options.kubeconfig });
+  }
   throw new DatastoreError('Invalid', `--datastore ${JSON.stringify(spec)}: expected ${DATASTORE_FORMS}`);
 }
