@@ -9,13 +9,14 @@
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FileDatastore, openFileDatastore } from '../../src/datastore/file.js';
 import type { Datastore, StoredObject, WatchEvent } from '../../src/datastore/types.js';
+import { bundle } from '../helpers/bundle.js';
 import { datastoreContract } from './contract.js';
 
 const dirs: string[] = [];
@@ -477,14 +478,21 @@ describe('file store: open', () => {
     });
   });
 
-  it.skipIf(process.getuid?.() === 0)('refuses a folder it may not write, naming it', async () => {
+  it('refuses a folder it may not write, naming it', async () => {
     const dir = await tempDir();
+    await chmod(dir, 0o755);
     const locked = join(dir, 'locked');
-    await mkdir(locked, { mode: 0o500 });
-    await expect(openFileDatastore(locked)).rejects.toMatchObject({
-      code: 'Forbidden',
-      message: expect.stringContaining(`${locked}: no permission`),
-    });
+    await mkdir(locked, { mode: 0o555 });
+    const expected = { code: 'Forbidden', message: expect.stringContaining(`${locked}: no permission`) };
+    if (process.getuid?.() !== 0) {
+      await expect(openFileDatastore(locked)).rejects.toMatchObject(expected);
+      return;
+    }
+    // Root may write anywhere: open it from a process running as nobody.
+    const worker = await bundle(join(import.meta.dirname, 'open-worker.ts'));
+    const r = spawnSync(process.execPath, [worker, locked], { uid: 65534, gid: 65534, encoding: 'utf8' });
+    expect(r.stderr).toBe('');
+    expect(JSON.parse(r.stdout)).toMatchObject(expected);
   });
 });
 
