@@ -32,6 +32,7 @@
  * not at once: listening to our own 50k writes echoed back would cost more than it saves);
  * neighbour entries and sysctls (neigh.ts, sysctl.ts).
  */
+import { type Clock as BgpClock, systemClock, type TimerHandle } from '../bgp/clock.js';
 import { formatPrefix } from '../net/addr.js';
 import type { Kernel, KernelEvent, KernelFactory } from './kernel.js';
 import { KernelError } from './kernel.js';
@@ -46,39 +47,12 @@ import {
 } from './route-model.js';
 
 /**
- * The time the reconciler reads and the timers it arms. Any clock with this shape fits (the
- * speaker's clock does); tests pass a fake one and advance it.
+ * The time the reconciler reads and the timers it arms: the speaker's clock (bgp/clock.ts; Node's
+ * timers, unref'd, so a pending read-back never keeps the process alive), or in tests its
+ * FakeClock, advanced by hand. Only these four members are used.
  */
-export interface Clock {
-  /** Milliseconds on a monotonic scale. */
-  now(): number;
-  after(ms: number, fn: () => void): TimerHandle;
-  every(ms: number, fn: () => void): TimerHandle;
-  /** Run `fn` at the next turn of the event loop. */
-  soon(fn: () => void): void;
-}
-
-export interface TimerHandle {
-  cancel(): void;
-}
-
-/** Node's timers, unref'd (a pending read-back never keeps the process alive). */
-export const systemClock: Clock = {
-  now: () => performance.now(),
-  after(ms, fn) {
-    const t = setTimeout(fn, ms);
-    t.unref();
-    return { cancel: () => clearTimeout(t) };
-  },
-  every(ms, fn) {
-    const t = setInterval(fn, ms);
-    t.unref();
-    return { cancel: () => clearInterval(t) };
-  },
-  soon(fn) {
-    setImmediate(fn);
-  },
-};
+export type Clock = Pick<BgpClock, 'now' | 'after' | 'every' | 'soon'>;
+export type { TimerHandle };
 
 export interface Logger {
   warn(obj: Record<string, unknown>, msg: string): void;

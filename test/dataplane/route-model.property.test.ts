@@ -24,7 +24,7 @@ import {
 } from '../../src/dataplane/route-model.js';
 import { RouteReconciler, type RouteSpec } from '../../src/dataplane/routes.js';
 import { parsePrefix } from '../../src/net/addr.js';
-import { FakeClock } from './helpers-clock.js';
+import { FakeClock } from '../../src/bgp/clock.js';
 
 const runs = Number(process.env.FC_RUNS ?? 150);
 

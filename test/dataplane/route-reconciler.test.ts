@@ -10,7 +10,7 @@ import { FakeKernel } from '../../src/dataplane/kernel-fake.js';
 import { type KernelRoute, RTPROT_TWILL, RtnType } from '../../src/dataplane/route-model.js';
 import { RouteApplyError, RouteReconciler, type RouteSpec } from '../../src/dataplane/routes.js';
 import { parsePrefix } from '../../src/net/addr.js';
-import { FakeClock } from './helpers-clock.js';
+import { FakeClock } from '../../src/bgp/clock.js';
 
 function setup(opts: { graceMs?: number } = {}) {
   const k = new FakeKernel();
