@@ -39,10 +39,15 @@ export async function ipamCommand(args: string[]): Promise<number> {
   }
   let store: Datastore;
   try {
-    store = await openDatastore(datastore, kubeconfig === undefined ? {} : { kubeconfig });
+    store = await openDatastore(datastore, {
+      mustExist: true,
+      ...(kubeconfig === undefined ? {} : { kubeconfig }),
+    });
   } catch (e) {
     if (isDatastoreError(e, 'Invalid')) throw new UsageError(`${e.message} (${DATASTORE_FORMS})`);
-    throw e;
+    if (!isDatastoreError(e)) throw e;
+    process.stderr.write(`twill ipam: cannot open the datastore (${datastore}): ${e.message}\n`);
+    return 1;
   }
   let report: IpamReport;
   try {

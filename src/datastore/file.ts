@@ -110,6 +110,11 @@ export interface FileDatastoreOptions {
   logRotateBytes?: number;
   /** Skipped corrupt files, recoveries, watch trouble that does not end a watch. */
   onWarning?: (message: string, error?: DatastoreError) => void;
+  /**
+   * Fail NotFound instead of creating the store when DIR holds none (commands that only read,
+   * such as `twill ipam`, must not leave an empty store behind a mistyped path).
+   */
+  mustExist?: boolean;
 }
 
 const FORMAT = { format: 'twill-file-datastore', version: 1 };
@@ -120,7 +125,7 @@ export function parseFileSpec(spec: string): string | undefined {
   return spec.startsWith('file:') && spec.length > 5 ? spec.slice(5) : undefined;
 }
 
-/** Opens (creating when absent) the file store in `dir`; a bad folder is a clear error here. */
+/** Opens (creating when absent, unless `mustExist`) the file store in `dir`; a bad folder is a clear error here. */
 export async function openFileDatastore(
   dir: string,
   options: FileDatastoreOptions = {},
@@ -135,6 +140,8 @@ export async function openFileDatastore(
       );
   } catch (e) {
     if (errno(e) !== 'ENOENT') throw fsError(e, root, 'open the datastore folder');
+    if (options.mustExist)
+      throw new DatastoreError('NotFound', `${root}: no such folder (no file datastore there)`);
     try {
       await mkdir(root, { recursive: true });
     } catch (e2) {
@@ -151,6 +158,8 @@ export async function openFileDatastore(
   }
   const formatPath = join(root, 'format');
   const text = await readIfExists(formatPath);
+  if (text === undefined && options.mustExist)
+    throw new DatastoreError('NotFound', `${root}: no file datastore there (no ${formatPath})`);
   if (text === undefined) {
     await writeAtomic(formatPath, `${JSON.stringify(FORMAT)}\n`);
   } else {
@@ -223,7 +232,7 @@ export class FileDatastore implements Datastore {
   private readonly lock: FileLock;
   private readonly ops = new Serial();
   private readonly tail = new Serial();
-  private readonly opts: Required<Omit<FileDatastoreOptions, 'onWarning'>>;
+  private readonly opts: Required<Omit<FileDatastoreOptions, 'onWarning' | 'mustExist'>>;
   private readonly warn: (message: string, error?: DatastoreError) => void;
   private readonly watches = new Set<FileWatch>();
   /** Watches reading their snapshot, not yet fed by the tailer. */

@@ -10,13 +10,15 @@ import { type Datastore, DatastoreError } from './types.js';
 
 export interface OpenOptions {
   kubeconfig?: string;
+  /** A file store must already exist (commands that only read it). */
+  mustExist?: boolean;
 }
 
 export const DATASTORE_FORMS = 'file:DIR or kubernetes';
 
 export async function openDatastore(spec: string, options: OpenOptions = {}): Promise<Datastore> {
   const dir = parseFileSpec(spec);
-  if (dir !== undefined) return openFileDatastore(dir);
+  if (dir !== undefined) return openFileDatastore(dir, options.mustExist ? { mustExist: true } : {});
   if (spec === 'kubernetes') {
     // Loaded only when used: the Kubernetes client is most of a process's start-up and memory.
     const { KubernetesStore } = await import('./kubernetes.js');

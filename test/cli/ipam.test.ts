@@ -6,7 +6,7 @@
  * codes: 0 clean, 1 problems or an unreadable datastore, 2 a usage error.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -230,6 +230,14 @@ describe('twill ipam on a file store, as an operator runs it', () => {
     });
     expect(gone.status).not.toBe(0);
     expect(gone.stderr).toContain('not a folder');
+    // A mistyped path is an error, not a new empty store.
+    const typo = join(dir, 'no-such-store');
+    const missing = spawnSync(process.execPath, [BIN, 'ipam', '--datastore', `file:${typo}`], {
+      encoding: 'utf8',
+    });
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain(`${typo}: no such folder`);
+    expect(existsSync(typo)).toBe(false);
   });
 });
 
