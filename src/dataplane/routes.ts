@@ -34,6 +34,7 @@
  */
 import { type Clock as BgpClock, systemClock, type TimerHandle } from '../bgp/clock.js';
 import { formatPrefix } from '../net/addr.js';
+import { ApplyQueue, applyWithOneRetry } from './apply.js';
 import type { Kernel, KernelEvent, KernelFactory } from './kernel.js';
 import { KernelError } from './kernel.js';
 import {
@@ -101,7 +102,7 @@ export class RouteReconciler {
   private readonly readBackMs: number;
   private readonly retryMs: number;
   private readonly onError: ((err: Error) => void) | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly applies = new ApplyQueue();
   private started = false;
   private unsubscribe: (() => void) | undefined;
   private readBackTimer: TimerHandle | undefined;
@@ -145,27 +146,22 @@ export class RouteReconciler {
     this.kernel = undefined;
   }
 
-  /** Program the difference between desired and the kernel. Serialised. */
+  /** Program the difference between desired and the kernel. Serialised (apply.ts). */
   apply(): Promise<ApplyStats> {
-    const run = this.queue.then(() => this.applyWithRetry());
-    this.queue = run.catch(() => undefined);
-    return run;
-  }
-
-  private async applyWithRetry(): Promise<ApplyStats> {
-    try {
-      return await this.applyOnce();
-    } catch (err) {
-      this.log?.warn({ err: String(err) }, 'route apply failed; retrying once on a fresh netlink handle');
-      this.reopen();
-      this.model.markForReadBack();
-      try {
-        return await this.applyOnce();
-      } catch (err2) {
-        this.model.markForReadBack();
-        throw new RouteApplyError(`route apply failed twice: ${(err2 as Error).message}`);
-      }
-    }
+    return this.applies.run(() =>
+      applyWithOneRetry(
+        () => this.applyOnce(),
+        (err) => {
+          this.log?.warn(
+            { err: String(err) },
+            'route apply failed; read-back and a fresh netlink handle next',
+          );
+          this.reopen();
+          this.model.markForReadBack();
+        },
+        (err) => new RouteApplyError(`route apply failed twice: ${err.message}`),
+      ),
+    );
   }
 
   private async readBack(k: Kernel): Promise<void> {

@@ -36,6 +36,7 @@ import {
   type SetSpec,
   type SetType,
 } from './render.js';
+import { ApplyQueue, applyWithOneRetry } from '../apply.js';
 
 /** Runs a command with optional stdin, resolves with stdout, rejects with stderr in the message. */
 export type Exec = (cmd: string, args: string[], input?: string) => Promise<string>;
@@ -168,7 +169,7 @@ export class PolicyTable {
   /** Chain -> the rules known to be in the kernel (written or verified), to skip hashing. */
   private readonly believedRules = new Map<string, string[]>();
   private refreshTimer: ReturnType<typeof setInterval> | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly applies = new ApplyQueue();
 
   constructor(opts: PolicyTableOptions = {}) {
     this.exec = opts.exec ?? execLocal;
@@ -223,26 +224,21 @@ export class PolicyTable {
     return { filter: parseIptablesSave(save), sets: parseIpsetSave(ipsets) };
   }
 
-  /** Program the difference between desired and (believed) actual. Calls are serialised. */
+  /** Program the difference between desired and (believed) actual. Serialised (../apply.ts). */
   apply(): Promise<ApplyStats> {
-    const run = this.queue.then(() => this.applyWithRetry());
-    this.queue = run.catch(() => undefined);
-    return run;
-  }
-
-  private async applyWithRetry(): Promise<ApplyStats> {
-    try {
-      return await this.applyOnce();
-    } catch (err) {
-      this.log?.warn({ err: String(err) }, 'policy dataplane apply failed; reading back and retrying once');
-      this.markForReadBack();
-      try {
-        return await this.applyOnce();
-      } catch (err2) {
-        this.markForReadBack();
-        throw new DataplaneError(`policy dataplane apply failed twice: ${(err2 as Error).message}`);
-      }
-    }
+    return this.applies.run(() =>
+      applyWithOneRetry(
+        () => this.applyOnce(),
+        (err) => {
+          this.log?.warn(
+            { err: String(err) },
+            'policy dataplane apply failed; reading back before the next try',
+          );
+          this.markForReadBack();
+        },
+        (err) => new DataplaneError(`policy dataplane apply failed twice: ${err.message}`),
+      ),
+    );
   }
 
   private async applyOnce(): Promise<ApplyStats> {
