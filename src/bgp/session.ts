@@ -76,6 +76,24 @@ export interface SessionOptions {
   clock?: Clock;
 }
 
+/**
+ * UPDATE messages received and sent by every session of this process (one speaker per agent),
+ * for the agent's /metrics. Monotonic; never reset.
+ */
+export const sessionCounters = { updatesIn: 0, updatesOut: 0 };
+
+/** The number of UPDATE messages in `buf`, a run of whole BGP messages. */
+function countUpdates(buf: Buffer): number {
+  let n = 0;
+  for (let off = 0; off + 19 <= buf.length; ) {
+    const len = buf.readUInt16BE(off + 16);
+    if (buf[off + 18] === MsgType.Update) n++;
+    if (len < 19) break;
+    off += len;
+  }
+  return n;
+}
+
 export class Session {
   fsm: Fsm;
   readonly direction: 'out' | 'in';
@@ -133,6 +151,7 @@ export class Session {
   send(buf: Buffer): boolean {
     const s = this.socket;
     if (!s || this.fsm.state !== FsmState.Established || s.destroyed) return false;
+    sessionCounters.updatesOut += countUpdates(buf);
     const ok = s.write(buf);
     if (!ok) this.armSendHold();
     return ok;
@@ -302,6 +321,7 @@ export class Session {
             ev = { type: 'BgpOpen', open: m };
             break;
           case MsgType.Update:
+            sessionCounters.updatesIn++;
             ev = { type: 'UpdateMsg', update: m };
             break;
           case MsgType.Notification:
