@@ -15,6 +15,10 @@ type Command = {
 };
 
 const commands: Record<string, Command> = {
+  agent: {
+    summary: 'run the node agent: IPAM, BGP mesh, routes and policy (agent --help for options)',
+    run: async (args) => (await import('./cli/agent.js')).agentCommand(args),
+  },
   speaker: { summary: 'run a standalone BGP speaker (speaker --config FILE)', run: speakerCommand },
   routes: {
     summary: 'show the Loc-RIB with every path and why the best won (routes [--json] [--prefix P])',

@@ -3,10 +3,13 @@
  * file permissions guard it and it works across network namespaces) or on HOST:PORT. The speaker
  * and later the agent serve it; `twill status` and `twill routes` read it.
  *
- * GET only, no bodies, JSON out; 404 names the endpoints there are. A stale socket file from a
- * previous run is removed before listening.
+ * GET only, no bodies, JSON out; 404 names the endpoints there are. A handler may return a
+ * promise. A stale socket file from a previous run is removed before listening.
+ *
+ * Only root gets in: a unix socket is made 0600 (under a 0077 umask, so it is never open to
+ * others); a folder made for it is 0700.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import { dirname } from 'node:path';
 import type { ApiAddress } from '../bgp/config.js';
@@ -26,21 +29,40 @@ export async function serveApi(address: ApiAddress, endpoints: Endpoints): Promi
       res.end(JSON.stringify({ error: `GET one of ${Object.keys(endpoints).join(', ')}` }));
       return;
     }
-    try {
-      const body = JSON.stringify(handler(url.searchParams), replacer);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(body);
-    } catch (err) {
+    const fail = (err: unknown) => {
       res.writeHead(500, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ error: err instanceof Error ? err.message : String(err) }));
+    };
+    const send = (value: unknown) => {
+      try {
+        const body = JSON.stringify(value, replacer);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(body);
+      } catch (err) {
+        fail(err);
+      }
+    };
+    try {
+      const value = handler(url.searchParams);
+      if (value instanceof Promise) value.then(send, fail);
+      else send(value);
+    } catch (err) {
+      fail(err);
     }
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     if (address.kind === 'unix') {
-      mkdirSync(dirname(address.path), { recursive: true });
+      // A folder made here is 0700; one that was there is left as it is (it may be /tmp).
+      mkdirSync(dirname(address.path), { recursive: true, mode: 0o700 });
       rmSync(address.path, { force: true });
-      server.listen(address.path, () => resolve());
+      const mask = process.umask(0o077);
+      server.listen(address.path, () => {
+        process.umask(mask);
+        chmodSync(address.path, 0o600);
+        resolve();
+      });
+      server.once('error', () => process.umask(mask));
     } else {
       server.listen(address.port, address.host, () => resolve());
     }

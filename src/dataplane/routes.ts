@@ -72,6 +72,8 @@ export interface RouteReconcilerOptions extends RouteModelOptions {
   log?: Logger;
   /** Failures of applies the reconciler scheduled itself (after start()). */
   onError?: (err: Error) => void;
+  /** Told after every successful apply, with its duration in seconds (the agent's metrics). */
+  onApplied?: (stats: ApplyStats, seconds: number) => void;
 }
 
 export interface ApplyStats {
@@ -102,6 +104,7 @@ export class RouteReconciler {
   private readonly readBackMs: number;
   private readonly retryMs: number;
   private readonly onError: ((err: Error) => void) | undefined;
+  private readonly onApplied: ((stats: ApplyStats, seconds: number) => void) | undefined;
   private readonly applies = new ApplyQueue();
   private started = false;
   private unsubscribe: (() => void) | undefined;
@@ -119,6 +122,7 @@ export class RouteReconciler {
     this.readBackMs = opts.readBackMs ?? 90_000;
     this.retryMs = opts.retryMs ?? 1_000;
     this.onError = opts.onError;
+    this.onApplied = opts.onApplied;
   }
 
   /** Replace everything `owner` wants (memory only). An empty list withdraws the owner's routes. */
@@ -148,19 +152,23 @@ export class RouteReconciler {
 
   /** Program the difference between desired and the kernel. Serialised (apply.ts). */
   apply(): Promise<ApplyStats> {
-    return this.applies.run(() =>
-      applyWithOneRetry(
-        () => this.applyOnce(),
-        (err) => {
-          this.log?.warn(
-            { err: String(err) },
-            'route apply failed; read-back and a fresh netlink handle next',
-          );
-          this.reopen();
-          this.model.markForReadBack();
-        },
-        (err) => new RouteApplyError(`route apply failed twice: ${err.message}`),
-      ),
+    return this.applies.run(async () => {
+      const t0 = performance.now();
+      const stats = await this.applyWithRetry();
+      this.onApplied?.(stats, (performance.now() - t0) / 1000);
+      return stats;
+    });
+  }
+
+  private applyWithRetry(): Promise<ApplyStats> {
+    return applyWithOneRetry(
+      () => this.applyOnce(),
+      (err) => {
+        this.log?.warn({ err: String(err) }, 'route apply failed; read-back and a fresh netlink handle next');
+        this.reopen();
+        this.model.markForReadBack();
+      },
+      (err) => new RouteApplyError(`route apply failed twice: ${err.message}`),
     );
   }
 

@@ -1,0 +1,728 @@
+/**
+ * The node agent: one process per node that does what calico-node's BIRD, confd and Felix do
+ * together (DESIGN.md "How data flows"). It is the composition root of the parts below it:
+ *
+ *   datastore watches ──> desired.ts (pure) ──> speaker.setNeighbors / setOriginated
+ *                                          ├──> route reconciler: `pods`, `blocks` owners
+ *                                          └──> policy compiler -> iptables (PolicyTable)
+ *   speaker.onRoutes ──────────────────────────> route reconciler: `bgp` owner
+ *   CNI socket ──> CniHandler over the Allocator (this node's IPAM)
+ *
+ * Start-up, in order:
+ * 1. Open the datastore. Register this node: find its Node object (the file datastore gets one
+ *    made; on Kubernetes the kubelet made it), resolve the BGP address (config.ts autodetection),
+ *    and publish address, AS and port as Node annotations (desired.ts). An unreachable datastore
+ *    is retried with a jittered backoff, logged each time, and nothing in the kernel is touched.
+ * 2. Create the default IP pool from --pool-cidr if there is no pool at all.
+ * 3. Look at the kernel: routes with our protocol (84) mean this is a restart, so the speaker
+ *    starts as a restarting graceful-restart speaker (RFC 4724 R bit, deferral) and the route
+ *    reconciler adopts those routes instead of re-adding them.
+ * 4. Watch every kind it needs. Once each has delivered its snapshot (in sync): start the
+ *    speaker with the neighbors and originated blocks, the route reconciler with the `pods` and
+ *    `blocks` routes, the policy table, and tell the CNI handler it is ready.
+ *
+ * Live configuration: every later event recomputes the desired state (coalesced to one
+ * recomputation per turn of the event loop) and each output applies only the difference. The
+ * speaker's setNeighbors leaves unaffected sessions alone. A change of the cluster's AS,
+ * listen port or graceful-restart time (BGPConfiguration) restarts the speaker, since every
+ * session depends on it.
+ *
+ * Restarts lose nothing: the `bgp` owner of the route reconciler is first set once BGP has
+ * converged (every neighbor Established and no best-route change for `BGP_SETTLE_MS`, or the
+ * graceful-restart time passed), so kernel routes kept from the previous run are not deleted
+ * while the speaker relearns them. SIGTERM (`stop`) closes sessions the graceful-restart way
+ * (no NOTIFICATION to peers that negotiated it: they keep our routes), leaves kernel routes and
+ * iptables rules as they are, and closes the sockets.
+ *
+ * Also here: the per-node TwillNodeStatus object (sessions, timers, route counts; written when
+ * it changes, at most every `STATUS_MIN_INTERVAL_MS`), the local API on a unix socket (`/status`,
+ * `/routes`, `/ipam`), and the health port (health.ts) with the metrics (metrics.ts).
+ *
+ * Not here (yet): releasing empty blocks and reclaiming addresses of pods the runtime never
+ * deleted (the allocator has both), IPv6 node addresses, neighbour entries for pods (the CNI
+ * plugin writes them).
+ */
+import { dirname } from 'node:path';
+import type { Server } from 'node:http';
+import { serveApi } from '../api/http.js';
+import type { RouteChange } from '../bgp/best-routes.js';
+import { type Clock, systemClock, type TimerHandle } from '../bgp/clock.js';
+import type { NeighborConfig, SpeakerConfig } from '../bgp/config.js';
+import { Speaker, type SpeakerOptions } from '../bgp/speaker.js';
+import type { SpeakerStatus } from '../bgp/status.js';
+import { CniHandler, CniServer } from '../cni/server.js';
+import type { KernelFactory } from '../dataplane/kernel.js';
+import { NetlinkKernel } from '../dataplane/netlink-kernel.js';
+import { RTPROT_TWILL, type RouteSpec } from '../dataplane/route-model.js';
+import { RouteReconciler } from '../dataplane/routes.js';
+import { enableForwarding } from '../dataplane/sysctl.js';
+import { render } from '../dataplane/iptables/render.js';
+import { type Exec, execLocal, PolicyTable } from '../dataplane/iptables/table.js';
+import { jitteredBackoff } from '../datastore/backoff.js';
+import { openDatastore } from '../datastore/open.js';
+import {
+  API_VERSIONS,
+  type Datastore,
+  DatastoreError,
+  isDatastoreError,
+  type Kind,
+  type StoredObject,
+  type WatchHandle,
+} from '../datastore/types.js';
+import { Allocator } from '../ipam/allocator.js';
+import type { IPAMBlockSpec, BlockAffinitySpec } from '../ipam/model.js';
+import { affinityOf } from '../ipam/model.js';
+import { originated } from '../ipam/originate.js';
+import { ipamReport } from '../ipam/report.js';
+import { compile } from '../policy/compile.js';
+import { autodetect } from './autodetect.js';
+import type { AgentConfig } from './config.js';
+import {
+  applyRouteChanges,
+  BGP_CONFIGURATION_NAME,
+  type BgpGlobal,
+  bgpGlobal,
+  bgpPeerSpec,
+  blockRoutes,
+  clusterState,
+  desiredNeighbors,
+  type LocalAddress,
+  localAddresses,
+  myAnnotations,
+  type NeighborKind,
+  nodeInfo,
+  podRoutes,
+} from './desired.js';
+import { readiness, serveHealth } from './health.js';
+import { AgentMetrics } from './metrics.js';
+
+export interface AgentLogger {
+  trace(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  child(bindings: Record<string, unknown>): AgentLogger;
+}
+
+export interface AgentOptions {
+  log: AgentLogger;
+  /** The kernel for routes; default netlink in this process's network namespace. */
+  kernel?: KernelFactory;
+  /** How iptables and ipset run; default here. */
+  exec?: Exec;
+  clock?: Clock;
+  /** Passed to the speaker (tests shorten its timers). */
+  speaker?: Omit<SpeakerOptions, 'clock' | 'restarting'>;
+  /** A datastore to use instead of opening `config.datastore` (tests). */
+  store?: Datastore;
+}
+
+/** Kinds the agent watches. */
+const WATCHED: readonly Kind[] = [
+  'Node',
+  'BGPConfiguration',
+  'BGPPeer',
+  'IPPool',
+  'IPAMBlock',
+  'BlockAffinity',
+  'Namespace',
+  'Pod',
+  'NetworkPolicy',
+];
+
+/** Kinds whose changes move the policy. */
+const POLICY_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Namespace', 'Pod', 'NetworkPolicy', 'IPAMBlock']);
+
+export const BGP_SETTLE_MS = 2_000;
+export const STATUS_MIN_INTERVAL_MS = 5_000;
+export const DEFAULT_POOL_NAME = 'default-ipv4-ippool';
+
+function keyOf(o: StoredObject): string {
+  return o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name;
+}
+
+export class Agent {
+  private readonly log: AgentLogger;
+  private readonly clock: Clock;
+  private store: Datastore | undefined;
+  private readonly objects = new Map<Kind, Map<string, StoredObject>>();
+  private readonly synced = new Set<Kind>();
+  private readonly watches: WatchHandle[] = [];
+  private inSync = false;
+  private stopping = false;
+  private readonly startedAt: number;
+
+  /** The BGP address. */
+  address = '';
+  private speaker: Speaker | undefined;
+  private speakerKey = '';
+  private restarting = false;
+  private global: BgpGlobal = bgpGlobal(undefined);
+  private kinds = new Map<string, NeighborKind>();
+  private readonly bgpRoutes = new Map<string, RouteSpec>();
+  private bgpReported = false;
+  private lastRouteChange = 0;
+  private bgpWaitTimer: TimerHandle | undefined;
+
+  private readonly reconciler: RouteReconciler;
+  private readonly policy: PolicyTable;
+  private policyDirty = true;
+  private policyApplying = false;
+  private dataplaneApplied = false;
+  private local: LocalAddress[] = [];
+
+  private allocator: Allocator | undefined;
+  private cni: { handler: CniHandler; server: CniServer } | undefined;
+  private api: Server | undefined;
+  private health: Server | undefined;
+  readonly metrics: AgentMetrics;
+
+  private recomputeQueued = false;
+  private statusTimer: TimerHandle | undefined;
+  private lastStatus = '';
+  private lastStatusAt = -Infinity;
+
+  constructor(
+    readonly config: AgentConfig,
+    private readonly opts: AgentOptions,
+  ) {
+    this.log = opts.log;
+    this.clock = opts.clock ?? systemClock;
+    this.startedAt = this.clock.now();
+    for (const k of WATCHED) this.objects.set(k, new Map());
+    this.metrics = new AgentMetrics(
+      {
+        speaker: () => this.speaker?.status(),
+        ipam: () => this.ipamUse(),
+        routes: () => ({
+          pods: podRoutes(this.local).length,
+          blocks: this.myBlocks().length,
+          bgp: this.bgpRoutes.size,
+        }),
+      },
+      { peerLimit: config.metricsPeerLimit },
+    );
+    this.reconciler = new RouteReconciler({
+      kernel: opts.kernel ?? (() => new NetlinkKernel()),
+      clock: this.clock,
+      readBackMs: config.routeRefreshMs,
+      expectOwners: ['pods', 'blocks', 'bgp'],
+      log: this.log.child({ component: 'routes' }),
+      onError: (err) => this.log.error({ err: err.message }, 'route apply failed'),
+      onApplied: (_s, seconds) => {
+        this.metrics.routeApply.observe(seconds);
+        if (!this.dataplaneApplied && this.inSync) this.dataplaneApplied = true;
+      },
+    });
+    this.policy = new PolicyTable({
+      exec: opts.exec ?? execLocal,
+      log: this.log.child({ component: 'policy' }),
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lifecycle
+
+  async start(): Promise<void> {
+    const c = this.config;
+    this.store = this.opts.store ?? (await openDatastore(c.datastore, { kubeconfig: c.kubeconfig }));
+    if (c.healthListen) {
+      this.health = await serveHealth(c.healthListen, {
+        ready: () => this.ready(),
+        metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.text() }),
+      });
+      this.log.info(
+        { listen: `${c.healthListen.host}:${c.healthListen.port}` },
+        'health and metrics listening',
+      );
+    }
+    await this.retrying('register the node', () => this.registerNode());
+    if (c.pool) await this.retrying('create the default IP pool', () => this.ensurePool());
+    this.restarting = await this.kernelHasOurRoutes();
+    if (this.restarting) this.log.info({}, 'routes of ours in the kernel: restarting (graceful restart)');
+    await this.forwarding();
+
+    this.allocator = new Allocator({
+      store: this.store,
+      clock: { now: () => this.clock.now() },
+      backoff: jitteredBackoff(),
+      onInvalid: (errors) => this.log.warn({ errors: errors.map(String) }, 'IPAM skipped invalid objects'),
+    });
+    const handler = new CniHandler({
+      allocator: this.allocator,
+      node: c.nodename,
+      onAssigned: (e) =>
+        this.log.info(
+          { pod: `${e.namespace}/${e.pod}`, addresses: e.addresses, veth: e.hostIfname },
+          'CNI ADD',
+        ),
+      onReleased: (e) => this.log.info({ handle: e.handle, released: e.released }, 'CNI DEL'),
+    });
+    const server = new CniServer({
+      handler,
+      path: c.cniSocket,
+      onError: (err) => this.log.warn({ err: err.message }, 'CNI socket'),
+    });
+    await server.listen();
+    this.cni = { handler, server };
+    this.api = await serveApi(
+      { kind: 'unix', path: c.apiSocket },
+      {
+        '/status': () => this.status(),
+        '/routes': (q) => this.speaker?.routes(q.get('prefix') ?? undefined) ?? [],
+        '/ipam': () => this.ipam(),
+      },
+    );
+    this.log.info({ api: c.apiSocket, cni: c.cniSocket }, 'local API and CNI socket listening');
+
+    for (const kind of WATCHED) this.watch(kind);
+    this.statusTimer = this.clock.every(STATUS_MIN_INTERVAL_MS, () => void this.publishStatus());
+  }
+
+  /** Stop: graceful-restart-aware close to peers; kernel routes and iptables stay. */
+  async stop(reason = 'Twill agent stopped'): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.statusTimer?.cancel();
+    this.bgpWaitTimer?.cancel();
+    for (const w of this.watches.splice(0)) w.stop();
+    this.cni?.handler.setReady(false, 'the agent is stopping');
+    await this.speaker?.stop(reason);
+    this.reconciler.stop();
+    this.reconciler.close();
+    this.policy.stopRefresh();
+    await this.cni?.server.close();
+    await Promise.all(
+      [this.api, this.health].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : undefined)),
+    );
+    await this.store?.close();
+  }
+
+  /** Retry `fn` while the datastore is unavailable, with a jittered backoff up to 30 s. */
+  private async retrying<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    const wait = jitteredBackoff(500, 30_000);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (err) {
+        if (this.stopping) throw err;
+        if (!isDatastoreError(err, 'Unavailable') && !isDatastoreError(err, 'Conflict')) throw err;
+        this.log.warn({ attempt, err: (err as Error).message }, `cannot ${what} yet; retrying`);
+        await wait(attempt);
+      }
+    }
+  }
+
+  private async registerNode(): Promise<void> {
+    const c = this.config;
+    const store = this.store!;
+    let node = await store.get({ kind: 'Node', name: c.nodename });
+    if (!node) {
+      if (c.datastore === 'kubernetes')
+        throw new DatastoreError(
+          'Unavailable',
+          `Node ${c.nodename} does not exist yet (the kubelet registers it)`,
+        );
+      node = await store.create({
+        apiVersion: API_VERSIONS.Node,
+        kind: 'Node',
+        metadata: { name: c.nodename, labels: { 'kubernetes.io/hostname': c.nodename } },
+        spec: {},
+      });
+    }
+    if (c.ip.kind === 'fixed') this.address = c.ip.address;
+    else this.address = await autodetect(c.ip.method, nodeInfo(node).internalIP);
+    const want = myAnnotations(this.address, c.asn, c.bgpPort);
+    const annotations = { ...(node.metadata.annotations ?? {}) };
+    for (const [k, v] of Object.entries(want)) {
+      if (v === undefined) delete annotations[k];
+      else annotations[k] = v;
+    }
+    if (JSON.stringify(annotations) !== JSON.stringify(node.metadata.annotations ?? {}))
+      await store.update({ ...node, metadata: { ...node.metadata, annotations } });
+    this.log.info({ address: this.address }, 'node registered');
+  }
+
+  private async ensurePool(): Promise<void> {
+    const store = this.store!;
+    const pools = await store.list('IPPool');
+    if (pools.length > 0) return;
+    const pool = this.config.pool!;
+    try {
+      await store.create({
+        apiVersion: API_VERSIONS.IPPool,
+        kind: 'IPPool',
+        metadata: { name: DEFAULT_POOL_NAME },
+        spec: { cidr: pool.cidr, blockSize: pool.blockSize, nodeSelector: 'all()' },
+      });
+      this.log.info({ cidr: pool.cidr, blockSize: pool.blockSize }, 'created the default IP pool');
+    } catch (err) {
+      if (!isDatastoreError(err, 'AlreadyExists')) throw err;
+    }
+  }
+
+  private async kernelHasOurRoutes(): Promise<boolean> {
+    const k = (this.opts.kernel ?? (() => new NetlinkKernel()))();
+    try {
+      return (await k.listRoutes()).some((r) => r.protocol === RTPROT_TWILL);
+    } finally {
+      k.close();
+    }
+  }
+
+  private async forwarding(): Promise<void> {
+    if (this.opts.kernel) return; // a test kernel: not this host's sysctls
+    try {
+      await enableForwarding({ root: dirname(this.config.procSysNet), ipv4: true });
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot enable IP forwarding');
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Watches
+
+  private watch(kind: Kind): void {
+    const map = this.objects.get(kind)!;
+    const handle = this.store!.watch(
+      kind,
+      (e) => {
+        if (e.type === 'synced') {
+          this.synced.add(kind);
+          this.log.debug({ kind, count: map.size }, 'in sync');
+        } else if (e.type === 'deleted') map.delete(keyOf(e.object));
+        else map.set(keyOf(e.object), e.object);
+        if (POLICY_KINDS.has(kind)) this.policyDirty = true;
+        this.queueRecompute();
+      },
+      {
+        onError: (err) => {
+          this.log.warn({ kind, err: err.message }, 'watch ended; starting it again');
+          const i = this.watches.indexOf(handle);
+          if (i >= 0) this.watches.splice(i, 1);
+          if (!this.stopping) this.clock.after(1000, () => !this.stopping && this.watch(kind));
+        },
+      },
+    );
+    this.watches.push(handle);
+  }
+
+  private queueRecompute(): void {
+    if (this.recomputeQueued || this.stopping) return;
+    this.recomputeQueued = true;
+    this.clock.soon(() => {
+      this.recomputeQueued = false;
+      if (this.stopping) return;
+      try {
+        this.recompute();
+      } catch (err) {
+        this.log.error({ err: (err as Error).stack }, 'recomputing the desired state failed');
+      }
+    });
+  }
+
+  private list<T = unknown>(kind: Kind): StoredObject<T>[] {
+    return [...this.objects.get(kind)!.values()] as StoredObject<T>[];
+  }
+
+  private blockSpecs(): IPAMBlockSpec[] {
+    return this.list<IPAMBlockSpec>('IPAMBlock').flatMap((b) => (b.spec ? [b.spec] : []));
+  }
+
+  private myBlocks(): IPAMBlockSpec[] {
+    const mine = affinityOf(this.config.nodename);
+    return this.blockSpecs().filter((b) => b.affinity === mine);
+  }
+
+  private ipamUse(): { inUse: number; free: number; blocks: number } {
+    let inUse = 0;
+    let free = 0;
+    const blocks = this.myBlocks();
+    for (const b of blocks)
+      for (const a of b.allocations ?? [])
+        if (a === null) free++;
+        else inUse++;
+    return { inUse, free, blocks: blocks.length };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Desired state
+
+  private recompute(): void {
+    if (!this.inSync) {
+      if (!WATCHED.every((k) => this.synced.has(k))) return;
+      this.inSync = true;
+      this.log.info({}, 'datastore in sync');
+    }
+    const c = this.config;
+    const nodes = this.list('Node').map(nodeInfo);
+    const me = nodes.find((n) => n.name === c.nodename) ?? {
+      name: c.nodename,
+      labels: {},
+      address: this.address,
+      asn: c.asn,
+      port: c.bgpPort,
+      internalIP: undefined,
+    };
+    me.address = this.address;
+    const globalObj = this.objects.get('BGPConfiguration')!.get(BGP_CONFIGURATION_NAME);
+    const global = bgpGlobal(globalObj);
+    const asn = c.asn ?? global.asn;
+    const port = c.bgpPort ?? global.listenPort;
+
+    // The speaker: made (or remade, when what every session hangs on changed) here.
+    const key = `${asn}/${port}/${global.gracefulRestartTime}`;
+    if (this.speaker === undefined || key !== this.speakerKey) {
+      this.global = global;
+      void this.startSpeaker(asn, port, global, key);
+      return;
+    }
+    this.global = global;
+
+    const peers = [];
+    for (const o of this.list('BGPPeer')) {
+      const p = bgpPeerSpec(o);
+      if (typeof p === 'string') this.log.warn({}, `${p}; ignored`);
+      else peers.push(p);
+    }
+    const poolCidrs = this.list<{ cidr?: string; disabled?: boolean }>('IPPool').flatMap((p) =>
+      typeof p.spec?.cidr === 'string' ? [p.spec.cidr] : [],
+    );
+    const { neighbors, kinds } = desiredNeighbors({ me, asn, global, nodes, peers, poolCidrs });
+    this.kinds = kinds;
+    this.speaker.setNeighbors(neighbors);
+
+    const blocks = this.blockSpecs();
+    const affinities = this.list<BlockAffinitySpec>('BlockAffinity').flatMap((a) => (a.spec ? [a.spec] : []));
+    this.speaker.setOriginated(originated(c.nodename, blocks, affinities));
+
+    this.local = localAddresses(c.nodename, blocks);
+    this.reconciler.setDesired('pods', podRoutes(this.local));
+    this.reconciler.setDesired('blocks', blockRoutes(c.nodename, blocks));
+    this.startDataplane();
+    this.reconciler.applySoon();
+
+    if (this.policyDirty) void this.applyPolicy();
+    if (!this.cni!.handler.isReady()) {
+      this.cni!.handler.setReady(true);
+      this.log.info({}, 'ready for CNI requests');
+    }
+    void this.publishStatus();
+  }
+
+  private dataplaneStarted = false;
+
+  private startDataplane(): void {
+    if (this.dataplaneStarted) return;
+    this.dataplaneStarted = true;
+    if (!this.restarting) this.reportBgp();
+    else this.waitForBgp();
+    this.reconciler.start();
+    void this.reconciler
+      .apply()
+      .catch((err: Error) => this.log.error({ err: err.message }, 'first route apply failed'));
+    this.policy.startRefresh(180_000);
+  }
+
+  /** After a restart: set the `bgp` owner once BGP has converged (see the header). */
+  private waitForBgp(): void {
+    const deadline = this.clock.now() + this.global.gracefulRestartTime * 1000;
+    const check = () => {
+      const st = this.speaker?.status();
+      const all = st?.peers.every((p) => p.state === 'Established') === true;
+      const quiet = this.clock.now() - this.lastRouteChange >= BGP_SETTLE_MS;
+      if ((all && quiet) || this.clock.now() >= deadline) {
+        this.log.info(
+          { peers: st?.peers.length ?? 0, routes: this.bgpRoutes.size },
+          'BGP converged after restart',
+        );
+        this.reportBgp();
+        return;
+      }
+      this.bgpWaitTimer = this.clock.after(250, check);
+    };
+    this.bgpWaitTimer = this.clock.after(BGP_SETTLE_MS, check);
+  }
+
+  private reportBgp(): void {
+    this.bgpReported = true;
+    this.reconciler.setDesired('bgp', this.bgpRoutes.values());
+    this.reconciler.applySoon();
+  }
+
+  private async startSpeaker(asn: number, port: number, global: BgpGlobal, key: string): Promise<void> {
+    const old = this.speaker;
+    this.speakerKey = key;
+    this.speaker = undefined;
+    if (old) {
+      this.log.warn({ asn, port }, 'the cluster BGP configuration changed: restarting every session');
+      await old.stop('Twill: BGP configuration changed');
+    }
+    const config: SpeakerConfig = {
+      routerId: this.address,
+      asn,
+      listen: { address: '::', port },
+      neighbors: [] as NeighborConfig[],
+      originate: [],
+      api: { listen: { kind: 'unix', path: this.config.apiSocket } },
+      mesh: { lowerAddressDials: true },
+      clusterId: this.address,
+      gracefulRestart: { enabled: true, restartTime: global.gracefulRestartTime, deferralTime: 60 },
+      decision: { alwaysCompareMed: false },
+    };
+    const speaker = new Speaker(config, this.log.child({ component: 'bgp' }), {
+      ...this.opts.speaker,
+      clock: this.clock,
+      restarting: this.restarting && old === undefined,
+    });
+    speaker.onRoutes((changes) => this.onRoutes(changes));
+    await speaker.start();
+    if (this.stopping) {
+      await speaker.stop();
+      return;
+    }
+    this.speaker = speaker;
+    this.log.info({ asn, port, routerId: this.address }, 'BGP listening');
+    this.queueRecompute();
+  }
+
+  private onRoutes(changes: readonly RouteChange[]): void {
+    if (changes.length === 0) return;
+    this.lastRouteChange = this.clock.now();
+    this.metrics.routeChanges.inc(changes.length);
+    applyRouteChanges(this.bgpRoutes, changes);
+    if (!this.bgpReported) return;
+    this.reconciler.setDesired('bgp', this.bgpRoutes.values());
+    this.reconciler.applySoon();
+  }
+
+  private async applyPolicy(): Promise<void> {
+    if (this.policyApplying) return;
+    this.policyApplying = true;
+    try {
+      while (this.policyDirty && !this.stopping) {
+        this.policyDirty = false;
+        const state = clusterState({
+          node: this.config.nodename,
+          namespaces: this.list('Namespace'),
+          pods: this.list('Pod'),
+          policies: this.list('NetworkPolicy'),
+          local: this.local,
+        });
+        const model = compile(state, this.log.child({ component: 'policy' }));
+        this.policy.setDesired(render(model));
+        const t0 = performance.now();
+        try {
+          await this.policy.apply();
+          this.metrics.policyApply.observe((performance.now() - t0) / 1000);
+        } catch (err) {
+          this.log.error({ err: (err as Error).message }, 'policy apply failed; retrying in 1 s');
+          await new Promise((r) => this.clock.after(1000, () => r(undefined)));
+          this.policyDirty = true;
+        }
+      }
+    } finally {
+      this.policyApplying = false;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Views
+
+  ready(): { ready: boolean; reasons: string[] } {
+    return readiness({
+      inSync: this.inSync,
+      dataplaneApplied: this.dataplaneApplied,
+      uptimeMs: this.clock.now() - this.startedAt,
+      peers: this.speaker?.status().peers ?? [],
+    });
+  }
+
+  status(): SpeakerStatus & {
+    node: string;
+    ready: boolean;
+    reasons: string[];
+    peerTypes: Record<string, NeighborKind>;
+    routes: { desired: number; installed: number; waiting: number; conflicts: number };
+  } {
+    const st = this.speaker?.status() ?? {
+      routerId: this.address,
+      asn: this.config.asn ?? this.global.asn,
+      listen: null,
+      peers: [],
+    };
+    const r = this.reconciler.status();
+    const ready = this.ready();
+    return {
+      ...st,
+      node: this.config.nodename,
+      ready: ready.ready,
+      reasons: ready.reasons,
+      peerTypes: Object.fromEntries(this.kinds),
+      routes: {
+        desired: r.desired,
+        installed: r.installed,
+        waiting: r.waiting.length,
+        conflicts: r.conflicts.length,
+      },
+    };
+  }
+
+  private async ipam(): Promise<unknown> {
+    const handles = await this.store!.list('IPAMHandle');
+    return ipamReport({
+      pools: this.list('IPPool'),
+      blocks: this.list('IPAMBlock'),
+      affinities: this.list('BlockAffinity'),
+      handles,
+      nodes: this.list('Node'),
+      pods: this.list('Pod'),
+    });
+  }
+
+  /** Write this node's TwillNodeStatus when what it says changed. */
+  private async publishStatus(): Promise<void> {
+    if (!this.inSync || !this.speaker || this.stopping) return;
+    const st = this.speaker.status();
+    const sessions = st.peers.map((p) => ({
+      peer: p.address,
+      asNumber: p.asn,
+      type: this.kinds.get(p.address) ?? 'global',
+      state: p.state,
+      since: p.since,
+      ...(p.holdTime !== null ? { holdTime: p.holdTime } : {}),
+      ...(p.keepalive !== null ? { keepalive: p.keepalive } : {}),
+      prefixesReceived: p.prefixesReceived,
+      prefixesAdvertised: p.prefixesAdvertised,
+      ...(p.lastError ? { info: p.lastError.text } : {}),
+    }));
+    const r = this.reconciler.status();
+    const body = {
+      established: st.peers.filter((p) => p.state === 'Established').length,
+      sessions,
+      routes: { originated: this.speaker ? this.myBlocks().length : 0, installed: r.installed },
+    };
+    const text = JSON.stringify(body);
+    const now = this.clock.now();
+    if (text === this.lastStatus || now - this.lastStatusAt < STATUS_MIN_INTERVAL_MS) return;
+    this.lastStatus = text;
+    this.lastStatusAt = now;
+    const store = this.store!;
+    const name = this.config.nodename;
+    try {
+      let obj = await store.get({ kind: 'TwillNodeStatus', name });
+      if (!obj)
+        obj = await store.create({
+          apiVersion: API_VERSIONS.TwillNodeStatus,
+          kind: 'TwillNodeStatus',
+          metadata: { name },
+          spec: { node: name },
+        });
+      await store.updateStatus({ ...obj, status: { updated: new Date().toISOString(), ...body } });
+    } catch (err) {
+      this.lastStatus = '';
+      this.log.warn({ err: (err as Error).message }, 'cannot write the node status; trying again later');
+    }
+  }
+}

@@ -1,0 +1,199 @@
+/**
+ * The agent's Prometheus metrics (text exposition format 0.0.4, through prom-client), served on
+ * /metrics by health.ts. What an operator asks of a BGP node that Calico does not answer
+ * (calico#2369):
+ *
+ *   twill_bgp_sessions{state}                 sessions by FSM state (every state, 0 included)
+ *   twill_bgp_updates_received_total          UPDATE messages in, all peers
+ *   twill_bgp_updates_sent_total              UPDATE messages out, all peers
+ *   twill_bgp_prefixes_received               prefixes held from peers (Adj-RIB-In), all peers
+ *   twill_bgp_prefixes_advertised             prefixes advertised, all peers
+ *   twill_bgp_peer_up{peer}                   1 when Established         } per peer, only while
+ *   twill_bgp_peer_prefixes_received{peer}                               } the peer count is at
+ *   twill_bgp_peer_prefixes_advertised{peer}                             } most the limit
+ *   twill_bgp_route_changes_total             best-route changes handed to the kernel
+ *   twill_route_apply_seconds                 route reconciler applies (histogram)
+ *   twill_routes_installed{owner}             routes the reconciler wants, by owner
+ *   twill_policy_apply_seconds                iptables/ipset applies (histogram)
+ *   twill_ipam_addresses{state}               this node's block addresses: in_use, free
+ *   twill_ipam_blocks                         blocks affine to this node
+ *   twill_bfd_sessions{state}, twill_bfd_transitions_total  when the speaker has BFD
+ *   process_* and nodejs_*                    prom-client's defaults
+ *
+ * Per-peer series grow with the mesh (n nodes, n-1 series each, per metric): above
+ * `peerLimit` peers they are dropped entirely, and the totals remain.
+ *
+ * Values that the agent already holds (sessions, prefix counts, IPAM use) are read at scrape
+ * time from a `MetricsSource`, so nothing is updated on the hot path.
+ */
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { SpeakerStatus } from '../bgp/status.js';
+import { sessionCounters } from '../bgp/session.js';
+
+const STATES = ['Idle', 'Connect', 'Active', 'OpenSent', 'OpenConfirm', 'Established'] as const;
+
+export interface MetricsSource {
+  speaker(): SpeakerStatus | undefined;
+  ipam(): { inUse: number; free: number; blocks: number };
+  routes(): Record<string, number>;
+  /** BFD sessions by state and transitions so far, when BFD runs. */
+  bfd?(): { byState: Record<string, number>; transitions: number } | undefined;
+}
+
+export class AgentMetrics {
+  readonly registry = new Registry();
+  readonly routeApply: Histogram;
+  readonly policyApply: Histogram;
+  readonly routeChanges: Counter;
+
+  constructor(source: MetricsSource, opts: { peerLimit: number }) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    const buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+    this.routeApply = new Histogram({
+      name: 'twill_route_apply_seconds',
+      help: 'Duration of route reconciler applies (kernel writes through netlink).',
+      buckets,
+      registers,
+    });
+    this.policyApply = new Histogram({
+      name: 'twill_policy_apply_seconds',
+      help: 'Duration of NetworkPolicy applies (iptables-restore and ipset).',
+      buckets,
+      registers,
+    });
+    this.routeChanges = new Counter({
+      name: 'twill_bgp_route_changes_total',
+      help: 'Best-route changes handed to the route reconciler.',
+      registers,
+    });
+    new Gauge({
+      name: 'twill_bgp_sessions',
+      help: 'BGP sessions by FSM state.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const st = source.speaker();
+        for (const s of STATES) this.set({ state: s }, st ? st.peers.filter((p) => p.state === s).length : 0);
+      },
+    });
+    new Counter({
+      name: 'twill_bgp_updates_received_total',
+      help: 'BGP UPDATE messages received from all peers.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sessionCounters.updatesIn);
+      },
+    });
+    new Counter({
+      name: 'twill_bgp_updates_sent_total',
+      help: 'BGP UPDATE messages sent to all peers.',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(sessionCounters.updatesOut);
+      },
+    });
+    const sum = (f: (p: SpeakerStatus['peers'][number]) => number) => {
+      const st = source.speaker();
+      return st ? st.peers.reduce((n, p) => n + f(p), 0) : 0;
+    };
+    new Gauge({
+      name: 'twill_bgp_prefixes_received',
+      help: 'Prefixes held from all peers (Adj-RIB-In).',
+      registers,
+      collect() {
+        this.set(sum((p) => p.prefixesReceived));
+      },
+    });
+    new Gauge({
+      name: 'twill_bgp_prefixes_advertised',
+      help: 'Prefixes advertised to all peers.',
+      registers,
+      collect() {
+        this.set(sum((p) => p.prefixesAdvertised));
+      },
+    });
+    const perPeer = (name: string, help: string, f: (p: SpeakerStatus['peers'][number]) => number) =>
+      new Gauge({
+        name,
+        help: `${help} Omitted above ${opts.peerLimit} peers.`,
+        labelNames: ['peer'],
+        registers,
+        collect() {
+          this.reset();
+          const st = source.speaker();
+          if (!st || st.peers.length > opts.peerLimit) return;
+          for (const p of st.peers) this.set({ peer: p.address }, f(p));
+        },
+      });
+    perPeer('twill_bgp_peer_up', 'Whether the session with the peer is Established.', (p) =>
+      p.state === 'Established' ? 1 : 0,
+    );
+    perPeer('twill_bgp_peer_prefixes_received', 'Prefixes held from the peer.', (p) => p.prefixesReceived);
+    perPeer(
+      'twill_bgp_peer_prefixes_advertised',
+      'Prefixes advertised to the peer.',
+      (p) => p.prefixesAdvertised,
+    );
+    new Gauge({
+      name: 'twill_routes_installed',
+      help: 'Kernel routes the reconciler wants, by owner (pods, blocks, bgp).',
+      labelNames: ['owner'],
+      registers,
+      collect() {
+        for (const [owner, n] of Object.entries(source.routes())) this.set({ owner }, n);
+      },
+    });
+    new Gauge({
+      name: 'twill_ipam_addresses',
+      help: "Addresses in this node's blocks, by state (in_use, free).",
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const u = source.ipam();
+        this.set({ state: 'in_use' }, u.inUse);
+        this.set({ state: 'free' }, u.free);
+      },
+    });
+    new Gauge({
+      name: 'twill_ipam_blocks',
+      help: 'IPAM blocks affine to this node.',
+      registers,
+      collect() {
+        this.set(source.ipam().blocks);
+      },
+    });
+    if (source.bfd) {
+      const bfd = source.bfd.bind(source);
+      new Gauge({
+        name: 'twill_bfd_sessions',
+        help: 'BFD sessions by state.',
+        labelNames: ['state'],
+        registers,
+        collect() {
+          const b = bfd();
+          for (const s of ['AdminDown', 'Down', 'Init', 'Up']) this.set({ state: s }, b?.byState[s] ?? 0);
+        },
+      });
+      new Counter({
+        name: 'twill_bfd_transitions_total',
+        help: 'BFD session state changes.',
+        registers,
+        collect() {
+          this.reset();
+          this.inc(bfd()?.transitions ?? 0);
+        },
+      });
+    }
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}
