@@ -1,0 +1,292 @@
+import { describe, expect, it } from 'vitest';
+import {
+  applyRouteChanges,
+  bgpGlobal,
+  bgpPeerSpec,
+  blockRoutes,
+  clusterState,
+  desiredNeighbors,
+  exportRules,
+  localAddresses,
+  NODE_ANNOTATIONS,
+  type NodeInfo,
+  nodeInfo,
+  podRoutes,
+} from '../../src/agent/desired.js';
+import { filterAccepts } from '../../src/bgp/policy.js';
+import type { RouteSpec } from '../../src/dataplane/route-model.js';
+import type { StoredObject } from '../../src/datastore/types.js';
+import type { IPAMBlockSpec } from '../../src/ipam/model.js';
+import { parsePrefix4 } from '../../src/net/addr.js';
+import { hostVethName, hostVethNameForContainer } from '../../src/cni/names.js';
+
+const node = (name: string, address?: string, extra: Partial<NodeInfo> = {}): NodeInfo => ({
+  name,
+  labels: {},
+  address,
+  asn: undefined,
+  port: undefined,
+  internalIP: undefined,
+  ...extra,
+});
+
+const peerObj = (name: string, spec: Record<string, unknown>): StoredObject => ({
+  apiVersion: 'crd.twill.dev/v1',
+  kind: 'BGPPeer',
+  metadata: { name },
+  spec,
+});
+
+const peer = (name: string, spec: Record<string, unknown>) => {
+  const p = bgpPeerSpec(peerObj(name, spec));
+  if (typeof p === 'string') throw new Error(p);
+  return p;
+};
+
+describe('node discovery', () => {
+  it('reads the address, AS and port annotations and the InternalIP', () => {
+    const n = nodeInfo({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: {
+        name: 'a',
+        labels: { rack: '1' },
+        annotations: {
+          [NODE_ANNOTATIONS.address]: '10.0.0.1',
+          [NODE_ANNOTATIONS.asn]: '65001',
+          [NODE_ANNOTATIONS.port]: '1179',
+        },
+      },
+      status: {
+        addresses: [
+          { type: 'Hostname', address: 'a' },
+          { type: 'InternalIP', address: '192.168.0.1' },
+        ],
+      },
+    });
+    expect(n).toEqual({
+      name: 'a',
+      labels: { rack: '1' },
+      address: '10.0.0.1',
+      asn: 65001,
+      port: 1179,
+      internalIP: '192.168.0.1',
+    });
+  });
+
+  it('a node without (or with a bad) address annotation has no address', () => {
+    const n = nodeInfo({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: 'b', annotations: { [NODE_ANNOTATIONS.address]: 'x' } },
+    });
+    expect(n.address).toBeUndefined();
+  });
+});
+
+describe('BGP neighbors', () => {
+  const me = node('a', '10.0.0.1', { labels: { rack: 'r1' } });
+  const nodes = [me, node('b', '10.0.0.2'), node('c', '10.0.0.3', { port: 1179 }), node('d')];
+  const global = bgpGlobal(undefined);
+
+  it('the mesh: every other node with an address, iBGP, the cluster AS; exports only inside pools', () => {
+    const { neighbors, kinds } = desiredNeighbors({
+      me,
+      asn: 64512,
+      global,
+      nodes,
+      peers: [],
+      poolCidrs: ['10.244.0.0/16'],
+    });
+    expect(neighbors.map((n) => [n.address, n.asn, n.port])).toEqual([
+      ['10.0.0.2', 64512, 179],
+      ['10.0.0.3', 64512, 1179],
+    ]);
+    expect([...kinds.values()]).toEqual(['node-to-node mesh', 'node-to-node mesh']);
+    const rules = neighbors[0]!.export.map((r) => ({
+      ...r,
+      prefix: r.prefix.includes(':') ? r.prefix : parsePrefix4(r.prefix),
+    }));
+    expect(filterAccepts(rules, parsePrefix4('10.244.1.0/26'))).toBe(true);
+    expect(filterAccepts(rules, parsePrefix4('10.244.1.7/32'))).toBe(true);
+    expect(filterAccepts(rules, parsePrefix4('0.0.0.0/0'))).toBe(false);
+    expect(filterAccepts(rules, parsePrefix4('192.0.2.0/24'))).toBe(false);
+  });
+
+  it('BGPConfiguration turns the mesh off; BGPPeers global, for this node, and by selector', () => {
+    const off = bgpGlobal({
+      apiVersion: 'crd.twill.dev/v1',
+      kind: 'BGPConfiguration',
+      metadata: { name: 'default' },
+      spec: { nodeToNodeMeshEnabled: false, asNumber: 65000 },
+    });
+    expect(off).toMatchObject({ meshEnabled: false, asn: 65000, listenPort: 179 });
+    const peers = [
+      peer('rr', { peerIP: '10.0.0.100', asNumber: 65000 }),
+      peer('tor', { peerIP: '10.0.0.254', asNumber: 65100, node: 'a', holdTime: 9 }),
+      peer('other-rack', { peerIP: '10.0.1.254', asNumber: 65200, nodeSelector: "rack == 'r2'" }),
+      peer('this-rack', { peerIP: '10.0.2.254', asNumber: 65300, nodeSelector: "rack == 'r1'" }),
+      peer('self', { peerIP: '10.0.0.1', asNumber: 65000 }),
+    ];
+    const { neighbors, kinds } = desiredNeighbors({
+      me,
+      asn: 65000,
+      global: off,
+      nodes,
+      peers,
+      poolCidrs: [],
+    });
+    expect(neighbors.map((n) => n.address)).toEqual(['10.0.0.100', '10.0.0.254', '10.0.2.254']);
+    expect(neighbors.find((n) => n.address === '10.0.0.254')!.holdTime).toBe(9);
+    expect(Object.fromEntries(kinds)).toEqual({
+      '10.0.0.100': 'global',
+      '10.0.0.254': 'node specific',
+      '10.0.2.254': 'node specific',
+    });
+  });
+
+  it('a BGPPeer at a mesh node’s address replaces the mesh session (a node acting as route reflector)', () => {
+    const peers = [peer('rr-b', { peerIP: '10.0.0.2', asNumber: 64512, routeReflectorClient: true })];
+    const { neighbors, kinds } = desiredNeighbors({ me, asn: 64512, global, nodes, peers, poolCidrs: [] });
+    expect(neighbors).toHaveLength(2);
+    const b = neighbors.find((n) => n.address === '10.0.0.2')!;
+    expect(b.routeReflectorClient).toBe(true);
+    expect(kinds.get('10.0.0.2')).toBe('global');
+  });
+
+  it('an unusable BGPPeer says which field is wrong', () => {
+    expect(bgpPeerSpec(peerObj('x', { peerIP: 'nope', asNumber: 1 }))).toMatch(/BGPPeer x: spec.peerIP/);
+    expect(bgpPeerSpec(peerObj('x', { peerIP: '10.0.0.9', asNumber: 23456 }))).toMatch(/spec.asNumber/);
+    expect(bgpPeerSpec(peerObj('x', { peerIP: '10.0.0.9', asNumber: 1, holdTime: 2 }))).toMatch(
+      /spec.holdTime/,
+    );
+    expect(bgpPeerSpec(peerObj('x', { peerIP: '10.0.0.9', asNumber: 1, nodeSelector: 'a ||' }))).toMatch(
+      /spec.nodeSelector/,
+    );
+    expect(
+      bgpPeerSpec(peerObj('x', { peerIP: '10.0.0.9', asNumber: 1, node: 'a', nodeSelector: 'all()' })),
+    ).toMatch(/exclude each other/);
+  });
+
+  it('export rules end with a reject of both families', () => {
+    expect(exportRules(['bad']).map((r) => r.action)).toEqual(['reject', 'reject']);
+  });
+});
+
+describe('routes', () => {
+  const block = (
+    cidr: string,
+    affinity: string | null,
+    allocs: [number, string, string?, string?][],
+  ): IPAMBlockSpec => {
+    const allocations: (number | null)[] = new Array(64).fill(null);
+    const attributes = allocs.map(([, handle, namespace, pod], i) => {
+      allocations[allocs[i]![0]] = i;
+      return { handle, node: 'a', ...(namespace ? { namespace } : {}), ...(pod ? { pod } : {}) };
+    });
+    return {
+      cidr,
+      affinity,
+      allocations,
+      unallocated: [],
+      attributes,
+      sequenceNumber: 0,
+      sequenceNumberForAllocation: {},
+    };
+  };
+  const blocks = [
+    block('10.244.0.0/26', 'host:a', [[1, 'k8s-pod-network.c1', 'default', 'web']]),
+    block('10.244.0.64/26', 'host:b', [[5, 'k8s-pod-network.c2']]),
+    block('10.244.0.128/26', 'host:b', []),
+  ];
+
+  it('pods: a /32 on the pod’s veth for every address this node allocated, borrowed ones too', () => {
+    const local = localAddresses('a', blocks);
+    expect(local.map((l) => l.address)).toEqual(['10.244.0.1', '10.244.0.69']);
+    expect(podRoutes(local)).toEqual([
+      { dst: '10.244.0.1/32', kind: 'dev', dev: hostVethName('default', 'web') },
+      { dst: '10.244.0.69/32', kind: 'dev', dev: hostVethNameForContainer('c2') },
+    ]);
+    expect(localAddresses('b', blocks)).toEqual([]);
+  });
+
+  it('blocks: a blackhole per block affine to this node', () => {
+    expect(blockRoutes('a', blocks)).toEqual([{ dst: '10.244.0.0/26', kind: 'blackhole' }]);
+    expect(blockRoutes('b', blocks).map((r) => r.dst)).toEqual(['10.244.0.64/26', '10.244.0.128/26']);
+  });
+
+  it('bgp: best-route changes become via routes with every next hop; local and empty ones go', () => {
+    const m = new Map<string, RouteSpec>();
+    applyRouteChanges(m, [
+      { prefix: '10.244.1.0/26', nextHops: ['10.0.0.2'], local: false },
+      { prefix: '10.244.2.0/26', nextHops: ['10.0.0.3', '10.0.0.4'], local: false },
+      { prefix: '10.244.0.0/26', nextHops: [], local: true },
+    ]);
+    expect([...m.values()]).toEqual([
+      { dst: '10.244.1.0/26', kind: 'via', via: ['10.0.0.2'] },
+      { dst: '10.244.2.0/26', kind: 'via', via: ['10.0.0.3', '10.0.0.4'] },
+    ]);
+    applyRouteChanges(m, [{ prefix: '10.244.1.0/26', nextHops: [], local: false }]);
+    expect([...m.keys()]).toEqual(['10.244.2.0/26']);
+  });
+});
+
+describe('policy input', () => {
+  const pod = (
+    ns: string,
+    name: string,
+    nodeName: string,
+    extra: Record<string, unknown> = {},
+  ): StoredObject => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { namespace: ns, name, labels: { app: name } },
+    spec: { nodeName, containers: [{ ports: [{ name: 'http', containerPort: 8080 }] }], ...extra },
+    status: {},
+  });
+
+  it('a local pod gets its veth and its IPAM addresses before the runtime writes its status', () => {
+    const s = clusterState({
+      node: 'a',
+      namespaces: [
+        { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default', labels: { env: 'x' } } },
+      ],
+      pods: [
+        pod('default', 'web', 'a'),
+        { ...pod('default', 'db', 'b'), status: { podIPs: [{ ip: '10.244.0.70' }] } },
+        pod('default', 'host', 'a', { hostNetwork: true }),
+        pod('default', 'pending', 'b'),
+      ],
+      policies: [
+        {
+          apiVersion: 'networking.k8s.io/v1',
+          kind: 'NetworkPolicy',
+          metadata: { namespace: 'default', name: 'deny' },
+          spec: { podSelector: {} },
+        },
+      ],
+      local: [{ address: '10.244.0.1', family: 4, handle: 'h', namespace: 'default', pod: 'web', dev: 'x' }],
+    });
+    expect(s.pods).toEqual([
+      {
+        namespace: 'default',
+        name: 'web',
+        labels: { app: 'web' },
+        ips: ['10.244.0.1'],
+        node: 'a',
+        interface: hostVethName('default', 'web'),
+        ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      },
+      {
+        namespace: 'default',
+        name: 'db',
+        labels: { app: 'db' },
+        ips: ['10.244.0.70'],
+        node: 'b',
+        ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      },
+    ]);
+    expect(s.namespaces).toEqual([{ name: 'default', labels: { env: 'x' } }]);
+    expect(s.policies).toHaveLength(1);
+  });
+});
