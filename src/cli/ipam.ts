@@ -7,23 +7,32 @@
  * from src/ipam/report.ts.
  *
  *   twill ipam [show] [--json] [--datastore file:DIR|kubernetes] [--kubeconfig FILE]
+ *   twill ipam [show] [--json] --api PATH
  *   twill ipam check [--json] [...]
  *
- * The datastore defaults to TWILL_DATASTORE, else `kubernetes`. Exit codes: 0 fine, 1 problems
+ * `--api` asks a running agent (its local API's `/ipam`, the same report from the objects it
+ * watches) instead of reading the datastore. Without --api and --datastore, the local agent is
+ * asked when its socket is there (the default /run/twill/twill.sock); otherwise the datastore
+ * is TWILL_DATASTORE, else `kubernetes`. Exit codes: 0 fine, 1 problems
  * found (check) or the datastore could not be read, 2 a usage error.
  */
+import { existsSync } from 'node:fs';
+import { getJson } from '../api/http.js';
+import { DEFAULT_API_SOCKET } from '../bgp/config.js';
 import { DATASTORE_FORMS, openDatastore } from '../datastore/open.js';
 import { type Datastore, isDatastoreError } from '../datastore/types.js';
 import { type IpamReport, ipamReport } from '../ipam/report.js';
 import { UsageError } from './usage.js';
 
-const USAGE = 'usage: twill ipam [show|check] [--json] [--datastore file:DIR|kubernetes] [--kubeconfig FILE]';
+const USAGE =
+  'usage: twill ipam [show|check] [--json] [--datastore file:DIR|kubernetes] [--kubeconfig FILE] [--api PATH]';
 
 export async function ipamCommand(args: string[]): Promise<number> {
   let sub: 'show' | 'check' = 'show';
   let json = false;
-  let datastore = process.env.TWILL_DATASTORE ?? 'kubernetes';
+  let datastore: string | undefined;
   let kubeconfig: string | undefined;
+  let api: string | undefined;
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     const value = () => {
@@ -35,8 +44,41 @@ export async function ipamCommand(args: string[]): Promise<number> {
     else if (a === '--json') json = true;
     else if (a === '--datastore') datastore = value();
     else if (a === '--kubeconfig') kubeconfig = value();
+    else if (a === '--api') api = value();
     else throw new UsageError(`unknown option ${JSON.stringify(a)}; ${USAGE}`);
   }
+  if (api !== undefined && datastore !== undefined)
+    throw new UsageError(`--api and --datastore exclude each other; ${USAGE}`);
+  if (
+    api === undefined &&
+    datastore === undefined &&
+    process.env.TWILL_DATASTORE === undefined &&
+    existsSync(DEFAULT_API_SOCKET)
+  )
+    api = DEFAULT_API_SOCKET;
+  const report =
+    api !== undefined
+      ? await fromAgent(api)
+      : await fromDatastore(datastore ?? process.env.TWILL_DATASTORE ?? 'kubernetes', kubeconfig);
+  if (report === undefined) return 1;
+  return print(report, sub, json);
+}
+
+async function fromAgent(api: string): Promise<IpamReport | undefined> {
+  if (!api.startsWith('/'))
+    throw new UsageError(`--api: ${JSON.stringify(api)} is not an absolute unix socket path`);
+  try {
+    return (await getJson({ kind: 'unix', path: api }, '/ipam')) as IpamReport;
+  } catch (e) {
+    process.stderr.write(`twill ipam: no Twill agent answering at ${api}: ${(e as Error).message}\n`);
+    return undefined;
+  }
+}
+
+async function fromDatastore(
+  datastore: string,
+  kubeconfig: string | undefined,
+): Promise<IpamReport | undefined> {
   let store: Datastore;
   try {
     store = await openDatastore(datastore, {
@@ -47,7 +89,7 @@ export async function ipamCommand(args: string[]): Promise<number> {
     if (isDatastoreError(e, 'Invalid')) throw new UsageError(`${e.message} (${DATASTORE_FORMS})`);
     if (!isDatastoreError(e)) throw e;
     process.stderr.write(`twill ipam: cannot open the datastore (${datastore}): ${e.message}\n`);
-    return 1;
+    return undefined;
   }
   let report: IpamReport;
   try {
@@ -63,10 +105,14 @@ export async function ipamCommand(args: string[]): Promise<number> {
   } catch (e) {
     if (!isDatastoreError(e)) throw e;
     process.stderr.write(`twill ipam: cannot read the datastore (${datastore}): ${e.message}\n`);
-    return 1;
+    return undefined;
   } finally {
     await store.close();
   }
+  return report;
+}
+
+function print(report: IpamReport, sub: 'show' | 'check', json: boolean): number {
   if (sub === 'check') {
     if (json) process.stdout.write(`${JSON.stringify({ problems: report.problems }, null, 2)}\n`);
     else if (report.problems.length === 0) process.stdout.write('no problems found\n');

@@ -18,8 +18,9 @@
  * As in calicoctl (which prints BIRD's and BIRD6's protocols), peers are split into an IPv4 and
  * an IPv6 table by their address, headers are centred and cells left-aligned. Departures: STATE
  * is the RFC 4271 FSM state rather than BIRD's up/start, and PEER TYPE says iBGP or eBGP with
- * the peer's AS (calicoctl says "node-to-node mesh" or "global"), plus "passive" when Twill
- * only waits for the peer. INFO shows, for an Established peer, the negotiated hold time and the
+ * the peer's AS, plus "passive" when Twill only waits for the peer. From an agent, PEER TYPE
+ * starts with where the peer came from, as calicoctl says it ("node-to-node mesh", "global",
+ * "node specific"), and the first line names the node and whether it is ready (with why not). INFO shows, for an Established peer, the negotiated hold time and the
  * prefixes received and advertised; otherwise the last error: a NOTIFICATION we sent or
  * received, or a connection error.
  *
@@ -32,6 +33,15 @@
  */
 import type { PeerStatus, SpeakerStatus } from '../bgp/status.js';
 
+/** What an agent's /status adds to the speaker's (agent/agent.ts `status()`). */
+export interface AgentStatusExtras {
+  node: string;
+  ready: boolean;
+  reasons: string[];
+  /** Peer address -> "node-to-node mesh", "global" or "node specific", as calicoctl says. */
+  peerTypes: Record<string, string>;
+}
+
 export interface FormatStatusOptions {
   /** Time zone for SINCE; 'local' (the default) or 'utc'. */
   timeZone?: 'local' | 'utc';
@@ -40,11 +50,23 @@ export interface FormatStatusOptions {
 /** INFO text longer than this is cut, with "..." at the end. */
 const MAX_INFO = 80;
 
-export function formatStatus(s: SpeakerStatus, now: Date, opts: FormatStatusOptions = {}): string {
+export function formatStatus(
+  s: SpeakerStatus & Partial<AgentStatusExtras>,
+  now: Date,
+  opts: FormatStatusOptions = {},
+): string {
   const utc = opts.timeZone === 'utc';
   const listen =
     s.listen === null ? 'not listening' : `listening on ${hostPort(s.listen.address, s.listen.port)}`;
-  const out = [`Twill BGP speaker: router id ${s.routerId}, AS ${s.asn}, ${listen}`, ''];
+  const out =
+    s.node === undefined
+      ? [`Twill BGP speaker: router id ${s.routerId}, AS ${s.asn}, ${listen}`, '']
+      : [
+          `Twill agent on node ${s.node}: router id ${s.routerId}, AS ${s.asn}, ${listen}`,
+          s.ready ? 'Ready.' : `Not ready: ${(s.reasons ?? []).map(clean).join('; ')}.`,
+          '',
+        ];
+  const kinds = s.peerTypes ?? {};
   for (const [label, v6] of [
     ['IPv4', false],
     ['IPv6', true],
@@ -56,7 +78,13 @@ export function formatStatus(s: SpeakerStatus, now: Date, opts: FormatStatusOpti
       out.push(
         ...table(
           ['PEER ADDRESS', 'PEER TYPE', 'STATE', 'SINCE', 'INFO'],
-          peers.map((p) => [peerAddress(p), peerType(p), p.state, since(p.since, now, utc), info(p)]),
+          peers.map((p) => [
+            peerAddress(p),
+            kinds[p.address] ? `${kinds[p.address]}, ${peerType(p)}` : peerType(p),
+            p.state,
+            since(p.since, now, utc),
+            info(p),
+          ]),
         ),
       );
     out.push('');

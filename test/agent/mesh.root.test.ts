@@ -18,6 +18,7 @@ import type { Datastore } from '../../src/datastore/types.js';
 import { Allocator } from '../../src/ipam/allocator.js';
 import { describeSystem } from '../helpers/env.js';
 import { Lab, sh, waitFor } from '../helpers/netns.js';
+import { BIN } from '../helpers/twill.js';
 import { type Daemon, startBird } from '../interop/daemons.js';
 import {
   type AgentRun,
@@ -92,6 +93,18 @@ describeSystem(
         }
       }
     }, 60_000);
+
+    it('twill status, twill routes and twill ipam ask the local agent', () => {
+      const twill = (args: string[]) =>
+        lab.exec(seg.nodes[0]!.ns, process.execPath, [BIN, ...args, '--api', agents[0]!.api]);
+      const status = twill(['status']);
+      expect(status).toMatch(/^Twill agent on node n1: router id 10\.77\.0\.1, AS 64512/);
+      expect(status).toMatch(/\| 10\.77\.0\.2 +\| node-to-node mesh, iBGP AS 64512 \| Established \|/);
+      const routes = JSON.parse(twill(['routes', '--json'])) as { prefix: string }[];
+      expect(routes.map((r) => r.prefix).sort()).toEqual([...blockOf.values()].sort());
+      const ipam = JSON.parse(twill(['ipam', '--json'])) as { nodes: { node: string; inUse: number }[] };
+      expect(JSON.stringify(ipam)).toContain(blockOf.get('n1')!);
+    });
 
     it('the per-node status object shows the sessions', async () => {
       await waitFor(

@@ -201,3 +201,45 @@ describe('formatStatus', () => {
     );
   });
 });
+
+describe('twill status from an agent', () => {
+  it('names the node, says whether it is ready, and where each peer came from', () => {
+    const text = formatStatus(
+      {
+        routerId: '10.0.0.1',
+        asn: 64512,
+        listen: { address: '::', port: 179 },
+        peers: [
+          {
+            address: '10.0.0.2',
+            port: 179,
+            asn: 64512,
+            type: 'ibgp',
+            state: 'Active',
+            since: '2026-01-01T00:00:00Z',
+            lastError: null,
+            holdTime: null,
+            keepalive: null,
+            routerId: null,
+            capabilities: [],
+            prefixesReceived: 0,
+            prefixesStale: 0,
+            prefixesAdvertised: 0,
+            passive: false,
+          },
+        ],
+        node: 'n1',
+        ready: false,
+        reasons: ['BGP not established with 10.0.0.2'],
+        peerTypes: { '10.0.0.2': 'node-to-node mesh' },
+      },
+      new Date('2026-01-02T00:00:00Z'),
+      { timeZone: 'utc' },
+    );
+    expect(text.split('\n').slice(0, 2)).toEqual([
+      'Twill agent on node n1: router id 10.0.0.1, AS 64512, listening on [::]:179',
+      'Not ready: BGP not established with 10.0.0.2.',
+    ]);
+    expect(text).toContain('| 10.0.0.2     | node-to-node mesh, iBGP AS 64512 | Active | 2026-01-01 |');
+  });
+});
