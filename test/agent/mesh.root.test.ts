@@ -234,6 +234,27 @@ describeSystem(
       await d.stop();
     }, 90_000);
 
+    it('BGPConfiguration turns the mesh off and on again, live', async () => {
+      const cfg = await store.create({
+        apiVersion: 'crd.twill.dev/v1',
+        kind: 'BGPConfiguration',
+        metadata: { name: 'default' },
+        spec: { nodeToNodeMeshEnabled: false },
+      });
+      await waitFor('n1 has no peers', async () => (await agentStatus(agents[0]!)).peers.length === 0);
+      await waitFor(
+        'n1 no longer routes n2’s block',
+        () => !ourRoutes(seg.nodes[0]!.ns).some((r) => r.dst === blockOf.get('n2')),
+      );
+      await store.update({ ...cfg, spec: { nodeToNodeMeshEnabled: true } });
+      for (let i = 0; i < 3; i++) await waitEstablished(agents[i]!, others(i));
+      await waitFor('n1 routes n2’s block again', () =>
+        ourRoutes(seg.nodes[0]!.ns).some(
+          (r) => r.dst === blockOf.get('n2') && r.gateway === seg.nodes[1]!.address,
+        ),
+      );
+    }, 90_000);
+
     it('SIGTERM then a restart: no route of ours deleted, no withdrawal at the peers', async () => {
       const monitors: { ns: string; proc: ChildProcess; out: string }[] = [];
       for (const n of seg.nodes) {
