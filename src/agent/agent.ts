@@ -38,9 +38,12 @@
  * it changes, at most every `STATUS_MIN_INTERVAL_MS`), the local API on a unix socket (`/status`,
  * `/routes`, `/ipam`), and the health port (health.ts) with the metrics (metrics.ts).
  *
- * Not here (yet): releasing empty blocks and reclaiming addresses of pods the runtime never
- * deleted (the allocator has both), IPv6 node addresses, neighbour entries for pods (the CNI
- * plugin writes them).
+ * On Kubernetes, addresses this node allocated for pods that no longer exist (the runtime never
+ * sent DEL: a crash, lost kubelet state) are released once leaked for --ipam-leak-grace (15
+ * minutes by default), checked every minute or half the grace if shorter (ipam/reclaim.ts; Calico's kube-controllers do the same cluster-wide).
+ *
+ * Not here (yet): releasing empty blocks, IPv6 node addresses, neighbour entries for pods (the
+ * CNI plugin writes them).
  */
 import { dirname } from 'node:path';
 import type { Server } from 'node:http';
@@ -135,6 +138,8 @@ const WATCHED: readonly Kind[] = [
 const POLICY_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Namespace', 'Pod', 'NetworkPolicy', 'IPAMBlock']);
 
 export const BGP_SETTLE_MS = 2_000;
+/** Leaked-address reclamation (Kubernetes only): at most this long between two runs. */
+export const RECLAIM_EVERY_MS = 60_000;
 export const STATUS_MIN_INTERVAL_MS = 5_000;
 export const DEFAULT_POOL_NAME = 'default-ipv4-ippool';
 
@@ -180,6 +185,7 @@ export class Agent {
 
   private recomputeQueued = false;
   private statusTimer: TimerHandle | undefined;
+  private reclaimTimer: TimerHandle | undefined;
   private lastStatus = '';
   private lastStatusAt = -Infinity;
 
@@ -278,6 +284,29 @@ export class Agent {
 
     for (const kind of WATCHED) this.watch(kind);
     this.statusTimer = this.clock.every(STATUS_MIN_INTERVAL_MS, () => void this.publishStatus());
+    // Pods are the truth about which addresses are in use only on Kubernetes (the file
+    // datastore has no Pod objects unless a lab writes them).
+    if (c.datastore === 'kubernetes')
+      this.reclaimTimer = this.clock.every(
+        Math.max(1000, Math.min(RECLAIM_EVERY_MS, c.leakGraceMs / 2)),
+        () => void this.reclaim(),
+      );
+  }
+
+  /** Release addresses this node allocated for pods that no longer exist (reclaim.ts). */
+  private async reclaim(): Promise<void> {
+    if (!this.inSync || this.stopping || !this.allocator) return;
+    const pods = new Set(this.objects.get('Pod')!.keys());
+    try {
+      const done = await this.allocator.reclaimLeaked(pods, this.config.leakGraceMs, this.config.nodename);
+      for (const c of done)
+        this.log.warn(
+          { address: c.address, pod: `${c.namespace}/${c.pod}` },
+          'released a leaked address (its pod is gone)',
+        );
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'leaked-address reclamation failed; trying again later');
+    }
   }
 
   /** Stop: graceful-restart-aware close to peers; kernel routes and iptables stay. */
@@ -285,6 +314,7 @@ export class Agent {
     if (this.stopping) return;
     this.stopping = true;
     this.statusTimer?.cancel();
+    this.reclaimTimer?.cancel();
     this.bgpWaitTimer?.cancel();
     for (const w of this.watches.splice(0)) w.stop();
     this.cni?.handler.setReady(false, 'the agent is stopping');

@@ -21,6 +21,8 @@
  *   --proc-sys-net PATH         TWILL_PROC_SYS_NET          /proc/sys/net
  *   --route-refresh SECONDS     TWILL_ROUTE_REFRESH         90 (the kernel read-back period)
  *   --metrics-peer-limit N      TWILL_METRICS_PEER_LIMIT    100 (no per-peer series above)
+ *   --ipam-leak-grace SECONDS   TWILL_IPAM_LEAK_GRACE       900 (Kubernetes: release an address
+ *                                                           whose pod is gone this long)
  *
  * IP autodetection methods (Calico's): `first-found` (the first up, non-loopback interface's
  * first global IPv4 address, skipping container-looking interfaces), `interface=REGEX` (the
@@ -62,6 +64,7 @@ export interface AgentConfig {
   procSysNet: string;
   routeRefreshMs: number;
   metricsPeerLimit: number;
+  leakGraceMs: number;
 }
 
 interface Field {
@@ -91,6 +94,7 @@ export const FIELDS = {
   cniSocket: { flag: '--cni-socket', env: 'TWILL_CNI_SOCKET', form: 'an absolute unix socket path' },
   procSysNet: { flag: '--proc-sys-net', env: 'TWILL_PROC_SYS_NET', form: 'an absolute path' },
   routeRefresh: { flag: '--route-refresh', env: 'TWILL_ROUTE_REFRESH', form: 'seconds 1..86400' },
+  leakGrace: { flag: '--ipam-leak-grace', env: 'TWILL_IPAM_LEAK_GRACE', form: 'seconds 1..86400' },
   metricsPeerLimit: {
     flag: '--metrics-peer-limit',
     env: 'TWILL_METRICS_PEER_LIMIT',
@@ -291,6 +295,7 @@ export function parseAgentConfig(
     procSysNet: path('procSysNet', '/proc/sys/net'),
     routeRefreshMs: (int('routeRefresh', 1, 86400) ?? 90) * 1000,
     metricsPeerLimit: int('metricsPeerLimit', 0, 100000) ?? 100,
+    leakGraceMs: (int('leakGrace', 1, 86400) ?? 900) * 1000,
   };
   if (config.apiSocket === config.cniSocket)
     issues.add(FIELDS.cniSocket.env, 'must differ from the local API socket');

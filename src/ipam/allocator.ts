@@ -677,11 +677,22 @@ export class Allocator {
 
   /**
    * Plan (reclaim.ts) and apply: release addresses whose pod is not in `pods` and has not been
-   * for `gracePeriodMs`. Returns what was released.
+   * for `gracePeriodMs`; with `node`, only allocations that node made. Returns what was released.
    */
-  async reclaimLeaked(pods: ReadonlySet<string>, gracePeriodMs: number): Promise<LeakCandidate[]> {
+  async reclaimLeaked(
+    pods: ReadonlySet<string>,
+    gracePeriodMs: number,
+    node?: string,
+  ): Promise<LeakCandidate[]> {
     const blocks = (await this.blocks()).map((b) => b.object.spec!);
-    const plan = planReclaim({ blocks, pods, now: this.clock.now(), gracePeriodMs, seen: this.leakSeen });
+    const plan = planReclaim({
+      blocks,
+      pods,
+      now: this.clock.now(),
+      gracePeriodMs,
+      seen: this.leakSeen,
+      ...(node === undefined ? {} : { node }),
+    });
     this.leakSeen = plan.seen;
     return this.reclaim(plan.reclaim);
   }

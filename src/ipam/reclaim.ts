@@ -54,6 +54,8 @@ export function planReclaim(input: {
   gracePeriodMs: number;
   /** The previous plan's `seen` (empty the first time). */
   seen: ReadonlyMap<string, LeakCandidate>;
+  /** Only allocations this node made (each agent reclaims its own); absent: every node's. */
+  node?: string;
 }): ReclaimPlan {
   const seen = new Map<string, LeakCandidate>();
   const reclaim: LeakCandidate[] = [];
@@ -68,6 +70,7 @@ export function planReclaim(input: {
       if (a === null) return;
       const attrs = b.attributes[a];
       if (attrs?.namespace === undefined || attrs.pod === undefined) return;
+      if (input.node !== undefined && attrs.node !== input.node) return;
       if (input.pods.has(podKey(attrs.namespace, attrs.pod))) return;
       const sequenceNumber = b.sequenceNumberForAllocation[String(ordinal)] ?? -1;
       const key = `${b.cidr} ${ordinal} ${sequenceNumber}`;

@@ -15,6 +15,8 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { KubernetesStore } from '../../src/datastore/kubernetes.js';
+import { Allocator } from '../../src/ipam/allocator.js';
 import { describeSystem } from '../helpers/env.js';
 import { Lab, sh, waitFor } from '../helpers/netns.js';
 import { type Daemon, startBird } from '../interop/daemons.js';
@@ -89,6 +91,8 @@ describeK8s('agents on the Kubernetes datastore', () => {
             'autodetect',
             '--ip-autodetection-method',
             'kubernetes-internal-ip',
+            '--ipam-leak-grace',
+            '2',
           ],
         });
         return a;
@@ -209,6 +213,44 @@ describeK8s('agents on the Kubernetes datastore', () => {
         );
         await d.stop();
       }, 120_000);
+
+      it('an address whose pod is gone is released after the leak grace; a live pod keeps its own', async () => {
+        const admin = KubernetesStore.open({ kubeconfig: cp.kubeconfig });
+        try {
+          await admin.create({
+            apiVersion: 'v1',
+            kind: 'Pod',
+            metadata: { namespace: 'default', name: 'live' },
+            spec: { nodeName: 'k1', containers: [{ name: 'c', image: 'x' }] },
+          });
+          const alloc = new Allocator({ store: admin, clock: { now: () => Date.now() } });
+          const live = await alloc.assign({
+            handle: 'k8s-pod-network.live',
+            node: 'k1',
+            family: 4,
+            namespace: 'default',
+            pod: 'live',
+          });
+          const gone = await alloc.assign({
+            handle: 'k8s-pod-network.gone',
+            node: 'k1',
+            family: 4,
+            namespace: 'default',
+            pod: 'gone',
+          });
+          await waitFor(
+            'k1 releases the address of the pod that does not exist',
+            async () => !JSON.stringify(await admin.list('IPAMBlock')).includes('"pod":"gone"'),
+            30_000,
+          );
+          expect(agents[0]!.log()).toContain(`"address":"${gone.address}"`);
+          const blocks = JSON.stringify(await admin.list('IPAMBlock'));
+          expect(blocks).toContain('"pod":"live"');
+          expect(live.address).not.toBe(gone.address);
+        } finally {
+          await admin.close();
+        }
+      }, 60_000);
 
       it('a role that lacks one verb the agent needs (update on nodes) stops it with Forbidden', async () => {
         const role = await kubeOk(cp, 'GET', '/apis/rbac.authorization.k8s.io/v1/clusterroles/twill-node');

@@ -317,6 +317,33 @@ describe('leaked addresses', () => {
     ).toEqual([]);
   });
 
+  it('with a node, only the allocations that node made are planned (each agent reclaims its own)', () => {
+    const block: IPAMBlockSpec = {
+      cidr: '10.0.0.0/30',
+      affinity: 'host:n1',
+      allocations: [0, 1, null, null],
+      unallocated: [2, 3],
+      attributes: [
+        { handle: 'h1', node: 'n1', namespace: 'ns', pod: 'a' },
+        { handle: 'h2', node: 'n2', namespace: 'ns', pod: 'b' },
+      ],
+      sequenceNumber: 2,
+      sequenceNumberForAllocation: { 0: 1, 1: 2 },
+    };
+    const plan = (node?: string) =>
+      planReclaim({
+        blocks: [block],
+        pods: new Set(),
+        now: 0,
+        gracePeriodMs: 0,
+        seen: new Map(),
+        ...(node ? { node } : {}),
+      }).reclaim.map((c) => c.pod);
+    expect(plan('n2')).toEqual(['b']);
+    expect(plan('n3')).toEqual([]);
+    expect(plan()).toEqual(['a', 'b']);
+  });
+
   it('a plan applied after the address was handed out again frees nothing', async () => {
     const { store, allocator, clock } = await setup([
       pool('p', { cidr: '10.0.0.0/32', blockSize: 32 }),
