@@ -623,7 +623,11 @@ export class Agent {
     this.metrics.routeChanges.inc(changes.length);
     applyRouteChanges(this.bgpRoutes, changes);
     if (!this.bgpReported) return;
-    this.reconciler.setDesired('bgp', this.bgpRoutes.values());
+    // Only the changed prefixes: a full table's trickle of changes costs what changed.
+    this.reconciler.updateDesired(
+      'bgp',
+      changes.map((c) => [c.prefix, this.bgpRoutes.get(c.prefix) ?? null] as const),
+    );
     this.reconciler.applySoon();
   }
 

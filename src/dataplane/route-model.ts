@@ -436,6 +436,40 @@ export class RouteModel {
     }
   }
 
+  /**
+   * Change part of what `owner` wants: a spec adds or replaces the route of its prefix, null
+   * removes the owner's route for `dst`. The cost is that of the changes, not of the owner's
+   * whole set (a BGP owner with a full table and a trickle of best-route changes). Unlike
+   * setDesired it does not count as the owner's report for `expectOwners`. Throws
+   * RouteSpecError, after applying the changes before the bad one, if a spec is invalid.
+   */
+  updateDesired(owner: string, changes: Iterable<readonly [dst: string, spec: RouteSpec | null]>): void {
+    let routes = this.owners.get(owner);
+    const created = routes === undefined;
+    if (routes === undefined) routes = new Map();
+    this.owners.set(owner, routes);
+    if (created) this.sortOwners();
+    try {
+      for (const [dst, spec] of changes) {
+        if (spec === null) {
+          const key = parseDst(dst);
+          if (routes.delete(key)) this.recompute(key);
+          continue;
+        }
+        const r = normaliseRoute(spec, this.viaIntern);
+        const o = routes.get(r.key);
+        if (o !== undefined && sameRoute(o, r)) continue;
+        routes.set(r.key, r);
+        this.recompute(r.key);
+      }
+    } finally {
+      if (routes.size === 0) {
+        this.owners.delete(owner);
+        this.sortOwners();
+      }
+    }
+  }
+
   /** The route that wins for a prefix (text), if any. */
   desiredRoute(dst: string): Route | undefined {
     return this.desired.get(parsePrefix(dst));

@@ -130,6 +130,11 @@ export class RouteReconciler {
     this.model.setDesired(owner, specs);
   }
 
+  /** Change part of what `owner` wants (memory only); see RouteModel.updateDesired. */
+  updateDesired(owner: string, changes: Iterable<readonly [dst: string, spec: RouteSpec | null]>): void {
+    this.model.updateDesired(owner, changes);
+  }
+
   /** Make the next apply() read the kernel back first (memory only). */
   markForReadBack(): void {
     this.model.markForReadBack();
