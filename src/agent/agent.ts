@@ -136,6 +136,15 @@ const WATCHED: readonly Kind[] = [
 
 /** Kinds whose changes move the policy. */
 const POLICY_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Namespace', 'Pod', 'NetworkPolicy', 'IPAMBlock']);
+/** Kinds whose changes move BGP neighbors, origination or kernel routes (not Pods: they come often). */
+const ROUTING_KINDS: ReadonlySet<Kind> = new Set<Kind>([
+  'Node',
+  'BGPConfiguration',
+  'BGPPeer',
+  'IPPool',
+  'IPAMBlock',
+  'BlockAffinity',
+]);
 
 export const BGP_SETTLE_MS = 2_000;
 /** Leaked-address reclamation (Kubernetes only): at most this long between two runs. */
@@ -162,6 +171,7 @@ export class Agent {
   address = '';
   private speaker: Speaker | undefined;
   private speakerKey = '';
+  private speakerStarting = false;
   private restarting = false;
   private global: BgpGlobal = bgpGlobal(undefined);
   private kinds = new Map<string, NeighborKind>();
@@ -173,6 +183,7 @@ export class Agent {
   private readonly reconciler: RouteReconciler;
   private readonly policy: PolicyTable;
   private policyDirty = true;
+  private routingDirty = true;
   private policyApplying = false;
   private dataplaneApplied = false;
   private local: LocalAddress[] = [];
@@ -424,6 +435,7 @@ export class Agent {
         } else if (e.type === 'deleted') map.delete(keyOf(e.object));
         else map.set(keyOf(e.object), e.object);
         if (POLICY_KINDS.has(kind)) this.policyDirty = true;
+        if (ROUTING_KINDS.has(kind)) this.routingDirty = true;
         this.queueRecompute();
       },
       {
@@ -485,6 +497,18 @@ export class Agent {
       this.inSync = true;
       this.log.info({}, 'datastore in sync');
     }
+    if (this.routingDirty || this.speaker === undefined) this.recomputeRouting();
+    if (this.speaker === undefined) return;
+    if (this.policyDirty) void this.applyPolicy();
+    if (!this.cni!.handler.isReady()) {
+      this.cni!.handler.setReady(true);
+      this.log.info({}, 'ready for CNI requests');
+    }
+    void this.publishStatus();
+  }
+
+  /** Neighbors, originated prefixes, and the `pods` and `blocks` routes. */
+  private recomputeRouting(): void {
     const c = this.config;
     const nodes = this.list('Node').map(nodeInfo);
     const me = nodes.find((n) => n.name === c.nodename) ?? {
@@ -503,12 +527,14 @@ export class Agent {
 
     // The speaker: made (or remade, when what every session hangs on changed) here.
     const key = `${asn}/${port}/${global.gracefulRestartTime}`;
+    if (this.speakerStarting) return; // it recomputes when started
     if (this.speaker === undefined || key !== this.speakerKey) {
       this.global = global;
       void this.startSpeaker(asn, port, global, key);
       return;
     }
     this.global = global;
+    this.routingDirty = false;
 
     const peers = [];
     for (const o of this.list('BGPPeer')) {
@@ -532,13 +558,6 @@ export class Agent {
     this.reconciler.setDesired('blocks', blockRoutes(c.nodename, blocks));
     this.startDataplane();
     this.reconciler.applySoon();
-
-    if (this.policyDirty) void this.applyPolicy();
-    if (!this.cni!.handler.isReady()) {
-      this.cni!.handler.setReady(true);
-      this.log.info({}, 'ready for CNI requests');
-    }
-    void this.publishStatus();
   }
 
   private dataplaneStarted = false;
@@ -582,12 +601,30 @@ export class Agent {
   }
 
   private async startSpeaker(asn: number, port: number, global: BgpGlobal, key: string): Promise<void> {
+    this.speakerStarting = true;
+    try {
+      await this.replaceSpeaker(asn, port, global, key);
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'BGP cannot start; trying again in 5 s');
+      this.clock.after(5000, () => {
+        this.routingDirty = true;
+        this.queueRecompute();
+      });
+    } finally {
+      this.speakerStarting = false;
+    }
+  }
+
+  private async replaceSpeaker(asn: number, port: number, global: BgpGlobal, key: string): Promise<void> {
     const old = this.speaker;
     this.speakerKey = key;
     this.speaker = undefined;
     if (old) {
       this.log.warn({ asn, port }, 'the cluster BGP configuration changed: restarting every session');
       await old.stop('Twill: BGP configuration changed');
+      // The new speaker delivers every route it learns afresh.
+      this.bgpRoutes.clear();
+      if (this.bgpReported) this.reconciler.setDesired('bgp', []);
     }
     const config: SpeakerConfig = {
       routerId: this.address,

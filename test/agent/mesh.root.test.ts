@@ -234,7 +234,7 @@ describeSystem(
       await d.stop();
     }, 90_000);
 
-    it('BGPConfiguration turns the mesh off and on again, live', async () => {
+    it('BGPConfiguration turns the mesh off and on again, and changes the AS, live', async () => {
       const cfg = await store.create({
         apiVersion: 'crd.twill.dev/v1',
         kind: 'BGPConfiguration',
@@ -246,8 +246,20 @@ describeSystem(
         'n1 no longer routes n2’s block',
         () => !ourRoutes(seg.nodes[0]!.ns).some((r) => r.dst === blockOf.get('n2')),
       );
-      await store.update({ ...cfg, spec: { nodeToNodeMeshEnabled: true } });
-      for (let i = 0; i < 3; i++) await waitEstablished(agents[i]!, others(i));
+      await store.update({ ...cfg, spec: { nodeToNodeMeshEnabled: true, asNumber: 64600 } });
+      for (let i = 0; i < 3; i++) {
+        const st = await waitEstablished(agents[i]!, others(i));
+        // A new cluster AS restarts the speaker: every session comes back in the new AS.
+        await waitFor(
+          `${agents[i]!.name} in AS 64600`,
+          async () => (await agentStatus(agents[i]!)).asn === 64600,
+        );
+        expect(st.peers.every((p) => p.asn === 64600 || p.state === 'Established')).toBe(true);
+      }
+      for (let i = 0; i < 3; i++) {
+        const st = await waitEstablished(agents[i]!, others(i));
+        expect(st.peers.map((p) => p.asn)).toEqual([64600, 64600]);
+      }
       await waitFor('n1 routes n2’s block again', () =>
         ourRoutes(seg.nodes[0]!.ns).some(
           (r) => r.dst === blockOf.get('n2') && r.gateway === seg.nodes[1]!.address,
