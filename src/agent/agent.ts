@@ -679,7 +679,7 @@ export class Agent {
           namespaces: this.list('Namespace'),
           pods: this.list('Pod'),
           policies: this.list('NetworkPolicy'),
-          local: this.local,
+          addresses: localAddresses(undefined, this.blockSpecs()),
         });
         const model = compile(state, this.log.child({ component: 'policy' }));
         this.policy.setDesired(render(model));

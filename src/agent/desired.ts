@@ -279,6 +279,8 @@ function containerOf(handle: string): string | undefined {
 }
 
 export interface LocalAddress {
+  /** The node whose assign took it. */
+  node: string;
   address: string;
   family: 4 | 6;
   handle: string;
@@ -288,8 +290,8 @@ export interface LocalAddress {
   dev: string | undefined;
 }
 
-/** Every address an allocation by `node` holds, in any block (own or borrowed). */
-export function localAddresses(node: string, blocks: readonly IPAMBlockSpec[]): LocalAddress[] {
+/** Every address an allocation by `node` holds, in any block (own or borrowed); every node's without one. */
+export function localAddresses(node: string | undefined, blocks: readonly IPAMBlockSpec[]): LocalAddress[] {
   const out: LocalAddress[] = [];
   for (const b of blocks) {
     if (!Array.isArray(b.allocations) || !Array.isArray(b.attributes)) continue;
@@ -301,11 +303,12 @@ export function localAddresses(node: string, blocks: readonly IPAMBlockSpec[]): 
     }
     b.allocations.forEach((a, ordinal) => {
       const attr = a === null ? undefined : b.attributes[a];
-      if (!attr || attr.node !== node) return;
+      if (!attr || (node !== undefined && attr.node !== node)) return;
       const ns = typeof attr.namespace === 'string' && attr.namespace !== '' ? attr.namespace : undefined;
       const pod = typeof attr.pod === 'string' && attr.pod !== '' ? attr.pod : undefined;
       const cid = containerOf(attr.handle);
       out.push({
+        node: attr.node,
         address: formatAddress(cidr.family, cidr.base + BigInt(ordinal)),
         family: cidr.family,
         handle: attr.handle,
@@ -385,22 +388,22 @@ function podPorts(o: StoredObject): ContainerPort[] {
 }
 
 /**
- * The policy compiler's input. A pod's addresses are its status's, and, for a pod of this node,
- * also the ones IPAM holds for it (a pod is policed from its first packet, before the runtime
- * has written its status; on the file datastore nobody writes it). Host-network pods are left
- * out (they have no veth and no address of their own).
+ * The policy compiler's input. A pod's addresses are its status's and the ones IPAM holds for it
+ * by its node (`addresses`: every node's allocations): a pod is policed from its first packet,
+ * before the runtime has written its status, and on the file datastore nobody writes it.
+ * Host-network pods are left out (they have no veth and no address of their own).
  */
 export function clusterState(input: {
   node: string;
   namespaces: readonly StoredObject[];
   pods: readonly StoredObject[];
   policies: readonly StoredObject[];
-  local: readonly LocalAddress[];
+  addresses: readonly LocalAddress[];
 }): ClusterState {
   const ipamIps = new Map<string, string[]>();
-  for (const a of input.local)
+  for (const a of input.addresses)
     if (a.namespace && a.pod) {
-      const k = `${a.namespace}/${a.pod}`;
+      const k = `${a.node}/${a.namespace}/${a.pod}`;
       ipamIps.set(k, [...(ipamIps.get(k) ?? []), a.address]);
     }
   const pods: PodInfo[] = [];
@@ -412,7 +415,7 @@ export function clusterState(input: {
     const node = typeof spec.nodeName === 'string' ? spec.nodeName : '';
     const local = node === input.node;
     const ips = new Set(podIps(o));
-    if (local) for (const ip of ipamIps.get(`${ns}/${name}`) ?? []) ips.add(ip);
+    for (const ip of ipamIps.get(`${node}/${ns}/${name}`) ?? []) ips.add(ip);
     if (ips.size === 0) continue;
     pods.push({
       namespace: ns,

@@ -245,7 +245,7 @@ describe('policy input', () => {
     status: {},
   });
 
-  it('a local pod gets its veth and its IPAM addresses before the runtime writes its status', () => {
+  it('a pod gets its IPAM addresses before the runtime writes its status, a local one its veth', () => {
     const s = clusterState({
       node: 'a',
       namespaces: [
@@ -265,7 +265,36 @@ describe('policy input', () => {
           spec: { podSelector: {} },
         },
       ],
-      local: [{ address: '10.244.0.1', family: 4, handle: 'h', namespace: 'default', pod: 'web', dev: 'x' }],
+      addresses: [
+        {
+          node: 'a',
+          address: '10.244.0.1',
+          family: 4,
+          handle: 'h',
+          namespace: 'default',
+          pod: 'web',
+          dev: 'x',
+        },
+        {
+          node: 'b',
+          address: '10.244.0.71',
+          family: 4,
+          handle: 'h2',
+          namespace: 'default',
+          pod: 'db',
+          dev: 'y',
+        },
+        // A stale allocation by another node for a pod of the same name is not the pod's.
+        {
+          node: 'c',
+          address: '10.244.9.9',
+          family: 4,
+          handle: 'h3',
+          namespace: 'default',
+          pod: 'web',
+          dev: 'z',
+        },
+      ],
     });
     expect(s.pods).toEqual([
       {
@@ -281,7 +310,7 @@ describe('policy input', () => {
         namespace: 'default',
         name: 'db',
         labels: { app: 'db' },
-        ips: ['10.244.0.70'],
+        ips: ['10.244.0.70', '10.244.0.71'],
         node: 'b',
         ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
       },
