@@ -1,6 +1,7 @@
 /**
  * Agents in network namespaces for tests and bench/agent: N node namespaces on one segment (a
- * bridge in a switch namespace, 10.77.0.<i>/24 on each node's eth1), and `twill agent` (from
+ * bridge in a switch namespace, 10.77.0.<i>/24 on each node's eth1, a default route via
+ * 10.77.0.254 as a host has), and `twill agent` (from
  * dist/, through bin/twill.js) started in a node with its sockets in a folder of the test's.
  * Processes are the Lab's (ended by PID in cleanup).
  */
@@ -38,6 +39,9 @@ export function addNode(lab: Lab, seg: Segment, name: string, i: number): Segmen
   sh('ip', ['-n', seg.sw, 'link', 'set', port, 'master', 'br0', 'up']);
   sh('ip', ['-n', ns, 'addr', 'add', `${nodeAddress(i)}/24`, 'dev', 'eth1']);
   sh('ip', ['-n', ns, 'link', 'set', 'eth1', 'up']);
+  // A host has a default route; proxy ARP answers pods for 169.254.1.1 only when some route
+  // covers it. Nothing answers at .254: traffic meant for the world goes nowhere.
+  sh('ip', ['-n', ns, 'route', 'add', 'default', 'via', '10.77.0.254', 'dev', 'eth1']);
   return { name, ns, address: nodeAddress(i) };
 }
 
