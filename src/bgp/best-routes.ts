@@ -14,7 +14,7 @@
  *   route for it is the dataplane's own business (a blackhole per block), not a BGP route.
  */
 import { formatPrefix, type PrefixKey } from '../net/addr.js';
-import { type DecisionOptions, DEFAULT_DECISION, equalCost } from './decision.js';
+import { DEFAULT_DECISION, type DecisionOptions, equalCost } from './decision.js';
 import type { Delta, Rib } from './rib/rib.js';
 
 export interface RouteChange {
@@ -48,6 +48,23 @@ export class BestRoutes {
       out.push(c);
     }
     return out;
+  }
+
+  /** Take the whole table as sent, so the next changes are differences from it. */
+  prime(): void {
+    const all: Delta[] = [];
+    for (const [prefix] of this.rib.entries()) all.push({ prefix, oldBest: undefined, newBest: undefined });
+    this.changes(all);
+  }
+
+  /** Every route there is now (our own prefixes, and those with a next hop). */
+  current(): RouteChange[] {
+    const now: RouteChange[] = [];
+    for (const [prefix] of this.rib.entries()) {
+      const c = this.routeOf(prefix);
+      if (c.local || c.nextHops.length) now.push(c);
+    }
+    return now;
   }
 
   /** The route of one prefix as it stands. */

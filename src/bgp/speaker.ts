@@ -9,6 +9,9 @@
  *   update-in.ts              UPDATE in: RFC 7606 checks, import policy, into the RIB
  *   peer-tx.ts                out: export policy, Adj-RIB-Out, flush pacing, End-of-RIB
  *   graceful-restart.ts       RFC 4724: the helper per peer, the restarting speaker's deferral
+ *   gr-driver.ts              those two machines carried out: timers, stale marking, sweeps
+ *   neighbor-config.ts        a neighbor's policy and its sessions' OPEN and timers
+ *   origination.ts            the originated prefixes as local paths in the RIB
  *   reconfig.ts               neighbor list changes as a pure diff
  *   best-routes.ts            the equal-cost next-hop set per prefix, for the kernel
  *   status.ts                 `twill status` and `twill routes` views
@@ -39,24 +42,19 @@
  * UPDATE path is run over a synthetic table (warmup.ts, "Warming the UPDATE path").
  */
 import type { Socket } from 'node:net';
-import { parseIpv4, parsePrefix, parsePrefix4, parsePrefix6, type PrefixKey } from '../net/addr.js';
+import { parseIpv4, parsePrefix } from '../net/addr.js';
 import { BestRoutes, type RouteChange } from './best-routes.js';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
-import { dialsNeighbor, type NeighborConfig, type PrefixRuleConfig, type SpeakerConfig } from './config.js';
-import { DEFAULT_TIMERS, type FsmOptions, type FsmState } from './fsm.js';
-import {
-  type DeferralInput,
-  type DeferralState,
-  deferralStep,
-  type HelperInput,
-  helperStep,
-  initialDeferral,
-} from './graceful-restart.js';
+import { dialsNeighbor, type NeighborConfig, type SpeakerConfig } from './config.js';
+import type { FsmState } from './fsm.js';
+import { Deferral, type HelperDeps, helpPeer } from './gr-driver.js';
 import { connectedResolver, type HostInterfaces, normalizeAddress, osInterfaces } from './host.js';
 import { Listener } from './listener.js';
+import { fsmOptionsFor, policyOf } from './neighbor-config.js';
+import { Origination } from './origination.js';
 import { Peer } from './peer.js';
 import { BATCH, PeerTx, type TxShared } from './peer-tx.js';
-import { type LocalInfo, type PeerPolicy, type PrefixRule, peerPolicy } from './policy.js';
+import type { LocalInfo } from './policy.js';
 import { diffNeighbors } from './reconfig.js';
 import { AttrTable } from './rib/attrs.js';
 import { type Delta, type NextHopResolver, type PeerRef, Rib, SlotList } from './rib/rib.js';
@@ -64,8 +62,7 @@ import { Session, type SessionLog } from './session.js';
 import { peerStatus, type RouteView, routeViews, type SpeakerStatus } from './status.js';
 import { UpdateIn } from './update-in.js';
 import { warmUp } from './warmup.js';
-import { CeaseSubcode, type Family, familyName, Origin, RefreshSubtype } from './wire/constants.js';
-import { makeOpen } from './wire/open.js';
+import { CeaseSubcode, type Family, familyName, RefreshSubtype } from './wire/constants.js';
 import { encodeRouteRefresh } from './wire/route-refresh.js';
 import type { DecodedUpdate } from './wire/update.js';
 import { Writer } from './wire/writer.js';
@@ -95,25 +92,6 @@ export interface SpeakerOptions {
   host?: HostInterfaces;
 }
 
-function rules(list: readonly PrefixRuleConfig[]): PrefixRule[] {
-  return list.map((r) => ({
-    prefix: r.prefix.includes(':') ? parsePrefix6(r.prefix) : parsePrefix4(r.prefix),
-    ge: r.ge,
-    le: r.le,
-    action: r.action,
-  }));
-}
-
-function policyOf(n: NeighborConfig): PeerPolicy {
-  return peerPolicy({
-    rrClient: n.routeReflectorClient,
-    nextHopSelf: n.nextHopSelf,
-    allowasIn: n.allowasIn,
-    importRules: rules(n.import),
-    exportRules: rules(n.export),
-  });
-}
-
 type SpeakerPeer = Peer<Session>;
 
 export class Speaker {
@@ -124,15 +102,14 @@ export class Speaker {
   private readonly listener: Listener;
   private readonly updateIn: UpdateIn;
   private readonly tx: TxShared;
-  private originated = new Set<PrefixKey>();
+  private readonly origination: Origination;
   private readonly localId: number;
   private readonly local: PeerRef;
   private readonly me: LocalInfo;
   private stopped = false;
-  /** Selection deferral (graceful-restart.ts); `deferring` mirrors it for the UPDATE path. */
-  private deferral: DeferralState;
-  private deferring: boolean;
-  private deferralTimer: TimerHandle | undefined;
+  /** Selection deferral (gr-driver.ts). */
+  private readonly deferral: Deferral;
+  private readonly helper: HelperDeps;
   private revalidateTimer: TimerHandle | undefined;
   /** Frees the RIB's dead slots once changes pause (rib.ts, prune). */
   private pruneTimer: TimerHandle | undefined;
@@ -162,6 +139,7 @@ export class Speaker {
     this.resolver = options.resolver ?? connectedResolver(host, this.clock);
     this.rib = new Rib(config.decision, this.resolver);
     this.updateIn = new UpdateIn(this.rib, this.me);
+    this.origination = new Origination(this.rib, this.local);
     this.tx = {
       rib: this.rib,
       exportTable: this.exportTable,
@@ -173,10 +151,17 @@ export class Speaker {
       batch: BATCH,
     };
     this.listener = new Listener(log, (sock) => this.incoming(sock));
-    this.deferral = initialDeferral(!!options.restarting && config.gracefulRestart.enabled);
-    this.deferring = this.deferral.deferring;
+    this.deferral = new Deferral(
+      !!options.restarting && config.gracefulRestart.enabled,
+      this.clock,
+      log,
+      () => {
+        for (const p of this.peers.values()) this.fill(p, true);
+      },
+    );
+    this.helper = { rib: this.rib, clock: this.clock, log, fanOut: (d) => this.fanOut(d) };
     for (const n of config.neighbors) this.peers.set(n.address, this.newPeer(n));
-    this.fanOut(this.originate(config.originate.map((p) => parsePrefix(p))));
+    this.fanOut(this.origination.set(config.originate.map((p) => parsePrefix(p))));
   }
 
   /** The port the listener is bound to (the configured one, or the kernel's pick for port 0). */
@@ -197,16 +182,9 @@ export class Speaker {
     if (!this.bestRoutes) {
       this.bestRoutes = new BestRoutes(this.rib, this.config.decision);
       this.rib.reportEveryChange = true;
-      // Prime what has been sent with the current table, so the next changes are differences.
-      const all: Delta[] = [];
-      for (const [prefix] of this.rib.entries()) all.push({ prefix, oldBest: undefined, newBest: undefined });
-      this.bestRoutes.changes(all);
+      this.bestRoutes.prime();
     }
-    const now: RouteChange[] = [];
-    for (const [prefix] of this.rib.entries()) {
-      const c = this.bestRoutes.routeOf(prefix);
-      if (c.local || c.nextHops.length) now.push(c);
-    }
+    const now = this.bestRoutes.current();
     this.routeListeners.push(fn);
     if (now.length) fn(now);
   }
@@ -219,8 +197,8 @@ export class Speaker {
     }
     const l = this.config.listen;
     if (l) await this.listener.listen(l.address, l.port);
-    if (this.deferring) {
-      this.defer({ kind: 'start', deferralMs: this.config.gracefulRestart.deferralTime * 1000 });
+    if (this.deferral.deferring) {
+      this.deferral.step({ kind: 'start', deferralMs: this.config.gracefulRestart.deferralTime * 1000 });
       this.log.info(
         { seconds: this.config.gracefulRestart.deferralTime },
         'restarting: deferring advertisements until End-of-RIB from peers',
@@ -254,7 +232,7 @@ export class Speaker {
       p.stop(CeaseSubcode.AdministrativeShutdown, message);
       p.restartTimer?.cancel();
     }
-    this.deferralTimer?.cancel();
+    this.deferral.cancel();
     this.revalidateTimer?.cancel();
     this.pruneTimer?.cancel();
     // Let the NOTIFICATIONs reach the wire.
@@ -264,7 +242,7 @@ export class Speaker {
 
   /** Replace the originated set; peers get the difference. */
   setOriginated(prefixes: readonly string[]): void {
-    this.fanOut(this.originate(prefixes.map((p) => parsePrefix(p))));
+    this.fanOut(this.origination.set(prefixes.map((p) => parsePrefix(p))));
   }
 
   /**
@@ -310,24 +288,6 @@ export class Speaker {
 
   // ---- routes: origination, fan-out, prune ----
 
-  private originate(next: PrefixKey[]): Delta[] {
-    const want = new Set(next);
-    const deltas: Delta[] = [];
-    for (const k of this.originated) {
-      if (want.has(k)) continue;
-      const d = this.rib.withdraw(k, this.local.id);
-      if (d) deltas.push(d);
-    }
-    for (const k of want) {
-      if (this.originated.has(k)) continue;
-      const ra = this.rib.attrs.intern({ origin: Origin.Igp, asPath: [] }, []);
-      const d = this.rib.announce(k, this.local, 0, ra);
-      if (d) deltas.push(d);
-    }
-    this.originated = want;
-    return deltas;
-  }
-
   /** Whether changes must come as Deltas (someone outside BGP listens) rather than slots. */
   private get wantDeltas(): boolean {
     return this.bestListeners.length > 0 || this.routeListeners.length > 0;
@@ -338,7 +298,7 @@ export class Speaker {
    * and to the listeners outside BGP. A SlotList is emptied for the next UPDATE.
    */
   private fanOut(changes: SlotList | readonly Delta[]): void {
-    if (!this.deferring) for (const p of this.peers.values()) p.tx?.take(changes);
+    if (!this.deferral.deferring) for (const p of this.peers.values()) p.tx?.take(changes);
     if (changes instanceof SlotList) changes.length = 0;
     else if (changes.length > 0) {
       for (const fn of this.bestListeners) fn(changes);
@@ -369,7 +329,7 @@ export class Speaker {
 
   /** What an established peer should hold, from the whole Loc-RIB (unless deferred). */
   private fill(p: SpeakerPeer, initial = false): void {
-    if (p.tx && !this.deferring) p.tx.fill(initial);
+    if (p.tx && !this.deferral.deferring) p.tx.fill(initial);
   }
 
   private isReflector(): boolean {
@@ -446,44 +406,15 @@ export class Speaker {
 
   // ---- sessions ----
 
-  private fsmOptions(p: SpeakerPeer, passive: boolean): FsmOptions {
-    const n = p.cfg;
-    const gr = this.config.gracefulRestart;
-    const restarting = !!this.options.restarting && gr.enabled;
-    return {
-      localAs: this.config.asn,
-      localId: this.localId,
-      peerAs: n.asn,
-      open: makeOpen(this.config.asn, n.holdTime, this.localId, {
-        multiprotocol: n.families,
-        routeRefresh: true,
-        enhancedRouteRefresh: true,
-        extendedMessage: true,
-        ...(gr.enabled
-          ? {
-              gracefulRestart: {
-                restarting,
-                notification: false,
-                time: gr.restartTime,
-                families: n.families.map((family) => ({ family, forwarding: restarting })),
-              },
-            }
-          : {}),
-      }),
-      minHoldTime: DEFAULT_TIMERS.minHoldTime,
-      connectRetryMs: n.connectRetry * 1000,
-      passive,
-      idleHoldMinMs: this.options.idleHoldMinMs ?? DEFAULT_TIMERS.idleHoldMinMs,
-      idleHoldMaxMs: this.options.idleHoldMaxMs ?? DEFAULT_TIMERS.idleHoldMaxMs,
-      stableAfterMs: DEFAULT_TIMERS.stableAfterMs,
-      openHoldMs: DEFAULT_TIMERS.openHoldMs,
-    };
-  }
-
   private newSession(p: SpeakerPeer, direction: 'out' | 'in', socket?: Socket): Session {
     const n = p.cfg;
     return new Session({
-      fsm: this.fsmOptions(p, direction === 'in'),
+      fsm: fsmOptionsFor(this.config, n, this.localId, {
+        passive: direction === 'in',
+        restarting: !!this.options.restarting,
+        idleHoldMinMs: this.options.idleHoldMinMs,
+        idleHoldMaxMs: this.options.idleHoldMaxMs,
+      }),
       remote: { address: n.address, port: n.port },
       localAddress: n.localAddress ?? undefined,
       direction,
@@ -556,11 +487,15 @@ export class Speaker {
     p.eorSeen.clear();
     // Graceful restart helper: the peer came back. Families it no longer preserves lose their
     // stale paths now; the rest wait for its End-of-RIB.
-    this.help(p, { kind: 'established', cap: open.caps.gracefulRestart, negotiated: ctx.families });
+    helpPeer(
+      p,
+      { kind: 'established', cap: open.caps.gracefulRestart, negotiated: ctx.families },
+      this.helper,
+    );
     p.tx?.close();
     p.tx = new PeerTx(this.tx, s, ctx, p.ref, p.policy, this.isReflector());
     this.fill(p, true);
-    this.defer({
+    this.deferral.step({
       kind: 'established',
       peer: p.address,
       gracefulRestart: !!open.caps.gracefulRestart,
@@ -579,14 +514,18 @@ export class Speaker {
       this.schedulePrune();
       p.ref = undefined;
       // RFC 4724 §4.2: a session that ends without a NOTIFICATION keeps a GR peer's routes, stale.
-      this.help(p, {
-        kind: 'down',
-        enabled: this.config.gracefulRestart.enabled,
-        cap: p.peerOpen?.caps.gracefulRestart,
-        notification: !!info.received || !!info.sent,
-        final: p.removed || this.stopped,
-      });
-      this.defer({ kind: 'down', peer: p.address });
+      helpPeer(
+        p,
+        {
+          kind: 'down',
+          enabled: this.config.gracefulRestart.enabled,
+          cap: p.peerOpen?.caps.gracefulRestart,
+          notification: !!info.received || !!info.sent,
+          final: p.removed || this.stopped,
+        },
+        this.helper,
+      );
+      this.deferral.step({ kind: 'down', peer: p.address });
     }
     p.sessionDown(s, info, this.stopped);
   }
@@ -614,8 +553,8 @@ export class Speaker {
     }
     if (u.endOfRib !== undefined) {
       p.eorSeen.add(u.endOfRib);
-      this.help(p, { kind: 'endOfRib', family: u.endOfRib });
-      this.defer({ kind: 'endOfRib', peer: p.address, family: u.endOfRib });
+      helpPeer(p, { kind: 'endOfRib', family: u.endOfRib }, this.helper);
+      this.deferral.step({ kind: 'endOfRib', peer: p.address, family: u.endOfRib });
     }
   }
 
@@ -624,68 +563,5 @@ export class Speaker {
     const fam = ((r.afi << 8) | r.safi) as Family;
     if (!s.fsm.ctx?.families.has(fam) || !p.tx) return;
     p.tx.refresh(fam, !!s.fsm.peerOpen?.caps.enhancedRouteRefresh);
-  }
-
-  // ---- graceful restart (graceful-restart.ts) ----
-
-  /** One step of the selection-deferral machine, its outputs carried out. */
-  private defer(input: DeferralInput): void {
-    const r = deferralStep(this.deferral, input, this.clock.now());
-    this.deferral = r.state;
-    for (const o of r.outputs) {
-      if (o.kind === 'armDeferralTimer')
-        this.deferralTimer = this.clock.after(o.ms, () => this.defer({ kind: 'deferralTimeExpired' }));
-      else if (o.kind === 'cancelDeferralTimer') this.deferralTimer?.cancel();
-      else {
-        this.deferring = false;
-        this.log.info({ why: o.why }, 'restart: advertising');
-        for (const p of this.peers.values()) this.fill(p, true);
-      }
-    }
-  }
-
-  /** One step of a peer's graceful-restart helper machine, its outputs carried out. */
-  private help(p: SpeakerPeer, input: HelperInput): void {
-    const r = helperStep(p.gr, input, this.clock.now());
-    p.gr = r.state;
-    const id = p.address;
-    for (const o of r.outputs) {
-      switch (o.kind) {
-        case 'markStale':
-          for (const f of o.families) this.rib.markStale(id, f);
-          break;
-        case 'sweep': {
-          const deltas: Delta[] = [];
-          for (const f of o.families) deltas.push(...this.rib.sweepStale(id, f));
-          if (o.why === 'End-of-RIB')
-            this.log.info(
-              { peer: id, family: familyName(o.families[0]!), removed: deltas.length },
-              'End-of-RIB: stale routes swept',
-            );
-          else if (o.why === 'restart time passed')
-            this.log.info({ peer: id }, 'graceful restart: restart time passed, removing stale routes');
-          this.fanOut(deltas);
-          break;
-        }
-        case 'removeAll':
-          this.fanOut(this.rib.peerDown(id));
-          break;
-        case 'armRestartTimer':
-          p.restartTimer?.cancel();
-          p.restartTimer = this.clock.after(o.ms, () => {
-            p.restartTimer = undefined;
-            this.help(p, { kind: 'restartTimeExpired' });
-          });
-          this.log.info(
-            { peer: id, stale: this.rib.staleFrom(id), seconds: o.ms / 1000 },
-            'graceful restart: keeping the peer’s routes as stale',
-          );
-          break;
-        case 'cancelRestartTimer':
-          p.restartTimer?.cancel();
-          p.restartTimer = undefined;
-          break;
-      }
-    }
   }
 }
