@@ -61,6 +61,7 @@ const pure = [
   'src/bgp/gr-driver.ts',
   'src/bgp/neighbor-config.ts',
   'src/bgp/origination.ts',
+  'src/bgp/neighbors.ts',
   'src/bgp/reconfig.ts',
   'src/bgp/update-in.ts',
   'src/bgp/peer-tx.ts',

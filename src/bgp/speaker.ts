@@ -13,6 +13,7 @@
  *   neighbor-config.ts        a neighbor's policy and its sessions' OPEN and timers
  *   origination.ts            the originated prefixes as local paths in the RIB
  *   reconfig.ts               neighbor list changes as a pure diff
+ *   neighbors.ts              the neighbor set, those changes carried out
  *   best-routes.ts            the equal-cost next-hop set per prefix, for the kernel
  *   status.ts                 `twill status` and `twill routes` views
  *   host.ts                   the host's interfaces: connected next hops, NEXT_HOP self
@@ -45,17 +46,17 @@ import type { Socket } from 'node:net';
 import { parseIpv4, parsePrefix } from '../net/addr.js';
 import { BestRoutes, type RouteChange } from './best-routes.js';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
-import { dialsNeighbor, type NeighborConfig, type SpeakerConfig } from './config.js';
+import type { NeighborConfig, SpeakerConfig } from './config.js';
 import type { FsmState } from './fsm.js';
 import { Deferral, type HelperDeps, helpPeer } from './gr-driver.js';
 import { connectedResolver, type HostInterfaces, normalizeAddress, osInterfaces } from './host.js';
 import { Listener } from './listener.js';
-import { fsmOptionsFor, policyOf } from './neighbor-config.js';
+import { fsmOptionsFor } from './neighbor-config.js';
+import { Neighbors } from './neighbors.js';
 import { Origination } from './origination.js';
-import { Peer } from './peer.js';
+import type { Peer } from './peer.js';
 import { BATCH, PeerTx, type TxShared } from './peer-tx.js';
 import type { LocalInfo } from './policy.js';
-import { diffNeighbors } from './reconfig.js';
 import { AttrTable } from './rib/attrs.js';
 import { type Delta, type NextHopResolver, type PeerRef, Rib, SlotList } from './rib/rib.js';
 import { Session, type SessionLog } from './session.js';
@@ -98,7 +99,7 @@ export class Speaker {
   readonly rib: Rib;
   private readonly changed = new SlotList();
   private readonly exportTable = new AttrTable();
-  private readonly peers = new Map<string, SpeakerPeer>();
+  private readonly peers: Neighbors<Session>;
   private readonly listener: Listener;
   private readonly updateIn: UpdateIn;
   private readonly tx: TxShared;
@@ -160,7 +161,15 @@ export class Speaker {
       },
     );
     this.helper = { rib: this.rib, clock: this.clock, log, fanOut: (d) => this.fanOut(d) };
-    for (const n of config.neighbors) this.peers.set(n.address, this.newPeer(n));
+    this.peers = new Neighbors<Session>({
+      config,
+      clock: this.clock,
+      rib: this.rib,
+      fanOut: (d) => this.fanOut(d),
+      fill: (p) => this.fill(p),
+      start: (p) => this.startPeer(p),
+      importChanged: (p) => this.importChanged(p),
+    });
     this.fanOut(this.origination.set(config.originate.map((p) => parsePrefix(p))));
   }
 
@@ -251,24 +260,7 @@ export class Speaker {
    * (a new session for changed session settings, Cease 6/6; policy without a reset).
    */
   setNeighbors(list: readonly NeighborConfig[]): void {
-    const current = [...this.peers.values()].map((p) => p.cfg);
-    for (const c of diffNeighbors(current, list)) {
-      if (c.kind === 'remove') {
-        if (c.why === 'removed')
-          this.removeNeighbor(
-            c.address,
-            CeaseSubcode.PeerDeconfigured,
-            'neighbor removed from the configuration',
-          );
-        else
-          this.removeNeighbor(
-            c.address,
-            CeaseSubcode.OtherConfigurationChange,
-            'neighbor configuration changed',
-          );
-      } else if (c.kind === 'add') this.addNeighbor(c.neighbor);
-      else this.updateNeighborPolicy(c.neighbor, c.importChanged);
-    }
+    this.peers.apply(list);
   }
 
   status(): SpeakerStatus {
@@ -332,76 +324,19 @@ export class Speaker {
     if (p.tx && !this.deferral.deferring) p.tx.fill(initial);
   }
 
-  private isReflector(): boolean {
-    for (const p of this.peers.values()) if (p.cfg.routeReflectorClient) return true;
-    return false;
-  }
-
-  /** Export answers depend on every peer's policy (whether we reflect at all): all again. */
-  private resetExports(): void {
-    const reflector = this.isReflector();
-    for (const p of this.peers.values()) p.tx?.setPolicy(p.policy, reflector);
-  }
-
-  // ---- neighbors ----
-
-  private newPeer(n: NeighborConfig): SpeakerPeer {
-    return new Peer<Session>(n, dialsNeighbor(this.config, n), policyOf(n), this.clock);
-  }
-
-  private removeNeighbor(address: string, subcode: CeaseSubcode, message: string): void {
-    const p = this.peers.get(address);
-    if (!p) return;
-    p.removed = true;
-    p.stop(subcode, message);
-    p.restartTimer?.cancel();
-    const reflected = this.isReflector();
-    this.peers.delete(address);
-    this.reflectionChanged(reflected);
-    this.fanOut(this.rib.peerDown(address));
-  }
-
-  private addNeighbor(n: NeighborConfig): void {
-    const p = this.newPeer(n);
-    const reflected = this.isReflector();
-    this.peers.set(n.address, p);
-    this.reflectionChanged(reflected);
-    this.startPeer(p);
-  }
-
-  private reflectionChanged(before: boolean): void {
-    if (this.isReflector() === before) return;
-    this.resetExports();
-    for (const p of this.peers.values()) this.fill(p);
-  }
-
-  /**
-   * A neighbor's policy changed, its session kept: new import rules ask the peer for a route
-   * refresh (RFC 2918), or reset a session without it; new export rules recompute what it holds.
-   */
-  private updateNeighborPolicy(n: NeighborConfig, importChanged: boolean): void {
-    const p = this.peers.get(n.address);
-    if (!p) return;
-    p.cfg = n;
-    p.policy = policyOf(n);
-    this.resetExports();
-    for (const other of this.peers.values()) if (other !== p) this.fill(other);
-    const s = p.established;
-    if (!s) return;
-    if (importChanged) {
-      if (s.fsm.peerOpen?.caps.routeRefresh) {
-        for (const f of s.fsm.ctx!.families)
-          s.send(encodeRouteRefresh({ afi: f >> 8, safi: f & 255, subtype: RefreshSubtype.Normal }));
-        this.log.info({ peer: n.address }, 'import rules changed: asked the peer for a route refresh');
-      } else {
-        s.feed({
-          type: 'AutomaticStop',
-          subcode: CeaseSubcode.OtherConfigurationChange,
-          message: 'import policy changed',
-        });
-      }
-    }
-    this.fill(p);
+  /** New import rules, the session kept: ask for a route refresh (RFC 2918), else reset it. */
+  private importChanged(p: SpeakerPeer): void {
+    const s = p.established!;
+    if (s.fsm.peerOpen?.caps.routeRefresh) {
+      for (const f of s.fsm.ctx!.families)
+        s.send(encodeRouteRefresh({ afi: f >> 8, safi: f & 255, subtype: RefreshSubtype.Normal }));
+      this.log.info({ peer: p.address }, 'import rules changed: asked the peer for a route refresh');
+    } else
+      s.feed({
+        type: 'AutomaticStop',
+        subcode: CeaseSubcode.OtherConfigurationChange,
+        message: 'import policy changed',
+      });
   }
 
   // ---- sessions ----
@@ -493,7 +428,7 @@ export class Speaker {
       this.helper,
     );
     p.tx?.close();
-    p.tx = new PeerTx(this.tx, s, ctx, p.ref, p.policy, this.isReflector());
+    p.tx = new PeerTx(this.tx, s, ctx, p.ref, p.policy, this.peers.isReflector());
     this.fill(p, true);
     this.deferral.step({
       kind: 'established',
