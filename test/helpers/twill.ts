@@ -5,7 +5,7 @@
  */
 import { type ChildProcess, execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { stringify } from 'yaml';
 import { getJson } from '../../src/api/http.js';
 import type { RouteView } from '../../src/bgp/speaker.js';
@@ -13,7 +13,9 @@ import type { SpeakerStatus } from '../../src/bgp/status.js';
 import type { Lab } from './netns.js';
 import { waitFor } from './netns.js';
 
-export const ROOT = join(import.meta.dirname, '../..');
+/** The repository, also when this module runs compiled from dist/ (bench/ imports it). */
+const up = join(import.meta.dirname, '../..');
+export const ROOT = basename(up) === 'dist' ? dirname(up) : up;
 export const BIN = join(ROOT, 'bin/twill.js');
 
 export interface TwillNeighbor {
