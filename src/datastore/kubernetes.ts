@@ -44,7 +44,6 @@ import {
   NAMESPACED_KINDS,
   type ObjectKey,
   type StoredObject,
-  TWILL_API_VERSION,
   TWILL_GROUP,
   type WatchEvent,
   type WatchHandle,

@@ -32,7 +32,6 @@ import {
   NAMESPACED_KINDS,
   type ObjectKey,
   type StoredObject,
-  TWILL_API_VERSION,
   type WatchEvent,
   API_VERSIONS,
   KINDS,

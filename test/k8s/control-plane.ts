@@ -34,7 +34,6 @@ import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   existsSync,
-  mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
