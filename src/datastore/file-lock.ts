@@ -18,7 +18,8 @@
  *   release   unlink `lock`.
  *
  * An unparseable `lock` (edited by hand) counts as held by a dead owner; its token is a hash of
- * its bytes. `sweep()` removes the records of dead contenders and breakers.
+ * its bytes. `sweep()` removes the records of dead contenders and breakers; a contender's pid is
+ * also in its record's name, so a record caught half-written by a sweep is not taken for dead.
  * Assumes the processes share a PID namespace (one host, no containers with their own PIDs).
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -114,11 +115,14 @@ export class FileLock {
   async acquire(): Promise<{ tookOver: boolean }> {
     const me = newOwner();
     const record = join(this.dir, `lock.${me.pid}.${me.token}`);
-    try {
-      await writeFile(record, JSON.stringify(me));
-    } catch (e) {
-      throw fsError(e, record, 'write the lock record');
-    }
+    const writeRecord = async () => {
+      try {
+        await writeFile(record, JSON.stringify(me));
+      } catch (e) {
+        throw fsError(e, record, 'write the lock record');
+      }
+    };
+    await writeRecord();
     const deadline = Date.now() + this.timeoutMs;
     let delay = 1;
     try {
@@ -128,6 +132,11 @@ export class FileLock {
           this.held = true;
           return { tookOver: false };
         } catch (e) {
+          // ENOENT: our record was removed under us (a hand clean-up): write it again.
+          if (errno(e) === 'ENOENT' && Date.now() <= deadline) {
+            await writeRecord();
+            continue;
+          }
           if (errno(e) !== 'EEXIST') throw fsError(e, this.path, 'take the lock');
         }
         const owner = await readOwner(this.path);
@@ -167,10 +176,15 @@ export class FileLock {
       throw fsError(e, this.dir, 'list');
     }
     for (const name of names) {
-      if (!CANDIDATE.test(name) && !BREAK.test(name)) continue;
+      const candidate = CANDIDATE.test(name);
+      if (!candidate && !BREAK.test(name)) continue;
       const p = join(this.dir, name);
       const owner = await readOwner(p);
-      if (owner !== undefined && !isAlive(owner)) await unlink(p).catch(() => {});
+      if (owner === undefined) continue;
+      // A contender's record may be read while it is still being written (empty or cut short):
+      // its name carries the pid, so an unreadable record of a live process is left alone.
+      if (candidate && owner.pid === 0) owner.pid = Number(name.split('.')[1]);
+      if (!isAlive(owner)) await unlink(p).catch(() => {});
     }
   }
 
