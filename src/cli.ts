@@ -19,6 +19,10 @@ const commands: Record<string, Command> = {
     summary: 'run the node agent: IPAM, BGP mesh, routes and policy (agent --help for options)',
     run: async (args) => (await import('./cli/agent.js')).agentCommand(args),
   },
+  'cni-install': {
+    summary: 'install the CNI plugin, its Node and the conflist on the host (the init container)',
+    run: async (args) => (await import('./cli/cni-install.js')).cniInstallCommand(args),
+  },
   speaker: { summary: 'run a standalone BGP speaker (speaker --config FILE)', run: speakerCommand },
   routes: {
     summary: 'show the Loc-RIB with every path and why the best won (routes [--json] [--prefix P])',

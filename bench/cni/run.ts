@@ -18,18 +18,21 @@
  *
  * Series, interleaved per pod so that load from other processes on the machine hits all of them
  * alike:
- *   ADD, DEL   twill (bin/twill-cni.js run through its shebang) | ptp + host-local | node -e 0
+ *   ADD, DEL   twill | ptp + host-local | node -e 0
  *   start-up   node -e 0 | node on an empty ES module | twill VERSION (Node plus the CNI client,
- *              no kernel or agent work) | the same with NODE_COMPILE_CACHE (Node 22 and later:
- *              V8's code cache on disk, what `module.enableCompileCache()` turns on) | node
- *              importing the whole Twill CLI (what a plugin built on `twill cni` would load)
- * `--node PATH` runs the plugin (through PATH, as its shebang finds node) and the bare-Node series
- * on another Node binary; the benchmark's own process and the agent endpoint stay on this one.
+ *              no kernel or agent work) | the same client unbundled, as ES modules from dist/
+ *              (what bundling took off) | node importing the whole Twill CLI (what a plugin built
+ *              on `twill cni` would load)
+ * The plugin is installed as `twill cni-install` installs it (src/cni/install.ts): the bundle
+ * dist/cni/twill and the Node binary copied into a temporary bin folder, the bundle's first line
+ * naming that Node, so the kernel starts it directly, as on a node.
+ * `--node PATH` installs and runs the plugin, and the bare-Node series, on another Node binary;
+ * the benchmark's own process and the agent endpoint stay on this one.
  * Each is wall time from spawn to exit. Reported: p50 and p99 (nearest rank) per series, and the
  * target: Twill's p50 minus bare Node's p50 at most 1.5 x ptp's p50.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -37,9 +40,11 @@ import { CniHandler, CniServer } from '../../src/cni/server.js';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
 import { TWILL_API_VERSION } from '../../src/datastore/types.js';
 import { Allocator } from '../../src/ipam/allocator.js';
+import { DEFAULT_CONFLIST, installCni } from '../../src/cni/install.js';
 
 const ROOT = join(import.meta.dirname, '../../..');
-const PLUGIN = join(ROOT, 'bin/twill-cni.js');
+const BUNDLE = join(ROOT, 'dist/cni/twill');
+const ESM_ENTRY = join(ROOT, 'dist/src/cni/main.js');
 const CLI = join(ROOT, 'dist/src/cli.js');
 const REFERENCE = '/usr/lib/cni';
 
@@ -123,7 +128,7 @@ async function outside(): Promise<number> {
   for (const p of ['ptp', 'host-local'])
     if (!existsSync(join(REFERENCE, p)))
       throw new Error(`no ${REFERENCE}/${p}: install Debian's containernetworking-plugins`);
-  if (!existsSync(join(ROOT, 'dist/src/cni/plugin.js'))) throw new Error('run `npm run build` first');
+  if (!existsSync(BUNDLE)) throw new Error('run `npm run build` first');
   const made: string[] = [];
   const cleanup = () => {
     for (const ns of made.reverse()) {
@@ -182,13 +187,25 @@ async function inside(): Promise<number> {
   const socket = join(dir, 'run', 'cni.sock');
   const server = new CniServer({ handler, path: socket });
   await server.listen();
+  const bin = join(dir, 'bin');
+  const netd = join(dir, 'net.d');
+  mkdirSync(bin);
+  mkdirSync(netd);
+  await installCni({
+    binDir: bin,
+    hostBinDir: bin,
+    confDir: netd,
+    confName: '10-twill.conflist',
+    conflist: JSON.stringify(DEFAULT_CONFLIST),
+    node: NODE,
+    plugin: BUNDLE,
+  });
+  const PLUGIN = join(bin, 'twill');
   const empty = join(dir, 'empty.mjs');
   writeFileSync(empty, 'export {};\n');
 
   const PATH = `${dirname(NODE)}:/usr/sbin:/usr/bin:/sbin:/bin`;
   const nodeVersion = execFileSync(NODE, ['--version'], { encoding: 'utf8' }).trim();
-  const compileCache =
-    Number(nodeVersion.slice(1).split('.')[0]) >= 22 ? join(dir, 'compile-cache') : undefined;
   const twillConf = JSON.stringify({
     cniVersion: '1.0.0',
     name: 'k8s-pod-network',
@@ -225,7 +242,7 @@ async function inside(): Promise<number> {
     bare: new Series('node -e 0'),
     esm: new Series('node empty.mjs'),
     version: new Series('twill VERSION'),
-    cached: new Series('twill VERSION, compile cache'),
+    esmVersion: new Series('twill VERSION, ES modules'),
     cli: new Series('node + import Twill CLI'),
   };
 
@@ -252,18 +269,11 @@ async function inside(): Promise<number> {
       await rotate(i, [
         async () => s.bare.add(await bare(), 'node'),
         async () => s.esm.add(await timed(NODE, [empty], { PATH }, ''), 'esm'),
-        async () => {
-          if (compileCache)
-            s.cached.add(
-              await timed(
-                PLUGIN,
-                [],
-                { PATH, CNI_COMMAND: 'VERSION', NODE_COMPILE_CACHE: compileCache },
-                '{"cniVersion":"1.0.0"}',
-              ),
-              'VERSION (cache)',
-            );
-        },
+        async () =>
+          s.esmVersion.add(
+            await timed(NODE, [ESM_ENTRY], { PATH, CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}'),
+            'VERSION (ES modules)',
+          ),
         async () =>
           s.version.add(
             await timed(PLUGIN, [], { PATH, CNI_COMMAND: 'VERSION' }, '{"cniVersion":"1.0.0"}'),
@@ -324,12 +334,8 @@ async function inside(): Promise<number> {
     console.log(
       `${name}: Twill p50 - node p50 = ${f(t.own)} ms; ptp p50 = ${f(t.ref)} ms; ratio ${t.ratio.toFixed(2)} (target <= 1.50: ${t.ok ? 'met' : 'missed'})`,
     );
-  if (compileCache)
-    console.log(
-      `compile cache: twill VERSION p50 ${f(s.cached.p50)} ms with it, ${f(s.version.p50)} ms without`,
-    );
   console.log(
-    `start-up: the CNI client adds ${f(s.version.p50 - s.bare.p50)} ms to bare Node (an empty ES module: ${f(s.esm.p50 - s.bare.p50)} ms); the whole CLI would add ${f(s.cli.p50 - s.bare.p50)} ms`,
+    `start-up: the bundled CNI client adds ${f(s.version.p50 - s.bare.p50)} ms to bare Node; unbundled ES modules ${f(s.esmVersion.p50 - s.bare.p50)} ms (an empty ES module alone: ${f(s.esm.p50 - s.bare.p50)} ms); the whole CLI would add ${f(s.cli.p50 - s.bare.p50)} ms`,
   );
   if (failures.length > 0) {
     console.log(`\n${failures.length} invocations failed:`);

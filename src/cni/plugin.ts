@@ -1,21 +1,23 @@
 /**
- * The Twill CNI plugin: the program a container runtime runs (as /opt/cni/bin/twill, through
- * bin/twill-cni.js) for every pod it starts and stops. spec.ts reads and writes the CNI
- * protocol, wiring.ts says what to make in the kernel; this module does the I/O: the agent's
- * socket (protocol.ts), the `ip` processes, /sys and /proc. Configuration and results on
+ * The Twill CNI plugin: the program a container runtime runs (as /opt/cni/bin/twill: main.ts
+ * and what it imports, bundled into dist/cni/twill) for every pod it starts and stops. spec.ts
+ * reads and writes the CNI protocol, wiring.ts says what to make in the kernel; this module does
+ * the I/O: the agent's socket (protocol.ts), the `ip` processes, /sys and /proc. Configuration and results on
  * stdin/stdout, errors as the spec's error object on stdout (where libcni reads them), exit
  * status 0 or 1.
  *
  * Per command:
- * - ADD: the `assign` request goes to the agent first (it owns the node's IPAM); meanwhile one
- *   `ip -batch -` process is started on the host and makes the veth (ip runs batch lines as
- *   they arrive). Once the addresses are in, it gets the host route and neighbour lines and
- *   `netns exec <name> ip -batch FILE`, which runs the pod's script (a private temporary file)
- *   inside CNI_NETNS: one process in all. A CNI_NETNS that `ip netns` cannot name
- *   (/proc/PID/ns/net) takes a second process, `nsenter --net=CNI_NETNS ip -batch -`, started
- *   alongside. The host veth's sysctls are then written to /proc/sys, before ADD returns and so
- *   before anything in the pod runs. When the agent fails, the veth just made is deleted; an
- *   interface already in the pod that is not ours makes `link add` fail, as the spec requires.
+ * - ADD: the `assign` request goes to the agent first (it owns the node's IPAM); meanwhile two
+ *   `ip -batch -` processes start: one on the host, which makes the veth at once (the pod end
+ *   created straight in CNI_NETNS) and prints a `link show` line as a marker, and one in
+ *   CNI_NETNS (through nsenter, which takes any netns path). ip runs batch lines as they arrive,
+ *   so forking and loading ip overlap the agent's work. Once the addresses are in, the host
+ *   process gets the host route and neighbour lines and, once the marker is printed, the pod
+ *   process gets the pod's lines; both run side by side. Without the marker (the veth could not
+ *   be made: an interface already in the pod that is not ours makes `link add` fail, as the spec
+ *   requires) the pod process gets nothing, so nothing of someone else's is touched. The host
+ *   veth's sysctls are then written to /proc/sys, before ADD returns and so before anything in
+ *   the pod runs. When the agent fails, the veth just made is deleted.
  * - DEL: `release` to the agent and, at the same time, `ip link del` of the host veth if its
  *   alias names this container (the pod end goes with it; a netns already gone took both). The
  *   veth is found in prevResult, else from CNI_ARGS. Missing pieces are success; an agent that
@@ -32,8 +34,8 @@
  *
  * Start-up cost: the runtime starts this program for every pod, so it loads only node:fs,
  * node:net, node:child_process and this folder's names.ts, protocol.ts, spec.ts and wiring.ts
- * (test/cni/import-graph.test.ts checks the graph): no logger, no YAML, no Kubernetes client,
- * not even node:crypto (names.ts hashes itself). bench/cni measures it.
+ * (test/cni/import-graph.test.ts checks the graph and the bundle): no logger, no YAML, no
+ * Kubernetes client, not even node:crypto (names.ts hashes itself). bench/cni measures it.
  *
  * The plugin must run in the network and mount namespaces it configures as the host
  * (/sys/class/net must show its own links), as runtimes run it and as `ip netns exec` arranges.
@@ -42,7 +44,7 @@
  * as in Calico); `dns` comes from the configuration, else from prevResult.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { ALIAS_PREFIX, podMac } from './names.js';
 import {
@@ -82,7 +84,6 @@ import {
   hostSysctls,
   type LinkSpec,
   podBatch,
-  podExecLine,
   podProblems,
   type Wiring,
 } from './wiring.js';
@@ -222,21 +223,19 @@ const nsenter = () =>
 
 /**
  * An `ip -batch -` process (inside `netns` through nsenter when given), started before its
- * script is complete: ip runs each line as it arrives, so a process can be started, and its
- * first lines run, while the plugin still waits for the agent. `writePod` puts a second script
- * in a private file (O_EXCL, 0600, under /tmp) for a `netns exec NAME ip -batch FILE` line to
- * run inside the pod (`podExecLine`); the file goes when the process ends. (Not a pipe on fd 3:
- * Node's extra stdio are socket pairs, which /dev/fd/3 cannot open.)
+ * script is complete: ip runs each line as it arrives and flushes what a line prints, so a
+ * process can be started, and its first lines run, while the plugin still waits for the agent;
+ * `printed()` tells when the script has printed something (a `link show` line placed as a
+ * marker), or that the process ended first (a line before it failed).
  */
 class Batch {
   private readonly child: ReturnType<typeof spawn>;
   private readonly done: Promise<Ran>;
+  private readonly output: Promise<boolean>;
   private script = '';
-  private podScript = '';
-  podFile: string | undefined;
 
   constructor(readonly netns?: string) {
-    const stdio: ['pipe', 'ignore', 'pipe'] = ['pipe', 'ignore', 'pipe'];
+    const stdio: ['pipe', 'pipe', 'pipe'] = ['pipe', 'pipe', 'pipe'];
     this.child =
       netns === undefined
         ? spawn(ip(), ['-batch', '-'], { stdio })
@@ -251,6 +250,11 @@ class Batch {
         resolve({ code: code ?? -1, stdout: '', stderr: Buffer.concat(err).toString('utf8') }),
       );
     });
+    this.output = new Promise((resolve) => {
+      this.child.stdout!.once('data', () => resolve(true));
+      void this.done.then(() => resolve(false));
+    });
+    this.child.stdout!.on('data', () => {});
   }
 
   write(text: string): void {
@@ -258,21 +262,9 @@ class Batch {
     if (text !== '') this.child.stdin!.write(text);
   }
 
-  /** Write the pod's script to its file; returns the path. */
-  writePod(text: string): string {
-    this.podScript = text;
-    const path = `/tmp/twill-cni-${process.pid}-${Math.random().toString(36).slice(2)}.batch`;
-    try {
-      writeFileSync(path, text, { flag: 'wx', mode: 0o600 });
-    } catch (e) {
-      throw new CniError(
-        CniCode.IoFailure,
-        `cannot write ${path}`,
-        (e as NodeJS.ErrnoException).code ?? String(e),
-      );
-    }
-    this.podFile = path;
-    return path;
+  /** True once the script printed something; false when the process ended without. */
+  printed(): Promise<boolean> {
+    return this.output;
   }
 
   /** Send the rest and wait; throws CniError 101 when a line failed. */
@@ -280,16 +272,11 @@ class Batch {
     this.script += text;
     this.child.stdin!.end(text);
     const r = await this.done;
-    if (this.podFile !== undefined) rmSync(this.podFile, { force: true });
     if (r.code !== 0)
       throw new CniError(
         CniCode.KernelFailure,
         `configuring the ${this.netns === undefined ? 'host' : 'pod'} side failed`,
-        [
-          r.stderr.trim(),
-          `--- ip -batch input ---\n${this.script}`,
-          ...(this.podScript ? [`--- ${this.podFile} (in the pod) ---\n${this.podScript}`] : []),
-        ]
+        [r.stderr.trim(), `--- ip -batch input${this.netns === undefined ? '' : ' (in the pod)'} ---\n${this.script}`]
           .join('\n')
           .trim(),
       );
@@ -298,25 +285,6 @@ class Batch {
   /** Send the rest and wait, ignoring failures (clean-up after another error). */
   async abandon(text = ''): Promise<void> {
     await this.end(text).catch(() => {});
-  }
-}
-
-/**
- * The name `ip netns exec` knows CNI_NETNS by, when it is a bind mount in ip's folder
- * (/run/netns, /var/run/netns: where containerd, CRI-O and `ip netns add` put them); undefined for
- * any other path (/proc/PID/ns/net), which then needs nsenter and a second process.
- */
-export function netnsName(path: string): string | undefined {
-  const m = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(path);
-  if (!m) return undefined;
-  const byName = `/var/run/netns/${m[1]}`;
-  if (byName === path) return m[1];
-  try {
-    const a = statSync(path);
-    const b = statSync(byName);
-    return a.ino === b.ino && a.dev === b.dev ? m[1] : undefined;
-  } catch {
-    return undefined;
   }
 }
 
@@ -385,10 +353,6 @@ async function cmdAdd(inv: Invocation, conf: NetConf): Promise<CniResult> {
       'IPv6 is disabled on this node',
       'net.ipv6.conf.default.disable_ipv6 = 1: new interfaces get no IPv6, so the pod cannot',
     );
-  // One process when ip knows the netns by name (the pod's part then runs through
-  // `netns exec`), else two; either way they start now and make the veth while the agent
-  // assigns (see Batch).
-  const name = netnsName(inv.netns);
   // The request goes first, so the agent works while this process forks.
   const assigning = agent(conf, {
     v: PROTOCOL_VERSION,
@@ -402,9 +366,13 @@ async function cmdAdd(inv: Invocation, conf: NetConf): Promise<CniResult> {
     mac: link.mac,
   });
   assigning.catch(() => {});
+  // Two ip processes, both started now: the host's makes the veth at once (the pod end straight
+  // into CNI_NETNS) and prints the marker line after it; the pod's (in CNI_NETNS through
+  // nsenter) gets its script when the addresses are in and the veth is there. Forking and
+  // loading ip thus overlap the agent's work.
   const host = new Batch();
-  const pod = name === undefined ? new Batch(inv.netns) : undefined;
-  host.write(hostLinkBatch(link, state));
+  const pod = new Batch(inv.netns);
+  host.write(`${hostLinkBatch(link, state)}link show dev ${link.hostIfname}\n`);
   let assigned: ResponseOf['assign'];
   try {
     assigned = await assigning;
@@ -412,7 +380,7 @@ async function cmdAdd(inv: Invocation, conf: NetConf): Promise<CniResult> {
     // No address: take back the veth this call made, so a failed ADD leaves nothing behind.
     await Promise.all([
       host.abandon(state === 'ours' ? '' : `link del ${link.hostIfname}\n`),
-      pod?.abandon(),
+      pod.abandon(),
     ]);
     throw e;
   }
@@ -420,18 +388,15 @@ async function cmdAdd(inv: Invocation, conf: NetConf): Promise<CniResult> {
     ...link,
     addresses: assigned.addresses.map((a: AssignedAddress) => ({ address: a.address, family: a.family })),
   };
-  if (name !== undefined) {
-    const file = host.writePod(podBatch(w));
-    await host.end(hostAddressBatch(w) + podExecLine(name, ip(), file));
-  } else {
-    try {
-      await host.end(hostAddressBatch(w));
-    } catch (e) {
-      await pod?.abandon();
-      throw e;
-    }
-    await pod!.end(podBatch(w));
-  }
+  const hostDone = host.end(hostAddressBatch(w));
+  hostDone.catch(() => {});
+  // Without the marker the veth was not made (an interface of that name already in the pod,
+  // say): the pod's process gets nothing, so nothing of someone else's is touched.
+  const made = await host.printed();
+  const podDone = pod.end(made ? podBatch(w) : '');
+  podDone.catch(() => {});
+  await hostDone;
+  await podDone;
   // Written once the veth is configured, before ADD returns: nothing in the pod runs before that.
   writeSysctls(hostSysctls(link.hostIfname, conf.families));
   return addResult(w, conf);

@@ -347,7 +347,3 @@ export function hostRouteProblems(e: Expected, route4: string, route6: string): 
   }
   return problems;
 }
-
-/** The host batch line that runs the pod's script file inside the pod. */
-export const podExecLine = (name: string, ipPath: string, file: string): string =>
-  `netns exec ${name} ${ipPath} -batch ${file}\n`;

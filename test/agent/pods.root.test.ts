@@ -1,5 +1,5 @@
 /**
- * A pod network made of two agents: pods created through the real CNI plugin (bin/twill-cni.js,
+ * A pod network made of two agents: pods created through the real CNI plugin (dist/cni/twill,
  * run in each node's namespace as a runtime runs it) get addresses from their node's agent,
  * reach pods on the other node (ICMP and TCP) over the routes BGP put in the kernels, a
  * NetworkPolicy written to the datastore is enforced across nodes (the allowed client gets

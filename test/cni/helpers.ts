@@ -1,7 +1,7 @@
 /**
  * Test helpers for the CNI plugin: an agent endpoint (CniHandler + CniServer over the real
  * Allocator on the in-memory datastore) in the test's own process, and the plugin binary
- * (bin/twill-cni.js, from dist/, built by `npm test`'s pretest) run as a runtime runs it:
+ * (dist/cni/twill, the bundle `npm test`'s pretest builds) run as a runtime runs it:
  * CNI_* environment, the configuration on stdin, inside the test's "node" namespace
  * (`ip netns exec NODE`), so the plugin's host side is that namespace and never the machine's.
  *
@@ -17,7 +17,7 @@ import { TWILL_API_VERSION } from '../../src/datastore/types.js';
 import { Allocator } from '../../src/ipam/allocator.js';
 
 export const ROOT = join(import.meta.dirname, '../..');
-export const PLUGIN = join(ROOT, 'bin/twill-cni.js');
+export const PLUGIN = join(ROOT, 'dist/cni/twill');
 
 export interface Agent {
   store: MemoryDatastore;

@@ -3,8 +3,8 @@
  * start-up time. Checked twice:
  * - statically, on the sources: the files src/cni/plugin.ts reaches, and the Node modules they
  *   import (type-only imports do not load anything and are left out);
- * - at run time, on the built entry (bin/twill-cni.js -> dist/): Node's own ESM loader log
- *   (NODE_DEBUG=esm prints each module it stores) lists exactly what a VERSION call loaded.
+ * - on the built plugin, dist/cni/twill (one file bundled by esbuild): esbuild's metafile lists
+ *   the same sources and the same Node modules, and the file requires nothing else.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -73,36 +73,30 @@ describe('the CNI plugin loads only what it needs', () => {
     expect(server).not.toContain('src/ipam/allocator.ts');
   });
 
-  it('at run time: the built entry loads the same and nothing else', () => {
-    const entry = join(ROOT, 'bin/twill-cni.js');
-    if (!existsSync(join(ROOT, 'dist/src/cni/plugin.js')))
-      throw new Error('dist/ is not built: run `npm run build` (npm test does it in pretest)');
-    const log = execFileSync(process.execPath, [entry], {
-      env: { PATH: process.env.PATH, NODE_DEBUG: 'esm', CNI_COMMAND: 'VERSION' },
+  it('the built plugin (dist/cni/twill, one bundled file) holds the same and requires nothing else', () => {
+    const entry = join(ROOT, 'dist/cni/twill');
+    if (!existsSync(entry))
+      throw new Error('dist/cni/twill is not built: run `npm run build` (npm test does it in pretest)');
+    const out = execFileSync(entry, [], {
+      env: { PATH: process.env.PATH, CNI_COMMAND: 'VERSION' },
       input: '{"cniVersion":"1.1.0"}',
       encoding: 'utf8',
-      stdio: ['pipe', 'pipe', 'pipe'],
     });
-    expect(JSON.parse(log).cniVersion).toBe('1.1.0');
-    const debug = execFileSync(
-      'sh',
-      ['-c', `echo '{"cniVersion":"1.1.0"}' | "$0" "$1" 2>&1 >/dev/null`, process.execPath, entry],
-      { env: { PATH: process.env.PATH, NODE_DEBUG: 'esm', CNI_COMMAND: 'VERSION' }, encoding: 'utf8' },
-    );
-    const loaded = [...debug.matchAll(/Storing (\S+) /g)].map((m) => m[1]!);
-    // If Node stops printing this, the test must say so rather than pass on an empty list.
-    expect(loaded, `NODE_DEBUG=esm printed no "Storing" lines:\n${debug.slice(0, 500)}`).toContain(
-      `file://${entry}`,
-    );
-    const own = loaded
-      .filter((u) => u.startsWith('file://'))
-      .map((u) => relative(ROOT, u.slice('file://'.length)))
-      .sort();
-    expect(own).toEqual([
-      'bin/twill-cni.js',
-      ...PLUGIN_FILES.map((f) => `dist/${f.replace(/\.ts$/, '.js')}`),
-    ]);
-    const nodeModules = [...new Set(loaded.filter((u) => !u.startsWith('file://')))].sort();
-    expect(nodeModules).toEqual(BUILTINS);
+    expect(JSON.parse(out).cniVersion).toBe('1.1.0');
+    // esbuild's own account of the bundle (deploy/build-cni.mjs writes it beside the file).
+    const meta = JSON.parse(readFileSync(join(ROOT, 'dist/cni/meta.json'), 'utf8')) as {
+      inputs: Record<string, unknown>;
+      outputs: Record<string, { imports: { path: string; external?: boolean }[] }>;
+    };
+    expect(Object.keys(meta.inputs).sort()).toEqual([...PLUGIN_FILES, 'src/cni/main.ts'].sort());
+    const outputs = Object.values(meta.outputs);
+    expect(outputs).toHaveLength(1);
+    expect(outputs[0]!.imports.map((i) => i.path).sort()).toEqual(BUILTINS);
+    expect(outputs[0]!.imports.every((i) => i.external)).toBe(true);
+    // And the file itself: every require() in it names one of those.
+    const text = readFileSync(entry, 'utf8');
+    const required = [...new Set([...text.matchAll(/require\("([^"]+)"\)/g)].map((m) => m[1]!))].sort();
+    expect(required).toEqual(BUILTINS);
+    expect(text.startsWith('#!/usr/bin/env node\n')).toBe(true);
   });
 });

@@ -38,7 +38,7 @@ describeSystem('CNI plugin on the real kernel', { root: true, tools: ['ip', 'nse
   });
 
   beforeAll(async () => {
-    if (!existsSync(PLUGIN.replace('bin/twill-cni.js', 'dist/src/cni/plugin.js')))
+    if (!existsSync(PLUGIN))
       throw new Error('dist/ is not built: run `npm run build` (npm test does it in pretest)');
     agent = await startAgent();
     node = lab.ns('node');
@@ -300,6 +300,31 @@ describeSystem('CNI plugin on the real kernel', { root: true, tools: ['ip', 'nse
     const del = await plugin(node, { ...call, command: 'DEL' });
     expect([del.code, del.stdout]).toEqual([0, '']);
     expect(sh('ip', ['-n', node, 'route', 'show', `${addr}/32`])).toBe('');
+  });
+
+  it('an eth0 already in the pod that is not ours: ADD fails and leaves that interface and the node as they were', async () => {
+    const ns = lab.ns('taken');
+    sh('ip', ['-n', ns, 'link', 'add', 'eth0', 'type', 'bridge']);
+    sh('ip', ['-n', ns, 'addr', 'add', '192.0.2.9/24', 'dev', 'eth0']);
+    const before = sh('ip', ['-n', ns, '-o', 'addr', 'show', 'dev', 'eth0']);
+    const call = {
+      command: 'ADD',
+      containerID: 'taken1',
+      netns: `/run/netns/${ns}`,
+      ifname: 'eth0',
+      args: k8sArgs('default', 'taken'),
+      conf: conf(),
+    };
+    const err = failed(await plugin(node, call));
+    expect(err.code).toBe(101);
+    expect(err.details).toContain('File exists');
+    // The pod's script never ran: no address, route or state change on someone else's eth0.
+    expect(sh('ip', ['-n', ns, '-o', 'addr', 'show', 'dev', 'eth0'])).toBe(before);
+    expect(sh('ip', ['-n', ns, 'route', 'show'])).not.toContain('169.254.1.1');
+    expect(sh('ip', ['-n', node, 'link', 'show'])).not.toContain(hostVethName('default', 'taken'));
+    // The runtime's DEL after a failed ADD gives the address back.
+    const del = await plugin(node, { ...call, command: 'DEL' });
+    expect([del.code, del.stdout]).toEqual([0, '']);
   });
 
   it('ten ADDs at once, as a runtime starting pods side by side: ten pods, ten addresses', async () => {

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { handleFor, hostVethName, hostVethNameForContainer, podMac } from '../../src/cni/names.js';
-import { invoke, netnsName } from '../../src/cni/plugin.js';
+import { invoke } from '../../src/cni/plugin.js';
 import {
   CniCode,
   CniError,
@@ -30,7 +30,6 @@ import {
   hostRouteProblems,
   hostSysctls,
   podBatch,
-  podExecLine,
   podProblems,
   procRoute6Hex,
   procRouteHex,
@@ -383,15 +382,6 @@ describe('kernel scripts', () => {
     expect(hostLinkBatch(wiring, 'absent') + hostAddressBatch(wiring)).toBe(hostBatch(wiring, 'absent'));
     expect(hostAddressBatch(wiring)).toMatch(/^route replace 10\.244\.1\.7\/32/);
     expect(hostBatch(wiring, 'ours')).not.toContain('link add');
-  });
-
-  it('the pod script runs through `ip netns exec` when ip knows the netns by name', () => {
-    expect(netnsName('/var/run/netns/cni-1234')).toBe('cni-1234');
-    expect(netnsName('/proc/1234/ns/net')).toBeUndefined();
-    expect(netnsName('/run/netns/a/b')).toBeUndefined();
-    expect(podExecLine('cni-1234', '/usr/sbin/ip', '/tmp/x.batch')).toBe(
-      'netns exec cni-1234 /usr/sbin/ip -batch /tmp/x.batch\n',
-    );
   });
 
   it('pod side: every write a replace, so a repeated ADD changes nothing', () => {
