@@ -23,6 +23,10 @@ const commands: Record<string, Command> = {
     summary: 'install the CNI plugin, its Node and the conflist on the host (the init container)',
     run: async (args) => (await import('./cli/cni-install.js')).cniInstallCommand(args),
   },
+  lab: {
+    summary: 'a pod network on this machine from a containerlab file, in namespaces (lab --help)',
+    run: async (args) => (await import('./cli/lab.js')).labCommand(args),
+  },
   speaker: { summary: 'run a standalone BGP speaker (speaker --config FILE)', run: speakerCommand },
   routes: {
     summary: 'show the Loc-RIB with every path and why the best won (routes [--json] [--prefix P])',

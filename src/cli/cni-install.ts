@@ -86,7 +86,10 @@ export async function cniInstallCommand(
   } catch (e) {
     if (!(e instanceof InstallError)) throw e;
     const usage = e.problems.some((p) => p.startsWith('conflist:') || p.startsWith('--'));
-    for (const p of e.problems) process.stderr.write(`twill cni-install: ${p}${p.startsWith('conflist:') ? ` (from ${source})` : ''}\n`);
+    for (const p of e.problems)
+      process.stderr.write(
+        `twill cni-install: ${p}${p.startsWith('conflist:') ? ` (from ${source})` : ''}\n`,
+      );
     process.stderr.write('nothing was changed on the host\n');
     return usage ? 2 : 1;
   }

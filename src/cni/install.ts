@@ -114,7 +114,11 @@ export function checkConflist(text: string): { problems: string[]; types: string
 }
 
 /** Write `data` (or copy `from`) to `path` through a temporary file in the same folder. */
-async function replaceFile(path: string, mode: number, src: { data: string } | { from: string }): Promise<void> {
+async function replaceFile(
+  path: string,
+  mode: number,
+  src: { data: string } | { from: string },
+): Promise<void> {
   const tmp = `${path}.twill-tmp-${process.pid}`;
   try {
     if ('data' in src) await writeFile(tmp, src.data, { mode });
@@ -142,7 +146,9 @@ export async function installCni(opts: InstallOptions): Promise<InstallReport> {
   // Linux reads at most 255 bytes of a "#!" line; a path with blanks would be split.
   const interpreter = join(opts.hostBinDir, 'twill-node');
   if (!opts.hostBinDir.startsWith('/') || /\s/.test(interpreter) || interpreter.length > 200)
-    problems.push(`--host-bin-dir: ${JSON.stringify(opts.hostBinDir)} must be an absolute path without blanks`);
+    problems.push(
+      `--host-bin-dir: ${JSON.stringify(opts.hostBinDir)} must be an absolute path without blanks`,
+    );
   let plugin = '';
   try {
     plugin = await readFile(opts.plugin, 'utf8');

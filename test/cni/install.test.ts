@@ -82,9 +82,9 @@ describe('twill cni-install', () => {
     ]);
     expect(readFileSync(join(netd, '10-twill.conflist'), 'utf8')).toBe(before);
     expect(statSync(join(bin, 'twill')).mtimeMs).toBe(pluginBefore);
-    expect(install([], { CNI_CONFLIST: '{"cniVersion": "1.0.0", "name": "x", "type": "twill"}' }).stderr).toContain(
-      'plugins: expected a list of plugin configurations (this is a .conflist)',
-    );
+    expect(
+      install([], { CNI_CONFLIST: '{"cniVersion": "1.0.0", "name": "x", "type": "twill"}' }).stderr,
+    ).toContain('plugins: expected a list of plugin configurations (this is a .conflist)');
     expect(install([], { CNI_CONFLIST: 'not json' }).stderr).toContain('conflist: not JSON');
   });
 
