@@ -32,10 +32,14 @@ const HOLD_TIME_S = 90;
 export interface SuiteSpec {
   file: string;
   name: string;
-  /** Three Twill nodes: the web pod's, the client's, and the node that is removed. */
+  /** Twill nodes: the web pod's, the client's, and another pod's (default: the removed node). */
   web: string;
   client: string;
+  other?: string;
+  /** The node removed (a Twill node, or a BIRD or FRR member of the mesh). */
   removed: string;
+  /** BIRD or FRR nodes whose kernels must route the Twill pods' blocks. */
+  routers?: string[];
   add: { node: string; link: string; like: string; exec: string[]; peerExec: string[] };
 }
 
@@ -47,7 +51,13 @@ interface PodInfo {
 }
 
 interface StatusJson {
-  nodes: { name: string; role: string; running: boolean; address?: string; peers: { address: string; state: string }[] }[];
+  nodes: {
+    name: string;
+    role: string;
+    running: boolean;
+    address?: string;
+    peers: { address: string; state: string }[];
+  }[];
   pods: PodInfo[];
 }
 
@@ -64,7 +74,9 @@ export function labSuite(spec: SuiteSpec): void {
       return stdout;
     } catch (e) {
       const err = e as { stdout?: string; stderr?: string; message: string };
-      throw new Error(`twill lab ${args.join(' ')} failed: ${err.stderr ?? ''}${err.stdout ?? ''}${err.message}`);
+      throw new Error(
+        `twill lab ${args.join(' ')} failed: ${err.stderr ?? ''}${err.stdout ?? ''}${err.message}`,
+      );
     }
   };
   const status = async () => JSON.parse(await lab('status', spec.name, '--json')) as StatusJson;
@@ -94,9 +106,12 @@ export function labSuite(spec: SuiteSpec): void {
   };
   /** Routes of ours (protocol 84) via a gateway in a node's kernel. */
   const viaRoutes = (ns: string) =>
-    (JSON.parse(sh('ip', ['-n', ns, '-j', 'route', 'show', 'proto', '84'])) as { dst: string; gateway?: string }[]).filter(
-      (r) => r.gateway !== undefined,
-    );
+    (
+      JSON.parse(sh('ip', ['-n', ns, '-j', 'route', 'show', 'proto', '84'])) as {
+        dst: string;
+        gateway?: string;
+      }[]
+    ).filter((r) => r.gateway !== undefined);
   const nsOf = (node: string) => `tw-${spec.name}-${node}`;
 
   beforeAll(async () => {
@@ -128,16 +143,35 @@ export function labSuite(spec: SuiteSpec): void {
   it('pods on different nodes reach each other (ICMP and TCP)', async () => {
     const web = await addPod(spec.web, 'web');
     const client = await addPod(spec.client, 'client');
-    const other = await addPod(spec.removed, 'other');
-    const server = spawn('ip', ['netns', 'exec', web.ns, 'socat', 'TCP-LISTEN:8080,fork,reuseaddr', 'SYSTEM:echo hello-from-web'], {
-      stdio: 'ignore',
-    });
+    const other = await addPod(spec.other ?? spec.removed, 'other');
+    const server = spawn(
+      'ip',
+      ['netns', 'exec', web.ns, 'socat', 'TCP-LISTEN:8080,fork,reuseaddr', 'SYSTEM:echo hello-from-web'],
+      {
+        stdio: 'ignore',
+      },
+    );
     servers.push(server);
     await waitFor('client reaches web over ICMP', () => icmp(client, web), 30_000, 300);
     expect(await icmp(other, client)).toBe(true);
     expect(await icmp(web, other)).toBe(true);
-    expect(await waitFor('client reaches web over TCP', () => tcp(client, web), 10_000, 200)).toBe('hello-from-web');
+    expect(await waitFor('client reaches web over TCP', () => tcp(client, web), 10_000, 200)).toBe(
+      'hello-from-web',
+    );
     expect(await tcp(other, web)).toBe('hello-from-web');
+    const st = await status();
+    const addressOf = (node: string) => st.nodes.find((n) => n.name === node)!.address!;
+    for (const r of spec.routers ?? [])
+      for (const p of [web, client])
+        await waitFor(
+          `${r} routes ${p.name}'s block via ${p.node}`,
+          () =>
+            (
+              JSON.parse(sh('ip', ['-n', nsOf(r), '-j', 'route', 'get', p.address])) as { gateway?: string }[]
+            ).some((x) => x.gateway === addressOf(p.node)),
+          20_000,
+          200,
+        );
   }, 60_000);
 
   it('a NetworkPolicy is enforced across nodes', async () => {
@@ -157,7 +191,12 @@ spec:
     );
     await lab('apply', spec.name, policy);
     const web = pods.get('web')!;
-    await waitFor('the other node’s pod is refused', async () => (await tcp(pods.get('other')!, web)) === undefined, 20_000, 300);
+    await waitFor(
+      'the other node’s pod is refused',
+      async () => (await tcp(pods.get('other')!, web)) === undefined,
+      20_000,
+      300,
+    );
     expect(await tcp(pods.get('client')!, web)).toBe('hello-from-web');
     expect(await icmp(pods.get('client')!, web)).toBe(false);
   }, 60_000);
@@ -184,7 +223,11 @@ spec:
     const st = await status();
     const gone = st.nodes.find((n) => n.name === spec.removed)!;
     const others = st.nodes.filter((n) => n.role === 'twill' && n.name !== spec.removed);
-    for (const o of others) expect(viaRoutes(nsOf(o.name)).some((r) => r.gateway === gone.address), o.name).toBe(true);
+    for (const o of others)
+      expect(
+        viaRoutes(nsOf(o.name)).some((r) => r.gateway === gone.address),
+        o.name,
+      ).toBe(true);
     const t0 = Date.now();
     await lab('remove', spec.name, spec.removed);
     await waitFor(
@@ -221,7 +264,12 @@ spec:
       300,
     );
     const web = st.nodes.find((n) => n.name === spec.web)!;
-    await waitFor(`${a.node} routes via ${spec.web}`, () => viaRoutes(nsOf(a.node)).some((r) => r.gateway === web.address), 30_000, 200);
+    await waitFor(
+      `${a.node} routes via ${spec.web}`,
+      () => viaRoutes(nsOf(a.node)).some((r) => r.gateway === web.address),
+      30_000,
+      200,
+    );
     const newcomer = await addPod(a.node, 'newcomer');
     await waitFor('the new pod reaches the client', () => icmp(newcomer, pods.get('client')!), 30_000, 300);
   }, 120_000);
