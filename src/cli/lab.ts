@@ -153,14 +153,19 @@ function table(rows: string[][]): string[] {
   );
 }
 
-/** Wait until every running Twill and BGP daemon has all its sessions Established. */
+/** Wait until every BGP daemon runs and its sessions with the lab's nodes are Established. */
 async function waitConverged(state: LabState, seconds: number): Promise<NodeReport[]> {
   const deadline = Date.now() + seconds * 1000;
   for (;;) {
     const rs = await reports(state);
+    // Sessions with the lab's own nodes (a reflector may also list peers yet to join).
+    const members = new Set(rs.map((r) => r.address).filter((a) => a !== undefined));
     const bgp = rs.filter((r) => r.role !== 'plain');
     const done = bgp.every(
-      (r) => r.running && r.peers.length > 0 && r.peers.every((p) => p.state === 'Established'),
+      (r) =>
+        r.running &&
+        r.peers.length > 0 &&
+        r.peers.filter((p) => members.has(p.address)).every((p) => p.state === 'Established'),
     );
     if (done || Date.now() > deadline) return rs;
     await new Promise((r) => setTimeout(r, 500));
@@ -294,11 +299,9 @@ export async function labCommand(args: string[]): Promise<number> {
           });
         } catch (e) {
           const name = p.flags.get('--name')?.[0];
-          if (e instanceof LabError && !/already up|needs root/.test(e.message))
-            process.stderr.write(
-              `twill lab up failed; \`twill lab down${name ? ` ${name}` : ''}\` removes what was made\n`,
-            );
-          throw e;
+          const message = e instanceof Error ? e.message : String(e);
+          if (/already up|needs root/.test(message)) throw e;
+          throw new LabError(`${message}\n\`twill lab down${name ? ` ${name}` : ''}\` removes what was made`);
         }
         process.stdout.write(
           `lab ${state.name}: ${state.nodes.length} nodes up; waiting for BGP sessions...\n`,

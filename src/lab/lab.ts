@@ -670,13 +670,29 @@ export async function labRestart(
 /**
  * Remove a node from the cluster, as an operator deleting a machine does: its daemons end
  * (SIGKILL: no goodbye), its namespace and links go, and its Node object is deleted from the
- * store (\`kubectl delete node\`), so the others drop it from the mesh. Its pods go with it.
+ * store (\`kubectl delete node\`), so the others drop it from the mesh; BIRD nodes drop their
+ * peer for it (what confd's re-rendered config does). Its pods go with it.
  */
 export async function labRemove(root: string, lab: string, node: string): Promise<void> {
   requireRoot();
   const state = mustState(root, lab);
   const n = nodeOf(state, node);
   await endProcs(n, 'SIGKILL');
+  // BIRD members configured by address (a reflector, a Calico-style node) drop their peer for
+  // it, as calico-node's confd does when a Node goes: it renders the config without that peer.
+  // Without this they would keep its routes as a graceful restart's stale routes.
+  if (n.address)
+    for (const b of state.nodes.filter((x) => x.role === 'bird' && x.ctl)) {
+      const out = tryCmd('birdc', ['-s', b.ctl!, 'show', 'protocols', 'all']) ?? '';
+      for (const block of out.split(/\n(?=\S)/)) {
+        const proto = /^(\S+)\s+BGP\s/.exec(block)?.[1];
+        if (
+          proto &&
+          new RegExp(`Neighbor address:\\s+${n.address.replace(/\./g, '\\.')}\\s`).test(`${block}\n`)
+        )
+          tryCmd('birdc', ['-s', b.ctl!, 'disable', proto]);
+      }
+    }
   for (const p of state.pods.filter((x) => x.node === node)) tryCmd('ip', ['netns', 'del', p.ns]);
   tryCmd('ip', ['netns', 'del', n.ns]);
   state.pods = state.pods.filter((x) => x.node !== node);
