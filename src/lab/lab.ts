@@ -671,7 +671,8 @@ export async function labRestart(
  * Remove a node from the cluster, as an operator deleting a machine does: its daemons end
  * (SIGKILL: no goodbye), its namespace and links go, and its Node object is deleted from the
  * store (\`kubectl delete node\`), so the others drop it from the mesh; BIRD nodes drop their
- * peer for it (what confd's re-rendered config does). Its pods go with it.
+ * peer for it (what confd's re-rendered config does), FRR members shut that neighbor down. Its
+ * pods go with it.
  */
 export async function labRemove(root: string, lab: string, node: string): Promise<void> {
   requireRoot();
@@ -692,6 +693,18 @@ export async function labRemove(root: string, lab: string, node: string): Promis
         )
           tryCmd('birdc', ['-s', b.ctl!, 'disable', proto]);
       }
+    }
+  // FRR members likewise: the neighbor is shut down (`neighbor ADDR shutdown`).
+  if (n.address)
+    for (const f of state.nodes.filter((x) => x.role === 'frr' && x.ctl)) {
+      const vty = ['--vty_socket', f.ctl!, '-d', 'bgpd'];
+      const sum = tryCmd('vtysh', [...vty, '-c', 'show bgp summary json']);
+      const asn = sum ? (JSON.parse(sum) as { ipv4Unicast?: { as?: number } }).ipv4Unicast?.as : undefined;
+      if (asn !== undefined)
+        tryCmd('vtysh', [
+          ...vty,
+          ...['-c', 'configure terminal', '-c', `router bgp ${asn}`, '-c', `neighbor ${n.address} shutdown`],
+        ]);
     }
   for (const p of state.pods.filter((x) => x.node === node)) tryCmd('ip', ['netns', 'del', p.ns]);
   tryCmd('ip', ['netns', 'del', n.ns]);

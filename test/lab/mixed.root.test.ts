@@ -19,6 +19,7 @@ describeSystem(
       client: 'twill2',
       other: 'twill2',
       removed: 'bird1',
+      removedAddress: '10.244.100.1',
       routers: ['bird1'],
       add: {
         node: 'twill3',
