@@ -1,14 +1,17 @@
 /**
  * The topologies in containerlab/ stay deployable: each reads with readClab, every bind's host
  * file exists (relative to the topology file, as containerlab resolves it), and each Twill
- * speaker config a node runs parses with parseSpeakerConfig. So renaming a file or a config
+ * speaker config a node runs parses with parseSpeakerConfig, each `twill agent` command line
+ * parses with the agent's own parser, and every file a `twill.dev/objects` label names exists. So renaming a file or a config
  * field cannot leave a topology behind.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseSpeakerConfig } from '../../src/bgp/config.js';
+import { parseAgentConfig } from '../../src/agent/config.js';
 import { bindHostPath, readClab } from '../../src/lab/clab.js';
+import { agentFlags, roleOf } from '../../src/lab/lab.js';
 
 const dir = join(import.meta.dirname, '..', '..', 'containerlab');
 const topologies = readdirSync(dir)
@@ -48,6 +51,21 @@ describe('containerlab/', () => {
         expect(bind, `${node.name}: no bind for ${path}`).toBeDefined();
         const host = bindHostPath(file, bind!);
         expect(() => parseSpeakerConfig(readFileSync(host, 'utf8'), host)).not.toThrow();
+      }
+    });
+  });
+
+  describe.each(topologies)('%s: agents', (file) => {
+    const topo = readClab(readFileSync(file, 'utf8'), file);
+    it('gives every twill agent a command line the agent accepts, and objects files that exist', () => {
+      for (const n of topo.nodes) {
+        const objects = n.labels['twill.dev/objects'];
+        if (objects)
+          for (const f of objects.split(',')) expect(existsSync(join(dir, f.trim())), f).toBe(true);
+        if (roleOf(n) !== 'twill' || !n.cmd?.startsWith('twill agent')) continue;
+        const argv = ['--nodename', n.name, ...agentFlags(n)];
+        const cfg = parseAgentConfig(argv, n.env, n.name);
+        expect(cfg, `${n.name}: ${n.cmd}`).toBeDefined();
       }
     });
   });

@@ -1,0 +1,83 @@
+/**
+ * `twill lab` without a lab: how a node's cmd becomes the agent's command line, which image
+ * plays which role, the usage errors, and what it says to a user without root.
+ */
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import type { ClabNode } from '../../src/lab/clab.js';
+import { agentFlags, roleOf, words } from '../../src/lab/lab.js';
+import { BIN } from '../helpers/twill.js';
+
+const node = (over: Partial<ClabNode>): ClabNode => ({
+  name: 'n1',
+  kind: 'linux',
+  image: null,
+  cmd: null,
+  entrypoint: null,
+  binds: [],
+  exec: [],
+  env: {},
+  labels: {},
+  mgmtIpv4: null,
+  mgmtIpv6: null,
+  ...over,
+});
+
+describe('twill lab', () => {
+  it('splits a cmd into words, quotes grouping', () => {
+    expect(words(`twill agent --log-level "debug" --ip-autodetection-method 'interface=eth1'`)).toEqual([
+      'twill',
+      'agent',
+      '--log-level',
+      'debug',
+      '--ip-autodetection-method',
+      'interface=eth1',
+    ]);
+  });
+
+  it("keeps the agent's flags and drops the ones the lab sets itself", () => {
+    const n = node({
+      image: 'ghcr.io/twill-net/twill:latest',
+      cmd: 'twill agent --datastore kubernetes --as 64512 --api=/x.sock --nodename other --pool-cidr 10.244.0.0/16',
+    });
+    expect(agentFlags(n)).toEqual(['--as', '64512', '--pool-cidr', '10.244.0.0/16']);
+    expect(() => agentFlags(node({ name: 'n2', cmd: 'twill speaker --config x' }))).toThrow(
+      'n2: cmd must start with "twill agent"',
+    );
+  });
+
+  it('gives each image its role', () => {
+    expect(roleOf(node({ image: 'ghcr.io/twill-net/twill:latest' }))).toBe('twill');
+    expect(roleOf(node({ image: 'twill-lab/bird2:latest' }))).toBe('bird');
+    expect(roleOf(node({ image: 'quay.io/frrouting/frr:9.1.0' }))).toBe('frr');
+    expect(roleOf(node({ image: 'nicolaka/netshoot:latest' }))).toBe('plain');
+    // "twill-lab/…" is not the Twill image.
+    expect(roleOf(node({ image: 'twill-lab/switch:latest' }))).toBe('plain');
+  });
+
+  const twill = (args: string[], uid?: number) =>
+    spawnSync(process.execPath, [BIN, 'lab', ...args], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH },
+      ...(uid !== undefined ? { uid, gid: uid } : {}),
+    });
+
+  it('usage errors exit 2 and say what is wrong', () => {
+    expect(twill([]).status).toBe(2);
+    const r = twill(['frob']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('unknown lab command frob');
+    expect(twill(['up']).stderr).toContain('usage: twill lab up FILE.clab.yml');
+    expect(twill(['up', 'x.clab.yml', '--pods', 'many']).stderr).toContain('--pods: "many" is not 0..1000');
+  });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'without root: says so and what it needs, exit 1 (run as nobody)',
+    () => {
+      const r = twill(['up', 'containerlab/mesh3.clab.yml', '--state-dir', '/tmp/twill-lab-nobody'], 65534);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain('twill lab needs root');
+      expect(r.stderr).toContain('sudo');
+    },
+  );
+});
