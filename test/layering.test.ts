@@ -23,7 +23,8 @@ const root = join(import.meta.dirname, '..');
 /**
  * Each part of src/ and the parts it may import directly, lowest first:
  *   net <- bgp/wire <- bgp/decision.ts <- bgp/rib <- bgp <- api <- cli
- *   net <- config (YAML field checking, shared) <- bgp, lab, the agent's configuration
+ *   net <- config (YAML field checking, shared) <- bgp, lab/clab.ts, the agent's configuration
+ *   lab/clab.ts, api, datastore <- lab (twill lab: namespaces, daemons, the lab's store) <- cli
  *   net <- datastore (the contract: Kubernetes-shaped objects) <- ipam (allocates over it)
  *   net <- policy <- dataplane;  bgp, ipam, policy, datastore <- dataplane <- cni <- agent <- cli
  */
@@ -40,7 +41,8 @@ const LAYERS: Record<string, readonly string[]> = {
   policy: ['net', 'config'],
   dataplane: ['policy', 'ipam', 'bgp'],
   cni: ['dataplane'],
-  lab: ['config'],
+  'lab/clab.ts': ['config'],
+  lab: ['lab/clab.ts', 'api', 'datastore'],
   api: ['bgp'],
   agent: ['api', 'cni'],
   cli: ['agent', 'lab'],
@@ -69,7 +71,7 @@ const pure = [
   'src/bgp/best-routes.ts',
   'src/bgp/status.ts',
   'src/config',
-  'src/lab',
+  'src/lab/clab.ts',
   'src/ipam',
   'src/datastore/types.ts',
   'src/policy',

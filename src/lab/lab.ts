@@ -371,11 +371,17 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
       saveState(state);
       startAgentOf(n);
     } else if (n.role === 'bird') {
-      const m = /^bird\s+(?:-\S+\s+)*-c\s+(\S+)/.exec(node.cmd ?? '');
-      if (!m) throw new LabError(`${node.name}: cmd ${JSON.stringify(node.cmd)} is not bird -f -c FILE`);
+      // The node's own flags (-R, say) kept; the config is the bound file, the control socket
+      // the lab's, and -f keeps it in the foreground.
+      const w = words(node.cmd ?? '');
+      const c = w.indexOf('-c');
+      if (w[0] !== 'bird' || c < 0 || w[c + 1] === undefined)
+        throw new LabError(`${node.name}: cmd ${JSON.stringify(node.cmd)} is not bird [-R] -f -c FILE`);
+      w[c + 1] = bound(file, node, w[c + 1]!);
+      if (!w.includes('-f')) w.push('-f');
       n.ctl = join(n.dir, 'bird.ctl');
       saveState(state);
-      record(n, 'bird', spawnIn(n.ns, ['bird', '-f', '-c', bound(file, node, m[1]!), '-s', n.ctl], log));
+      record(n, 'bird', spawnIn(n.ns, [...w, '-s', n.ctl], log));
     } else if (n.role === 'frr') {
       const conf = bound(file, node, '/etc/frr/frr.conf');
       n.ctl = n.dir;
