@@ -45,7 +45,8 @@ const BREAK = /^lock\.break\./;
 /** Tokens become file names (`lock.break.<token>`): nothing else is accepted from a record. */
 const TOKEN = /^[0-9a-z]{1,64}$/;
 
-function startTimeOf(pid: number): string | undefined {
+/** A process's start time (field 22 of /proc/<pid>/stat), to tell it from a later one with its pid. */
+export function startTimeOf(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 22 (starttime); fields are counted after the command name, which may hold spaces.

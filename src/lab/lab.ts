@@ -37,6 +37,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { getJson } from '../api/http.js';
 import { openFileDatastore } from '../datastore/file.js';
+import { startTimeOf } from '../datastore/file-lock.js';
 import type { Datastore, StoredObject } from '../datastore/types.js';
 import { bindHostPath, type ClabNode, type ClabTopology, readClab } from './clab.js';
 
@@ -116,14 +117,7 @@ function tryCmd(cmd: string, args: string[]): string | undefined {
   }
 }
 
-function startTime(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
+const startTime = startTimeOf;
 
 export function requireRoot(): void {
   if (process.getuid?.() !== 0)
