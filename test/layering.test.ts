@@ -71,6 +71,8 @@ const pure = [
   'src/bgp/best-routes.ts',
   'src/bgp/status.ts',
   'src/config',
+  'src/bfd/packet.ts',
+  'src/bfd/session.ts',
   'src/lab/clab.ts',
   'src/ipam',
   'src/datastore/types.ts',
