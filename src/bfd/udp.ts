@@ -13,7 +13,7 @@
  * `ttlRule()` below.
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { BfdState, decodeControl, encodeControl, STATE_NAMES } from './packet.js';
+import { type BfdState, decodeControl, encodeControl, STATE_NAMES } from './packet.js';
 import { BfdSession, type SessionConfig, type SessionOutput } from './session.js';
 
 export const BFD_PORT = 3784;
