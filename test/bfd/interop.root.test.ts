@@ -6,7 +6,7 @@
  * both ways by netfilter, the stand-in here for `tc netem loss 100%` (these machines' kernels
  * have no sch_netem).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
