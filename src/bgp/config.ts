@@ -92,7 +92,19 @@ export interface NeighborConfig {
   /** Prefix rules for what we accept from / send to this neighbor; first match wins. */
   import: PrefixRuleConfig[];
   export: PrefixRuleConfig[];
+  /** BFD for this neighbor (bfd-link.ts); absent or null: none. */
+  bfd?: BfdNeighborConfig | null;
 }
+
+/** BFD timers for a neighbor, milliseconds (RFC 5880 bfd.DesiredMinTxInterval and friends). */
+export interface BfdNeighborConfig {
+  minTxMs: number;
+  minRxMs: number;
+  multiplier: number;
+}
+
+/** BIRD's and FRR's defaults are 100-300 ms x 3 or 5; Calico users ask for 300 ms x 3. */
+export const DEFAULT_BFD: BfdNeighborConfig = { minTxMs: 300, minRxMs: 300, multiplier: 3 };
 
 export interface PrefixRuleConfig {
   /** Canonical prefix text. */
@@ -231,7 +243,9 @@ const NEIGHBOR_KEYS = [
   'maxPrefix',
   'import',
   'export',
+  'bfd',
 ] as const;
+const BFD_KEYS = ['minTx', 'minRx', 'multiplier'] as const;
 const API_KEYS = ['listen'] as const;
 const MESH_KEYS = ['lowerAddressDials'] as const;
 
@@ -330,6 +344,7 @@ function readNeighbor(v: unknown, path: string, issues: Issues): NeighborConfig 
     n.maxPrefix = readInt(v.maxPrefix, at('maxPrefix'), 1, 100_000_000, issues) ?? null;
   if (has(v, 'import', path, issues)) n.import = readRules(v.import, at('import'), issues);
   if (has(v, 'export', path, issues)) n.export = readRules(v.export, at('export'), issues);
+  if (has(v, 'bfd', path, issues)) n.bfd = readBfd(v.bfd, at('bfd'), issues);
   if (n.routeReflectorClient && asn !== undefined && address !== undefined && n.asn !== asn) {
     // (checked against our AS in parseSpeakerConfig)
   }
@@ -583,4 +598,23 @@ export function dialsNeighbor(config: SpeakerConfig, n: NeighborConfig): boolean
   const local = parseIp(n.localAddress ?? config.routerId);
   if (peer === undefined || local === undefined || peer.version !== local.version) return true;
   return compareBytes(local.bytes, peer.bytes) < 0;
+}
+
+/** `bfd: true` (the defaults), `false`, or {minTx, minRx, multiplier} (milliseconds). */
+function readBfd(v: unknown, path: string, issues: Issues): BfdNeighborConfig | null {
+  if (v === true) return { ...DEFAULT_BFD };
+  if (v === false || v === null) return null;
+  if (!isMapping(v)) {
+    issues.add(path, `expected true, false or {minTx, minRx, multiplier}, got ${show(v)}`);
+    return null;
+  }
+  checkKeys(v, path, BFD_KEYS, issues);
+  const b = { ...DEFAULT_BFD };
+  if (v.minTx !== undefined)
+    b.minTxMs = readInt(v.minTx, join(path, 'minTx'), 10, 60_000, issues) ?? b.minTxMs;
+  if (v.minRx !== undefined)
+    b.minRxMs = readInt(v.minRx, join(path, 'minRx'), 10, 60_000, issues) ?? b.minRxMs;
+  if (v.multiplier !== undefined)
+    b.multiplier = readInt(v.multiplier, join(path, 'multiplier'), 1, 255, issues) ?? b.multiplier;
+  return b;
 }

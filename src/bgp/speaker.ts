@@ -45,6 +45,7 @@
 import type { Socket } from 'node:net';
 import { parseIpv4, parsePrefix } from '../net/addr.js';
 import { BestRoutes, type RouteChange } from './best-routes.js';
+import { BfdLink } from './bfd-link.js';
 import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import type { NeighborConfig, SpeakerConfig } from './config.js';
 import type { FsmState } from './fsm.js';
@@ -117,6 +118,8 @@ export class Speaker {
   private readonly clock: Clock;
   private readonly resolver: NextHopResolver & { read?: () => void };
   private readonly bestListeners: ((deltas: readonly Delta[]) => void)[] = [];
+  /** BFD sessions of neighbors configured with `bfd`, made when the first one is established. */
+  private bfdLink: BfdLink | undefined;
   private readonly routeListeners: ((changes: readonly RouteChange[]) => void)[] = [];
   private bestRoutes: BestRoutes | undefined;
 
@@ -241,6 +244,7 @@ export class Speaker {
       p.stop(CeaseSubcode.AdministrativeShutdown, message);
       p.restartTimer?.cancel();
     }
+    await this.bfdLink?.stop();
     this.deferral.cancel();
     this.revalidateTimer?.cancel();
     this.pruneTimer?.cancel();
@@ -261,6 +265,7 @@ export class Speaker {
    */
   setNeighbors(list: readonly NeighborConfig[]): void {
     this.peers.apply(list);
+    void this.bfdLink?.retain(new Set(list.filter((n) => n.bfd).map((n) => n.address)));
   }
 
   status(): SpeakerStatus {
@@ -269,7 +274,13 @@ export class Speaker {
       routerId: this.config.routerId,
       asn: this.config.asn,
       listen: l ? { address: l.address, port: this.listener.port ?? l.port } : null,
-      peers: [...this.peers.values()].map((p) => peerStatus(p, this.rib, this.config.asn)),
+      peers: [...this.peers.values()].map((p) => {
+        const bfd = p.cfg.bfd ? this.bfdLink?.state(p.address) : undefined;
+        return {
+          ...peerStatus(p, this.rib, this.config.asn),
+          ...(p.cfg.bfd ? { bfd: bfd?.state ?? 'Down' } : {}),
+        };
+      }),
     };
   }
 
@@ -406,6 +417,10 @@ export class Speaker {
     const ctx = s.fsm.ctx!;
     const open = s.fsm.peerOpen!;
     p.establishedOn(s);
+    if (p.cfg.bfd && s.localAddress) {
+      this.bfdLink ??= new BfdLink((peer) => this.onBfdDown(peer), this.log);
+      void this.bfdLink.want(p.address, normalizeAddress(s.localAddress), p.cfg.bfd);
+    }
     this.log.info(
       { peer: p.address, holdTime: s.fsm.holdTime, families: [...ctx.families].map(familyName) },
       'session established',
@@ -491,6 +506,14 @@ export class Speaker {
       helpPeer(p, { kind: 'endOfRib', family: u.endOfRib }, this.helper);
       this.deferral.step({ kind: 'endOfRib', peer: p.address, family: u.endOfRib });
     }
+  }
+
+  /** RFC 5882 §10.2: the BFD session went Down, so does the BGP session (Cease 6/10, RFC 9384). */
+  private onBfdDown(peer: string): void {
+    const s = this.peers.get(peer)?.established;
+    if (!s) return;
+    this.log.warn({ peer }, 'BFD session down: closing the BGP session');
+    s.feed({ type: 'AutomaticStop', subcode: CeaseSubcode.BfdDown, message: 'BFD session down' });
   }
 
   private onRefresh(p: SpeakerPeer, s: Session, r: { afi: number; safi: number; subtype: number }): void {

@@ -57,6 +57,8 @@ export interface PeerStatus {
   prefixesAdvertised: number;
   /** Whether Twill dials this peer or only waits for it. */
   passive: boolean;
+  /** The BFD session's state (AdminDown, Down, Init, Up), for a neighbor with BFD configured. */
+  bfd?: string;
 }
 
 export interface SpeakerStatus {

@@ -18,7 +18,8 @@
  * As in calicoctl (which prints BIRD's and BIRD6's protocols), peers are split into an IPv4 and
  * an IPv6 table by their address, headers are centred and cells left-aligned. Departures: STATE
  * is the RFC 4271 FSM state rather than BIRD's up/start, and PEER TYPE says iBGP or eBGP with
- * the peer's AS, plus "passive" when Twill only waits for the peer. From an agent, PEER TYPE
+ * the peer's AS, plus "passive" when Twill only waits for the peer; INFO ends with the BFD
+ * session's state ("BFD Up") for a neighbor with BFD. From an agent, PEER TYPE
  * starts with where the peer came from, as calicoctl says it ("node-to-node mesh", "global",
  * "node specific"), and the first line names the node and whether it is ready (with why not). INFO shows, for an Established peer, the negotiated hold time and the
  * prefixes received and advertised; otherwise the last error: a NOTIFICATION we sent or
@@ -106,6 +107,12 @@ function peerType(p: PeerStatus): string {
 }
 
 function info(p: PeerStatus): string {
+  const i = infoText(p);
+  if (p.bfd === undefined) return i;
+  return i === '' ? `BFD ${p.bfd}` : `${i}; BFD ${p.bfd}`;
+}
+
+function infoText(p: PeerStatus): string {
   if (p.state === 'Established') {
     const hold = p.holdTime === null ? 'hold ?' : p.holdTime === 0 ? 'no hold timer' : `hold ${p.holdTime}s`;
     const stale = p.prefixesStale ? `, ${p.prefixesStale} stale` : '';

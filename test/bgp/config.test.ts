@@ -74,6 +74,24 @@ describe('defaults', () => {
     ] satisfies NeighborConfig[]);
   });
 
+  it('bfd: true takes 300 ms x 3; a mapping sets the timers; a bad one is named', () => {
+    const n = (bfd: string) =>
+      parseSpeakerConfig(`${minimal}neighbors:\n  - {address: 10.10.0.2, asn: 64513, bfd: ${bfd}}\n`, SRC)
+        .neighbors[0]!;
+    expect(n('true').bfd).toEqual({ minTxMs: 300, minRxMs: 300, multiplier: 3 });
+    expect(n('false').bfd).toBeNull();
+    expect(n('{minTx: 100, minRx: 50, multiplier: 5}').bfd).toEqual({
+      minTxMs: 100,
+      minRxMs: 50,
+      multiplier: 5,
+    });
+    expect(
+      errors(
+        `${minimal}neighbors:\n  - {address: 10.10.0.2, asn: 64513, bfd: {multiplier: 0, every: 1}}\n`,
+      ).join('\n'),
+    ).toMatch(/bfd\.multiplier.*0 is not an integer 1\.\.255[\s\S]*every|every[\s\S]*bfd\.multiplier/);
+  });
+
   it('listen: false does not listen; partial listen keeps the other default', () => {
     expect(parseSpeakerConfig(`${minimal}listen: false\n`, SRC).listen).toBeNull();
     expect(parseSpeakerConfig(`${minimal}listen: {port: 1179}\n`, SRC).listen).toEqual({

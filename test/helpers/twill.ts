@@ -27,6 +27,7 @@ export interface TwillNeighbor {
   connectRetry?: number;
   families?: string[];
   localAddress?: string;
+  bfd?: boolean | { minTx?: number; minRx?: number; multiplier?: number };
 }
 
 export interface TwillSpec {
