@@ -31,6 +31,8 @@ export interface StateChange {
   from: BfdState;
   to: BfdState;
   diag: number;
+  /** The remote's state as last received: AdminDown means it was switched off, not lost. */
+  remoteState: BfdState;
 }
 
 export interface PeerStatus {
@@ -105,16 +107,30 @@ export class BfdEndpoint {
     this.arm(e);
   }
 
-  removePeer(peer: string): void {
+  /** Say AdminDown to the peer (as BIRD and FRR do when a session is deconfigured), then go. */
+  async removePeer(peer: string): Promise<void> {
     const e = this.byPeer.get(peer);
     if (!e) return;
-    // Tell the peer, as BIRD and FRR do when a session is deconfigured.
-    this.handle(e, e.session.setAdminDown(true, this.now()));
-    this.flushNow(e);
-    if (e.timer) clearTimeout(e.timer);
-    e.tx.close();
     this.byPeer.delete(peer);
     this.byDiscr.delete(e.session.localDiscr);
+    if (e.timer) clearTimeout(e.timer);
+    e.timer = undefined;
+    const out = e.session.setAdminDown(true, this.now()).concat(e.session.tick(this.now()));
+    // The socket closes once the AdminDown packet is out, not before.
+    await Promise.all(
+      out.map((o) =>
+        o.type === 'send'
+          ? new Promise<void>((resolve) =>
+              e.tx.send(encodeControl(o.packet), BFD_PORT, e.peer, () => resolve()),
+            )
+          : Promise.resolve(),
+      ),
+    );
+    for (const o of out)
+      if (o.type === 'state')
+        for (const fn of this.listeners)
+          fn({ peer, from: o.from, to: o.to, diag: o.diag, remoteState: e.session.remoteState });
+    e.tx.close();
   }
 
   state(peer: string): BfdState | undefined {
@@ -137,8 +153,8 @@ export class BfdEndpoint {
     }));
   }
 
-  stop(): void {
-    for (const peer of [...this.byPeer.keys()]) this.removePeer(peer);
+  async stop(): Promise<void> {
+    await Promise.all([...this.byPeer.keys()].map((peer) => this.removePeer(peer)));
     this.rx?.close();
     this.rx = undefined;
   }
@@ -165,13 +181,10 @@ export class BfdEndpoint {
   private handle(e: Entry, out: SessionOutput[]): void {
     for (const o of out) {
       if (o.type === 'send') e.tx.send(encodeControl(o.packet), BFD_PORT, e.peer, () => {});
-      else for (const fn of this.listeners) fn({ peer: e.peer, from: o.from, to: o.to, diag: o.diag });
+      else
+        for (const fn of this.listeners)
+          fn({ peer: e.peer, from: o.from, to: o.to, diag: o.diag, remoteState: e.session.remoteState });
     }
-  }
-
-  /** Run what is due now (a state change's immediate packet). */
-  private flushNow(e: Entry): void {
-    this.handle(e, e.session.tick(this.now()));
   }
 
   private arm(e: Entry): void {

@@ -4,7 +4,11 @@
  * local address of its first Established session, kept while the neighbor is configured with
  * BFD. When that BFD session goes from Up to Down (detection time expired, or the remote said
  * Down or AdminDown) and the BGP session is Established, the session is closed with Cease
- * subcode 10, "BFD Down" (RFC 9384); it comes back by the FSM's usual rules. BFD never brings a
+ * subcode 10, "BFD Down" (RFC 9384); it comes back by the FSM's usual rules. Routes the peer
+ * left behind as a graceful restart's stale routes go at once too (RFC 5882 §4.3.2): its TCP
+ * session may be gone already (a killed process), but a path BFD finds dead is no restart to
+ * wait for. A remote that says AdminDown (RFC 5882 §3.2: switched off, as a peer restarting
+ * gracefully does) is no failure, and nothing happens. BFD never brings a
  * session up, and a BFD session that never came Up does not hold BGP down (a peer without BFD
  * still peers, as with BIRD).
  *
@@ -54,7 +58,7 @@ export class BfdLink {
     if (!w) return;
     this.wanted.delete(peer);
     const ep = await this.endpoints.get(w.local)?.catch(() => undefined);
-    ep?.removePeer(peer);
+    await ep?.removePeer(peer);
   }
 
   /** Drop the BFD sessions of peers not in `keep`. */
@@ -81,7 +85,7 @@ export class BfdLink {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const p of this.endpoints.values()) (await p.catch(() => undefined))?.stop();
+    for (const p of this.endpoints.values()) await (await p.catch(() => undefined))?.stop();
     this.endpoints.clear();
     this.wanted.clear();
   }
@@ -95,7 +99,14 @@ export class BfdLink {
           { peer: c.peer, from: STATE_NAMES[c.from], to: STATE_NAMES[c.to], diag: c.diag },
           'BFD session state',
         );
-        if (c.from === BfdState.Up && c.to !== BfdState.Up && this.wanted.has(c.peer))
+        // RFC 5882 §3.2: a remote that says AdminDown was switched off (a graceful restart, a
+        // deconfigured session), which is no failure of the path.
+        if (
+          c.from === BfdState.Up &&
+          c.to !== BfdState.Up &&
+          c.remoteState !== BfdState.AdminDown &&
+          this.wanted.has(c.peer)
+        )
           this.onDown(c.peer, c.diag);
       });
       p = ep.start().then(() => ep);

@@ -244,13 +244,15 @@ export class Speaker {
       p.stop(CeaseSubcode.AdministrativeShutdown, message);
       p.restartTimer?.cancel();
     }
-    await this.bfdLink?.stop();
+    // BFD says AdminDown to its peers (no failure, RFC 5882 §3.2) while the NOTIFICATIONs go out.
+    const bfdStopped = this.bfdLink?.stop();
     this.deferral.cancel();
     this.revalidateTimer?.cancel();
     this.pruneTimer?.cancel();
     // Let the NOTIFICATIONs reach the wire.
     await this.clock.sleep(50);
     for (const p of this.peers.values()) for (const s of p.sessions()) s.dispose();
+    await bfdStopped;
   }
 
   /** Replace the originated set; peers get the difference. */
@@ -510,10 +512,20 @@ export class Speaker {
 
   /** RFC 5882 §10.2: the BFD session went Down, so does the BGP session (Cease 6/10, RFC 9384). */
   private onBfdDown(peer: string): void {
-    const s = this.peers.get(peer)?.established;
-    if (!s) return;
-    this.log.warn({ peer }, 'BFD session down: closing the BGP session');
-    s.feed({ type: 'AutomaticStop', subcode: CeaseSubcode.BfdDown, message: 'BFD session down' });
+    const p = this.peers.get(peer);
+    if (!p) return;
+    const s = p.established;
+    if (s) {
+      this.log.warn({ peer }, 'BFD session down: closing the BGP session');
+      s.feed({ type: 'AutomaticStop', subcode: CeaseSubcode.BfdDown, message: 'BFD session down' });
+    }
+    // Stale routes kept for a restart (the session closed first): the path is dead, they go.
+    if (p.restartTimer) {
+      this.log.warn({ peer, stale: this.rib.staleFrom(peer) }, 'BFD session down: dropping stale routes');
+      p.restartTimer.cancel();
+      p.restartTimer = undefined;
+      helpPeer(p, { kind: 'restartTimeExpired' }, this.helper);
+    }
   }
 
   private onRefresh(p: SpeakerPeer, s: Session, r: { afi: number; safi: number; subtype: number }): void {

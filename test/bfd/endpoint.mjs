@@ -23,8 +23,5 @@ await ep.addPeer(peer, {
 process.on('SIGUSR1', () =>
   process.stdout.write(`${JSON.stringify({ status: ep.status(), dropped: ep.dropped })}\n`),
 );
-process.on('SIGTERM', () => {
-  ep.stop();
-  setTimeout(() => process.exit(0), 50);
-});
+process.on('SIGTERM', () => ep.stop().then(() => process.exit(0)));
 process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
