@@ -212,6 +212,7 @@ export class Agent {
       {
         speaker: () => this.speaker?.status(),
         ipam: () => this.ipamUse(),
+        bfd: () => this.speaker?.bfdStats(),
         routes: () => ({
           pods: podRoutes(this.local).length,
           blocks: this.myBlocks().length,

@@ -29,7 +29,12 @@
  *   the default route;
  * - `bgp`: every best BGP route not our own, via all its equal-cost next hops.
  */
-import type { NeighborConfig, PrefixRuleConfig } from '../bgp/config.js';
+import {
+  type BfdNeighborConfig,
+  DEFAULT_BFD,
+  type NeighborConfig,
+  type PrefixRuleConfig,
+} from '../bgp/config.js';
 import type { RouteChange } from '../bgp/best-routes.js';
 import { IPV4_UNICAST, IPV6_UNICAST } from '../bgp/wire/constants.js';
 import { hostVethName, hostVethNameForContainer } from '../cni/names.js';
@@ -117,6 +122,8 @@ export interface BgpGlobal {
   /** Seconds; undefined: the speaker's default (90). */
   holdTime: number | undefined;
   gracefulRestartTime: number;
+  /** BFD for the mesh peers; null: none. */
+  bfd: BfdNeighborConfig | null;
 }
 
 /** BGPConfiguration `default` (absent: every default), with the CRD's defaults applied. */
@@ -130,6 +137,19 @@ export function bgpGlobal(o: StoredObject | undefined): BgpGlobal {
     listenPort: intIn(s.listenPort, 1, 65535) ?? DEFAULT_BGP_PORT,
     holdTime: hold !== undefined && (hold === 0 || hold >= 3) ? hold : undefined,
     gracefulRestartTime: intIn(s.gracefulRestartTime, 0, 4095) ?? DEFAULT_GR_TIME,
+    bfd: bfdOf(s.bfd),
+  };
+}
+
+/** `spec.bfd` of BGPConfiguration or BGPPeer: {enabled, minTxMs, minRxMs, multiplier} (the CRDs). */
+export function bfdOf(v: unknown): BfdNeighborConfig | null {
+  if (v === undefined || v === null || typeof v !== 'object') return null;
+  const b = v as Record<string, unknown>;
+  if (b.enabled === false) return null;
+  return {
+    minTxMs: intIn(b.minTxMs, 10, 60_000) ?? DEFAULT_BFD.minTxMs,
+    minRxMs: intIn(b.minRxMs, 10, 60_000) ?? DEFAULT_BFD.minRxMs,
+    multiplier: intIn(b.multiplier, 1, 255) ?? DEFAULT_BFD.multiplier,
   };
 }
 
@@ -141,6 +161,7 @@ export interface BgpPeerSpec {
   nodeSelector: string | undefined;
   holdTime: number | undefined;
   routeReflectorClient: boolean;
+  bfd: BfdNeighborConfig | null;
 }
 
 /** A BGPPeer's spec, or the reason it is unusable (the caller logs it and goes on). */
@@ -175,6 +196,7 @@ export function bgpPeerSpec(o: StoredObject): BgpPeerSpec | string {
     nodeSelector: s.nodeSelector as string | undefined,
     holdTime: hold,
     routeReflectorClient: s.routeReflectorClient === true,
+    bfd: bfdOf(s.bfd),
   };
 }
 
@@ -247,13 +269,16 @@ export function desiredNeighbors(input: NeighborInput): {
   if (global.meshEnabled)
     for (const n of input.nodes) {
       if (n.name === me.name || n.address === undefined || n.address === me.address) continue;
-      out.set(n.address, base(n.address, n.asn ?? global.asn, n.port ?? global.listenPort, `node ${n.name}`));
+      const nb = base(n.address, n.asn ?? global.asn, n.port ?? global.listenPort, `node ${n.name}`);
+      if (global.bfd) nb.bfd = global.bfd;
+      out.set(n.address, nb);
       kinds.set(n.address, 'node-to-node mesh');
     }
   for (const p of input.peers) {
     if (p.peerIP === me.address || !appliesTo(p, me)) continue;
     const nb = base(p.peerIP, p.asNumber, DEFAULT_BGP_PORT, `BGPPeer ${p.name}`);
     if (p.holdTime !== undefined) nb.holdTime = p.holdTime;
+    if (p.bfd) nb.bfd = p.bfd;
     nb.routeReflectorClient = p.routeReflectorClient && p.asNumber === input.asn;
     // A node listed as a BGPPeer (a node acting as route reflector) keeps its own port.
     const node = input.nodes.find((n) => n.address === p.peerIP);

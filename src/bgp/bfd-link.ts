@@ -27,6 +27,8 @@ export class BfdLink {
   private readonly endpoints = new Map<string, Promise<BfdEndpoint>>();
   private readonly wanted = new Map<string, { local: string; key: string }>();
   private stopped = false;
+  /** State changes seen, for a monotonic counter (sessions come and go). */
+  transitions = 0;
 
   constructor(
     private readonly onDown: (peer: string, diag: number) => void,
@@ -76,6 +78,13 @@ export class BfdLink {
     return undefined;
   }
 
+  /** Sessions by state and the state changes so far (metrics). */
+  stats(): { byState: Record<string, number>; transitions: number } {
+    const byState: Record<string, number> = {};
+    for (const s of this.all()) byState[s.state] = (byState[s.state] ?? 0) + 1;
+    return { byState, transitions: this.transitions };
+  }
+
   /** Every BFD session: for metrics. */
   all(): BfdPeerStatus[] {
     const out: BfdPeerStatus[] = [];
@@ -95,6 +104,7 @@ export class BfdLink {
     if (!p) {
       const ep = new BfdEndpoint(local);
       ep.onStateChange((c) => {
+        this.transitions++;
         this.log.info(
           { peer: c.peer, from: STATE_NAMES[c.from], to: STATE_NAMES[c.to], diag: c.diag },
           'BFD session state',

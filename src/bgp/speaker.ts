@@ -286,6 +286,11 @@ export class Speaker {
     };
   }
 
+  /** BFD sessions by state and state changes so far; undefined while no neighbor uses BFD. */
+  bfdStats(): { byState: Record<string, number>; transitions: number } | undefined {
+    return this.bfdLink?.stats();
+  }
+
   /** The Loc-RIB with every candidate path and why the best won (`twill routes`). */
   routes(filter?: string): RouteView[] {
     return routeViews(this.rib, filter);

@@ -276,7 +276,10 @@ class Batch {
       throw new CniError(
         CniCode.KernelFailure,
         `configuring the ${this.netns === undefined ? 'host' : 'pod'} side failed`,
-        [r.stderr.trim(), `--- ip -batch input${this.netns === undefined ? '' : ' (in the pod)'} ---\n${this.script}`]
+        [
+          r.stderr.trim(),
+          `--- ip -batch input${this.netns === undefined ? '' : ' (in the pod)'} ---\n${this.script}`,
+        ]
           .join('\n')
           .trim(),
       );
@@ -378,10 +381,7 @@ async function cmdAdd(inv: Invocation, conf: NetConf): Promise<CniResult> {
     assigned = await assigning;
   } catch (e) {
     // No address: take back the veth this call made, so a failed ADD leaves nothing behind.
-    await Promise.all([
-      host.abandon(state === 'ours' ? '' : `link del ${link.hostIfname}\n`),
-      pod.abandon(),
-    ]);
+    await Promise.all([host.abandon(state === 'ours' ? '' : `link del ${link.hostIfname}\n`), pod.abandon()]);
     throw e;
   }
   const w: Wiring = {

@@ -154,6 +154,32 @@ describe('BGP neighbors', () => {
     expect(kinds.get('10.0.0.2')).toBe('global');
   });
 
+  it('BFD: BGPConfiguration for the mesh, a BGPPeer for itself; enabled false or absent is none', () => {
+    const me = node('a', '10.0.0.1');
+    const nodes = [me, node('b', '10.0.0.2')];
+    const global = bgpGlobal({
+      apiVersion: 'crd.twill.dev/v1',
+      kind: 'BGPConfiguration',
+      metadata: { name: 'default' },
+      spec: { bfd: { enabled: true, minTxMs: 100 } },
+    });
+    expect(global.bfd).toEqual({ minTxMs: 100, minRxMs: 300, multiplier: 3 });
+    const peers = [
+      peer('tor', { peerIP: '10.0.0.254', asNumber: 65000, bfd: { multiplier: 5 } }),
+      peer('off', { peerIP: '10.0.0.253', asNumber: 65000, bfd: { enabled: false } }),
+      peer('none', { peerIP: '10.0.0.252', asNumber: 65000 }),
+    ];
+    const { neighbors } = desiredNeighbors({ me, asn: 64512, global, nodes, peers, poolCidrs: [] });
+    const bfd = Object.fromEntries(neighbors.map((n) => [n.address, n.bfd ?? null]));
+    expect(bfd).toEqual({
+      '10.0.0.2': { minTxMs: 100, minRxMs: 300, multiplier: 3 },
+      '10.0.0.252': null,
+      '10.0.0.253': null,
+      '10.0.0.254': { minTxMs: 300, minRxMs: 300, multiplier: 5 },
+    });
+    expect(bgpGlobal(undefined).bfd).toBeNull();
+  });
+
   it('an unusable BGPPeer says which field is wrong', () => {
     expect(bgpPeerSpec(peerObj('x', { peerIP: 'nope', asNumber: 1 }))).toMatch(/BGPPeer x: spec.peerIP/);
     expect(bgpPeerSpec(peerObj('x', { peerIP: '10.0.0.9', asNumber: 23456 }))).toMatch(/spec.asNumber/);
