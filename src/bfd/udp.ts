@@ -59,6 +59,8 @@ interface Entry {
   session: BfdSession;
   tx: Socket;
   timer: NodeJS.Timeout | undefined;
+  /** When the armed timer fires. */
+  timerAt: number;
 }
 
 export class BfdEndpoint {
@@ -101,7 +103,7 @@ export class BfdEndpoint {
     if (this.byPeer.has(peer)) return;
     const tx = await this.sourceSocket();
     const cfg: SessionConfig = { localDiscr: this.nextDiscr++, ...o };
-    const e: Entry = { peer, session: new BfdSession(cfg, this.now()), tx, timer: undefined };
+    const e: Entry = { peer, session: new BfdSession(cfg, this.now()), tx, timer: undefined, timerAt: 0 };
     this.byPeer.set(peer, e);
     this.byDiscr.set(cfg.localDiscr, e);
     this.arm(e);
@@ -187,11 +189,22 @@ export class BfdEndpoint {
     }
   }
 
+  /**
+   * One timer per session, at its next deadline. A received packet usually moves the deadline
+   * later (the detection timer restarts), so a timer already armed for no later than the new
+   * deadline is kept: it fires, finds nothing due or little, and arms again. That spares a
+   * clearTimeout and setTimeout per packet.
+   */
   private arm(e: Entry): void {
-    if (e.timer) clearTimeout(e.timer);
-    e.timer = undefined;
     const at = e.session.nextDeadline();
-    if (at === undefined || !this.byPeer.has(e.peer)) return;
+    if (at === undefined || !this.byPeer.has(e.peer)) {
+      if (e.timer) clearTimeout(e.timer);
+      e.timer = undefined;
+      return;
+    }
+    if (e.timer && e.timerAt <= at) return;
+    if (e.timer) clearTimeout(e.timer);
+    e.timerAt = at;
     e.timer = setTimeout(
       () => {
         e.timer = undefined;
