@@ -102,6 +102,33 @@ describeK8s('Kubernetes datastore on a real kube-apiserver', () => {
       await store.delete({ kind: 'IPPool', name: created.metadata.name });
     });
 
+    it('BGPPeer keeps its bfd settings with the CRD defaults filled in, and refuses a bad multiplier', async () => {
+      const name = `bfd-${uniq()}`;
+      const created = await store.create({
+        apiVersion: TWILL_API_VERSION,
+        kind: 'BGPPeer',
+        metadata: { name },
+        spec: { peerIP: '10.0.0.254', asNumber: 65001, bfd: { minTxMs: 100 } },
+      });
+      expect((created.spec as { bfd: unknown }).bfd).toEqual({
+        enabled: true,
+        minTxMs: 100,
+        minRxMs: 300,
+        multiplier: 3,
+      });
+      await store.delete({ kind: 'BGPPeer', name });
+      const bad = await store
+        .create({
+          apiVersion: TWILL_API_VERSION,
+          kind: 'BGPConfiguration',
+          metadata: { name: `c-${uniq()}` },
+          spec: { bfd: { multiplier: 0 } },
+        })
+        .catch((e) => e);
+      expect(bad.code).toBe('Invalid');
+      expect(bad.message).toMatch(/spec\.bfd\.multiplier/);
+    });
+
     it('BGPPeer and BGPConfiguration refuse what BGP cannot use', async () => {
       const peer = await store
         .create({
