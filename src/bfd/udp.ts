@@ -8,10 +8,12 @@
  * set to the session's next deadline.
  *
  * Received TTL: RFC 5881 §5 asks that packets with a TTL other than 255 be dropped. Node's
- * dgram cannot read a datagram's TTL, so this module cannot; the agent drops them before they
- * reach the socket with a netfilter rule (`-p udp --dport 3784 -m ttl ! --ttl-eq 255 -j DROP`),
- * `ttlRule()` below.
+ * dgram cannot read a datagram's TTL, so the endpoint has netfilter drop them before they reach
+ * its socket: at start it inserts `INPUT -d <address> -p udp --dport 3784 -m ttl ! --ttl-eq 255
+ * -j DROP` (`ttlRule()`; checked first, so a rule left by a crash is not doubled) and deletes it
+ * at stop. Without root or iptables the endpoint runs without it and says so (`ttlEnforced`).
  */
+import { execFile } from 'node:child_process';
 import { createSocket, type Socket } from 'node:dgram';
 import { type BfdState, decodeControl, encodeControl, STATE_NAMES } from './packet.js';
 import { BfdSession, type SessionConfig, type SessionOutput } from './session.js';
@@ -50,8 +52,28 @@ export interface PeerStatus {
 }
 
 /** The netfilter rule that enforces RFC 5881's received TTL of 255 (iptables arguments). */
-export function ttlRule(): string[] {
-  return ['-p', 'udp', '--dport', String(BFD_PORT), '-m', 'ttl', '!', '--ttl-eq', '255', '-j', 'DROP'];
+export function ttlRule(local: string): string[] {
+  return [
+    '-d',
+    local,
+    '-p',
+    'udp',
+    '--dport',
+    String(BFD_PORT),
+    '-m',
+    'ttl',
+    '!',
+    '--ttl-eq',
+    '255',
+    '-j',
+    'DROP',
+  ];
+}
+
+function iptables(args: string[]): Promise<boolean> {
+  return new Promise((resolve) =>
+    execFile('iptables', ['-w', '5', ...args], { timeout: 10_000 }, (err) => resolve(err === null)),
+  );
 }
 
 interface Entry {
@@ -85,7 +107,16 @@ export class BfdEndpoint {
     this.listeners.push(fn);
   }
 
+  /** Whether the received-TTL rule is in place (see the header); the reason when not. */
+  ttlEnforced: true | string = 'not started';
+
   async start(): Promise<void> {
+    const rule = ttlRule(this.localAddress);
+    if (await iptables(['-C', 'INPUT', ...rule])) this.ttlEnforced = true;
+    else
+      this.ttlEnforced = (await iptables(['-I', 'INPUT', '1', ...rule]))
+        ? true
+        : 'iptables failed (not root?)';
     const rx = createSocket({ type: 'udp4', reuseAddr: true });
     rx.on('message', (msg, rinfo) => this.receive(msg, rinfo.address));
     rx.on('error', () => {});
@@ -159,6 +190,8 @@ export class BfdEndpoint {
     await Promise.all([...this.byPeer.keys()].map((peer) => this.removePeer(peer)));
     this.rx?.close();
     this.rx = undefined;
+    if (this.ttlEnforced === true) await iptables(['-D', 'INPUT', ...ttlRule(this.localAddress)]);
+    this.ttlEnforced = 'stopped';
   }
 
   // ---- internals ----

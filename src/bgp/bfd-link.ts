@@ -119,7 +119,14 @@ export class BfdLink {
         )
           this.onDown(c.peer, c.diag);
       });
-      p = ep.start().then(() => ep);
+      p = ep.start().then(() => {
+        if (ep.ttlEnforced !== true)
+          this.log.warn(
+            { local, why: ep.ttlEnforced },
+            'BFD runs without the received-TTL check (RFC 5881 §5)',
+          );
+        return ep;
+      });
       p.then(
         (e) => settled.set(p!, e),
         () => this.endpoints.delete(local),
