@@ -10,6 +10,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { getJson } from '../../src/api/http.js';
+import type { SpeakerStatus } from '../../src/bgp/status.js';
 import { describeSystem } from '../helpers/env.js';
 import { Lab, sh, waitFor } from '../helpers/netns.js';
 import { BIN, Twill } from '../helpers/twill.js';
@@ -29,7 +31,8 @@ describeSystem(
       const out = sh('birdc', ['-s', ctl, 'show', 'protocols'], { allowFail: true });
       return /twill\s+BGP\s+\S+\s+\S+\s+\S+\s+(\S+)/.exec(out)?.[1] ?? 'none';
     };
-    const twillPeer = async () => (await twill.status()).peers[0]!;
+    const twillPeer = async () =>
+      ((await getJson({ kind: 'unix', path: twill.sock }, '/status', 2000)) as SpeakerStatus).peers[0]!;
 
     beforeAll(async () => {
       dir = mkdtempSync(join(tmpdir(), 'twill-bfd-bgp-'));
@@ -94,6 +97,8 @@ protocol bgp twill {
     }, 30_000);
 
     it('a cut link closes both BGP sessions within the BFD detection time, not the hold time', async () => {
+      // Up came at the slow start's 1 s; the Poll that brings in 100 ms takes a few packets.
+      await new Promise((r) => setTimeout(r, 1500));
       const t0 = performance.now();
       sh('ip', ['-n', tw, 'link', 'set', tIf, 'down']);
       const p = await waitFor(
