@@ -64,6 +64,8 @@ describeSystem(
     const twillState = () => lines.filter((l) => l.line.to).at(-1)?.line.to ?? 'Down';
 
     async function cutAndMeasure(kind: 'link down' | 'drop all', peerState: () => string): Promise<number> {
+      // Up came at the slow start's 1 s; the Poll that brings in 100 ms takes a few packets.
+      await new Promise((r) => setTimeout(r, 1500));
       const t0 = performance.now();
       if (kind === 'link down') sh('ip', ['-n', twill, 'link', 'set', tIf, 'down']);
       else
