@@ -86,6 +86,7 @@ describeSystem(
       const s = state();
       const victim = s.nodes.find((n) => n.name === 'twill3')!;
       for (const o of ['twill1', 'twill2']) expect(viaGateway(o, victim.address!)).toBe(true);
+      await new Promise((r) => setTimeout(r, 1500));
       const t0 = performance.now();
       process.kill(victim.procs[0]!.pid, 'SIGKILL');
       await waitFor(
