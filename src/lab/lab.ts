@@ -119,8 +119,8 @@ function tryCmd(cmd: string, args: string[]): string | undefined {
 
 const startTime = startTimeOf;
 
-export function requireRoot(): void {
-  if (process.getuid?.() !== 0)
+export function requireRoot(uid: number | undefined = process.getuid?.()): void {
+  if (uid !== 0)
     throw new LabError(
       'twill lab needs root: it makes network namespaces and veth pairs and runs daemons in them (sudo twill lab ..., or sudo npm start)',
     );
