@@ -3,6 +3,7 @@
  * namespaces (src/lab/lab.ts says what each step makes).
  *
  *   twill lab up FILE.clab.yml [--name LAB] [--pods N] [--wait SECONDS] [--log-level L]
+ *                [--kubernetes [--k8s-bin DIR]]    Kubernetes mode: a control plane, the lab as kubelet
  *   twill lab pods LAB NODE COUNT [--label k=v]...
  *   twill lab status [LAB] [--json]
  *   twill lab apply LAB FILE.yaml
@@ -11,8 +12,10 @@
  *   twill lab remove LAB NODE                   a node leaves: daemons killed, Node object deleted
  *   twill lab add LAB NODE --link PEER:IFACE --like TWILL_NODE [--exec LINE]... [--peer-exec LINE]...
  *                                               a Twill node joins, its eth1 linked to PEER's IFACE
+ *   twill lab kubectl LAB ARGS...               Kubernetes mode: the pinned kubectl, as the lab's admin
  *   twill lab down [LAB]
  *   twill lab list
+ *   twill lab kubelet LAB                       (Kubernetes mode: the lab's kubelet, started by up)
  *
  * `--state-dir DIR` [/run/twill-lab] with any of them. LAB may be left out when exactly one lab
  * is up. `up --pods N` makes N pods on every Twill node once the sessions are up, and then
@@ -20,8 +23,8 @@
  * 0 done, 1 a step failed (the message says which; `down` still cleans up), 2 a usage error.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { join, relative } from 'node:path';
 import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import {
   DEFAULT_STATE_ROOT,
   LabError,
@@ -29,6 +32,7 @@ import {
   labAdd,
   labApply,
   labDown,
+  labKubectl,
   labNames,
   labPods,
   labRemove,
@@ -43,7 +47,7 @@ import { UsageError } from './usage.js';
 
 const TWILL_BIN = join(import.meta.dirname, '../../../bin/twill.js');
 
-const USAGE = `usage: twill lab up FILE.clab.yml [--name LAB] [--pods N] [--wait SECONDS]
+const USAGE = `usage: twill lab up FILE.clab.yml [--name LAB] [--pods N] [--wait SECONDS] [--kubernetes [--k8s-bin DIR]]
        twill lab pods LAB NODE COUNT [--label k=v]...
        twill lab status [LAB] [--json]
        twill lab apply LAB FILE.yaml
@@ -51,6 +55,7 @@ const USAGE = `usage: twill lab up FILE.clab.yml [--name LAB] [--pods N] [--wait
        twill lab restart LAB NODE [--kill]
        twill lab remove LAB NODE
        twill lab add LAB NODE --link PEER:IFACE --like TWILL_NODE [--exec LINE]... [--peer-exec LINE]...
+       twill lab kubectl LAB ARGS...
        twill lab down [LAB]
        twill lab list
 (all take --state-dir DIR, default ${DEFAULT_STATE_ROOT})`;
@@ -109,7 +114,12 @@ async function reports(state: LabState): Promise<NodeReport[]> {
 }
 
 function formatStatus(state: LabState, rs: NodeReport[]): string {
-  const lines: string[] = [`lab ${state.name} (${state.file})`, ''];
+  const lines: string[] = [`lab ${state.name} (${state.file})`];
+  if (state.kubernetes)
+    lines.push(
+      `Kubernetes: ${state.kubernetes.cp.server}, admin kubeconfig ${state.kubernetes.cp.kubeconfig}`,
+    );
+  lines.push('');
   const rows = [['NODE', 'ROLE', 'ADDRESS', 'DAEMON', 'SESSIONS', 'PODS']];
   for (const r of rs) {
     const est = r.peers.filter((p) => p.state === 'Established').length;
@@ -136,8 +146,9 @@ function formatStatus(state: LabState, rs: NodeReport[]): string {
   for (const r of rs) if (r.error) peerRows.push([r.name, '-', `unreachable: ${r.error}`, '-']);
   if (peerRows.length > 1) lines.push(...table(peerRows), '');
   if (state.pods.length > 0) {
-    const podRows = [['POD', 'NODE', 'ADDRESS', 'NAMESPACE']];
-    for (const p of state.pods) podRows.push([p.name, p.node, p.address, p.ns]);
+    const podRows = [['POD', 'NODE', 'ADDRESS', 'NETNS']];
+    for (const p of state.pods)
+      podRows.push([p.namespace ? `${p.namespace}/${p.name}` : p.name, p.node, p.address, p.ns]);
     lines.push(...table(podRows), '');
   }
   return lines.join('\n');
@@ -180,7 +191,7 @@ function invokedAs(): string {
 }
 
 function findTarget(state: LabState, name: string): { ns: string; address: string } {
-  const pod = state.pods.find((p) => p.name === name);
+  const pod = state.pods.find((p) => p.name === name || `${p.namespace}/${p.name}` === name);
   if (pod) return { ns: pod.ns, address: pod.address };
   const node = state.nodes.find((n) => n.name === name);
   if (node?.address) return { ns: node.ns, address: node.address };
@@ -264,6 +275,34 @@ export async function labCommand(args: string[]): Promise<number> {
     });
     if (r.status !== null && !r.error) return r.status;
   }
+  if (sub === 'kubectl' || sub === 'kubelet') {
+    let root = DEFAULT_STATE_ROOT;
+    let args2 = rest;
+    if (args2[0] === '--state-dir' && args2[1] !== undefined) {
+      root = args2[1];
+      args2 = args2.slice(2);
+    }
+    const [lab, ...kargs] = args2;
+    if (lab === undefined) throw new UsageError(USAGE);
+    try {
+      if (sub === 'kubelet') {
+        if (kargs[0] === '--state-dir' && kargs[1] !== undefined) root = kargs[1];
+        const { runKubelet } = await import('../lab/kubelet.js');
+        await runKubelet(root, lab);
+        return 0;
+      }
+      const [cmd, ...argv] = labKubectl(root, lab, kargs);
+      const r = spawnSync(cmd!, argv, { stdio: 'inherit' });
+      if (r.error) throw new LabError(`${cmd}: ${r.error.message}`);
+      return r.status ?? 1;
+    } catch (e) {
+      if (e instanceof LabError) {
+        process.stderr.write(`twill lab ${sub}: ${e.message}\n`);
+        return 1;
+      }
+      throw e;
+    }
+  }
   const p = parse(
     rest,
     [
@@ -278,8 +317,9 @@ export async function labCommand(args: string[]): Promise<number> {
       '--like',
       '--exec',
       '--peer-exec',
+      '--k8s-bin',
     ],
-    ['--json', '--kill'],
+    ['--json', '--kill', '--kubernetes'],
   );
   const root = p.flags.get('--state-dir')?.[0] ?? DEFAULT_STATE_ROOT;
   try {
@@ -296,11 +336,13 @@ export async function labCommand(args: string[]): Promise<number> {
             stateRoot: root,
             ...(p.flags.has('--name') ? { name: p.flags.get('--name')![0]! } : {}),
             ...(p.flags.has('--log-level') ? { logLevel: p.flags.get('--log-level')![0]! } : {}),
+            ...(p.flags.has('--kubernetes') ? { kubernetes: true } : {}),
+            ...(p.flags.has('--k8s-bin') ? { k8sBin: p.flags.get('--k8s-bin')![0]! } : {}),
           });
         } catch (e) {
           const name = p.flags.get('--name')?.[0];
           const message = e instanceof Error ? e.message : String(e);
-          if (/already up|needs root/.test(message)) throw e;
+          if (/already up|needs root|--kubernetes needs/.test(message)) throw e;
           throw new LabError(`${message}\n\`twill lab down${name ? ` ${name}` : ''}\` removes what was made`);
         }
         process.stdout.write(
@@ -325,6 +367,7 @@ export async function labCommand(args: string[]): Promise<number> {
         process.stdout.write(
           `\nmore: sudo ${me} lab status ${state.name} | sudo ${me} lab pods ${state.name} NODE COUNT | sudo ${me} lab ping ${state.name} FROM TO\n` +
             (twillNodes[0]?.api ? `one node's agent: sudo ${me} status --api ${twillNodes[0].api}\n` : '') +
+            (state.kubernetes ? `kubectl: sudo ${me} lab kubectl ${state.name} get pods -o wide\n` : '') +
             `tear down: sudo ${me} lab down ${state.name}   (or sudo npm stop)\n`,
         );
         return 0;
@@ -352,7 +395,23 @@ export async function labCommand(args: string[]): Promise<number> {
         const rs = await reports(state);
         if (p.flags.has('--json'))
           process.stdout.write(
-            `${JSON.stringify({ lab: state.name, nodes: rs, pods: state.pods }, null, 2)}\n`,
+            `${JSON.stringify(
+              {
+                lab: state.name,
+                ...(state.kubernetes
+                  ? {
+                      kubernetes: {
+                        server: state.kubernetes.cp.server,
+                        kubeconfig: state.kubernetes.cp.kubeconfig,
+                      },
+                    }
+                  : {}),
+                nodes: rs,
+                pods: state.pods,
+              },
+              null,
+              2,
+            )}\n`,
           );
         else process.stdout.write(formatStatus(state, rs));
         return rs.every((r) => r.running) ? 0 : 1;

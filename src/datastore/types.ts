@@ -89,6 +89,8 @@ export interface ObjectMeta {
   labels?: Record<string, string>;
   annotations?: Record<string, string>;
   creationTimestamp?: string;
+  /** Kubernetes only: a graceful delete has begun (a Pod waits for its kubelet). */
+  deletionTimestamp?: string;
 }
 
 export interface StoredObject<Spec = unknown, Status = unknown> {

@@ -27,24 +27,50 @@
  *           the namespaces and the lab's folder. It works from the namespace names alone, so a
  *           lab whose `up` crashed, or whose state file is gone, still comes down.
  *
+ * Kubernetes mode (`up --kubernetes`): instead of the file store, a control plane of etcd and
+ * kube-apiserver on the host's loopback (control-plane.ts; the test bed's pinned binaries), the
+ * CRDs and the agent's RBAC from deploy/, and agents on the kubernetes datastore with a token of
+ * the DaemonSet's ServiceAccount (TokenRequest), each reaching the API server at its node's
+ * 127.0.0.1:6443 through a relay (socat: the node's port to a unix socket, the socket to the API
+ * server's port). The lab makes each Twill node's Node object (InternalIP), as a kubelet
+ * registers, and starts `twill lab kubelet` (kubelet.ts), which wires Pods made with kubectl.
+ * Pods, `apply` and `remove` then go through the API server; `down` ends the control plane too.
+ *
  * State lives in /run/twill-lab/<lab>/ (--state-dir): lab.json (what was made, written before
  * each step so a crash leaves a record), the file store, each node's sockets and log.
  * Needs root (namespaces, veths); without it says so and what it needs.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { getJson } from '../api/http.js';
 import { openFileDatastore } from '../datastore/file.js';
 import { startTimeOf } from '../datastore/file-lock.js';
+import type { KubernetesStore } from '../datastore/kubernetes.js';
 import type { Datastore, StoredObject } from '../datastore/types.js';
 import { bindHostPath, type ClabNode, type ClabTopology, readClab } from './clab.js';
+import {
+  applyCrds,
+  type ControlPlaneInfo,
+  kubeconfigWith,
+  kubectl,
+  startControlPlane,
+  tokenFor,
+} from './control-plane.js';
 
 export const DEFAULT_STATE_ROOT = '/run/twill-lab';
-/** bin/twill.js and dist/cni/twill, from dist/src/lab/. */
-const TWILL_BIN = join(import.meta.dirname, '../../../bin/twill.js');
-const CNI_PLUGIN = join(import.meta.dirname, '../../cni/twill');
+/** The checkout (or installed package) this module runs from: src/lab/ or dist/src/lab/. */
+const TOP = (() => {
+  let dir = import.meta.dirname;
+  while (!existsSync(join(dir, 'package.json')) && dir !== '/') dir = join(dir, '..');
+  return dir;
+})();
+const TWILL_BIN = join(TOP, 'bin', 'twill.js');
+export const CNI_PLUGIN = join(TOP, 'dist', 'cni', 'twill');
+const DEPLOY = join(TOP, 'deploy');
+/** Where the agents reach the API server in Kubernetes mode: a relay on each node's loopback. */
+const NODE_API_PORT = 6443;
 
 export type Role = 'twill' | 'bird' | 'frr' | 'plain';
 
@@ -65,6 +91,9 @@ export interface LabNodeState {
 
 export interface LabPodState {
   name: string;
+  /** The pod's Kubernetes namespace (Kubernetes mode; `default` otherwise). */
+  namespace?: string;
+  uid?: string;
   node: string;
   ns: string;
   containerID: string;
@@ -72,13 +101,28 @@ export interface LabPodState {
   labels: Record<string, string>;
 }
 
+/** Kubernetes mode: the lab's control plane and the processes that play the kubelet's part. */
+export interface LabKubernetes {
+  /** The control plane's folder, binaries, URL on the host's loopback and admin kubeconfig. */
+  cp: ControlPlaneInfo;
+  /** The agents' kubeconfig: the DaemonSet's ServiceAccount token, the node-local relay. */
+  agentKubeconfig: string;
+  /** The host end of the relays: a unix socket carried to the API server's port. */
+  relaySocket: string;
+  /** etcd, kube-apiserver, the host relay and the lab's kubelet. */
+  procs: { what: string; pid: number; start?: string }[];
+}
+
 export interface LabState {
   name: string;
   file: string;
   dir: string;
+  /** The file store (absent in Kubernetes mode). */
   store: string;
   nodes: LabNodeState[];
+  /** In Kubernetes mode, the pods the lab's kubelet has wired (its pods.json). */
   pods: LabPodState[];
+  kubernetes?: LabKubernetes;
 }
 
 export class LabError extends Error {
@@ -143,17 +187,32 @@ export function statePath(root: string, lab: string): string {
 export function readState(root: string, lab: string): LabState | undefined {
   const p = statePath(root, lab);
   if (!existsSync(p)) return undefined;
+  let s: LabState;
   try {
-    return JSON.parse(readFileSync(p, 'utf8')) as LabState;
+    s = JSON.parse(readFileSync(p, 'utf8')) as LabState;
   } catch (e) {
     throw new LabError(`${p}: unreadable (${(e as Error).message}); \`twill lab down ${lab}\` still works`);
   }
+  if (s.kubernetes) s.pods = readKubeletPods(s.dir);
+  return s;
+}
+
+/** Kubernetes mode: the pods the lab's kubelet has wired, from its own file. */
+export function readKubeletPods(dir: string): LabPodState[] {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'pods.json'), 'utf8')) as LabPodState[];
+  } catch {
+    return [];
+  }
+}
+
+export function writeJsonAtomic(p: string, value: unknown): void {
+  writeFileSync(`${p}.tmp`, JSON.stringify(value, null, 1));
+  renameSync(`${p}.tmp`, p);
 }
 
 function saveState(s: LabState): void {
-  const p = join(s.dir, 'lab.json');
-  writeFileSync(`${p}.tmp`, JSON.stringify(s, null, 1));
-  execFileSync('mv', ['-f', `${p}.tmp`, p]);
+  writeJsonAtomic(join(s.dir, 'lab.json'), s.kubernetes ? { ...s, pods: [] } : s);
 }
 
 const LAB_NAME = /^[a-z0-9][a-z0-9_.]{0,20}$/;
@@ -166,6 +225,138 @@ export interface UpOptions {
   logLevel?: string;
   /** Extra environment for the agents (tests shorten timers). */
   agentEnv?: Record<string, string>;
+  /** Kubernetes mode: a control plane, agents on the kubernetes datastore, the lab as kubelet. */
+  kubernetes?: boolean;
+  /** The folder of etcd, kube-apiserver and kubectl (default: TWILL_K8S_BIN, the test bed's). */
+  k8sBin?: string;
+}
+
+const K8S_BINARIES = ['etcd', 'kube-apiserver', 'kubectl'] as const;
+
+/** The home of the user who ran sudo (the test bed builds into that user's cache). */
+function sudoHome(): string | undefined {
+  const user = process.env.SUDO_USER;
+  if (!user) return undefined;
+  return tryCmd('getent', ['passwd', user])?.trim().split(':')[5];
+}
+
+/** The folder of etcd, kube-apiserver and kubectl for Kubernetes mode, or a LabError saying how to get them. */
+export function k8sBinDir(given?: string): string {
+  const candidates: string[] = [];
+  if (given !== undefined) candidates.push(given);
+  else {
+    if (process.env.TWILL_K8S_BIN) candidates.push(process.env.TWILL_K8S_BIN);
+    const script = join(TOP, 'test', 'k8s', 'build.sh');
+    if (existsSync(script))
+      for (const home of [process.env.HOME, sudoHome()]) {
+        if (!home) continue;
+        try {
+          const out = execFileSync('bash', [script, '--print'], {
+            encoding: 'utf8',
+            env: { ...process.env, HOME: home },
+            stdio: ['ignore', 'pipe', 'ignore'],
+          }).trim();
+          if (out && !candidates.includes(out)) candidates.push(out);
+        } catch {}
+      }
+  }
+  for (const c of candidates) if (K8S_BINARIES.every((b) => existsSync(join(c, b)))) return c;
+  throw new LabError(
+    `--kubernetes needs ${K8S_BINARIES.join(', ')} (looked in ${candidates.join(', ') || 'nothing: no TWILL_K8S_BIN and no test/k8s/build.sh'}): ` +
+      'build the pinned ones with test/k8s/build.sh (needs Go and the Go module proxy), or name their folder with --k8s-bin DIR or TWILL_K8S_BIN',
+  );
+}
+
+function needTools(tools: string[], why: string): void {
+  const missing = tools.filter((t) => tryCmd('sh', ['-c', `command -v ${t}`]) === undefined);
+  if (missing.length) throw new LabError(`${why} needs ${missing.join(', ')} on PATH`);
+}
+
+/** A Datastore on the lab's store: its file store, or its API server as admin. */
+async function openLabStore(state: LabState): Promise<Datastore> {
+  if (!state.kubernetes) return openFileDatastore(state.store);
+  const { KubernetesStore } = await import('../datastore/kubernetes.js');
+  return KubernetesStore.open({ kubeconfig: state.kubernetes.cp.kubeconfig });
+}
+
+function spawnHost(argv: string[], log: string): ChildProcess {
+  const fd = openSync(log, 'a');
+  const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', fd, fd] });
+  child.unref();
+  return child;
+}
+
+function procOf(what: string, pid: number | undefined): { what: string; pid: number; start?: string } {
+  if (pid === undefined) throw new LabError(`could not start ${what}`);
+  const start = startTime(pid);
+  return { what, pid, ...(start !== undefined ? { start } : {}) };
+}
+
+/**
+ * Kubernetes mode, before the nodes' daemons: etcd and kube-apiserver on the host's loopback
+ * (src/lab/control-plane.ts), the CRDs and the agent's RBAC from deploy/, a token of the
+ * DaemonSet's ServiceAccount (TokenRequest) in the agents' kubeconfig, and the host end of the
+ * relays that carry each node's 127.0.0.1:6443 to the API server.
+ */
+async function startLabKubernetes(state: LabState, bin: string): Promise<LabKubernetes> {
+  const cp = await startControlPlane({ bin, dir: join(state.dir, 'k8s') });
+  const { stop: _, ...info } = cp;
+  const k: LabKubernetes = {
+    cp: info,
+    agentKubeconfig: '',
+    relaySocket: join(info.dir, 'api.sock'),
+    procs: info.pids.map((pid, i) => procOf(i === 0 ? 'etcd' : 'kube-apiserver', pid)),
+  };
+  state.kubernetes = k;
+  saveState(state);
+  try {
+    applyCrds(info, join(DEPLOY, 'crds'));
+  } catch (e) {
+    throw new LabError((e as Error).message);
+  }
+  const rbac = kubectl(info, ['apply', '-f', join(DEPLOY, 'rbac.yaml')]);
+  if (rbac.status !== 0) throw new LabError(`kubectl apply -f deploy/rbac.yaml: ${rbac.stderr.trim()}`);
+  const apiPort = new URL(info.server).port;
+  k.procs.push(
+    procOf(
+      'api relay',
+      spawnHost(
+        ['socat', `UNIX-LISTEN:${k.relaySocket},fork,mode=600`, `TCP:127.0.0.1:${apiPort}`],
+        join(info.dir, 'relay.log'),
+      ).pid,
+    ),
+  );
+  const token = await tokenFor(info, 'kube-system', 'twill-node', 7 * 86400);
+  k.agentKubeconfig = kubeconfigWith(info, { server: `https://127.0.0.1:${NODE_API_PORT}`, token });
+  saveState(state);
+  return k;
+}
+
+/** Kubernetes mode: the node's Node object with its InternalIP, as its kubelet would make it. */
+async function registerNode(store: Datastore, name: string, address: string | undefined): Promise<void> {
+  if ((await store.get({ kind: 'Node', name })) === undefined)
+    await store.create({
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name, labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux' } },
+    });
+  const addresses = [{ type: 'Hostname', address: name }];
+  if (address) addresses.unshift({ type: 'InternalIP', address });
+  const n = (await store.get({ kind: 'Node', name }))!;
+  await store.updateStatus({ ...n, status: { ...(n.status as object), addresses } });
+}
+
+/** Kubernetes mode: the node's 127.0.0.1:6443, carried to the API server over the host's socket. */
+function startNodeRelay(n: LabNodeState, k: LabKubernetes): void {
+  record(
+    n,
+    'api relay',
+    spawnIn(
+      n.ns,
+      ['socat', `TCP-LISTEN:${NODE_API_PORT},bind=127.0.0.1,fork,reuseaddr`, `UNIX-CONNECT:${k.relaySocket}`],
+      join(n.dir, 'relay.log'),
+    ),
+  );
 }
 
 /** Split a `cmd` line into words (double and single quotes group; no other shell syntax). */
@@ -279,6 +470,11 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
   if (labNames().includes(name) || existsSync(statePath(opts.stateRoot, name)))
     throw new LabError(`lab ${name} is already up: \`twill lab down ${name}\` first`);
   for (const node of topo.nodes) if (roleOf(node) === 'twill') agentFlags(node);
+  let k8sBin: string | undefined;
+  if (opts.kubernetes) {
+    k8sBin = k8sBinDir(opts.k8sBin);
+    needTools(['socat', 'openssl'], '--kubernetes');
+  }
   const dir = join(opts.stateRoot, name);
   mkdirSync(dir, { recursive: true, mode: 0o755 });
   const state: LabState = { name, file, dir, store: join(dir, 'store'), nodes: [], pods: [] };
@@ -320,9 +516,11 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
     for (const line of node.exec) sh('ip', ['netns', 'exec', n.ns, 'sh', '-c', line]);
   }
 
-  const store = await openFileDatastore(state.store);
+  let k8s: LabKubernetes | undefined;
+  if (k8sBin !== undefined) k8s = await startLabKubernetes(state, k8sBin);
+  const store = await openLabStore(state);
   try {
-    if ((await store.get({ kind: 'Namespace', name: 'default' })) === undefined)
+    if (!k8s && (await store.get({ kind: 'Namespace', name: 'default' })) === undefined)
       await store.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } });
     const objectFiles = new Set<string>();
     for (const node of topo.nodes) {
@@ -330,10 +528,33 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
       if (f) for (const p of f.split(',')) objectFiles.add(resolve(dirname(file), p.trim()));
     }
     for (const f of objectFiles) await applyObjects(store, f);
+    await startDaemons(state, topo, opts, store);
   } finally {
     await store.close();
   }
+  if (k8s) {
+    k8s.procs.push(
+      procOf(
+        'kubelet',
+        spawnHost(
+          [process.execPath, TWILL_BIN, 'lab', 'kubelet', state.name, '--state-dir', opts.stateRoot],
+          join(state.dir, 'kubelet.log'),
+        ).pid,
+      ),
+    );
+  }
+  saveState(state);
+  return state;
+}
 
+async function startDaemons(
+  state: LabState,
+  topo: ClabTopology,
+  opts: UpOptions,
+  store: Datastore,
+): Promise<void> {
+  const file = state.file;
+  const byName = new Map(state.nodes.map((n) => [n.name, n]));
   for (const node of topo.nodes) {
     const n = byName.get(node.name)!;
     const firstLink = topo.links.flatMap((l) => l.endpoints).find((e) => e.node === node.name)?.interface;
@@ -344,14 +565,21 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
         sh('ip', ['-n', n.ns, 'route', 'add', 'default', 'dev', firstLink]);
       n.api = join(n.dir, 'api.sock');
       n.cni = join(n.dir, 'cni', 'cni.sock');
+      const nodename = node.env.NODENAME ?? node.name;
+      const k = state.kubernetes;
+      if (k) {
+        await registerNode(store, nodename, n.address);
+        startNodeRelay(n, k);
+      }
       const argv = [
         process.execPath,
         TWILL_BIN,
         'agent',
         '--nodename',
-        node.env.NODENAME ?? node.name,
-        '--datastore',
-        `file:${state.store}`,
+        nodename,
+        ...(k
+          ? ['--datastore', 'kubernetes', '--kubeconfig', k.agentKubeconfig]
+          : ['--datastore', `file:${state.store}`]),
         '--api',
         n.api,
         '--cni-socket',
@@ -412,8 +640,46 @@ export async function labUp(opts: UpOptions): Promise<LabState> {
       );
     }
   }
-  saveState(state);
-  return state;
+}
+
+/**
+ * Runs the CNI plugin in `node`'s namespace as a container runtime does (CNI_* environment, the
+ * network configuration on stdin) for the pod whose namespace is `pod.ns`; its stdout, or a
+ * LabError with the plugin's error object.
+ */
+export function cniExec(
+  node: LabNodeState,
+  command: 'ADD' | 'DEL',
+  pod: { ns: string; containerID: string; namespace: string; name: string },
+): string {
+  if (!node.cni) throw new LabError(`${node.name} is not a Twill node: pods need its agent`);
+  if (!existsSync(CNI_PLUGIN)) throw new LabError(`${CNI_PLUGIN} is missing: npm run build makes it`);
+  const conf = {
+    cniVersion: '1.0.0',
+    name: 'k8s-pod-network',
+    type: 'twill',
+    mtu: 1500,
+    agentSocket: node.cni,
+  };
+  try {
+    return execFileSync('ip', ['netns', 'exec', node.ns, process.execPath, CNI_PLUGIN], {
+      input: JSON.stringify(conf),
+      encoding: 'utf8',
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env.PATH,
+        CNI_COMMAND: command,
+        CNI_CONTAINERID: pod.containerID,
+        CNI_NETNS: `/run/netns/${pod.ns}`,
+        CNI_IFNAME: 'eth0',
+        CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=${pod.namespace};K8S_POD_NAME=${pod.name}`,
+        CNI_PATH: '/opt/cni/bin:/usr/lib/cni',
+      },
+    });
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; message: string };
+    throw new LabError((err.stdout || err.stderr || err.message).trim());
+  }
 }
 
 /** Pods on `node` through the CNI plugin. */
@@ -432,6 +698,7 @@ export async function labPods(
   if (node.role !== 'twill' || !node.cni)
     throw new LabError(`${nodeName} is not a Twill node: pods need its agent`);
   if (!existsSync(CNI_PLUGIN)) throw new LabError(`${CNI_PLUGIN} is missing: npm run build makes it`);
+  if (state.kubernetes) return podsThroughApi(state, node, count, opts);
   const store = await openFileDatastore(state.store);
   const made: LabPodState[] = [];
   try {
@@ -446,32 +713,12 @@ export async function labPods(
       const containerID = `lab${lab.replace(/\W/g, '')}${name.replace(/\W/g, '')}`;
       sh('ip', ['netns', 'add', ns]);
       sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-      const conf = {
-        cniVersion: '1.0.0',
-        name: 'k8s-pod-network',
-        type: 'twill',
-        mtu: 1500,
-        agentSocket: node.cni,
-      };
       let out: string;
       try {
-        out = execFileSync('ip', ['netns', 'exec', node.ns, process.execPath, CNI_PLUGIN], {
-          input: JSON.stringify(conf),
-          encoding: 'utf8',
-          env: {
-            PATH: process.env.PATH,
-            CNI_COMMAND: 'ADD',
-            CNI_CONTAINERID: containerID,
-            CNI_NETNS: `/run/netns/${ns}`,
-            CNI_IFNAME: 'eth0',
-            CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${name}`,
-            CNI_PATH: '/opt/cni/bin:/usr/lib/cni',
-          },
-        });
+        out = cniExec(node, 'ADD', { ns, containerID, namespace: 'default', name });
       } catch (e) {
         sh('ip', ['netns', 'del', ns]);
-        const text = (e as { stdout?: string }).stdout ?? String(e);
-        throw new LabError(`ADD of ${name} on ${nodeName} failed: ${text.trim()}`);
+        throw new LabError(`ADD of ${name} on ${nodeName} failed: ${(e as Error).message}`);
       }
       const res = JSON.parse(out) as { ips: { address: string }[] };
       const address = res.ips[0]!.address.split('/')[0]!;
@@ -494,6 +741,53 @@ export async function labPods(
   return made;
 }
 
+/** The image a lab pod names: nothing runs it (a pod is a namespace), the API server wants one. */
+export const LAB_POD_IMAGE = 'registry.k8s.io/pause:3.10';
+
+/**
+ * Kubernetes mode: pods made through the API server, bound to `node`, as `kubectl apply` makes
+ * them; the lab's kubelet wires them through the CNI plugin and writes their status. Resolves
+ * once it has.
+ */
+async function podsThroughApi(
+  state: LabState,
+  node: LabNodeState,
+  count: number,
+  opts: { labels?: Record<string, string>; prefix?: string },
+): Promise<LabPodState[]> {
+  const store = await openLabStore(state);
+  const uids: string[] = [];
+  try {
+    const prefix = opts.prefix ?? `${node.name}-pod`;
+    const taken = new Set((await store.list('Pod', { namespace: 'default' })).map((p) => p.metadata.name));
+    let k = 0;
+    for (let i = 0; i < count; i++) {
+      while (taken.has(`${prefix}${k}`)) k++;
+      const name = `${prefix}${k}`;
+      taken.add(name);
+      const made = await store.create({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { namespace: 'default', name, labels: { app: name, ...opts.labels } },
+        spec: { nodeName: nodeNameOf(node), containers: [{ name: 'main', image: LAB_POD_IMAGE }] },
+      });
+      uids.push(made.metadata.uid!);
+    }
+  } finally {
+    await store.close();
+  }
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const wired = readKubeletPods(state.dir).filter((p) => p.uid !== undefined && uids.includes(p.uid));
+    if (wired.length === uids.length) return wired;
+    if (Date.now() > deadline)
+      throw new LabError(
+        `the lab's kubelet wired ${wired.length} of ${uids.length} pods within 60 s: see ${join(state.dir, 'kubelet.log')}`,
+      );
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 export function mustState(root: string, lab: string): LabState {
   const s = readState(root, lab);
   if (!s) throw new LabError(`no lab ${lab} here (${statePath(root, lab)}): \`twill lab up FILE\` first`);
@@ -502,12 +796,30 @@ export function mustState(root: string, lab: string): LabState {
 
 export async function labApply(root: string, lab: string, file: string): Promise<string[]> {
   const state = mustState(root, lab);
+  if (state.kubernetes) {
+    const r = kubectl(state.kubernetes.cp, ['apply', '-f', file]);
+    if (r.status !== 0) throw new LabError(`kubectl apply -f ${file}: ${r.stderr.trim()}`);
+    return r.stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.replace(/ (created|configured|unchanged)$/, ''));
+  }
   const store = await openFileDatastore(state.store);
   try {
     return await applyObjects(store, file);
   } finally {
     await store.close();
   }
+}
+
+/** Kubernetes mode: the pinned kubectl's command line as the lab's admin, for ARGS. */
+export function labKubectl(root: string, lab: string, args: string[]): string[] {
+  const state = mustState(root, lab);
+  if (!state.kubernetes)
+    throw new LabError(`lab ${lab} is not in Kubernetes mode (twill lab up --kubernetes)`);
+  const cp = state.kubernetes.cp;
+  return [join(cp.bin, 'kubectl'), `--kubeconfig=${cp.kubeconfig}`, ...args];
 }
 
 export interface NodeReport {
@@ -602,6 +914,7 @@ export async function labDown(root: string, lab: string): Promise<{ namespaces: 
   for (const p of state?.pods ?? []) if (existsSync(`/run/netns/${p.ns}`)) namespaces.add(p.ns);
   const pids = new Set<number>();
   for (const n of state?.nodes ?? []) for (const p of n.procs) if (alive(p)) pids.add(p.pid);
+  for (const p of state?.kubernetes?.procs ?? []) if (alive(p)) pids.add(p.pid);
   for (const ns of namespaces)
     for (const pid of (tryCmd('ip', ['netns', 'pids', ns]) ?? '').split(/\s+/).filter(Boolean))
       pids.add(Number(pid));
@@ -623,8 +936,12 @@ export async function labDown(root: string, lab: string): Promise<{ namespaces: 
   return { namespaces: namespaces.size, processes: pids.size };
 }
 
-async function endProcs(n: LabNodeState, signal: NodeJS.Signals): Promise<void> {
-  const live = n.procs.filter(alive);
+async function endProcs(
+  n: LabNodeState,
+  signal: NodeJS.Signals,
+  which: (p: { what: string }) => boolean = () => true,
+): Promise<void> {
+  const live = n.procs.filter((p) => which(p) && alive(p));
   for (const p of live) {
     try {
       process.kill(p.pid, signal);
@@ -637,7 +954,7 @@ async function endProcs(n: LabNodeState, signal: NodeJS.Signals): Promise<void> 
       process.kill(p.pid, 'SIGKILL');
     } catch {}
   }
-  n.procs = [];
+  n.procs = n.procs.filter((p) => !which(p));
 }
 
 function nodeOf(state: LabState, name: string): LabNodeState {
@@ -662,7 +979,7 @@ export async function labRestart(
   const state = mustState(root, lab);
   const n = nodeOf(state, node);
   if (n.role !== 'twill') throw new LabError(`${node} is not a Twill node`);
-  await endProcs(n, signal);
+  await endProcs(n, signal, (p) => p.what === 'twill agent');
   startAgentOf(n);
   saveState(state);
 }
@@ -711,19 +1028,39 @@ export async function labRemove(root: string, lab: string, node: string): Promis
   state.pods = state.pods.filter((x) => x.node !== node);
   state.nodes = state.nodes.filter((x) => x !== n);
   saveState(state);
-  const store = await openFileDatastore(state.store);
+  const store = await openLabStore(state);
   try {
-    const obj = await store.get({ kind: 'Node', name: n.agent ? nodeNameOf(n) : node });
+    const nodeName = n.agent ? nodeNameOf(n) : node;
+    const obj = await store.get({ kind: 'Node', name: nodeName });
     if (obj) await store.delete({ kind: 'Node', name: obj.metadata.name });
-    for (const p of await store.list('Pod', { namespace: 'default' }))
-      if ((p.spec as { nodeName?: string } | undefined)?.nodeName === node)
-        await store.delete({ kind: 'Pod', name: p.metadata.name, namespace: 'default' });
+    for (const p of await store.list('Pod'))
+      if ((p.spec as { nodeName?: string } | undefined)?.nodeName === nodeName) {
+        const key = { kind: 'Pod' as const, name: p.metadata.name, namespace: p.metadata.namespace };
+        if (state.kubernetes) await forceDeletePod(store as KubernetesStore, key);
+        else await store.delete(key);
+      }
   } finally {
     await store.close();
   }
 }
 
-function nodeNameOf(n: LabNodeState): string {
+/** Kubernetes mode: a pod's last delete, grace period 0, as its kubelet makes once it is stopped. */
+export async function forceDeletePod(
+  store: KubernetesStore,
+  key: { name: string; namespace?: string | undefined },
+  uid?: string,
+): Promise<void> {
+  const r = await store.call('DELETE', `/api/v1/namespaces/${key.namespace ?? 'default'}/pods/${key.name}`, {
+    apiVersion: 'v1',
+    kind: 'DeleteOptions',
+    gracePeriodSeconds: 0,
+    ...(uid ? { preconditions: { uid } } : {}),
+  });
+  if (r.status >= 300 && r.status !== 404 && r.status !== 409)
+    throw new LabError(`deleting pod ${key.namespace}/${key.name}: ${r.status} ${JSON.stringify(r.body)}`);
+}
+
+export function nodeNameOf(n: LabNodeState): string {
   const i = n.agent?.argv.indexOf('--nodename') ?? -1;
   return i >= 0 ? n.agent!.argv[i + 1]! : n.name;
 }
@@ -799,6 +1136,15 @@ export async function labAdd(root: string, lab: string, o: AddOptions): Promise<
   const ip = argv.indexOf('--ip');
   if (ip >= 0) argv.splice(ip, 2);
   n.agent = { argv, env: { ...like.agent.env } };
+  if (state.kubernetes) {
+    const store = await openLabStore(state);
+    try {
+      await registerNode(store, o.node, n.address);
+    } finally {
+      await store.close();
+    }
+    startNodeRelay(n, state.kubernetes);
+  }
   startAgentOf(n);
   saveState(state);
   return n;
