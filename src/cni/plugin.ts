@@ -10,7 +10,7 @@
  * - ADD: the `assign` request goes to the agent first (it owns the node's IPAM); meanwhile two
  *   `ip -batch -` processes start: one on the host, which makes the veth at once (the pod end
  *   created straight in CNI_NETNS) and prints a `link show` line as a marker, and one in
- *   CNI_NETNS (through nsenter, which takes any netns path). ip runs batch lines as they arrive,
+ *   CNI_NETNS (`ip -n` for a named namespace, else nsenter). ip runs batch lines as they arrive,
  *   so forking and loading ip overlap the agent's work. Once the addresses are in, the host
  *   process gets the host route and neighbour lines and, once the marker is printed, the pod
  *   process gets the pod's lines; both run side by side. Without the marker (the veth could not
@@ -222,7 +222,24 @@ const nsenter = () =>
   (nsenterPath ??= firstExisting(['/usr/bin/nsenter', '/bin/nsenter', '/usr/sbin/nsenter'], 'nsenter'));
 
 /**
- * An `ip -batch -` process (inside `netns` through nsenter when given), started before its
+ * `argv` run inside the network namespace at `netns`: `ip -n NAME` when argv is ip's and the
+ * namespace is a named one (/run/netns/NAME, as containerd and CRI-O name theirs: ip enters it
+ * itself, one exec fewer), else through nsenter, which takes any path.
+ */
+export function inNetns(netns: string, argv: readonly string[]): [string, string[]] {
+  const named = /^\/(?:var\/)?run\/netns\/([^/]+)$/.exec(netns)?.[1];
+  if (
+    named !== undefined &&
+    argv[0] === ip() &&
+    !named.startsWith('.') &&
+    existsSync(`/var/run/netns/${named}`)
+  )
+    return [ip(), ['-n', named, ...argv.slice(1)]];
+  return [nsenter(), [`--net=${netns}`, ...argv]];
+}
+
+/**
+ * An `ip -batch -` process (inside `netns` when given: `inNetns`), started before its
  * script is complete: ip runs each line as it arrives and flushes what a line prints, so a
  * process can be started, and its first lines run, while the plugin still waits for the agent;
  * `printed()` tells when the script has printed something (a `link show` line placed as a
@@ -239,7 +256,7 @@ class Batch {
     this.child =
       netns === undefined
         ? spawn(ip(), ['-batch', '-'], { stdio })
-        : spawn(nsenter(), [`--net=${netns}`, ip(), '-batch', '-'], { stdio });
+        : spawn(...inNetns(netns, [ip(), '-batch', '-']), { stdio });
     const err: Buffer[] = [];
     this.child.stderr!.on('data', (c: Buffer) => err.push(c));
     // ip stops at the first failing line; later writes then meet a closed pipe.

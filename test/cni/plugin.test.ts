@@ -4,9 +4,12 @@
  * (0.3.1, 0.4.0, 1.0.0, 1.1.0; spec-format.ts), the names shared with the agent, the kernel
  * scripts, and what CHECK makes of the kernel's answers. No root, no processes.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { handleFor, hostVethName, hostVethNameForContainer, podMac } from '../../src/cni/names.js';
-import { invoke } from '../../src/cni/plugin.js';
+import { inNetns, invoke } from '../../src/cni/plugin.js';
 import {
   CniCode,
   CniError,
@@ -459,5 +462,23 @@ describe('CHECK', () => {
     // /proc/net/route prints the network-order word as a host integer: reversed on little-endian.
     const le = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
     expect(procRouteHex('10.1.0.5')).toBe(le ? '0500010A' : '0A010005');
+  });
+});
+
+describe('entering the pod’s network namespace', () => {
+  it('a named namespace is entered by ip itself (-n), any other path through nsenter', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twill-netns-'));
+    try {
+      // A namespace name that does not exist under /var/run/netns is not taken for one.
+      const [cmd, args] = inNetns('/run/netns/twill-no-such-netns', ['/usr/sbin/ip', '-batch', '-']);
+      expect(cmd).toMatch(/nsenter$/);
+      expect(args).toEqual(['--net=/run/netns/twill-no-such-netns', '/usr/sbin/ip', '-batch', '-']);
+      const [cmd2, args2] = inNetns('/proc/4242/ns/net', ['sh', '-c', 'true']);
+      expect(cmd2).toMatch(/nsenter$/);
+      expect(args2).toEqual(['--net=/proc/4242/ns/net', 'sh', '-c', 'true']);
+      expect(inNetns(join(dir, 'x'), ['sh'])[0]).toMatch(/nsenter$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
