@@ -12,8 +12,9 @@
  * (`ip netns exec`), so each plugin is exec'd directly by a process already in the node's network
  * namespace, as a runtime execs /opt/cni/bin/<type>: CNI_* environment, `IgnoreUnknown=1` and
  * the K8S_POD_* pair in CNI_ARGS, the plugin configuration on stdin, the result read from stdout.
- * Twill's agent endpoint (the real allocator over the in-memory datastore) runs in the
- * benchmark's own process, as the node's agent would answer it. host-local keeps its state in a
+ * Twill's agent endpoint (the real allocator over the in-memory datastore, and the host side of
+ * each pod over a netlink socket, as the agent does it) runs in the benchmark's own process, as
+ * the node's agent would answer it. host-local keeps its state in a
  * temporary folder.
  *
  * Series, interleaved per pod so that load from other processes on the machine hits all of them
@@ -36,11 +37,13 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { wireHostSide } from '../../src/cni/host-wiring.js';
+import { DEFAULT_CONFLIST, installCni } from '../../src/cni/install.js';
 import { CniHandler, CniServer } from '../../src/cni/server.js';
+import { NetlinkKernel } from '../../src/dataplane/netlink-kernel.js';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
 import { TWILL_API_VERSION } from '../../src/datastore/types.js';
 import { Allocator } from '../../src/ipam/allocator.js';
-import { DEFAULT_CONFLIST, installCni } from '../../src/cni/install.js';
 
 const ROOT = join(import.meta.dirname, '../../..');
 const BUNDLE = join(ROOT, 'dist/cni/twill');
@@ -179,10 +182,14 @@ async function inside(): Promise<number> {
     metadata: { name: 'bench' },
     spec: { cidr: '10.99.0.0/16', blockSize: 26 },
   });
+  // As the agent does: the pods' host sides over a netlink socket of this process, which runs in
+  // the node's namespace.
+  const kernel = new NetlinkKernel();
   const handler = new CniHandler({
     allocator: new Allocator({ store, clock: { now: () => Date.now() } }),
     node: 'bench-node',
     ready: true,
+    wireHost: (e) => wireHostSide({ kernel }, e),
   });
   const socket = join(dir, 'run', 'cni.sock');
   const server = new CniServer({ handler, path: socket });
@@ -301,6 +308,7 @@ async function inside(): Promise<number> {
       ]);
   } finally {
     await server.close();
+    kernel.close();
     await store.close();
     rmSync(dir, { recursive: true, force: true });
   }

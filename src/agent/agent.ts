@@ -42,8 +42,10 @@
  * sent DEL: a crash, lost kubelet state) are released once leaked for --ipam-leak-grace (15
  * minutes by default), checked every minute or half the grace if shorter (ipam/reclaim.ts; Calico's kube-controllers do the same cluster-wide).
  *
- * Not here (yet): releasing empty blocks, IPv6 node addresses, neighbour entries for pods (the
- * CNI plugin writes them).
+ * The CNI endpoint also wires each new IPv4 pod's host side when the plugin asks (cni/host-wiring.ts:
+ * the veth up, its route and neighbour entry, its sysctls), over a netlink socket of its own.
+ *
+ * Not here (yet): releasing empty blocks, IPv6 node addresses.
  */
 import { dirname } from 'node:path';
 import type { Server } from 'node:http';
@@ -53,7 +55,8 @@ import { type Clock, systemClock, type TimerHandle } from '../bgp/clock.js';
 import type { NeighborConfig, SpeakerConfig } from '../bgp/config.js';
 import { Speaker, type SpeakerOptions } from '../bgp/speaker.js';
 import type { SpeakerStatus } from '../bgp/status.js';
-import { CniHandler, CniServer } from '../cni/server.js';
+import { wireHostSide } from '../cni/host-wiring.js';
+import { type AttachmentEvent, CniHandler, CniServer } from '../cni/server.js';
 import type { KernelFactory } from '../dataplane/kernel.js';
 import { NetlinkKernel } from '../dataplane/netlink-kernel.js';
 import { RTPROT_TWILL, type RouteSpec } from '../dataplane/route-model.js';
@@ -190,6 +193,8 @@ export class Agent {
 
   private allocator: Allocator | undefined;
   private cni: { handler: CniHandler; server: CniServer } | undefined;
+  /** The netlink socket the CNI endpoint wires pods' host sides through. */
+  private cniKernel: NetlinkKernel | undefined;
   private api: Server | undefined;
   private health: Server | undefined;
   readonly metrics: AgentMetrics;
@@ -276,6 +281,14 @@ export class Agent {
           'CNI ADD',
         ),
       onReleased: (e) => this.log.info({ handle: e.handle, released: e.released }, 'CNI DEL'),
+      // The host side of each new pod over this agent's netlink socket (host-wiring.ts); with
+      // a test's kernel the plugin does it itself.
+      ...(this.opts.kernel
+        ? {}
+        : {
+            wireHost: (e: AttachmentEvent) =>
+              wireHostSide({ kernel: this.wiringKernel(), sysctlRoot: dirname(c.procSysNet) }, e),
+          }),
     });
     const server = new CniServer({
       handler,
@@ -335,6 +348,7 @@ export class Agent {
     this.reconciler.close();
     this.policy.stopRefresh();
     await this.cni?.server.close();
+    this.cniKernel?.close();
     await Promise.all(
       [this.api, this.health].map((s) => (s ? new Promise<void>((r) => s.close(() => r())) : undefined)),
     );
@@ -559,6 +573,11 @@ export class Agent {
     this.reconciler.setDesired('blocks', blockRoutes(c.nodename, blocks));
     this.startDataplane();
     this.reconciler.applySoon();
+  }
+
+  private wiringKernel(): NetlinkKernel {
+    if (this.cniKernel === undefined) this.cniKernel = new NetlinkKernel();
+    return this.cniKernel;
   }
 
   private dataplaneStarted = false;

@@ -7,17 +7,21 @@
  * status 0 or 1.
  *
  * Per command:
- * - ADD: the `assign` request goes to the agent first (it owns the node's IPAM); meanwhile two
- *   `ip -batch -` processes start: one on the host, which makes the veth at once (the pod end
- *   created straight in CNI_NETNS) and prints a `link show` line as a marker, and one in
- *   CNI_NETNS (`ip -n` for a named namespace, else nsenter). ip runs batch lines as they arrive,
- *   so forking and loading ip overlap the agent's work. Once the addresses are in, the host
- *   process gets the host route and neighbour lines and, once the marker is printed, the pod
- *   process gets the pod's lines; both run side by side. Without the marker (the veth could not
- *   be made: an interface already in the pod that is not ours makes `link add` fail, as the spec
- *   requires) the pod process gets nothing, so nothing of someone else's is touched. The host
- *   veth's sysctls are then written to /proc/sys, before ADD returns and so before anything in
- *   the pod runs. When the agent fails, the veth just made is deleted.
+ * - ADD: the `assign` request goes to the agent first (it owns the node's IPAM), and `ip` starts
+ *   while the agent works. A new IPv4 attachment takes the direct path: one `ip -batch -` in
+ *   CNI_NETNS (`ip -n` for a named namespace, else nsenter) makes the veth from the pod's side,
+ *   its host end sent to this process's namespace (the host's), and prints a `link show` line as
+ *   a marker; once the addresses are in it configures the pod side, while the agent does the
+ *   host side over its netlink socket (`wire`: alias, up, route, neighbour entry, sysctls;
+ *   host-wiring.ts). An agent that answers `wire` Unsupported leaves that to an `ip` process here.
+ *   Everything else (IPv6, a repeated ADD, a stale veth of the pod's name) takes the two-process
+ *   path: one `ip -batch -` on the host makes the veth (the pod end created straight in
+ *   CNI_NETNS) and prints the marker, one in CNI_NETNS gets the pod's lines once the marker is
+ *   printed; ip runs batch lines as they arrive, so forking and loading ip overlap the agent's
+ *   work. Without the marker (the veth could not be made: an interface already in the pod that
+ *   is not ours makes `link add` fail, as the spec requires) nothing of someone else's is
+ *   touched. The host veth's sysctls are written before ADD returns, so before anything in the
+ *   pod runs. When the agent or a later step fails, the veth just made is deleted.
  * - DEL: `release` to the agent and, at the same time, `ip link del` of the host veth if its
  *   alias names this container (the pod end goes with it; a netns already gone took both). The
  *   veth is found in prevResult, else from CNI_ARGS. Missing pieces are success; an agent that
@@ -77,6 +81,7 @@ import {
   expectedFrom,
   type HostVethState,
   hostAddressBatch,
+  hostFinishBatch,
   hostIfnameFor,
   hostIfnameOf,
   hostLinkBatch,
@@ -84,6 +89,7 @@ import {
   hostSysctls,
   type LinkSpec,
   podBatch,
+  podLinkBatch,
   podProblems,
   type Wiring,
 } from './wiring.js';
@@ -322,7 +328,9 @@ export function hostVethState(hostIfname: string, containerID: string): HostVeth
   if (alias === undefined) return 'absent';
   const a = alias.trim();
   if (a === `${ALIAS_PREFIX}${containerID}`) return 'ours';
-  return a.startsWith(ALIAS_PREFIX) ? 'stale' : 'foreign';
+  // No alias on a veth with our name: the direct path's ADD stopped before the host side was
+  // done (names.ts names are ours alone), so it is ours to replace.
+  return a.startsWith(ALIAS_PREFIX) || a === '' ? 'stale' : 'foreign';
 }
 
 function writeSysctls(list: readonly [string, string][]): void {
@@ -386,6 +394,8 @@ async function cmdAdd(inv: Invocation, conf: NetConf): Promise<CniResult> {
     mac: link.mac,
   });
   assigning.catch(() => {});
+  if (state === 'absent' && conf.families.length === 1 && conf.families[0] === 4)
+    return addFromPod(inv, conf, link, assigning);
   // Two ip processes, both started now: the host's makes the veth at once (the pod end straight
   // into CNI_NETNS) and prints the marker line after it; the pod's (in CNI_NETNS through
   // nsenter) gets its script when the addresses are in and the veth is there. Forking and
@@ -416,6 +426,70 @@ async function cmdAdd(inv: Invocation, conf: NetConf): Promise<CniResult> {
   await podDone;
   // Written once the veth is configured, before ADD returns: nothing in the pod runs before that.
   writeSysctls(hostSysctls(link.hostIfname, conf.families));
+  return addResult(w, conf);
+}
+
+/**
+ * ADD's direct path (a new IPv4 attachment): one `ip` process, in the pod, makes the veth with
+ * its host end sent to this process's (the host's) namespace and prints a marker; once the
+ * addresses are in it configures the pod side, while the agent does the host side (`wire`:
+ * alias, up, route, neighbour entry, sysctls over its netlink socket). An agent that does not
+ * wire (Unsupported) leaves the host side to an `ip` process of the plugin's, as the two-process
+ * path does it. Any failure after the veth was made deletes it.
+ */
+async function addFromPod(
+  inv: Invocation,
+  conf: NetConf,
+  link: LinkSpec,
+  assigning: Promise<ResponseOf['assign']>,
+): Promise<CniResult> {
+  const pod = new Batch(inv.netns);
+  pod.write(`${podLinkBatch(link, process.pid)}link show dev ${link.ifname}\n`);
+  let assigned: ResponseOf['assign'];
+  try {
+    assigned = await assigning;
+  } catch (e) {
+    // Delete the veth only if this call made it (the marker came): never someone else's.
+    const made = await pod.printed();
+    await pod.abandon(made ? `link del ${link.ifname}\n` : '');
+    throw e;
+  }
+  const w: Wiring = {
+    ...link,
+    addresses: assigned.addresses.map((a: AssignedAddress) => ({ address: a.address, family: a.family })),
+  };
+  if (!(await pod.printed())) {
+    await pod.end(); // throws with ip's own words (an interface of that name already in the pod, say)
+    throw new CniError(CniCode.KernelFailure, `the veth ${link.hostIfname} was not made`);
+  }
+  const podDone = pod.end(podBatch(w));
+  podDone.catch(() => {});
+  const hostDone = (async () => {
+    const r = await askAgent(
+      conf.agentSocket,
+      {
+        v: PROTOCOL_VERSION,
+        op: 'wire',
+        network: conf.name,
+        containerID: inv.containerID,
+        ifname: inv.ifname,
+      },
+      conf.timeoutMs,
+    );
+    if (r.ok) return;
+    if (r.error.code !== 'Unsupported') throw agentError(r.error);
+    const host = new Batch();
+    await host.end(hostFinishBatch(w));
+    writeSysctls(hostSysctls(link.hostIfname, conf.families));
+  })();
+  hostDone.catch(() => {});
+  try {
+    await hostDone;
+    await podDone;
+  } catch (e) {
+    await run(ip(), ['link', 'del', link.hostIfname], '');
+    throw e;
+  }
   return addResult(w, conf);
 }
 

@@ -14,6 +14,13 @@
  *   and name when known, the families wanted, and the host veth and pod MAC the plugin will
  *   use, so the agent can hand the reconciler the pod's route and neighbour entry). Idempotent:
  *   the handle (names.ts `handleFor`) already holding an address gets it back.
+ * - `wire`: the host side of an attachment this agent has just assigned, done by the agent over
+ *   its netlink socket (the host veth up with its alias, the pod's host route and neighbour
+ *   entry, the veth's sysctls), once the plugin has made the veth from inside the pod. The
+ *   request names the attachment only: the interface, MAC and addresses are the ones the agent
+ *   recorded at `assign`, so a request cannot point the agent at anything else. An agent
+ *   without a kernel to write to (a test's endpoint) answers `Unsupported`, and the plugin does
+ *   the host side itself.
  * - `release`: free the attachment's addresses (by handle). Idempotent.
  * - `check`: does the attachment's handle hold exactly these addresses?
  * - `gc`: release the addresses of this node's attachments to `network` that are not in
@@ -56,6 +63,12 @@ export interface AssignRequest extends AttachmentId {
   mac: string;
 }
 
+export interface WireRequest extends AttachmentId {
+  v: number;
+  op: 'wire';
+  network: string;
+}
+
 export interface ReleaseRequest extends AttachmentId {
   v: number;
   op: 'release';
@@ -82,7 +95,13 @@ export interface StatusRequest {
   op: 'status';
 }
 
-export type AgentRequest = AssignRequest | ReleaseRequest | CheckRequest | GcRequest | StatusRequest;
+export type AgentRequest =
+  | AssignRequest
+  | WireRequest
+  | ReleaseRequest
+  | CheckRequest
+  | GcRequest
+  | StatusRequest;
 
 export interface AssignedAddress {
   /** Address text without prefix length. */
@@ -105,6 +124,8 @@ export type AgentErrorCode =
   | 'Exhausted'
   /** `check`: the attachment does not hold what it should (Twill's CNI 102). */
   | 'Mismatch'
+  /** `wire`: this agent does not write to the kernel; the plugin does the host side itself. */
+  | 'Unsupported'
   /** Anything else (Twill's CNI 103). */
   | 'Internal';
 
@@ -114,6 +135,7 @@ export interface AgentError {
 }
 
 export type AssignResponse = { ok: true; handle: string; addresses: AssignedAddress[] };
+export type WireResponse = { ok: true; handle: string };
 export type ReleaseResponse = { ok: true; handle: string; released: string[] };
 export type CheckResponse = { ok: true; handle: string };
 export type GcResponse = { ok: true; released: string[]; errors: string[] };
@@ -122,6 +144,7 @@ export type ErrorResponse = { ok: false; error: AgentError };
 
 export interface ResponseOf {
   assign: AssignResponse;
+  wire: WireResponse;
   release: ReleaseResponse;
   check: CheckResponse;
   gc: GcResponse;
@@ -191,6 +214,8 @@ export function parseRequest(line: string): AgentRequest {
         mac: str(r, 'mac')!,
       };
     }
+    case 'wire':
+      return { v, op: 'wire', network: str(r, 'network')!, ...attachment(r, 'wire') };
     case 'release':
       return { v, op: 'release', network: str(r, 'network')!, ...attachment(r, 'release') };
     case 'check': {
@@ -209,6 +234,8 @@ export function parseRequest(line: string): AgentRequest {
       };
     }
     default:
-      throw new ProtocolError(`op: ${JSON.stringify(r.op)} is not assign, release, check, gc or status`);
+      throw new ProtocolError(
+        `op: ${JSON.stringify(r.op)} is not assign, wire, release, check, gc or status`,
+      );
   }
 }

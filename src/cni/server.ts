@@ -20,6 +20,9 @@
  *   handle already holds comes back unchanged, so a repeated ADD gets the same addresses. A
  *   failure after the first family leaves what was assigned: the runtime follows a failed ADD
  *   with a DEL (CNI spec, section 3), which releases the handle.
+ * - `wire` does the host side of an attachment assigned in the last five minutes, with the
+ *   veth, MAC and addresses recorded at its `assign` (`wireHost`, the agent's kernel); without
+ *   `wireHost` it is Unsupported.
  * - `check` compares the handle's addresses with the ones the plugin expects (from prevResult).
  * - `gc` releases every handle of `network` whose addresses were assigned by this node and whose
  *   container is not in `valid`. It reads the blocks once; a release that fails is reported and
@@ -61,6 +64,7 @@ import {
   ProtocolError,
   parseRequest,
   type ReleaseRequest,
+  type WireRequest,
 } from './protocol.js';
 
 export interface AttachmentEvent {
@@ -83,7 +87,15 @@ export interface CniHandlerOptions {
   ready?: boolean;
   onAssigned?: (e: AttachmentEvent) => void;
   onReleased?: (e: { handle: string; released: string[] }) => void;
+  /**
+   * The host side of an attachment (`wire`): the agent passes its kernel's (host-wiring.ts).
+   * Absent: `wire` is answered Unsupported and the plugin does it itself.
+   */
+  wireHost?: (e: AttachmentEvent) => Promise<void>;
 }
+
+/** How long an `assign` is remembered for the `wire` that follows it. */
+const WIRE_WINDOW_MS = 5 * 60_000;
 
 const fail = (code: AgentErrorCode, message: string): ErrorResponse => ({
   ok: false,
@@ -105,6 +117,9 @@ export class CniHandler {
   private reason = 'the agent is starting (datastore not in sync yet)';
   private readonly onAssigned: (e: AttachmentEvent) => void;
   private readonly onReleased: (e: { handle: string; released: string[] }) => void;
+  private readonly wireHost: ((e: AttachmentEvent) => Promise<void>) | undefined;
+  /** Attachments assigned lately, by handle, for their `wire`. */
+  private readonly assigned = new Map<string, { event: AttachmentEvent; at: number }>();
 
   constructor(opts: CniHandlerOptions) {
     this.allocator = opts.allocator;
@@ -112,6 +127,7 @@ export class CniHandler {
     this.ready = opts.ready ?? false;
     this.onAssigned = opts.onAssigned ?? (() => {});
     this.onReleased = opts.onReleased ?? (() => {});
+    this.wireHost = opts.wireHost;
   }
 
   setReady(ready: boolean, reason?: string): void {
@@ -132,6 +148,8 @@ export class CniHandler {
       switch (req.op) {
         case 'assign':
           return await this.assign(req);
+        case 'wire':
+          return await this.wire(req);
         case 'release':
           return await this.release(req);
         case 'check':
@@ -159,12 +177,31 @@ export class CniHandler {
       addresses.push({ address: a.address, family, block: a.block, borrowed: a.borrowed });
     }
     const { v: _v, op: _op, families: _f, ...rest } = req;
-    this.onAssigned({ ...rest, handle, addresses });
+    const event = { ...rest, handle, addresses };
+    this.onAssigned(event);
+    if (this.wireHost) {
+      const now = Date.now();
+      for (const [h, a] of this.assigned) if (now - a.at > WIRE_WINDOW_MS) this.assigned.delete(h);
+      this.assigned.set(handle, { event, at: now });
+    }
     return { ok: true, handle, addresses };
+  }
+
+  private async wire(req: WireRequest): Promise<AgentResponse> {
+    if (!this.wireHost)
+      return fail('Unsupported', `node ${this.node}: this endpoint does not wire host sides`);
+    const handle = handleFor(req.network, req.containerID);
+    const a = this.assigned.get(handle);
+    if (!a || a.event.ifname !== req.ifname)
+      return fail('Invalid', `${handle}/${req.ifname}: no assign for this attachment to wire`);
+    await this.wireHost(a.event);
+    this.assigned.delete(handle);
+    return { ok: true, handle };
   }
 
   private async release(req: ReleaseRequest): Promise<AgentResponse> {
     const handle = handleFor(req.network, req.containerID);
+    this.assigned.delete(handle);
     const released = (await this.allocator.release(handle)).map((r) => r.address);
     this.onReleased({ handle, released });
     return { ok: true, handle, released };

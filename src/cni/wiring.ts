@@ -135,6 +135,20 @@ export function hostAddressBatch(w: Wiring): string {
   return lines.length > 0 ? `${lines.join('\n')}\n` : '';
 }
 
+/**
+ * The veth made from inside the pod (`ip -batch` in CNI_NETNS): the pod end here, the host end
+ * sent straight to the network namespace of process `hostPid` (the plugin, which runs in the
+ * host's), both with their names, MACs and MTU. ADD's direct path (plugin.ts): one process.
+ */
+export function podLinkBatch(l: LinkSpec, hostPid: number): string {
+  return `link add ${l.ifname} mtu ${l.mtu} address ${l.mac} type veth peer name ${l.hostIfname} mtu ${l.mtu} address ${HOST_MAC} netns ${hostPid}\n`;
+}
+
+/** The host side after podLinkBatch, when the plugin does it itself: alias, up, route, neighbour. */
+export function hostFinishBatch(w: Wiring): string {
+  return `link set ${w.hostIfname} alias ${ALIAS_PREFIX}${w.containerID}\nlink set ${w.hostIfname} up\n${hostAddressBatch(w)}`;
+}
+
 /** The whole host side of ADD, as one script. */
 export function hostBatch(w: Wiring, state: HostVethState): string {
   return hostLinkBatch(w, state) + hostAddressBatch(w);

@@ -29,6 +29,8 @@ const ident = (r: { table: number; key: unknown; metric: number }) =>
 
 export class FakeKernel {
   readonly links = new Map<number, LinkState>();
+  /** Link aliases set through setLink, by name. */
+  readonly aliases = new Map<string, string>();
   readonly routes = new Map<string, KernelRoute>();
   readonly neighbours = new Map<string, NeighbourEntry>();
   /** Every route operation applied to the table, in order. */
@@ -244,6 +246,13 @@ class FakeHandle implements Kernel {
     this.open();
     if (!this.k.links.has(n.ifindex)) throw new KernelError('ENODEV', 'fake: no such link');
     this.k.neighbours.set(`${n.ifindex}|${n.address}`, { ...n });
+  }
+
+  async setLink(name: string, opts: { up?: boolean; alias?: string }): Promise<void> {
+    this.open();
+    if (this.k.linkIndex(name) === undefined) throw new KernelError('ENODEV', 'fake: no such link');
+    if (opts.alias !== undefined) this.k.aliases.set(name, opts.alias);
+    if (opts.up !== undefined) this.k.setLinkUp(name, opts.up);
   }
 
   async delNeighbour(n: Pick<NeighbourEntry, 'family' | 'ifindex' | 'address'>): Promise<void> {

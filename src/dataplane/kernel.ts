@@ -62,6 +62,8 @@ export interface Kernel {
   writeRoutes(ops: readonly RouteOp[]): Promise<(string | undefined)[]>;
   /** Create or replace a neighbour entry (NLM_F_CREATE | NLM_F_REPLACE). */
   setNeighbour(n: NeighbourEntry): Promise<void>;
+  /** Change the existing link `name`: administratively up or down, its alias. */
+  setLink(name: string, opts: { up?: boolean; alias?: string }): Promise<void>;
   delNeighbour(n: Pick<NeighbourEntry, 'family' | 'ifindex' | 'address'>): Promise<void>;
   /** Subscribe to notifications; returns the unsubscribe function. */
   subscribe(groups: readonly EventGroup[], fn: (ev: KernelEvent) => void): () => void;

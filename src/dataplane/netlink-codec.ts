@@ -81,6 +81,7 @@ const AF_INET = 2;
 const AF_INET6 = 10;
 const AF_UNSPEC = 0;
 const IFLA_IFNAME = 3;
+const IFLA_IFALIAS = 20;
 const IFF_UP = 0x1;
 const NDA_DST = 1;
 const NDA_LLADDR = 2;
@@ -262,6 +263,40 @@ export function encodeNeigh(
     off = writeAttrHdr(buf, off, 5, NDA_PROTOCOL);
     buf[off] = n.protocol;
     off += 4;
+  }
+  return buf;
+}
+
+/**
+ * RTM_NEWLINK on an existing link named `name` (no create: the kernel finds it by IFLA_IFNAME and
+ * changes it, as `ip link set NAME up alias TEXT` does), acknowledged. `up` sets IFF_UP (false
+ * clears it, absent leaves it); `alias` sets IFLA_IFALIAS.
+ */
+export function encodeSetLink(name: string, opts: { up?: boolean; alias?: string }, seq: number): Buffer {
+  const nameBytes = Buffer.from(`${name}\0`, 'utf8');
+  const aliasBytes = opts.alias === undefined ? undefined : Buffer.from(opts.alias, 'utf8');
+  if (nameBytes.length > 16) throw new Error(`not an interface name: ${JSON.stringify(name)}`);
+  const size =
+    NLMSG_HDRLEN + 16 + 4 + align4(nameBytes.length) + (aliasBytes ? 4 + align4(aliasBytes.length) : 0);
+  const buf = Buffer.alloc(size);
+  buf.writeUInt32LE(size, 0);
+  buf.writeUInt16LE(NlMsgType.NewLink, 4);
+  buf.writeUInt16LE(NlFlags.Request | NlFlags.Ack, 6);
+  buf.writeUInt32LE(seq >>> 0, 8);
+  let off = NLMSG_HDRLEN;
+  buf[off] = AF_UNSPEC;
+  if (opts.up !== undefined) {
+    buf.writeUInt32LE(opts.up ? IFF_UP : 0, off + 8); // ifi_flags
+    buf.writeUInt32LE(IFF_UP, off + 12); // ifi_change
+  }
+  off += 16;
+  off = writeAttrHdr(buf, off, 4 + nameBytes.length, IFLA_IFNAME);
+  nameBytes.copy(buf, off);
+  off += align4(nameBytes.length);
+  if (aliasBytes) {
+    off = writeAttrHdr(buf, off, 4 + aliasBytes.length, IFLA_IFALIAS);
+    aliasBytes.copy(buf, off);
+    off += align4(aliasBytes.length);
   }
   return buf;
 }

@@ -36,6 +36,7 @@ import {
   encodeDump,
   encodeNeigh,
   encodeRouteOp,
+  encodeSetLink,
   familyCode,
   forEachMessage,
   NlFlags,
@@ -319,6 +320,11 @@ export class NetlinkKernel implements Kernel {
   setNeighbour(n: NeighbourEntry): Promise<void> {
     const seq = this.nextSeq();
     return this.request(encodeNeigh(n, seq, false), seq);
+  }
+
+  setLink(name: string, opts: { up?: boolean; alias?: string }): Promise<void> {
+    const seq = this.nextSeq();
+    return this.request(encodeSetLink(name, opts, seq), seq);
   }
 
   delNeighbour(n: Pick<NeighbourEntry, 'family' | 'ifindex' | 'address'>): Promise<void> {

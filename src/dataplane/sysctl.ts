@@ -17,6 +17,7 @@
  * namespace's values and never the host's. `root` is a parameter so unit tests use a temporary
  * directory (the same code then runs against /proc/sys in the root tests).
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -68,6 +69,30 @@ export async function writeSysctls(list: readonly Sysctl[], root = '/proc/sys'):
     if (cur === value) continue;
     try {
       await writeFile(file, `${value}\n`);
+    } catch (err) {
+      throw new Error(
+        `sysctl ${path.replaceAll('/', '.')} = ${value}: ${(err as NodeJS.ErrnoException).code ?? err}`,
+      );
+    }
+    written.push(path);
+  }
+  return written;
+}
+
+/** writeSysctls without the thread pool, for a few values on a latency path. */
+export function writeSysctlsSync(list: readonly Sysctl[], root = '/proc/sys'): string[] {
+  const written: string[] = [];
+  for (const [path, value] of list) {
+    const file = join(root, path);
+    let cur: string;
+    try {
+      cur = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      throw new Error(`sysctl ${path.replaceAll('/', '.')}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    if (cur === value) continue;
+    try {
+      writeFileSync(file, `${value}\n`);
     } catch (err) {
       throw new Error(
         `sysctl ${path.replaceAll('/', '.')} = ${value}: ${(err as NodeJS.ErrnoException).code ?? err}`,

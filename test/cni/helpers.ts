@@ -38,6 +38,7 @@ export async function startAgent(
     blockSize4?: number;
     ready?: boolean;
     onAssigned?: (e: AttachmentEvent) => void;
+    wireHost?: (e: AttachmentEvent) => Promise<void>;
   } = {},
 ): Promise<Agent> {
   const node = opts.node ?? 'node-a';
@@ -61,6 +62,7 @@ export async function startAgent(
     node,
     ready: opts.ready ?? true,
     ...(opts.onAssigned ? { onAssigned: opts.onAssigned } : {}),
+    ...(opts.wireHost ? { wireHost: opts.wireHost } : {}),
   });
   const dir = mkdtempSync(join(tmpdir(), 'twill-cni-'));
   const socket = join(dir, 'run', 'cni.sock');

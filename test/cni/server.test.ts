@@ -55,6 +55,63 @@ describe('CniHandler', () => {
     expect(events[0]).toMatchObject({ handle: 'k8s-pod-network.c1', hostIfname: 'twlx', pod: 'c1' });
   });
 
+  it('wire does the host side of what this endpoint assigned, and nothing else', async () => {
+    const wired: AttachmentEvent[] = [];
+    agent = await startAgent({
+      wireHost: async (e) => {
+        wired.push(e);
+      },
+    });
+    const wire = (containerID: string, ifname = 'eth0') =>
+      agent!.handler.handle({ v, op: 'wire', network: 'k8s-pod-network', containerID, ifname });
+    // Nothing assigned: the request cannot name an interface or addresses of its own.
+    expect(await wire('c1')).toMatchObject({ ok: false, error: { code: 'Invalid' } });
+    await agent.handler.handle(assign('c1', { hostIfname: 'twl0123456789a', mac: '02:00:00:00:00:09' }));
+    expect(await wire('c1', 'eth1')).toMatchObject({ ok: false, error: { code: 'Invalid' } });
+    expect(await wire('c1')).toEqual({ ok: true, handle: 'k8s-pod-network.c1' });
+    expect(wired).toEqual([
+      expect.objectContaining({
+        hostIfname: 'twl0123456789a',
+        mac: '02:00:00:00:00:09',
+        addresses: [{ address: '10.77.0.0', family: 4, block: '10.77.0.0/28', borrowed: false }],
+      }),
+    ]);
+    // Once wired, or once released, it is forgotten.
+    expect(await wire('c1')).toMatchObject({ ok: false, error: { code: 'Invalid' } });
+    await agent.handler.handle(assign('c2'));
+    await agent.handler.handle({
+      v,
+      op: 'release',
+      network: 'k8s-pod-network',
+      containerID: 'c2',
+      ifname: 'eth0',
+    });
+    expect(await wire('c2')).toMatchObject({ ok: false, error: { code: 'Invalid' } });
+    expect(
+      parseRequest(JSON.stringify({ v, op: 'wire', network: 'n', containerID: 'c', ifname: 'eth0' })),
+    ).toEqual({
+      v,
+      op: 'wire',
+      network: 'n',
+      containerID: 'c',
+      ifname: 'eth0',
+    });
+  });
+
+  it('wire on an endpoint that does not write to the kernel is Unsupported (the plugin then does it)', async () => {
+    agent = await startAgent();
+    await agent.handler.handle(assign('c1'));
+    expect(
+      await agent.handler.handle({
+        v,
+        op: 'wire',
+        network: 'k8s-pod-network',
+        containerID: 'c1',
+        ifname: 'eth0',
+      }),
+    ).toMatchObject({ ok: false, error: { code: 'Unsupported' } });
+  });
+
   it('check compares the handle with the expected addresses', async () => {
     agent = await startAgent();
     await agent.handler.handle(assign('c1'));

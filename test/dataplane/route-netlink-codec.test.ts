@@ -12,6 +12,7 @@ import {
   decodeRoute,
   encodeNeigh,
   encodeRouteOp,
+  encodeSetLink,
   forEachMessage,
   NlFlags,
   NlMsgType,
@@ -193,5 +194,34 @@ describe('link and neighbour messages', () => {
       expect(type).toBe(NlMsgType.DelNeigh);
       expect(decodeNeigh(v6, off, end)?.address).toBe('fd00::5');
     });
+  });
+
+  it('a link change names the link, sets IFF_UP in flags and change, and carries the alias', () => {
+    const buf = encodeSetLink('twl0123456789a', { up: true, alias: 'twill:c1' }, 11);
+    forEachMessage(buf, (type, flags, seq, off, end) => {
+      expect([type, seq]).toEqual([NlMsgType.NewLink, 11]);
+      // No create, no replace: the kernel changes the existing link of that name.
+      expect(flags).toBe(NlFlags.Request | NlFlags.Ack);
+      expect([buf.readInt32LE(off + 4), buf.readUInt32LE(off + 8), buf.readUInt32LE(off + 12)]).toEqual([
+        0, 1, 1,
+      ]);
+      const attrs = new Map<number, string>();
+      for (let a = off + 16; a < end; ) {
+        const len = buf.readUInt16LE(a);
+        attrs.set(buf.readUInt16LE(a + 2), buf.toString('utf8', a + 4, a + len));
+        a += (len + 3) & ~3;
+      }
+      expect(attrs).toEqual(
+        new Map([
+          [3, 'twl0123456789a\0'],
+          [20, 'twill:c1'],
+        ]),
+      );
+    });
+    const down = encodeSetLink('eth0', { up: false }, 12);
+    forEachMessage(down, (_t, _f, _s, off) => {
+      expect([down.readUInt32LE(off + 8), down.readUInt32LE(off + 12)]).toEqual([0, 1]);
+    });
+    expect(() => encodeSetLink('a-name-longer-than-15', {}, 1)).toThrow(/not an interface name/);
   });
 });
