@@ -63,24 +63,94 @@ interface StatusJson {
   pods: PodInfo[];
 }
 
+/** A pod (or node) to probe from or to: its namespace and address. */
+export interface Endpoint {
+  ns: string;
+  address: string;
+}
+
+/** Whether `from` gets ICMP echo replies from `to` (test/cni/ping.py: no ping(8) here). */
+export const icmp = (from: Endpoint, to: Endpoint): Promise<boolean> =>
+  run('ip', ['netns', 'exec', from.ns, 'python3', PING, to.address, '2']).then(
+    () => true,
+    () => false,
+  );
+
+/** What a TCP connection from `from` to `to`:8080 reads, or undefined when it cannot connect. */
+export async function tcp(from: Endpoint, to: Endpoint): Promise<string | undefined> {
+  try {
+    const { stdout } = await run(
+      'ip',
+      ['netns', 'exec', from.ns, 'socat', '-T2', '-', `TCP:${to.address}:8080,connect-timeout=2`],
+      { timeout: 5000 },
+    );
+    return stdout.trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The policy both suites apply: the web pod takes TCP 8080 from the client pod alone. */
+export const WEB_FROM_CLIENT = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: web-from-client, namespace: default }
+spec:
+  podSelector: { matchLabels: { app: web } }
+  policyTypes: [Ingress]
+  ingress:
+    - from: [{ podSelector: { matchLabels: { app: client } } }]
+      ports: [{ protocol: TCP, port: 8080 }]
+`;
+
+/**
+ * Starts the web pod's TCP server (its process added to `servers`) and checks that the three
+ * pods, on three nodes, reach each other over ICMP and that both others get the server's answer.
+ */
+export async function expectReach(
+  web: Endpoint,
+  client: Endpoint,
+  other: Endpoint,
+  servers: ChildProcess[],
+): Promise<void> {
+  servers.push(
+    spawn(
+      'ip',
+      ['netns', 'exec', web.ns, 'socat', 'TCP-LISTEN:8080,fork,reuseaddr', 'SYSTEM:echo hello-from-web'],
+      {
+        stdio: 'ignore',
+      },
+    ),
+  );
+  await waitFor('client reaches web over ICMP', () => icmp(client, web), 30_000, 300);
+  expect(await icmp(other, client)).toBe(true);
+  expect(await icmp(web, other)).toBe(true);
+  expect(await waitFor('client reaches web over TCP', () => tcp(client, web), 10_000, 200)).toBe(
+    'hello-from-web',
+  );
+  expect(await tcp(other, web)).toBe('hello-from-web');
+}
+
+/** `twill lab ARGS --state-dir DIR` through bin/twill.js, as a user runs it; its stdout. */
+export async function twillLab(dir: string, ...args: string[]): Promise<string> {
+  try {
+    const { stdout } = await run(process.execPath, [BIN, 'lab', ...args, '--state-dir', dir], {
+      timeout: 180_000,
+    });
+    return stdout;
+  } catch (e) {
+    const err = e as { stdout?: string; stderr?: string; message: string };
+    throw new Error(
+      `twill lab ${args.join(' ')} failed: ${err.stderr ?? ''}${err.stdout ?? ''}${err.message}`,
+    );
+  }
+}
+
 export function labSuite(spec: SuiteSpec): void {
   let dir: string;
   const servers: ChildProcess[] = [];
   const pods = new Map<string, PodInfo>();
 
-  const lab = async (...args: string[]): Promise<string> => {
-    try {
-      const { stdout } = await run(process.execPath, [BIN, 'lab', ...args, '--state-dir', dir], {
-        timeout: 180_000,
-      });
-      return stdout;
-    } catch (e) {
-      const err = e as { stdout?: string; stderr?: string; message: string };
-      throw new Error(
-        `twill lab ${args.join(' ')} failed: ${err.stderr ?? ''}${err.stdout ?? ''}${err.message}`,
-      );
-    }
-  };
+  const lab = (...args: string[]) => twillLab(dir, ...args);
   const status = async () => JSON.parse(await lab('status', spec.name, '--json')) as StatusJson;
   const addPod = async (node: string, app: string): Promise<PodInfo> => {
     const out = await lab('pods', spec.name, node, '1', '--label', `app=${app}`);
@@ -88,23 +158,6 @@ export function labSuite(spec: SuiteSpec): void {
     const p = { name: name!, node: n!, address: address!, ns: ns! };
     pods.set(app, p);
     return p;
-  };
-  const icmp = (from: PodInfo, to: PodInfo) =>
-    run('ip', ['netns', 'exec', from.ns, 'python3', PING, to.address, '2']).then(
-      () => true,
-      () => false,
-    );
-  const tcp = async (from: PodInfo, to: PodInfo): Promise<string | undefined> => {
-    try {
-      const { stdout } = await run(
-        'ip',
-        ['netns', 'exec', from.ns, 'socat', '-T2', '-', `TCP:${to.address}:8080,connect-timeout=2`],
-        { timeout: 5000 },
-      );
-      return stdout.trim();
-    } catch {
-      return undefined;
-    }
   };
   /** Whether a node's kernel routes `address` through a gateway (a BGP route, not its default). */
   const routed = (ns: string, address: string) =>
@@ -145,21 +198,7 @@ export function labSuite(spec: SuiteSpec): void {
     const web = await addPod(spec.web, 'web');
     const client = await addPod(spec.client, 'client');
     const other = await addPod(spec.other ?? spec.removed, 'other');
-    const server = spawn(
-      'ip',
-      ['netns', 'exec', web.ns, 'socat', 'TCP-LISTEN:8080,fork,reuseaddr', 'SYSTEM:echo hello-from-web'],
-      {
-        stdio: 'ignore',
-      },
-    );
-    servers.push(server);
-    await waitFor('client reaches web over ICMP', () => icmp(client, web), 30_000, 300);
-    expect(await icmp(other, client)).toBe(true);
-    expect(await icmp(web, other)).toBe(true);
-    expect(await waitFor('client reaches web over TCP', () => tcp(client, web), 10_000, 200)).toBe(
-      'hello-from-web',
-    );
-    expect(await tcp(other, web)).toBe('hello-from-web');
+    await expectReach(web, client, other, servers);
     // A router's kernel routes each pod's block: to the node on its own segment, or on to the
     // next router.
     for (const r of spec.routers ?? [])
@@ -177,19 +216,7 @@ export function labSuite(spec: SuiteSpec): void {
 
   it('a NetworkPolicy is enforced across nodes', async () => {
     const policy = join(dir, 'policy.yaml');
-    writeFileSync(
-      policy,
-      `apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: { name: web-from-client, namespace: default }
-spec:
-  podSelector: { matchLabels: { app: web } }
-  policyTypes: [Ingress]
-  ingress:
-    - from: [{ podSelector: { matchLabels: { app: client } } }]
-      ports: [{ protocol: TCP, port: 8080 }]
-`,
-    );
+    writeFileSync(policy, WEB_FROM_CLIENT);
     await lab('apply', spec.name, policy);
     const web = pods.get('web')!;
     await waitFor(

@@ -10,20 +10,18 @@
  *     and the address is free in its block;
  *   - `twill lab down` ends the control plane and the relays by PID and leaves no namespace.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeSystem } from '../helpers/env.js';
 import { sh, waitFor } from '../helpers/netns.js';
 import { BIN } from '../helpers/twill.js';
 import { binDir } from '../k8s/control-plane.js';
 import { describeK8s } from '../k8s/harness.js';
+import { expectReach, icmp, tcp, twillLab, WEB_FROM_CLIENT } from './e2e.js';
 
-const run = promisify(execFile);
-const PING = join(import.meta.dirname, '../cni/ping.py');
 const FILE = join(import.meta.dirname, '../../containerlab/mesh3.clab.yml');
 
 interface LabPod {
@@ -43,19 +41,7 @@ describeK8s('twill lab in Kubernetes mode', () => {
       let dir: string;
       const servers: ChildProcess[] = [];
 
-      const lab = async (...args: string[]): Promise<string> => {
-        try {
-          const { stdout } = await run(process.execPath, [BIN, 'lab', ...args, '--state-dir', dir], {
-            timeout: 180_000,
-          });
-          return stdout;
-        } catch (e) {
-          const err = e as { stdout?: string; stderr?: string; message: string };
-          throw new Error(
-            `twill lab ${args.join(' ')}: ${err.stderr ?? ''}${err.stdout ?? ''}${err.message}`,
-          );
-        }
-      };
+      const lab = (...args: string[]) => twillLab(dir, ...args);
       const kubectl = async (args: string[], input?: string): Promise<string> => {
         const child = execFile(process.execPath, [BIN, 'lab', 'kubectl', '--state-dir', dir, name, ...args], {
           timeout: 90_000,
@@ -80,23 +66,6 @@ describeK8s('twill lab in Kubernetes mode', () => {
         const p = (await labPods()).find((x) => x.name === n);
         if (!p) throw new Error(`no lab pod ${n}`);
         return p;
-      };
-      const icmp = (from: LabPod, to: LabPod) =>
-        run('ip', ['netns', 'exec', from.ns, 'python3', PING, to.address, '2']).then(
-          () => true,
-          () => false,
-        );
-      const tcp = async (from: LabPod, to: LabPod): Promise<string | undefined> => {
-        try {
-          const { stdout } = await run(
-            'ip',
-            ['netns', 'exec', from.ns, 'socat', '-T2', '-', `TCP:${to.address}:8080,connect-timeout=2`],
-            { timeout: 5000 },
-          );
-          return stdout.trim();
-        } catch {
-          return undefined;
-        }
       };
       const manifest = (pod: string, app: string, node?: string) => `---
 apiVersion: v1
@@ -194,45 +163,11 @@ spec:
           expect(sh('ip', ['-n', lp.ns, '-j', 'addr', 'show', 'dev', 'eth0'])).toContain(p.status.podIP);
         }
         const [web, client, other] = [await pod('web'), await pod('client'), await pod('other')];
-        servers.push(
-          spawn(
-            'ip',
-            [
-              'netns',
-              'exec',
-              web.ns,
-              'socat',
-              'TCP-LISTEN:8080,fork,reuseaddr',
-              'SYSTEM:echo hello-from-web',
-            ],
-            {
-              stdio: 'ignore',
-            },
-          ),
-        );
-        await waitFor('client reaches web over ICMP', () => icmp(client, web), 30_000, 300);
-        expect(await icmp(other, client)).toBe(true);
-        expect(await icmp(web, other)).toBe(true);
-        expect(await waitFor('client reaches web over TCP', () => tcp(client, web), 10_000, 200)).toBe(
-          'hello-from-web',
-        );
-        expect(await tcp(other, web)).toBe('hello-from-web');
+        await expectReach(web, client, other, servers);
       }, 120_000);
 
       it('a NetworkPolicy applied with kubectl is enforced across nodes', async () => {
-        await kubectl(
-          ['apply', '-f', '-'],
-          `apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: { name: web-from-client, namespace: default }
-spec:
-  podSelector: { matchLabels: { app: web } }
-  policyTypes: [Ingress]
-  ingress:
-    - from: [{ podSelector: { matchLabels: { app: client } } }]
-      ports: [{ protocol: TCP, port: 8080 }]
-`,
-        );
+        await kubectl(['apply', '-f', '-'], WEB_FROM_CLIENT);
         const [web, client, other] = [await pod('web'), await pod('client'), await pod('other')];
         await waitFor(
           'the other node’s pod is refused',
