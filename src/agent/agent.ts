@@ -84,11 +84,13 @@ import { compile } from '../policy/compile.js';
 import { autodetect } from './autodetect.js';
 import type { AgentConfig } from './config.js';
 import {
+  affinityChangeMoves,
   applyRouteChanges,
   BGP_CONFIGURATION_NAME,
   type BgpGlobal,
   bgpGlobal,
   bgpPeerSpec,
+  blockChangeMoves,
   blockRoutes,
   clusterState,
   desiredNeighbors,
@@ -444,13 +446,37 @@ export class Agent {
     const handle = this.store!.watch(
       kind,
       (e) => {
+        let moves = { routing: ROUTING_KINDS.has(kind), policy: POLICY_KINDS.has(kind) };
         if (e.type === 'synced') {
           this.synced.add(kind);
           this.log.debug({ kind, count: map.size }, 'in sync');
-        } else if (e.type === 'deleted') map.delete(keyOf(e.object));
-        else map.set(keyOf(e.object), e.object);
-        if (POLICY_KINDS.has(kind)) this.policyDirty = true;
-        if (ROUTING_KINDS.has(kind)) this.routingDirty = true;
+        } else {
+          const key = keyOf(e.object);
+          const before = map.get(key);
+          const after = e.type === 'deleted' ? undefined : e.object;
+          if (after) map.set(key, after);
+          else map.delete(key);
+          // Another node's block or affinity moves nothing here but, for a block, who holds
+          // which address (desired.ts): no recomputation for it.
+          if (kind === 'IPAMBlock')
+            moves = blockChangeMoves(
+              this.config.nodename,
+              before?.spec as IPAMBlockSpec | undefined,
+              after?.spec as IPAMBlockSpec | undefined,
+            );
+          else if (kind === 'BlockAffinity')
+            moves = {
+              routing: affinityChangeMoves(
+                this.config.nodename,
+                before?.spec as BlockAffinitySpec | undefined,
+                after?.spec as BlockAffinitySpec | undefined,
+              ),
+              policy: false,
+            };
+          if (!moves.routing && !moves.policy) return;
+        }
+        if (moves.policy) this.policyDirty = true;
+        if (moves.routing) this.routingDirty = true;
         this.queueRecompute();
       },
       {

@@ -41,7 +41,7 @@ import { hostVethName, hostVethNameForContainer } from '../cni/names.js';
 import type { RouteSpec } from '../dataplane/route-model.js';
 import type { StoredObject } from '../datastore/types.js';
 import { formatAddress, parseCidr } from '../ipam/blocks.js';
-import { affinityOf, type IPAMBlockSpec } from '../ipam/model.js';
+import { affinityOf, type BlockAffinitySpec, type IPAMBlockSpec } from '../ipam/model.js';
 import { compileNodeSelector, nodeSelectorMatches, SelectorError } from '../ipam/selector.js';
 import type { ClusterState, ContainerPort, NetworkPolicy, PodInfo } from '../policy/types.js';
 import { parseIp } from '../config/fields.js';
@@ -316,6 +316,35 @@ export interface LocalAddress {
 }
 
 /** Every address an allocation by `node` holds, in any block (own or borrowed); every node's without one. */
+/**
+ * What a change of one IPAM block (before -> after; undefined: absent) can move for `node`:
+ * its routing when the block is affine to it (origination, blackhole) or holds an address of
+ * its (a borrowed /32, a pod route), on either side; the policy input when who holds which
+ * address changed. Another node's new, empty block moves neither, so a mesh of N agents does
+ * not recompute N times for each block one of them claims.
+ */
+export function blockChangeMoves(
+  node: string,
+  before: IPAMBlockSpec | undefined,
+  after: IPAMBlockSpec | undefined,
+): { routing: boolean; policy: boolean } {
+  const mine = affinityOf(node);
+  const routing = [before, after].some(
+    (b) => b !== undefined && (b.affinity === mine || localAddresses(node, [b]).length > 0),
+  );
+  const holders = (b: IPAMBlockSpec | undefined) => (b ? JSON.stringify(localAddresses(undefined, [b])) : '[]');
+  return { routing, policy: holders(before) !== holders(after) };
+}
+
+/** Whether a change of one BlockAffinity can move `node`'s origination: only its own do. */
+export function affinityChangeMoves(
+  node: string,
+  before: BlockAffinitySpec | undefined,
+  after: BlockAffinitySpec | undefined,
+): boolean {
+  return before?.node === node || after?.node === node;
+}
+
 export function localAddresses(node: string | undefined, blocks: readonly IPAMBlockSpec[]): LocalAddress[] {
   const out: LocalAddress[] = [];
   for (const b of blocks) {

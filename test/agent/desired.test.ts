@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import {
+  affinityChangeMoves,
   applyRouteChanges,
   bgpGlobal,
   bgpPeerSpec,
+  blockChangeMoves,
   blockRoutes,
   clusterState,
   desiredNeighbors,
@@ -239,6 +241,28 @@ describe('routes', () => {
   it('blocks: a blackhole per block affine to this node', () => {
     expect(blockRoutes('a', blocks)).toEqual([{ dst: '10.244.0.0/26', kind: 'blackhole' }]);
     expect(blockRoutes('b', blocks).map((r) => r.dst)).toEqual(['10.244.0.64/26', '10.244.0.128/26']);
+  });
+
+  it('a block change moves this node’s routing only when the block is its own or holds its address', () => {
+    const empty = block('10.244.1.0/26', 'host:c', []);
+    // Another node claims a new block: nothing to recompute here (routing or policy).
+    expect(blockChangeMoves('a', undefined, empty)).toEqual({ routing: false, policy: false });
+    expect(blockChangeMoves('a', empty, undefined)).toEqual({ routing: false, policy: false });
+    // Its own block, new, changed or gone.
+    expect(blockChangeMoves('c', undefined, empty)).toEqual({ routing: true, policy: false });
+    expect(blockChangeMoves('c', empty, undefined)).toEqual({ routing: true, policy: false });
+    // A pod on another node gets an address: the policy input moves, not this node's routing.
+    const withPod = block('10.244.1.0/26', 'host:c', [[3, 'k8s-pod-network.c9', 'default', 'db']]);
+    const onC = { ...withPod, attributes: withPod.attributes.map((a) => ({ ...a, node: 'c' })) };
+    expect(blockChangeMoves('b', empty, onC)).toEqual({ routing: false, policy: true });
+    // This node borrows an address in another node's block (attributes say node a): its /32.
+    expect(blockChangeMoves('a', empty, withPod)).toEqual({ routing: true, policy: true });
+    expect(blockChangeMoves('a', withPod, empty)).toEqual({ routing: true, policy: true });
+    // Only a node's own affinities move its origination.
+    const aff = { node: 'c', cidr: '10.244.1.0/26', state: 'confirmed' } as const;
+    expect(affinityChangeMoves('c', undefined, aff)).toBe(true);
+    expect(affinityChangeMoves('a', undefined, aff)).toBe(false);
+    expect(affinityChangeMoves('a', aff, undefined)).toBe(false);
   });
 
   it('bgp: best-route changes become via routes with every next hop; local and empty ones go', () => {
