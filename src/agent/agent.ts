@@ -45,7 +45,11 @@
  * The CNI endpoint also wires each new IPv4 pod's host side when the plugin asks (cni/host-wiring.ts:
  * the veth up, its route and neighbour entry, its sysctls), over a netlink socket of its own.
  *
- * Not here (yet): releasing empty blocks, IPv6 node addresses.
+ * Empty blocks go back to the pool: every --ipam-empty-block-release (5 minutes by default) the
+ * agent asks the allocator to release this node's blocks seen empty and unchanged twice in a
+ * row, keeping one per family.
+ *
+ * Not here (yet): IPv6 node addresses.
  */
 import { dirname } from 'node:path';
 import type { Server } from 'node:http';
@@ -204,6 +208,7 @@ export class Agent {
   private recomputeQueued = false;
   private statusTimer: TimerHandle | undefined;
   private reclaimTimer: TimerHandle | undefined;
+  private emptyBlockTimer: TimerHandle | undefined;
   private lastStatus = '';
   private lastStatusAt = -Infinity;
 
@@ -318,6 +323,22 @@ export class Agent {
         Math.max(1000, Math.min(RECLAIM_EVERY_MS, c.leakGraceMs / 2)),
         () => void this.reclaim(),
       );
+    this.emptyBlockTimer = this.clock.every(c.emptyBlockReleaseMs, () => void this.releaseEmptyBlocks());
+  }
+
+  /**
+   * Give back this node's blocks that no pod uses: the allocator releases one it has seen empty
+   * and unchanged on two runs in a row, and keeps one block per family (allocator.ts). The
+   * block's route and blackhole go with the IPAMBlock's deletion, through the watch.
+   */
+  private async releaseEmptyBlocks(): Promise<void> {
+    if (!this.inSync || this.stopping || !this.allocator) return;
+    try {
+      for (const block of await this.allocator.releaseEmptyBlocks(this.config.nodename))
+        this.log.info({ block }, 'released an empty block');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'releasing empty blocks failed; trying again later');
+    }
   }
 
   /** Release addresses this node allocated for pods that no longer exist (reclaim.ts). */
@@ -342,6 +363,7 @@ export class Agent {
     this.stopping = true;
     this.statusTimer?.cancel();
     this.reclaimTimer?.cancel();
+    this.emptyBlockTimer?.cancel();
     this.bgpWaitTimer?.cancel();
     for (const w of this.watches.splice(0)) w.stop();
     this.cni?.handler.setReady(false, 'the agent is stopping');

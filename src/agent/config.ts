@@ -23,6 +23,10 @@
  *   --metrics-peer-limit N      TWILL_METRICS_PEER_LIMIT    100 (no per-peer series above)
  *   --ipam-leak-grace SECONDS   TWILL_IPAM_LEAK_GRACE       900 (Kubernetes: release an address
  *                                                           whose pod is gone this long)
+ *   --ipam-empty-block-release SECONDS
+ *                               TWILL_IPAM_EMPTY_BLOCK_RELEASE  300 (how often this node's empty
+ *                                                           blocks are looked at; one seen empty
+ *                                                           twice in a row goes back to the pool)
  *
  * IP autodetection methods (Calico's): `first-found` (the first up, non-loopback interface's
  * first global IPv4 address, skipping container-looking interfaces), `interface=REGEX` (the
@@ -65,6 +69,7 @@ export interface AgentConfig {
   routeRefreshMs: number;
   metricsPeerLimit: number;
   leakGraceMs: number;
+  emptyBlockReleaseMs: number;
 }
 
 interface Field {
@@ -95,6 +100,11 @@ export const FIELDS = {
   procSysNet: { flag: '--proc-sys-net', env: 'TWILL_PROC_SYS_NET', form: 'an absolute path' },
   routeRefresh: { flag: '--route-refresh', env: 'TWILL_ROUTE_REFRESH', form: 'seconds 1..86400' },
   leakGrace: { flag: '--ipam-leak-grace', env: 'TWILL_IPAM_LEAK_GRACE', form: 'seconds 1..86400' },
+  emptyBlockRelease: {
+    flag: '--ipam-empty-block-release',
+    env: 'TWILL_IPAM_EMPTY_BLOCK_RELEASE',
+    form: 'seconds 1..86400',
+  },
   metricsPeerLimit: {
     flag: '--metrics-peer-limit',
     env: 'TWILL_METRICS_PEER_LIMIT',
@@ -296,6 +306,7 @@ export function parseAgentConfig(
     routeRefreshMs: (int('routeRefresh', 1, 86400) ?? 90) * 1000,
     metricsPeerLimit: int('metricsPeerLimit', 0, 100000) ?? 100,
     leakGraceMs: (int('leakGrace', 1, 86400) ?? 900) * 1000,
+    emptyBlockReleaseMs: (int('emptyBlockRelease', 1, 86400) ?? 300) * 1000,
   };
   if (config.apiSocket === config.cniSocket)
     issues.add(FIELDS.cniSocket.env, 'must differ from the local API socket');
