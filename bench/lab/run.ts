@@ -25,7 +25,9 @@
  *               stacks run with hold time 9 s and a graceful-restart time of 10 s (Twill:
  *               BGPConfiguration; BIRD: `hold time 9; graceful restart time 10`), so the
  *               expected bound is about hold time + restart time.
- *   memory      RSS of each agent (and of each BIRD) once the mesh is up.
+ *   memory      RSS of each agent (and of each BIRD) once the mesh is up, its anonymous part,
+ *               and PSS (shared pages, the Node binary's above all, divided among the processes
+ *               mapping them).
  * Reported: median and p90 over the repetitions, and Twill/BIRD ratios.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -204,9 +206,22 @@ const p90 = (xs: number[]) => {
   return s.length === 0 ? Number.NaN : s[Math.min(s.length - 1, Math.ceil(0.9 * s.length) - 1)]!;
 };
 
-function rssKiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : Number.NaN;
+/**
+ * A daemon's memory, KiB: RSS; its anonymous part (heap and stacks: what it holds for itself);
+ * and PSS, shared pages divided among the processes that map them (the Node binary's code is
+ * file-backed and mapped by every agent on the host, so RSS counts it N times over).
+ */
+function memKiB(pid: number): { rss: number; anon: number; pss: number } {
+  const field = (text: string, name: string) => {
+    const m = new RegExp(`^${name}:\\s+(\\d+)`, 'm').exec(text);
+    return m ? Number(m[1]) : Number.NaN;
+  };
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  let rollup = '';
+  try {
+    rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  } catch {}
+  return { rss: field(status, 'VmRSS'), anon: field(status, 'RssAnon'), pss: field(rollup, 'Pss') };
 }
 
 interface Result {
@@ -217,6 +232,8 @@ interface Result {
   addFromKernelMs: number[];
   withdrawMs: number[];
   rssMiB: number[];
+  anonMiB: number[];
+  pssMiB: number[];
   dead: Record<string, number>;
 }
 
@@ -251,6 +268,8 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
     addFromKernelMs: [],
     withdrawMs: [],
     rssMiB: [],
+    anonMiB: [],
+    pssMiB: [],
     dead: {},
   };
   const state = await labUp({ file, name, stateRoot });
@@ -259,7 +278,13 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
     await waitMesh(state, 120);
     await new Promise((r) => setTimeout(r, 2000));
     const daemons = state.nodes.filter((n) => n.role !== 'plain');
-    for (const n of daemons) for (const p of n.procs) result.rssMiB.push(rssKiB(p.pid) / 1024);
+    for (const n of daemons)
+      for (const p of n.procs) {
+        const m = memKiB(p.pid);
+        result.rssMiB.push(m.rss / 1024);
+        result.anonMiB.push(m.anon / 1024);
+        result.pssMiB.push(m.pss / 1024);
+      }
     const store = stack === 'twill' ? await openFileDatastore(state.store) : undefined;
     const nsOf = (i: number) => daemons[i - 1]!.ns;
     const others = (i: number) => daemons.filter((_, k) => k !== i - 1).map((n) => n.ns);
@@ -368,7 +393,7 @@ async function main(): Promise<number> {
   );
   console.log('');
   console.log(
-    'nodes  new block ms: Twill p50/p90  BIRD p50/p90  ratio | from the origin kernel: Twill  BIRD  ratio | withdrawn: Twill  BIRD  ratio | RSS MiB per node: Twill  BIRD',
+    'nodes  new block ms: Twill p50/p90  BIRD p50/p90  ratio | from the origin kernel: Twill  BIRD  ratio | withdrawn: Twill  BIRD  ratio | MiB per node, RSS/anonymous/PSS: Twill  BIRD',
   );
   for (const size of SIZES) {
     const t = results.find((r) => r.stack === 'twill' && r.size === size)!;
@@ -377,7 +402,7 @@ async function main(): Promise<number> {
       `${String(size).padStart(5)}  ${f(median(t.addMs))}/${f(p90(t.addMs))}  ${f(median(b.addMs))}/${f(p90(b.addMs))}  ${(median(t.addMs) / median(b.addMs)).toFixed(2)}x | ` +
         `${f(median(t.addFromKernelMs))}/${f(p90(t.addFromKernelMs))}  ${f(median(b.addFromKernelMs))}/${f(p90(b.addFromKernelMs))}  ${(median(t.addFromKernelMs) / median(b.addFromKernelMs)).toFixed(2)}x | ` +
         `${f(median(t.withdrawMs))}/${f(p90(t.withdrawMs))}  ${f(median(b.withdrawMs))}/${f(p90(b.withdrawMs))}  ${(median(t.withdrawMs) / median(b.withdrawMs)).toFixed(2)}x | ` +
-        `${f(median(t.rssMiB))}  ${f(median(b.rssMiB))}`,
+        `${f(median(t.rssMiB))}/${f(median(t.anonMiB))}/${f(median(t.pssMiB))}  ${f(median(b.rssMiB))}/${f(median(b.anonMiB))}/${f(median(b.pssMiB))}`,
     );
   }
   console.log('');

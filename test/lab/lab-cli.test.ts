@@ -4,9 +4,13 @@
  * itself: a process of another user may not even read the checkout, as under a 0700 home).
  */
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ClabNode } from '../../src/lab/clab.js';
-import { agentFlags, LabError, requireRoot, roleOf, words } from '../../src/lab/lab.js';
+import { sandboxOf } from '../../src/lab/kubelet.js';
+import { agentFlags, k8sBinDir, LabError, requireRoot, roleOf, words } from '../../src/lab/lab.js';
 import { BIN } from '../helpers/twill.js';
 
 const node = (over: Partial<ClabNode>): ClabNode => ({
@@ -72,5 +76,22 @@ describe('twill lab', () => {
     expect(() => requireRoot(65534)).toThrow(LabError);
     expect(() => requireRoot(65534)).toThrow(/twill lab needs root: .*sudo/);
     expect(() => requireRoot(0)).not.toThrow();
+  });
+
+  it('Kubernetes mode without the control plane binaries says where it looked and how to get them', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'twill-nobin-'));
+    try {
+      expect(() => k8sBinDir(dir)).toThrow(LabError);
+      expect(() => k8sBinDir(dir)).toThrow(
+        new RegExp(`needs etcd, kube-apiserver, kubectl \\(looked in ${dir}\\).*test/k8s/build\\.sh.*--k8s-bin DIR`),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("names a Kubernetes pod's sandbox after the lab, the pod's namespace and its name", () => {
+    expect(sandboxOf('mesh3', 'default', 'web')).toBe('tw-mesh3-default.web');
+    expect(sandboxOf('mesh3', 'kube-system', 'dns-0')).toBe('tw-mesh3-kube-system.dns-0');
   });
 });
