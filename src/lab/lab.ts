@@ -343,7 +343,19 @@ async function registerNode(store: Datastore, name: string, address: string | un
   const addresses = [{ type: 'Hostname', address: name }];
   if (address) addresses.unshift({ type: 'InternalIP', address });
   const n = (await store.get({ kind: 'Node', name }))!;
-  await store.updateStatus({ ...n, status: { ...(n.status as object), addresses } });
+  const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  // Ready as a kubelet reports it (the lab's kubelet serves this node's pods), so kubectl shows it.
+  const conditions = [
+    {
+      type: 'Ready',
+      status: 'True',
+      reason: 'KubeletReady',
+      message: 'twill lab serves this node',
+      lastHeartbeatTime: now,
+      lastTransitionTime: now,
+    },
+  ];
+  await store.updateStatus({ ...n, status: { ...(n.status as object), addresses, conditions } });
 }
 
 /** Kubernetes mode: the node's 127.0.0.1:6443, carried to the API server over the host's socket. */

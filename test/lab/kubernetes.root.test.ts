@@ -117,7 +117,10 @@ spec:
         ]).catch((e: Error) => e.message);
         expect(who).toMatch(/\bno\b/);
         const nodes = JSON.parse(await kubectl(['get', 'nodes', '-o', 'json'])) as {
-          items: { metadata: { name: string; annotations?: Record<string, string> } }[];
+          items: {
+            metadata: { name: string; annotations?: Record<string, string> };
+            status: { conditions?: { type: string; status: string }[] };
+          }[];
         };
         expect(nodes.items.map((n) => n.metadata.name).sort()).toEqual(['twill1', 'twill2', 'twill3']);
         for (const n of nodes.items)
@@ -125,6 +128,9 @@ spec:
             Object.keys(n.metadata.annotations ?? {}).some((k) => k.includes('twill')),
             n.metadata.name,
           ).toBe(true);
+        // Ready, as the lab's kubelet reports its nodes.
+        for (const n of nodes.items)
+          expect(n.status.conditions?.find((c) => c.type === 'Ready')?.status, n.metadata.name).toBe('True');
       });
 
       it('pods made with kubectl become Ready with addresses from their nodes and reach each other', async () => {
