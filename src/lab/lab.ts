@@ -41,7 +41,16 @@
  * Needs root (namespaces, veths); without it says so and what it needs.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { getJson } from '../api/http.js';
@@ -617,11 +626,13 @@ async function startDaemons(
       saveState(state);
       record(n, 'bird', spawnIn(n.ns, [...w, '-s', n.ctl], log));
     } else if (n.role === 'frr') {
-      const conf = bound(file, node, '/etc/frr/frr.conf');
+      // FRR runs as user frr: its folder must be open to it, and its config is copied there,
+      // since the checkout the topology lives in may be closed to other users.
+      const conf = join(n.dir, 'frr.conf');
+      copyFileSync(bound(file, node, '/etc/frr/frr.conf'), conf);
       n.ctl = n.dir;
       const zserv = join(n.dir, 'zserv.api');
-      // FRR runs as user frr: its folder must be open to it.
-      execFileSync('chown', ['frr:frr', n.dir]);
+      execFileSync('chown', ['-R', 'frr:frr', n.dir]);
       saveState(state);
       record(
         n,
