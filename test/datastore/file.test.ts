@@ -16,7 +16,7 @@ import { build } from 'esbuild';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FileDatastore, openFileDatastore } from '../../src/datastore/file.js';
 import type { Datastore, StoredObject, WatchEvent } from '../../src/datastore/types.js';
-import { bundle } from '../helpers/bundle.js';
+import { bundleStandalone } from '../helpers/bundle.js';
 import { datastoreContract } from './contract.js';
 
 const dirs: string[] = [];
@@ -489,7 +489,7 @@ describe('file store: open', () => {
       return;
     }
     // Root may write anywhere: open it from a process running as nobody.
-    const worker = await bundle(join(import.meta.dirname, 'open-worker.ts'));
+    const worker = await bundleStandalone(join(import.meta.dirname, 'open-worker.ts'));
     const r = spawnSync(process.execPath, [worker, locked], { uid: 65534, gid: 65534, encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(JSON.parse(r.stdout)).toMatchObject(expected);

@@ -4,6 +4,8 @@
  * Packages stay external (loaded from node_modules as the product loads them); only our sources
  * are bundled. One file per entry and test process, so parallel test files never race.
  */
+import { chmodSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { build } from 'esbuild';
 
@@ -27,5 +29,27 @@ export async function bundle(entry: string): Promise<string> {
     outfile,
     logLevel: 'silent',
   });
+  return outfile;
+}
+
+/**
+ * The same, self-contained (packages bundled too) in a temporary folder anyone may read: for a
+ * worker run as another user (nobody), who may not be able to read the checkout at all.
+ */
+export async function bundleStandalone(entry: string): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'twill-worker-'));
+  chmodSync(dir, 0o755);
+  const outfile = join(dir, `${basename(entry, '.ts')}.mjs`);
+  await build({
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    outfile,
+    logLevel: 'silent',
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  });
+  chmodSync(outfile, 0o644);
   return outfile;
 }
