@@ -618,7 +618,7 @@ export class Agent {
 
     this.local = localAddresses(c.nodename, blocks);
     this.reconciler.setDesired('pods', podRoutes(this.local));
-    this.reconciler.setDesired('blocks', blockRoutes(c.nodename, blocks));
+    this.reconciler.setDesired('blocks', blockRoutes(c.nodename, blocks, affinities));
     this.startDataplane();
     this.reconciler.applySoon();
   }

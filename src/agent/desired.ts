@@ -40,7 +40,7 @@ import { IPV4_UNICAST, IPV6_UNICAST } from '../bgp/wire/constants.js';
 import { hostVethName, hostVethNameForContainer } from '../cni/names.js';
 import type { RouteSpec } from '../dataplane/route-model.js';
 import type { StoredObject } from '../datastore/types.js';
-import { formatAddress, parseCidr } from '../ipam/blocks.js';
+import { formatAddress, formatCidr, parseCidr } from '../ipam/blocks.js';
 import { affinityOf, type BlockAffinitySpec, type IPAMBlockSpec } from '../ipam/model.js';
 import { compileNodeSelector, nodeSelectorMatches, SelectorError } from '../ipam/selector.js';
 import type { ClusterState, ContainerPort, NetworkPolicy, PodInfo } from '../policy/types.js';
@@ -382,13 +382,36 @@ export function podRoutes(addresses: readonly LocalAddress[]): RouteSpec[] {
   return out;
 }
 
-export function blockRoutes(node: string, blocks: readonly IPAMBlockSpec[]): RouteSpec[] {
+/**
+ * A blackhole per block this node originates: affine to it and, with the affinities given, with
+ * its affinity confirmed (the rule of ipam/originate.ts, so what is blackholed here is what the
+ * others are told to send here; a claim or release under way has neither).
+ */
+export function blockRoutes(
+  node: string,
+  blocks: readonly IPAMBlockSpec[],
+  affinities?: readonly BlockAffinitySpec[],
+): RouteSpec[] {
   const mine = affinityOf(node);
+  const confirmed =
+    affinities &&
+    new Set(
+      affinities
+        .filter((a) => a.node === node && a.state === 'confirmed')
+        .flatMap((a) => {
+          try {
+            return [formatCidr(parseCidr(a.cidr))];
+          } catch {
+            return [];
+          }
+        }),
+    );
   const out: RouteSpec[] = [];
   for (const b of blocks) {
     if (b.affinity !== mine) continue;
     try {
       const c = parseCidr(b.cidr);
+      if (confirmed && !confirmed.has(formatCidr(c))) continue;
       out.push({ dst: `${formatAddress(c.family, c.base)}/${c.len}`, kind: 'blackhole' });
     } catch {
       // invalid blocks are IPAM's to report

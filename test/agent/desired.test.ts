@@ -16,11 +16,11 @@ import {
   podRoutes,
 } from '../../src/agent/desired.js';
 import { filterAccepts } from '../../src/bgp/policy.js';
+import { hostVethName, hostVethNameForContainer } from '../../src/cni/names.js';
 import type { RouteSpec } from '../../src/dataplane/route-model.js';
 import type { StoredObject } from '../../src/datastore/types.js';
 import type { IPAMBlockSpec } from '../../src/ipam/model.js';
 import { parsePrefix4 } from '../../src/net/addr.js';
-import { hostVethName, hostVethNameForContainer } from '../../src/cni/names.js';
 
 const node = (name: string, address?: string, extra: Partial<NodeInfo> = {}): NodeInfo => ({
   name,
@@ -241,6 +241,18 @@ describe('routes', () => {
   it('blocks: a blackhole per block affine to this node', () => {
     expect(blockRoutes('a', blocks)).toEqual([{ dst: '10.244.0.0/26', kind: 'blackhole' }]);
     expect(blockRoutes('b', blocks).map((r) => r.dst)).toEqual(['10.244.0.64/26', '10.244.0.128/26']);
+    // With the affinities: only confirmed ones, as origination has it (a claim under way, none).
+    const aff = (cidr: string, state: 'confirmed' | 'pending' | 'pendingDeletion') => ({
+      node: 'b',
+      cidr,
+      state,
+    });
+    expect(
+      blockRoutes('b', blocks, [aff('10.244.0.64/26', 'confirmed'), aff('10.244.0.128/26', 'pending')]).map(
+        (r) => r.dst,
+      ),
+    ).toEqual(['10.244.0.64/26']);
+    expect(blockRoutes('b', blocks, [aff('10.244.0.64/26', 'pendingDeletion')])).toEqual([]);
   });
 
   it('a block change moves this node’s routing only when the block is its own or holds its address', () => {
