@@ -29,22 +29,24 @@
  *   the default route;
  * - `bgp`: every best BGP route not our own, via all its equal-cost next hops.
  */
+
+import type { RouteChange } from '../bgp/best-routes.js';
 import {
   type BfdNeighborConfig,
   DEFAULT_BFD,
   type NeighborConfig,
   type PrefixRuleConfig,
 } from '../bgp/config.js';
-import type { RouteChange } from '../bgp/best-routes.js';
 import { IPV4_UNICAST, IPV6_UNICAST } from '../bgp/wire/constants.js';
 import { hostVethName, hostVethNameForContainer } from '../cni/names.js';
+import { parseIp } from '../config/fields.js';
 import type { RouteSpec } from '../dataplane/route-model.js';
 import type { StoredObject } from '../datastore/types.js';
 import { formatAddress, formatCidr, parseCidr } from '../ipam/blocks.js';
 import { affinityOf, type BlockAffinitySpec, type IPAMBlockSpec } from '../ipam/model.js';
+import { confirmedBlocks } from '../ipam/originate.js';
 import { compileNodeSelector, nodeSelectorMatches, SelectorError } from '../ipam/selector.js';
 import type { ClusterState, ContainerPort, NetworkPolicy, PodInfo } from '../policy/types.js';
-import { parseIp } from '../config/fields.js';
 
 export const NODE_ANNOTATIONS = {
   address: 'bgp.twill.dev/ipv4-address',
@@ -332,7 +334,8 @@ export function blockChangeMoves(
   const routing = [before, after].some(
     (b) => b !== undefined && (b.affinity === mine || localAddresses(node, [b]).length > 0),
   );
-  const holders = (b: IPAMBlockSpec | undefined) => (b ? JSON.stringify(localAddresses(undefined, [b])) : '[]');
+  const holders = (b: IPAMBlockSpec | undefined) =>
+    b ? JSON.stringify(localAddresses(undefined, [b])) : '[]';
   return { routing, policy: holders(before) !== holders(after) };
 }
 
@@ -393,19 +396,7 @@ export function blockRoutes(
   affinities?: readonly BlockAffinitySpec[],
 ): RouteSpec[] {
   const mine = affinityOf(node);
-  const confirmed =
-    affinities &&
-    new Set(
-      affinities
-        .filter((a) => a.node === node && a.state === 'confirmed')
-        .flatMap((a) => {
-          try {
-            return [formatCidr(parseCidr(a.cidr))];
-          } catch {
-            return [];
-          }
-        }),
-    );
+  const confirmed = affinities && confirmedBlocks(node, affinities);
   const out: RouteSpec[] = [];
   for (const b of blocks) {
     if (b.affinity !== mine) continue;

@@ -19,25 +19,28 @@
 import { compareCidr, formatCidr, hostCidr, parseCidr } from './blocks.js';
 import { affinityOf, type BlockAffinitySpec, type IPAMBlockSpec } from './model.js';
 
+/** The blocks (CIDR text, normalised) whose affinity to `node` is confirmed. */
+export function confirmedBlocks(node: string, affinities: readonly BlockAffinitySpec[]): Set<string> {
+  return new Set(
+    affinities
+      .filter((a) => a.node === node && a.state === 'confirmed')
+      .flatMap((a) => {
+        try {
+          return [formatCidr(parseCidr(a.cidr))];
+        } catch {
+          return [];
+        }
+      }),
+  );
+}
+
 export function originated(
   node: string,
   blocks: readonly IPAMBlockSpec[],
   affinities?: readonly BlockAffinitySpec[],
 ): string[] {
   const mine = affinityOf(node);
-  const confirmed =
-    affinities &&
-    new Set(
-      affinities
-        .filter((a) => a.node === node && a.state === 'confirmed')
-        .flatMap((a) => {
-          try {
-            return [formatCidr(parseCidr(a.cidr))];
-          } catch {
-            return [];
-          }
-        }),
-    );
+  const confirmed = affinities && confirmedBlocks(node, affinities);
   const out = new Map<string, ReturnType<typeof parseCidr>>();
   for (const b of blocks) {
     let cidr: ReturnType<typeof parseCidr>;

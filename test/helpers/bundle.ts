@@ -10,6 +10,13 @@ import { basename, join } from 'node:path';
 import { build } from 'esbuild';
 
 const root = join(import.meta.dirname, '..', '..');
+const COMMON = {
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  logLevel: 'silent',
+} as const;
 
 export async function bundle(entry: string): Promise<string> {
   const outfile = join(
@@ -19,16 +26,7 @@ export async function bundle(entry: string): Promise<string> {
     'twill-test',
     `${basename(entry, '.ts')}-${process.pid}.mjs`,
   );
-  await build({
-    entryPoints: [entry],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    outfile,
-    logLevel: 'silent',
-  });
+  await build({ ...COMMON, entryPoints: [entry], packages: 'external', outfile });
   return outfile;
 }
 
@@ -41,14 +39,12 @@ export async function bundleStandalone(entry: string): Promise<string> {
   chmodSync(dir, 0o755);
   const outfile = join(dir, `${basename(entry, '.ts')}.mjs`);
   await build({
+    ...COMMON,
     entryPoints: [entry],
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
     outfile,
-    logLevel: 'silent',
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    },
   });
   chmodSync(outfile, 0o644);
   return outfile;
