@@ -21,8 +21,10 @@ import { chmodSync, closeSync, existsSync, openSync, readFileSync, writeFileSync
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 
-export type DutKind = 'twill' | 'bird' | 'frr' | 'gobgp';
+export type DutKind = 'twill' | 'bird' | 'frr' | 'gobgp' | 'relay';
+/** Run by default; `relay` (relay.ts, the Node floor) when asked for with --dut. */
 export const DUT_KINDS: DutKind[] = ['twill', 'bird', 'frr', 'gobgp'];
+export const ALL_DUT_KINDS: DutKind[] = [...DUT_KINDS, 'relay'];
 
 export interface Topology {
   ns: string;
@@ -132,6 +134,8 @@ export async function startDut(kind: DutKind, t: Topology, dir: string, o: Start
       return startFrr(t, dir);
     case 'gobgp':
       return startGobgp(t, dir);
+    case 'relay':
+      return startRelay(t, dir);
   }
 }
 
@@ -306,6 +310,29 @@ async function startGobgp(t: Topology, dir: string): Promise<Dut> {
   return make('gobgp', main, [main], log);
 }
 
+/** The Node floor (relay.ts): the injector is the first peer, the monitor the second. */
+async function startRelay(t: Topology, dir: string): Promise<Dut> {
+  const log = join(dir, 'relay.log');
+  const [inj, mon] = t.peers;
+  const main = spawnIn(
+    t.ns,
+    process.execPath,
+    [
+      join(ROOT, 'dist/bench/bgp/relay.js'),
+      ...['--asn', String(t.asn), '--router-id', t.routerId],
+      ...['--in', inj!.address, '--out', mon!.address],
+    ],
+    log,
+  );
+  await until(
+    'relay listening',
+    () => spawnSync('ip', ['netns', 'exec', t.ns, 'ss', '-Hltn', 'sport = :179']).stdout.length > 0,
+    15_000,
+    () => !running(main),
+  );
+  return make('relay', main, [main], log);
+}
+
 /** Versions of every DUT: the first line each prints (on stdout or, for bird, stderr). */
 export function versions(): Record<DutKind, string> {
   const first = (cmd: string, args: string[]): string => {
@@ -318,5 +345,6 @@ export function versions(): Record<DutKind, string> {
     bird: first('bird', ['--version']),
     frr: first('/usr/lib/frr/bgpd', ['--version']),
     gobgp: first('gobgpd', ['--version']),
+    relay: `Node ${process.version}`,
   };
 }

@@ -44,7 +44,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { DUT_KINDS, type Dut, type DutKind, startDut, type Topology, versions } from './duts.js';
+import { ALL_DUT_KINDS, DUT_KINDS, type Dut, type DutKind, startDut, type Topology, versions } from './duts.js';
 
 // ---- flags ----
 
@@ -68,7 +68,7 @@ const probeCount = Number(flag('probes') ?? (quick ? 50 : 100));
 const cpuProfDir = flag('cpu-prof');
 const duts = (list('dut') ?? DUT_KINDS) as DutKind[];
 for (const d of duts)
-  if (!DUT_KINDS.includes(d)) throw new Error(`unknown DUT ${d} (one of ${DUT_KINDS.join(', ')})`);
+  if (!ALL_DUT_KINDS.includes(d)) throw new Error(`unknown DUT ${d} (one of ${ALL_DUT_KINDS.join(', ')})`);
 
 interface Scenario {
   name: string;

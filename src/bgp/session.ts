@@ -6,7 +6,8 @@
  * What it does:
  * - Turns FSM actions into socket work (dial with TCP_NODELAY from an optional local address,
  *   write, close after flushing the last NOTIFICATION) and timers (one per name, re-armed by
- *   replacement, all cancelled when the session is disposed).
+ *   replacement, all cancelled when the session is disposed; the hold timer, restarted by every
+ *   message, moves its deadline instead).
  * - Turns socket bytes into FSM events: the framer cuts messages, the codec decodes them under
  *   the session's negotiated context (4-octet AS, ADD-PATH, extended messages from the OPENs),
  *   and each error goes to the FSM as the event RFC 4271 §8.1.4 names (BGPHeaderErr for the
@@ -58,6 +59,8 @@ export interface SessionCallbacks {
   notificationSent?(s: Session, n: NonNullable<Extract<FsmAction, { kind: 'send' }>['notification']>): void;
   /** The socket can take more after `send` returned false. */
   drain?(s: Session): void;
+  /** Every message of a chunk read from the socket (`bytes` long) has been handled. */
+  readDone?(s: Session, bytes: number): void;
 }
 
 export interface SessionOptions {
@@ -199,6 +202,10 @@ export class Session {
         if (a.notification) cb.notificationSent?.(this, a.notification);
         break;
       case 'arm': {
+        if (a.timer === 'hold') {
+          this.armHold(a.ms);
+          break;
+        }
         this.clearTimer(a.timer);
         const t = this.clock.after(a.ms, () => {
           this.timers.delete(a.timer);
@@ -233,6 +240,32 @@ export class Session {
         cb.refresh?.(this, a.refresh);
         break;
     }
+  }
+
+  /**
+   * Every UPDATE and KEEPALIVE restarts the hold timer. Rather than a new timer each time, the
+   * deadline moves and the running timer, when it fires, waits out what is left; only a deadline
+   * earlier than the running timer's (a shorter hold time) replaces it.
+   */
+  private armHold(ms: number): void {
+    const now = this.clock.now();
+    this.holdDue = now + ms;
+    if (this.timers.has('hold') && this.holdFiresAt <= this.holdDue) return;
+    this.clearTimer('hold');
+    this.startHold(ms, now);
+  }
+  private holdDue = 0;
+  private holdFiresAt = 0;
+
+  private startHold(ms: number, now: number): void {
+    this.holdFiresAt = now + ms;
+    const t = this.clock.after(ms, () => {
+      this.timers.delete('hold');
+      const at = this.clock.now();
+      if (this.holdDue > at) this.startHold(this.holdDue - at, at);
+      else this.feed({ type: 'HoldTimerExpires' });
+    });
+    this.timers.set('hold', t);
   }
 
   private clearTimer(name: Timer | 'sendHold'): void {
@@ -270,7 +303,9 @@ export class Session {
     this.blocked = false;
     s.setNoDelay(true);
     s.on('data', (chunk: Buffer) => {
-      if (this.socket === s) this.receive(chunk);
+      if (this.socket !== s) return;
+      this.receive(chunk);
+      this.opts.callbacks.readDone?.(this, chunk.length);
     });
     s.on('drain', () => {
       if (this.socket !== s) return;

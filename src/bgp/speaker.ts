@@ -56,7 +56,7 @@ import { fsmOptionsFor } from './neighbor-config.js';
 import { Neighbors } from './neighbors.js';
 import { Origination } from './origination.js';
 import type { Peer } from './peer.js';
-import { BATCH, PeerTx, type TxShared } from './peer-tx.js';
+import { BATCH, FlushQueue, PROMPT_READ_BYTES, PeerTx, type TxShared } from './peer-tx.js';
 import type { LocalInfo } from './policy.js';
 import { AttrTable } from './rib/attrs.js';
 import { type Delta, type NextHopResolver, type PeerRef, Rib, SlotList } from './rib/rib.js';
@@ -150,6 +150,7 @@ export class Speaker {
       me: this.me,
       clock: this.clock,
       host,
+      flushes: new FlushQueue(this.clock),
       writer: new Writer(64 * 1024),
       afterBatch: () => this.schedulePrune(),
       batch: BATCH,
@@ -391,6 +392,9 @@ export class Speaker {
         refresh: (s, r) => this.onRefresh(p, s, r),
         notificationSent: (_s, n) => p.notificationSent(n),
         drain: () => p.tx?.scheduleFlush(),
+        readDone: (_s, bytes) => {
+          if (bytes <= PROMPT_READ_BYTES) this.tx.flushes.run();
+        },
       },
     });
   }

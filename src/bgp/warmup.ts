@@ -28,7 +28,7 @@
  */
 import { formatIpv4 } from '../net/addr.js';
 import type { Clock } from './clock.js';
-import { PeerTx } from './peer-tx.js';
+import { FlushQueue, PeerTx } from './peer-tx.js';
 import { type LocalInfo, type PrefixRule, peerPolicy } from './policy.js';
 import { AttrTable } from './rib/attrs.js';
 import { type PeerRef, Rib, SlotList } from './rib/rib.js';
@@ -118,6 +118,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
         clock: still,
         host: noInterfaces,
         writer: w,
+        flushes: new FlushQueue(still),
         afterBatch: () => {},
         // Smaller batches than the speaker's, so that a flush also takes part of a long queue.
         batch: 1024,

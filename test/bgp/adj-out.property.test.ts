@@ -16,14 +16,14 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { AdjRibOut, type Batch, type PrefixList } from '../../src/bgp/rib/adj-out.js';
+import { AdjRibOut, type Batch, type PrefixList, packBatch } from '../../src/bgp/rib/adj-out.js';
 import { AttrTable, type RouteAttrs } from '../../src/bgp/rib/attrs.js';
 import { familyOfPrefix } from '../../src/bgp/rib/rib.js';
 import type { PathAttributes } from '../../src/bgp/wire/attributes.js';
 import { type Family, IPV4_UNICAST, IPV6_UNICAST } from '../../src/bgp/wire/constants.js';
 import { type PrefixKey, parsePrefix } from '../../src/net/addr.js';
 import { pathAttributes } from './wire/arbitraries.js';
-import { makeContext } from '../../src/bgp/wire/index.js';
+import { makeContext, packUpdates, Writer } from '../../src/bgp/wire/index.js';
 
 const runs = Number(process.env.FC_RUNS ?? 300);
 
@@ -260,5 +260,36 @@ describe('Adj-RIB-Out', () => {
     expect([...b.withdraw.get(IPV4_UNICAST)!]).toEqual([P]);
     expect(out.sent.size).toBe(0);
     expect(table.size).toBe(0);
+  });
+});
+
+describe('packBatch', () => {
+  it('a set sent again, to the same or another next hop and AS size, is the bytes a fresh encoding gives', () => {
+    const sends = fc.array(
+      fc.record({ hop: fc.constantFrom('192.0.2.1', '198.51.100.7'), as4: fc.boolean() }),
+      { minLength: 1, maxLength: 6 },
+    );
+    fc.assert(
+      fc.property(pathAttributes(makeContext(), false), sends, (attrs, seq) => {
+        const table = new AttrTable();
+        const ra = table.intern(attrs, []);
+        const prefixes = new Float64Array([parsePrefix('10.1.2.0/24') as number]);
+        for (const { hop, as4 } of seq) {
+          const ctx = makeContext({ as4 });
+          const batch: Batch = {
+            announce: new Map([[ra, prefixes]]),
+            announce6: new Map(),
+            withdraw: new Map(),
+            count: 1,
+          };
+          const got = new Writer();
+          packBatch(got, batch, ctx, { v4: () => hop, v6: () => [] });
+          const want = new Writer();
+          packUpdates(want, { family: IPV4_UNICAST, prefixes, attrs: { ...attrs, nextHop: hop } }, ctx);
+          expect(Buffer.from(got.view()).toString('hex')).toBe(Buffer.from(want.view()).toString('hex'));
+        }
+      }),
+      { numRuns: runs },
+    );
   });
 });

@@ -143,4 +143,46 @@ describe('a session on a fake clock', () => {
     expect([...last!.subarray(19, 21)]).toEqual([4, 0]);
     s.dispose();
   });
+
+  it('every message received moves the hold deadline: it expires a hold time after the last one', async () => {
+    const clock = new FakeClock();
+    const pipe = new Pipe();
+    const downs: string[] = [];
+    const s = new Session({
+      fsm: {
+        ...DEFAULT_TIMERS,
+        localAs: 64512,
+        localId: 0xc0000201,
+        peerAs: 64513,
+        open: makeOpen(64512, 9, 0xc0000201, { multiprotocol: [IPV4_UNICAST] }),
+        passive: true,
+      },
+      remote: { address: '192.0.2.2', port: 179 },
+      direction: 'in',
+      socket: pipe as never,
+      log: { debug() {}, info() {}, warn() {} },
+      clock,
+      callbacks: { down: (_s, info) => downs.push(info.reason) },
+    });
+    s.start();
+    pipe.push(encodeOpen(makeOpen(64513, 9, 0xc0000202, { multiprotocol: [IPV4_UNICAST] })));
+    pipe.push(KEEPALIVE);
+    const delivered = () => new Promise((r) => setImmediate(r));
+    await delivered();
+    expect(s.state).toBe(FsmState.Established);
+    // KEEPALIVEs at 5 s and 12 s (the second after the first deadline, 9 s, would have passed).
+    clock.advance(5_000);
+    pipe.push(KEEPALIVE);
+    await delivered();
+    clock.advance(7_000);
+    pipe.push(KEEPALIVE);
+    await delivered();
+    clock.advance(8_999);
+    expect(s.state).toBe(FsmState.Established);
+    expect(downs).toEqual([]);
+    clock.advance(1);
+    expect(s.state).toBe(FsmState.Idle);
+    expect(downs).toHaveLength(1);
+    s.dispose();
+  });
 });

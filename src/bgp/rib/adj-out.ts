@@ -26,13 +26,14 @@
  * withdrawal's lists cost one copy each, not the garbage of arrays grown by push.
  *
  * `packBatch` writes a batch as UPDATEs (RFC 4271 §4.3, RFC 4760 for IPv6), the next hops given
- * by the caller; peer-tx.ts's flush uses it (and so the warm-up).
+ * by the caller; peer-tx.ts's flush uses it (and so the warm-up). An IPv4 set's encoded bytes stay
+ * on the set (attrs.ts `wire`) for its next UPDATE, and for the next peer given the same next hop.
  */
 import type { PrefixKey } from '../../net/addr.js';
 import type { PathAttributes } from '../wire/attributes.js';
 import { type Family, IPV4_UNICAST, IPV6_UNICAST } from '../wire/constants.js';
 import type { CodecContext } from '../wire/context.js';
-import { packUpdates } from '../wire/update.js';
+import { encodeAttributeBytes, packUpdates } from '../wire/update.js';
 import type { Writer } from '../wire/writer.js';
 import type { AttrTable, RouteAttrs } from './attrs.js';
 import { PrefixIndex } from './prefix-index.js';
@@ -390,8 +391,15 @@ export interface NextHopsFor {
 /** Write a batch into `w` as UPDATEs: withdrawals, then announcements per family and set. */
 export function packBatch(w: Writer, batch: Batch, ctx: CodecContext, hops: NextHopsFor): void {
   for (const [family, prefixes] of batch.withdraw) packUpdates(w, { family, prefixes, withdraw: true }, ctx);
-  for (const [ra, prefixes] of batch.announce)
-    packUpdates(w, { family: IPV4_UNICAST, prefixes, attrs: { ...ra.attrs, nextHop: hops.v4(ra) } }, ctx);
+  for (const [ra, prefixes] of batch.announce) {
+    const hop = hops.v4(ra);
+    let enc = ra.wire;
+    if (enc === undefined || enc.hop !== hop || enc.as4 !== ctx.as4) {
+      enc = { hop, as4: ctx.as4, bytes: encodeAttributeBytes({ ...ra.attrs, nextHop: hop }, ctx) };
+      ra.wire = enc;
+    }
+    packUpdates(w, { family: IPV4_UNICAST, prefixes, attrBytes: enc.bytes }, ctx);
+  }
   for (const [ra, prefixes] of batch.announce6)
     packUpdates(
       w,

@@ -27,6 +27,12 @@ export interface RouteAttrs {
   /** Next hops: for IPv4 the NEXT_HOP, for IPv6 the MP_REACH_NLRI global (and link-local). */
   readonly nextHops: readonly string[];
   refs: number;
+  /**
+   * The set as last encoded for sending, with the NEXT_HOP and AS size it was encoded for: sent
+   * again with the same (the next UPDATE of the set, the next peer on the same link), it is not
+   * encoded again. Kept by the sending side (rib/adj-out.ts packBatch).
+   */
+  wire: { hop: string; as4: boolean; bytes: Buffer } | undefined;
 }
 
 function keyOf(attrs: PathAttributes, nextHops: readonly string[]): string {
@@ -59,6 +65,7 @@ export class AttrTable {
         attrs: Object.freeze(attrs),
         nextHops: Object.freeze([...nextHops]),
         refs: 0,
+        wire: undefined,
       };
       this.byKey.set(key, a);
       this.sets[id] = a;

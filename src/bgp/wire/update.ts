@@ -353,8 +353,22 @@ export interface PackRequest {
   pathIds?: number[];
   withdraw?: boolean;
   attrs?: PathAttributes;
+  /** `attrs` already encoded (encodeAttributeBytes), in their place: for a set sent again. */
+  attrBytes?: Uint8Array;
   /** IPv6 next hops (global, and link-local if any); IPv4 uses attrs.nextHop. */
   nextHops?: string[];
+}
+
+const NO_BYTES = new Uint8Array(0);
+
+/** Where packUpdates encodes an attribute set: packing is not re-entrant, so one will do. */
+const attrScratch = new Writer(4096);
+
+/** An attribute set as packUpdates writes it into each UPDATE (IPv4: with its NEXT_HOP). */
+export function encodeAttributeBytes(attrs: PathAttributes, ctx: CodecContext): Buffer {
+  const aw = attrScratch.reset();
+  encodeAttributes(aw, attrs, ctx);
+  return aw.take();
 }
 
 /**
@@ -368,10 +382,16 @@ export function packUpdates(w: Writer, req: PackRequest, ctx: CodecContext): num
   if (fam !== IPV4_UNICAST && fam !== IPV6_UNICAST) throw new AddrError(`cannot pack family ${fam}`);
   const addPath = ctx.addPathTx.has(fam);
   const max = ctx.maxLength;
-  // The attribute set, encoded once.
-  const aw = new Writer(512);
-  if (!req.withdraw) encodeAttributes(aw, req.attrs ?? {}, ctx);
-  const attrs = aw.view();
+  // The attribute set, encoded once (or before, by the caller).
+  let attrs: Uint8Array = NO_BYTES;
+  if (!req.withdraw) {
+    if (req.attrBytes) attrs = req.attrBytes;
+    else {
+      const aw = attrScratch.reset();
+      encodeAttributes(aw, req.attrs ?? {}, ctx);
+      attrs = aw.view();
+    }
+  }
   let count = 0;
   let i = 0;
   while (i < prefixes.length) {
