@@ -41,8 +41,11 @@
  * exactly the state at that position; the changes after it are the log's lines, replayed in
  * order, carrying the objects themselves — every watcher in every process sees the same events
  * in the same order. One tailer per store instance reads the log when fs.watch says it changed,
- * after our own writes, and every `pollMs` in case fs.watch missed one. At `logRotateBytes`
- * a writer starts generation G+1 and removes G-1; a watcher still on G-1 rescans.
+ * after our own writes, and every `pollMs` in case fs.watch missed one. fs.watch is on the log
+ * file being read, not on DIR: a write's lock and temp files in DIR would wake every watching
+ * process about ten times per write (on the folder only while that log file does not exist
+ * yet). At `logRotateBytes` a writer starts generation G+1, touches G so that its watchers look
+ * for G+1, and removes G-1; a watcher still on G-1 rescans.
  *
  * Bad files: an object file that is not JSON, breaks the kind's schema, or sits at a path that
  * does not match its kind, namespace and name is `DatastoreError('Invalid')` naming the file
@@ -57,8 +60,17 @@
  * (nothing logs the edit; watchers see it at the next resync or restart), YAML files.
  */
 import { randomUUID } from 'node:crypto';
-import { type FSWatcher, constants as fsc, watch as fsWatch } from 'node:fs';
-import { access, mkdir, open, readdir, stat, unlink } from 'node:fs/promises';
+import {
+  closeSync,
+  existsSync,
+  type FSWatcher,
+  constants as fsc,
+  fstatSync,
+  watch as fsWatch,
+  openSync,
+  readSync,
+} from 'node:fs';
+import { access, mkdir, open, readdir, stat, unlink, utimes } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import {
   appendDurably,
@@ -246,6 +258,8 @@ export class FileDatastore implements Datastore {
   private pollError: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private fsWatcher: FSWatcher | undefined;
+  /** What fsWatcher watches: the log generation `gen`'s file, or DIR until that file exists. */
+  private watched: { gen: number; file: boolean } | undefined;
   private closed = false;
 
   constructor(
@@ -366,6 +380,8 @@ export class FileDatastore implements Datastore {
     await appendDurably(this.logPath(log), `${JSON.stringify(entry)}\n`, false);
     if (rotate) {
       await syncDir(this.dir).catch(() => {});
+      const t = new Date();
+      await utimes(this.logPath(log - 1), t, t).catch(() => {});
       await unlink(this.logPath(log - 2)).catch(() => {});
     }
     this.poke();
@@ -428,14 +444,36 @@ export class FileDatastore implements Datastore {
     this.pos = at;
     this.timer = setInterval(() => this.poke(), this.opts.pollMs);
     this.timer.unref();
+    this.watchLog();
+  }
+
+  /**
+   * fs.watch on the log generation the tailer reads, or on DIR (for the log's first line) while
+   * that file does not exist. Called again after every poll: the tailer may have moved on.
+   */
+  private watchLog(): void {
+    const gen = this.pos?.gen;
+    if (gen === undefined || (this.watched?.gen === gen && this.watched.file)) return;
+    const path = this.logPath(gen);
+    let file = true;
+    let w: FSWatcher | undefined;
     try {
-      this.fsWatcher = fsWatch(this.dir, { persistent: false }, (_event, name) => {
-        if (name === null || name.startsWith('changes.')) this.poke();
-      });
-      this.fsWatcher.on('error', () => {});
+      w = fsWatch(path, { persistent: false }, () => this.poke());
     } catch {
-      // No inotify (limits, file system): the timer alone finds changes.
+      file = false;
+      if (this.watched?.gen === gen) return; // already on the folder, waiting for the file
+      try {
+        w = fsWatch(this.dir, { persistent: false }, (_event, name) => {
+          if (name === null || name.startsWith('changes.')) this.poke();
+        });
+      } catch {
+        // No inotify (limits, file system): the timer alone finds changes.
+      }
     }
+    this.fsWatcher?.close();
+    this.fsWatcher = w;
+    w?.on('error', () => {});
+    this.watched = { gen, file };
   }
 
   private stopTailer(): void {
@@ -445,6 +483,7 @@ export class FileDatastore implements Datastore {
     this.timer = undefined;
     this.fsWatcher?.close();
     this.fsWatcher = undefined;
+    this.watched = undefined;
   }
 
   /** Asks the tailer to read the log soon (once, however often it is asked meanwhile). */
@@ -456,6 +495,7 @@ export class FileDatastore implements Datastore {
         this.pollQueued = false;
         await this.poll();
         this.pollError = undefined;
+        this.watchLog();
       })
       .catch((e) => {
         // Said once, not at every poll, until a poll succeeds again.
@@ -475,8 +515,8 @@ export class FileDatastore implements Datastore {
         if (this.pos === undefined) return;
       }
       const { gen, offset } = this.pos;
-      const nextExists = (await this.sizeOf(this.logPath(gen + 1), -1)) >= 0;
-      const chunk = await this.readFrom(this.logPath(gen), offset);
+      const nextExists = existsSync(this.logPath(gen + 1));
+      const chunk = this.readLogFrom(this.logPath(gen), offset);
       if (this.pos === undefined) return; // the last watch stopped meanwhile
       if (chunk === undefined) {
         if (nextExists || (await this.logGenerations()).some((g) => g > gen)) {
@@ -724,6 +764,37 @@ export class FileDatastore implements Datastore {
       return buf.subarray(0, got);
     } finally {
       await fh.close();
+    }
+  }
+
+  /**
+   * The tailer's read: what `readFrom` does, with blocking calls. A poll reads a few lines from
+   * the page cache, and each trip through libuv's thread pool (open, stat, read, close) costs
+   * more than the read itself; every watching process pays it at every write.
+   */
+  private readLogFrom(path: string, offset: number): Buffer | undefined {
+    let fd: number;
+    try {
+      fd = openSync(path, 'r');
+    } catch (e) {
+      if (errno(e) === 'ENOENT') return undefined;
+      throw fsError(e, path, 'read');
+    }
+    try {
+      const size = fstatSync(fd).size;
+      if (size <= offset) return Buffer.alloc(0);
+      const buf = Buffer.allocUnsafe(size - offset);
+      let got = 0;
+      while (got < buf.length) {
+        const n = readSync(fd, buf, got, buf.length - got, offset + got);
+        if (n === 0) break;
+        got += n;
+      }
+      return buf.subarray(0, got);
+    } catch (e) {
+      throw fsError(e, path, 'read');
+    } finally {
+      closeSync(fd);
     }
   }
 

@@ -522,6 +522,31 @@ describe('file store: change log generations', () => {
     await reader.close();
   });
 
+  it('fs.watch alone wakes a watch in another instance: on a store with no log yet, at every write, across generations', async () => {
+    const dir = await tempDir();
+    // The timer never fires within the test: only fs.watch can tell the reader.
+    const opts = { pollMs: 600_000, logRotateBytes: 600, onWarning: () => {} };
+    const writer = await openFileDatastore(dir, opts);
+    const reader = await openFileDatastore(dir, opts);
+    const w = watchAll(reader, 'IPAMConfig');
+    await eventually(() => expect(w.events.map((e) => e.type)).toEqual(['synced']));
+    let p = await writer.create(counter('c'));
+    await eventually(() => expect(w.events).toHaveLength(2), 5_000);
+    for (let i = 1; i <= 12; i++) {
+      p = await writer.update({ ...p, spec: { count: i } });
+      await eventually(() => expect(w.events).toHaveLength(2 + i), 5_000);
+    }
+    expect(countOf((w.events.at(-1) as { object: StoredObject }).object)).toBe(12);
+    const logs = (await readdir(dir)).filter((n) => n.startsWith('changes.'));
+    expect(logs.some((n) => n !== 'changes.0.log')).toBe(true);
+    // What the reader watches is the log file it reads, not the folder.
+    const r = reader as unknown as { watched?: { gen: number; file: boolean } };
+    expect(r.watched?.file).toBe(true);
+    w.handle.stop();
+    await writer.close();
+    await reader.close();
+  });
+
   it('a watch that falls more than a generation behind rescans and delivers only the difference', async () => {
     const dir = await tempDir();
     const opts = { pollMs: 60_000, logRotateBytes: 600, onWarning: () => {} };
