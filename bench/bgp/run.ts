@@ -7,10 +7,11 @@
  *   npm run bench:bgp -- --quick                              # 100k, all DUTs, ~2 min
  *   npm run bench:bgp -- --dut twill,bird --n 100000 --json   # a subset; the table, then JSON
  *
- * Flags: --dut LIST (twill,bird,frr,gobgp), --n LIST (scenario sizes to keep), --sets LIST
- * (attribute-set counts to keep), --quick, --reps R (each run R times, medians reported),
- * --timeout S (per phase, default 300), --probes P (default 100), --json, --cpu-prof DIR (Twill
- * runs under node --cpu-prof, profiles written to DIR), --keep (keep the DUTs' temp dirs).
+ * Flags: --dut LIST (twill,bird,frr,gobgp by default; relay, the Node floor of relay.ts, when
+ * named), --n LIST (scenario sizes to keep), --sets LIST (attribute-set counts to keep), --quick,
+ * --reps R (each run R times, medians reported), --timeout S (per phase, default 300), --probes P
+ * (default 100), --json, --cpu-prof DIR (Twill runs under node --cpu-prof, profiles written to
+ * DIR), --keep (keep the DUTs' temp dirs).
  *
  * Topology: three namespaces (bgpb-PID-inj, -dut, -mon) and two veth links,
  *   injector 10.0.1.1 AS 65001 --- 10.0.1.2 DUT AS 65002 10.0.2.2 --- 10.0.2.1 monitor AS 65003
