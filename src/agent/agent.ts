@@ -21,8 +21,10 @@
  *    speaker with the neighbors and originated blocks, the route reconciler with the `pods` and
  *    `blocks` routes, the policy table, and tell the CNI handler it is ready.
  *
- * Live configuration: every later event recomputes the desired state (coalesced to one
- * recomputation per turn of the event loop) and each output applies only the difference. The
+ * Live configuration: every later event recomputes only what it can move (desired.ts
+ * changeMoves: the neighbors, this node's own part, the policy input; another node's block moves
+ * nothing but, once it holds pods, the policy input), coalesced to one recomputation per turn of
+ * the event loop, and each output applies only the difference. The
  * speaker's setNeighbors leaves unaffected sessions alone. A change of the cluster's AS,
  * listen port or graceful-restart time (BGPConfiguration) restarts the speaker, since every
  * session depends on it.
@@ -80,7 +82,7 @@ import {
   type WatchHandle,
 } from '../datastore/types.js';
 import { Allocator } from '../ipam/allocator.js';
-import type { IPAMBlockSpec, BlockAffinitySpec } from '../ipam/model.js';
+import type { BlockAffinitySpec, IPAMBlockSpec } from '../ipam/model.js';
 import { affinityOf } from '../ipam/model.js';
 import { originated } from '../ipam/originate.js';
 import { ipamReport } from '../ipam/report.js';
@@ -88,14 +90,13 @@ import { compile } from '../policy/compile.js';
 import { autodetect } from './autodetect.js';
 import type { AgentConfig } from './config.js';
 import {
-  affinityChangeMoves,
   applyRouteChanges,
   BGP_CONFIGURATION_NAME,
   type BgpGlobal,
   bgpGlobal,
   bgpPeerSpec,
-  blockChangeMoves,
   blockRoutes,
+  changeMoves,
   clusterState,
   desiredNeighbors,
   type LocalAddress,
@@ -143,18 +144,6 @@ const WATCHED: readonly Kind[] = [
   'NetworkPolicy',
 ];
 
-/** Kinds whose changes move the policy. */
-const POLICY_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Namespace', 'Pod', 'NetworkPolicy', 'IPAMBlock']);
-/** Kinds whose changes move BGP neighbors, origination or kernel routes (not Pods: they come often). */
-const ROUTING_KINDS: ReadonlySet<Kind> = new Set<Kind>([
-  'Node',
-  'BGPConfiguration',
-  'BGPPeer',
-  'IPPool',
-  'IPAMBlock',
-  'BlockAffinity',
-]);
-
 export const BGP_SETTLE_MS = 2_000;
 /** Leaked-address reclamation (Kubernetes only): at most this long between two runs. */
 export const RECLAIM_EVERY_MS = 60_000;
@@ -192,7 +181,9 @@ export class Agent {
   private readonly reconciler: RouteReconciler;
   private readonly policy: PolicyTable;
   private policyDirty = true;
-  private routingDirty = true;
+  /** The neighbor list, and this node's own part (originated, `pods`, `blocks`): desired.ts Moves. */
+  private neighborsDirty = true;
+  private localDirty = true;
   private policyApplying = false;
   private dataplaneApplied = false;
   private local: LocalAddress[] = [];
@@ -468,37 +459,24 @@ export class Agent {
     const handle = this.store!.watch(
       kind,
       (e) => {
-        let moves = { routing: ROUTING_KINDS.has(kind), policy: POLICY_KINDS.has(kind) };
         if (e.type === 'synced') {
+          // At start, or after the watch started again: everything once more.
           this.synced.add(kind);
           this.log.debug({ kind, count: map.size }, 'in sync');
+          this.neighborsDirty = this.localDirty = this.policyDirty = true;
         } else {
           const key = keyOf(e.object);
           const before = map.get(key);
           const after = e.type === 'deleted' ? undefined : e.object;
           if (after) map.set(key, after);
           else map.delete(key);
-          // Another node's block or affinity moves nothing here but, for a block, who holds
-          // which address (desired.ts): no recomputation for it.
-          if (kind === 'IPAMBlock')
-            moves = blockChangeMoves(
-              this.config.nodename,
-              before?.spec as IPAMBlockSpec | undefined,
-              after?.spec as IPAMBlockSpec | undefined,
-            );
-          else if (kind === 'BlockAffinity')
-            moves = {
-              routing: affinityChangeMoves(
-                this.config.nodename,
-                before?.spec as BlockAffinitySpec | undefined,
-                after?.spec as BlockAffinitySpec | undefined,
-              ),
-              policy: false,
-            };
-          if (!moves.routing && !moves.policy) return;
+          // Only what this change can move is recomputed (desired.ts changeMoves).
+          const moves = changeMoves(this.config.nodename, kind, before, after);
+          if (!moves.neighbors && !moves.local && !moves.policy) return;
+          if (moves.neighbors) this.neighborsDirty = true;
+          if (moves.local) this.localDirty = true;
+          if (moves.policy) this.policyDirty = true;
         }
-        if (moves.policy) this.policyDirty = true;
-        if (moves.routing) this.routingDirty = true;
         this.queueRecompute();
       },
       {
@@ -560,7 +538,7 @@ export class Agent {
       this.inSync = true;
       this.log.info({}, 'datastore in sync');
     }
-    if (this.routingDirty || this.speaker === undefined) this.recomputeRouting();
+    if (this.neighborsDirty || this.localDirty || this.speaker === undefined) this.recomputeRouting();
     if (this.speaker === undefined) return;
     if (this.policyDirty) void this.applyPolicy();
     if (!this.cni!.handler.isReady()) {
@@ -570,8 +548,47 @@ export class Agent {
     void this.publishStatus();
   }
 
-  /** Neighbors, originated prefixes, and the `pods` and `blocks` routes. */
+  /**
+   * The speaker (made, or remade when what every session hangs on changed), then what is dirty:
+   * the neighbors; this node's own part, the originated prefixes and the `pods` and `blocks` routes.
+   */
   private recomputeRouting(): void {
+    const c = this.config;
+    const globalObj = this.objects.get('BGPConfiguration')!.get(BGP_CONFIGURATION_NAME);
+    const global = bgpGlobal(globalObj);
+    const asn = c.asn ?? global.asn;
+    const port = c.bgpPort ?? global.listenPort;
+
+    const key = `${asn}/${port}/${global.gracefulRestartTime}`;
+    if (this.speakerStarting) return; // it recomputes when started
+    if (this.speaker === undefined || key !== this.speakerKey) {
+      this.global = global;
+      // A new speaker has neither neighbors nor originated prefixes.
+      this.neighborsDirty = this.localDirty = true;
+      void this.startSpeaker(asn, port, global, key);
+      return;
+    }
+    this.global = global;
+    if (this.neighborsDirty) {
+      this.neighborsDirty = false;
+      this.recomputeNeighbors(this.speaker, asn, global);
+    }
+    if (this.localDirty) {
+      this.localDirty = false;
+      const blocks = this.blockSpecs();
+      const affinities = this.list<BlockAffinitySpec>('BlockAffinity').flatMap((a) =>
+        a.spec ? [a.spec] : [],
+      );
+      this.speaker.setOriginated(originated(c.nodename, blocks, affinities));
+      this.local = localAddresses(c.nodename, blocks);
+      this.reconciler.setDesired('pods', podRoutes(this.local));
+      this.reconciler.setDesired('blocks', blockRoutes(c.nodename, blocks, affinities));
+      this.startDataplane();
+      this.reconciler.applySoon();
+    }
+  }
+
+  private recomputeNeighbors(speaker: Speaker, asn: number, global: BgpGlobal): void {
     const c = this.config;
     const nodes = this.list('Node').map(nodeInfo);
     const me = nodes.find((n) => n.name === c.nodename) ?? {
@@ -583,22 +600,6 @@ export class Agent {
       internalIP: undefined,
     };
     me.address = this.address;
-    const globalObj = this.objects.get('BGPConfiguration')!.get(BGP_CONFIGURATION_NAME);
-    const global = bgpGlobal(globalObj);
-    const asn = c.asn ?? global.asn;
-    const port = c.bgpPort ?? global.listenPort;
-
-    // The speaker: made (or remade, when what every session hangs on changed) here.
-    const key = `${asn}/${port}/${global.gracefulRestartTime}`;
-    if (this.speakerStarting) return; // it recomputes when started
-    if (this.speaker === undefined || key !== this.speakerKey) {
-      this.global = global;
-      void this.startSpeaker(asn, port, global, key);
-      return;
-    }
-    this.global = global;
-    this.routingDirty = false;
-
     const peers = [];
     for (const o of this.list('BGPPeer')) {
       const p = bgpPeerSpec(o);
@@ -610,17 +611,7 @@ export class Agent {
     );
     const { neighbors, kinds } = desiredNeighbors({ me, asn, global, nodes, peers, poolCidrs });
     this.kinds = kinds;
-    this.speaker.setNeighbors(neighbors);
-
-    const blocks = this.blockSpecs();
-    const affinities = this.list<BlockAffinitySpec>('BlockAffinity').flatMap((a) => (a.spec ? [a.spec] : []));
-    this.speaker.setOriginated(originated(c.nodename, blocks, affinities));
-
-    this.local = localAddresses(c.nodename, blocks);
-    this.reconciler.setDesired('pods', podRoutes(this.local));
-    this.reconciler.setDesired('blocks', blockRoutes(c.nodename, blocks, affinities));
-    this.startDataplane();
-    this.reconciler.applySoon();
+    speaker.setNeighbors(neighbors);
   }
 
   private wiringKernel(): NetlinkKernel {
@@ -675,7 +666,7 @@ export class Agent {
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'BGP cannot start; trying again in 5 s');
       this.clock.after(5000, () => {
-        this.routingDirty = true;
+        this.neighborsDirty = this.localDirty = true;
         this.queueRecompute();
       });
     } finally {
@@ -823,6 +814,9 @@ export class Agent {
   /** Write this node's TwillNodeStatus when what it says changed. */
   private async publishStatus(): Promise<void> {
     if (!this.inSync || !this.speaker || this.stopping) return;
+    // Within the interval nothing is written (the status timer comes back): build nothing.
+    const now = this.clock.now();
+    if (now - this.lastStatusAt < STATUS_MIN_INTERVAL_MS) return;
     const st = this.speaker.status();
     const sessions = st.peers.map((p) => ({
       peer: p.address,
@@ -843,8 +837,7 @@ export class Agent {
       routes: { originated: this.speaker ? this.myBlocks().length : 0, installed: r.installed },
     };
     const text = JSON.stringify(body);
-    const now = this.clock.now();
-    if (text === this.lastStatus || now - this.lastStatusAt < STATUS_MIN_INTERVAL_MS) return;
+    if (text === this.lastStatus) return;
     this.lastStatus = text;
     this.lastStatusAt = now;
     const store = this.store!;

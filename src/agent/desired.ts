@@ -6,6 +6,11 @@
  * which each apply differences. Nothing here does I/O; everything is tested in
  * test/agent/desired.test.ts.
  *
+ * What a change moves (`changeMoves`): the neighbors, this node's own part (originated prefixes,
+ * `pods` and `blocks` routes) or the policy input, each recomputed only when an event can move
+ * it. Every agent sharing a store sees every write, and most writes (another node's block or
+ * affinity, a Node rewritten with the same annotations) move nothing on the others.
+ *
  * Node discovery (as calico-node's `projectcalico.org/IPv4Address` and `ASNumber`): each agent
  * publishes its BGP address, and its AS and port when they differ from the cluster's, as
  * annotations on its Node object (`NODE_ANNOTATIONS`); the others read them. A node without an
@@ -41,7 +46,7 @@ import { IPV4_UNICAST, IPV6_UNICAST } from '../bgp/wire/constants.js';
 import { hostVethName, hostVethNameForContainer } from '../cni/names.js';
 import { parseIp } from '../config/fields.js';
 import type { RouteSpec } from '../dataplane/route-model.js';
-import type { StoredObject } from '../datastore/types.js';
+import type { Kind, StoredObject } from '../datastore/types.js';
 import { formatAddress, formatCidr, parseCidr } from '../ipam/blocks.js';
 import { affinityOf, type BlockAffinitySpec, type IPAMBlockSpec } from '../ipam/model.js';
 import { confirmedBlocks } from '../ipam/originate.js';
@@ -295,6 +300,109 @@ export function desiredNeighbors(input: NeighborInput): {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What a change moves
+
+/**
+ * What one datastore change can move for a node's agent, so that it recomputes only that part:
+ * - `neighbors`: the BGP neighbor list (and, through BGPConfiguration, the speaker itself);
+ * - `local`: what comes from this node's own IPAM state: the originated prefixes and the `pods`
+ *   and `blocks` routes;
+ * - `policy`: the policy compiler's input.
+ * A mesh of N agents sharing one store sees every write; most of them (another node's block,
+ * another node's affinity, a Node object rewritten with the same annotations) move nothing here.
+ */
+export interface Moves {
+  neighbors: boolean;
+  local: boolean;
+  policy: boolean;
+}
+
+const NOTHING: Moves = { neighbors: false, local: false, policy: false };
+
+/** What a change of one object of `kind` (before -> after; undefined: absent) moves for `node`. */
+export function changeMoves(
+  node: string,
+  kind: Kind,
+  before: StoredObject | undefined,
+  after: StoredObject | undefined,
+): Moves {
+  switch (kind) {
+    case 'Node':
+      return { ...NOTHING, neighbors: nodeChangeMoves(before, after) };
+    case 'BGPConfiguration':
+    case 'BGPPeer':
+    case 'IPPool':
+      return { ...NOTHING, neighbors: true };
+    case 'IPAMBlock':
+      return {
+        neighbors: false,
+        ...blockChangeMoves(
+          node,
+          before?.spec as IPAMBlockSpec | undefined,
+          after?.spec as IPAMBlockSpec | undefined,
+        ),
+      };
+    case 'BlockAffinity':
+      return {
+        ...NOTHING,
+        local: affinityChangeMoves(
+          node,
+          before?.spec as BlockAffinitySpec | undefined,
+          after?.spec as BlockAffinitySpec | undefined,
+        ),
+      };
+    case 'Namespace':
+    case 'Pod':
+    case 'NetworkPolicy':
+      return { ...NOTHING, policy: true };
+    default:
+      return NOTHING;
+  }
+}
+
+/**
+ * Whether a Node change moves the neighbors: only what desiredNeighbors reads (name, labels,
+ * the published address, AS and port), not its status (Kubernetes rewrites that on its own).
+ */
+export function nodeChangeMoves(before: StoredObject | undefined, after: StoredObject | undefined): boolean {
+  const seen = (o: StoredObject | undefined) => {
+    if (o === undefined) return '';
+    const { internalIP: _, ...rest } = nodeInfo(o);
+    return JSON.stringify(rest);
+  };
+  return seen(before) !== seen(after);
+}
+
+/**
+ * What a change of one IPAM block (before -> after; undefined: absent) can move for `node`:
+ * its own part (`local`) when the block is affine to it (origination, blackhole) or holds an
+ * address of its (a borrowed /32, a pod route), on either side; the policy input when who holds
+ * which address changed. Another node's new, empty block moves neither.
+ */
+export function blockChangeMoves(
+  node: string,
+  before: IPAMBlockSpec | undefined,
+  after: IPAMBlockSpec | undefined,
+): { local: boolean; policy: boolean } {
+  const mine = affinityOf(node);
+  const local = [before, after].some(
+    (b) => b !== undefined && (b.affinity === mine || localAddresses(node, [b]).length > 0),
+  );
+  const holders = (b: IPAMBlockSpec | undefined) =>
+    b ? JSON.stringify(localAddresses(undefined, [b])) : '[]';
+  return { local, policy: holders(before) !== holders(after) };
+}
+
+/** Whether a change of one BlockAffinity can move `node`'s origination: only its own do. */
+export function affinityChangeMoves(
+  node: string,
+  before: BlockAffinitySpec | undefined,
+  after: BlockAffinitySpec | undefined,
+): boolean {
+  return before?.node === node || after?.node === node;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Routes
 
 /** The container ID of a handle `<network>.<containerID>` (cni/names.ts handleFor), if it has one. */
@@ -318,36 +426,6 @@ export interface LocalAddress {
 }
 
 /** Every address an allocation by `node` holds, in any block (own or borrowed); every node's without one. */
-/**
- * What a change of one IPAM block (before -> after; undefined: absent) can move for `node`:
- * its routing when the block is affine to it (origination, blackhole) or holds an address of
- * its (a borrowed /32, a pod route), on either side; the policy input when who holds which
- * address changed. Another node's new, empty block moves neither, so a mesh of N agents does
- * not recompute N times for each block one of them claims.
- */
-export function blockChangeMoves(
-  node: string,
-  before: IPAMBlockSpec | undefined,
-  after: IPAMBlockSpec | undefined,
-): { routing: boolean; policy: boolean } {
-  const mine = affinityOf(node);
-  const routing = [before, after].some(
-    (b) => b !== undefined && (b.affinity === mine || localAddresses(node, [b]).length > 0),
-  );
-  const holders = (b: IPAMBlockSpec | undefined) =>
-    b ? JSON.stringify(localAddresses(undefined, [b])) : '[]';
-  return { routing, policy: holders(before) !== holders(after) };
-}
-
-/** Whether a change of one BlockAffinity can move `node`'s origination: only its own do. */
-export function affinityChangeMoves(
-  node: string,
-  before: BlockAffinitySpec | undefined,
-  after: BlockAffinitySpec | undefined,
-): boolean {
-  return before?.node === node || after?.node === node;
-}
-
 export function localAddresses(node: string | undefined, blocks: readonly IPAMBlockSpec[]): LocalAddress[] {
   const out: LocalAddress[] = [];
   for (const b of blocks) {

@@ -6,6 +6,7 @@ import {
   bgpPeerSpec,
   blockChangeMoves,
   blockRoutes,
+  changeMoves,
   clusterState,
   desiredNeighbors,
   exportRules,
@@ -255,26 +256,82 @@ describe('routes', () => {
     expect(blockRoutes('b', blocks, [aff('10.244.0.64/26', 'pendingDeletion')])).toEqual([]);
   });
 
-  it('a block change moves this node’s routing only when the block is its own or holds its address', () => {
+  it('a block change moves this node’s own part only when the block is its own or holds its address', () => {
     const empty = block('10.244.1.0/26', 'host:c', []);
     // Another node claims a new block: nothing to recompute here (routing or policy).
-    expect(blockChangeMoves('a', undefined, empty)).toEqual({ routing: false, policy: false });
-    expect(blockChangeMoves('a', empty, undefined)).toEqual({ routing: false, policy: false });
+    expect(blockChangeMoves('a', undefined, empty)).toEqual({ local: false, policy: false });
+    expect(blockChangeMoves('a', empty, undefined)).toEqual({ local: false, policy: false });
     // Its own block, new, changed or gone.
-    expect(blockChangeMoves('c', undefined, empty)).toEqual({ routing: true, policy: false });
-    expect(blockChangeMoves('c', empty, undefined)).toEqual({ routing: true, policy: false });
+    expect(blockChangeMoves('c', undefined, empty)).toEqual({ local: true, policy: false });
+    expect(blockChangeMoves('c', empty, undefined)).toEqual({ local: true, policy: false });
     // A pod on another node gets an address: the policy input moves, not this node's routing.
     const withPod = block('10.244.1.0/26', 'host:c', [[3, 'k8s-pod-network.c9', 'default', 'db']]);
     const onC = { ...withPod, attributes: withPod.attributes.map((a) => ({ ...a, node: 'c' })) };
-    expect(blockChangeMoves('b', empty, onC)).toEqual({ routing: false, policy: true });
+    expect(blockChangeMoves('b', empty, onC)).toEqual({ local: false, policy: true });
     // This node borrows an address in another node's block (attributes say node a): its /32.
-    expect(blockChangeMoves('a', empty, withPod)).toEqual({ routing: true, policy: true });
-    expect(blockChangeMoves('a', withPod, empty)).toEqual({ routing: true, policy: true });
+    expect(blockChangeMoves('a', empty, withPod)).toEqual({ local: true, policy: true });
+    expect(blockChangeMoves('a', withPod, empty)).toEqual({ local: true, policy: true });
     // Only a node's own affinities move its origination.
     const aff = { node: 'c', cidr: '10.244.1.0/26', state: 'confirmed' } as const;
     expect(affinityChangeMoves('c', undefined, aff)).toBe(true);
     expect(affinityChangeMoves('a', undefined, aff)).toBe(false);
     expect(affinityChangeMoves('a', aff, undefined)).toBe(false);
+  });
+
+  it('each kind moves only its part: neighbors, this node’s own part, or the policy input', () => {
+    const obj = (
+      kind: string,
+      name: string,
+      spec: unknown,
+      extra: Partial<StoredObject> = {},
+    ): StoredObject =>
+      ({ apiVersion: 'crd.twill.dev/v1', kind, metadata: { name }, spec, ...extra }) as StoredObject;
+    const none = { neighbors: false, local: false, policy: false };
+    const neighbors = { ...none, neighbors: true };
+    // Another node's block and affinity, claimed and released: nothing at all on node a.
+    const remote = obj('IPAMBlock', '10-244-1-0-26', block('10.244.1.0/26', 'host:c', []));
+    const remoteAff = obj('BlockAffinity', 'c-10-244-1-0-26', {
+      node: 'c',
+      cidr: '10.244.1.0/26',
+      state: 'confirmed',
+    });
+    expect(changeMoves('a', 'IPAMBlock', undefined, remote)).toEqual(none);
+    expect(changeMoves('a', 'IPAMBlock', remote, undefined)).toEqual(none);
+    expect(changeMoves('a', 'BlockAffinity', undefined, remoteAff)).toEqual(none);
+    // The same on node c: its own part only, never the neighbors.
+    expect(changeMoves('c', 'IPAMBlock', undefined, remote)).toEqual({ ...none, local: true });
+    expect(changeMoves('c', 'BlockAffinity', remoteAff, undefined)).toEqual({ ...none, local: true });
+    // BGP configuration, peers and pools (the export rules): the neighbors only.
+    for (const kind of ['BGPConfiguration', 'BGPPeer', 'IPPool'])
+      expect(changeMoves('a', kind as StoredObject['kind'], undefined, obj(kind, 'x', {}))).toEqual(
+        neighbors,
+      );
+    // Pods, namespaces and policies: the policy input only.
+    for (const kind of ['Pod', 'Namespace', 'NetworkPolicy'])
+      expect(changeMoves('a', kind as StoredObject['kind'], undefined, obj(kind, 'x', {}))).toEqual({
+        ...none,
+        policy: true,
+      });
+    // A Node: what desiredNeighbors reads (annotations, labels), not its status.
+    const n = obj(
+      'Node',
+      'b',
+      {},
+      { metadata: { name: 'b', annotations: { [NODE_ANNOTATIONS.address]: '10.0.0.2' } } },
+    );
+    const heartbeat = { ...n, status: { addresses: [{ type: 'InternalIP', address: '10.0.0.2' }] } };
+    const moved = {
+      ...n,
+      metadata: { ...n.metadata, annotations: { [NODE_ANNOTATIONS.address]: '10.0.0.9' } },
+    };
+    const relabelled = { ...n, metadata: { ...n.metadata, labels: { rack: 'r1' } } };
+    expect(changeMoves('a', 'Node', undefined, n)).toEqual(neighbors);
+    expect(changeMoves('a', 'Node', n, heartbeat)).toEqual(none);
+    expect(changeMoves('a', 'Node', n, moved)).toEqual(neighbors);
+    expect(changeMoves('a', 'Node', n, relabelled)).toEqual(neighbors);
+    expect(changeMoves('a', 'Node', n, undefined)).toEqual(neighbors);
+    // Kinds the agent does not route or police by.
+    expect(changeMoves('a', 'IPAMHandle', undefined, obj('IPAMHandle', 'h', {}))).toEqual(none);
   });
 
   it('bgp: best-route changes become via routes with every next hop; local and empty ones go', () => {
