@@ -157,6 +157,8 @@ export class PeerTx {
         out.set(d.prefix, best ? this.exports.exportOf(best.ra, best.peer, d.prefix) : null);
       }
     }
+    // Nothing for this peer (split horizon, its own route, an export rule): no flush at all.
+    if (out.pendingCount === 0) return;
     if (out.pendingCount >= EAGER_FLUSH_PENDING && this.shared.clock.now() - this.flushedAt >= EAGER_FLUSH_MS)
       this.flush();
     else this.scheduleFlush();
