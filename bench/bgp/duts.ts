@@ -19,6 +19,7 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { DAEMON_ENV } from '../../src/bgp/release-memory.js';
 import { stringify } from 'yaml';
 
 export type DutKind = 'twill' | 'bird' | 'frr' | 'gobgp' | 'relay';
@@ -160,7 +161,8 @@ async function startTwill(t: Topology, dir: string, o: StartOptions): Promise<Du
   );
   const log = join(dir, 'twill.log');
   const prof = o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] : [];
-  const env = { ...process.env };
+  // As the image runs it (deploy/Dockerfile ENV).
+  const env = { ...process.env, ...DAEMON_ENV };
   delete env.TWILL_TEST_FAST_TIMERS;
   const main = spawnIn(
     t.ns,

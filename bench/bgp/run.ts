@@ -45,7 +45,15 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { ALL_DUT_KINDS, DUT_KINDS, type Dut, type DutKind, startDut, type Topology, versions } from './duts.js';
+import {
+  ALL_DUT_KINDS,
+  DUT_KINDS,
+  type Dut,
+  type DutKind,
+  startDut,
+  type Topology,
+  versions,
+} from './duts.js';
 
 // ---- flags ----
 
@@ -453,7 +461,10 @@ interface Row {
   withdrawMs?: number;
   injectorLoadMs?: number;
   peakRssMiB?: number;
+  rssIdleMiB?: number;
   rssLoadedMiB?: number;
+  /** (RSS loaded - RSS idle) / prefixes: what the table costs above the idle process. */
+  bytesPerPrefix?: number;
   cpuSeconds?: number;
   latencyMedianMs?: number;
   latencyP99Ms?: number;
@@ -486,8 +497,20 @@ function aggregate(runs: RunResult[]): Row {
   );
   set('peakRssMiB', med((r) => r.peakRssMiB) ?? Math.max(...runs.map((r) => r.peakRssMiB ?? 0)));
   set(
+    'rssIdleMiB',
+    med((r) => r.rssStartMiB),
+  );
+  set(
     'rssLoadedMiB',
     med((r) => r.rssLoadedMiB),
+  );
+  set(
+    'bytesPerPrefix',
+    med((r) =>
+      r.rssLoadedMiB === undefined || r.rssStartMiB === undefined
+        ? undefined
+        : ((r.rssLoadedMiB - r.rssStartMiB) * 2 ** 20) / r.n,
+    ),
   );
   set(
     'cpuSeconds',
@@ -583,7 +606,9 @@ async function main(): Promise<void> {
         'injector s',
         'withdraw s',
         'peak RSS MiB',
+        'RSS idle MiB',
         'RSS loaded MiB',
+        'B/prefix',
         'CPU s',
         'latency median ms',
         'latency p99 ms',
@@ -596,7 +621,9 @@ async function main(): Promise<void> {
         fmtS(r.injectorLoadMs),
         fmtS(r.withdrawMs, r.ok),
         fmtMiB(r.peakRssMiB),
+        fmtMiB(r.rssIdleMiB),
         fmtMiB(r.rssLoadedMiB),
+        r.bytesPerPrefix === undefined ? '-' : r.bytesPerPrefix.toFixed(0),
         r.cpuSeconds === undefined ? '-' : r.cpuSeconds.toFixed(1),
         fmtMs(r.latencyMedianMs),
         fmtMs(r.latencyP99Ms),
@@ -610,12 +637,13 @@ async function main(): Promise<void> {
     ]),
   );
 
-  const ratios: Record<string, { load?: number; withdraw?: number; peakRss?: number }> = {};
+  const ratios: Record<string, { load?: number; withdraw?: number; peakRss?: number; perPrefix?: number }> =
+    {};
   const targets: { target: string; measured: string; met: boolean | null }[] = [];
   if (duts.includes('twill') && duts.includes('bird')) {
     out.push('');
     out.push('Twill / BIRD');
-    const rr: string[][] = [['scenario', 'load', 'withdraw', 'peak RSS']];
+    const rr: string[][] = [['scenario', 'load', 'withdraw', 'peak RSS', 'B/prefix above idle']];
     for (const sc of scenarios) {
       const t = find('twill', sc.name);
       const b = find('bird', sc.name);
@@ -623,9 +651,10 @@ async function main(): Promise<void> {
         load: ratio(t?.loadMs, b?.loadMs),
         withdraw: ratio(t?.withdrawMs, b?.withdrawMs),
         peakRss: ratio(t?.peakRssMiB, b?.peakRssMiB),
+        perPrefix: ratio(t?.bytesPerPrefix, b?.bytesPerPrefix),
       };
       ratios[sc.name] = x;
-      rr.push([sc.name, fmtX(x.load), fmtX(x.withdraw), fmtX(x.peakRss)]);
+      rr.push([sc.name, fmtX(x.load), fmtX(x.withdraw), fmtX(x.peakRss), fmtX(x.perPrefix)]);
       const timedOut = t !== undefined && !t.ok;
       if (sc.sets === 1) {
         for (const k of ['load', 'withdraw'] as const) {
@@ -641,6 +670,12 @@ async function main(): Promise<void> {
         measured: fmtX(x.peakRss),
         met: x.peakRss === undefined ? null : x.peakRss <= 2,
       });
+      if (sc.n >= 1_000_000)
+        targets.push({
+          target: `bytes per prefix above idle at ${sc.name} <= BIRD's`,
+          measured: fmtX(x.perPrefix),
+          met: x.perPrefix === undefined ? null : x.perPrefix <= 1,
+        });
     }
     out.push(table(rr));
   }
@@ -652,6 +687,25 @@ async function main(): Promise<void> {
       measured: t.latencyMedianMs === undefined ? '-' : `${fmtMs(t.latencyMedianMs)} ms`,
       met: t.latencyMedianMs === undefined ? null : t.latencyMedianMs <= 1,
     });
+    targets.push({
+      target: `p99 single-prefix latency after ${t.scenario} <= 2 ms`,
+      measured: t.latencyP99Ms === undefined ? '-' : `${fmtMs(t.latencyP99Ms)} ms`,
+      met: t.latencyP99Ms === undefined ? null : t.latencyP99Ms <= 2,
+    });
+    const b = find('bird', t.scenario);
+    if (b?.latencyMedianMs !== undefined && t.latencyMedianMs !== undefined)
+      targets.push({
+        target: `median single-prefix latency after ${t.scenario} <= BIRD's`,
+        measured: `${fmtMs(t.latencyMedianMs)} vs ${fmtMs(b.latencyMedianMs)} ms`,
+        met: t.latencyMedianMs <= b.latencyMedianMs,
+      });
+    const floor = find('relay', t.scenario);
+    if (floor?.latencyMedianMs !== undefined && t.latencyMedianMs !== undefined)
+      targets.push({
+        target: `median latency above the Node floor after ${t.scenario} <= 0.25 ms`,
+        measured: `${fmtMs(t.latencyMedianMs - floor.latencyMedianMs)} ms`,
+        met: t.latencyMedianMs - floor.latencyMedianMs <= 0.25,
+      });
   }
   if (targets.length) {
     out.push('');

@@ -52,6 +52,7 @@ import type { FsmState } from './fsm.js';
 import { Deferral, type HelperDeps, helpPeer } from './gr-driver.js';
 import { connectedResolver, type HostInterfaces, normalizeAddress, osInterfaces } from './host.js';
 import { Listener } from './listener.js';
+import { collectGarbage, grewEnough } from './release-memory.js';
 import { fsmOptionsFor } from './neighbor-config.js';
 import { Neighbors } from './neighbors.js';
 import { Origination } from './origination.js';
@@ -115,6 +116,9 @@ export class Speaker {
   private revalidateTimer: TimerHandle | undefined;
   /** Frees the RIB's dead slots once changes pause (rib.ts, prune). */
   private pruneTimer: TimerHandle | undefined;
+  private releaseTimer: TimerHandle | undefined;
+  /** The RIB's slot count at the last collection (release-memory.ts). */
+  private collectedAt = 0;
   private readonly clock: Clock;
   private readonly resolver: NextHopResolver & { read?: () => void };
   private readonly bestListeners: ((deltas: readonly Delta[]) => void)[] = [];
@@ -250,6 +254,7 @@ export class Speaker {
     this.deferral.cancel();
     this.revalidateTimer?.cancel();
     this.pruneTimer?.cancel();
+    this.releaseTimer?.cancel();
     // Let the NOTIFICATIONs reach the wire.
     await this.clock.sleep(50);
     for (const p of this.peers.values()) for (const s of p.sessions()) s.dispose();
@@ -319,6 +324,21 @@ export class Speaker {
       }
     }
     this.schedulePrune();
+    if (grewEnough(this.rib.slotCount, this.collectedAt)) this.scheduleRelease();
+  }
+
+  /** The tables grew: once changes pause for 200 ms, their old arrays are collected. */
+  private scheduleRelease(): void {
+    if (this.stopped) return;
+    if (this.releaseTimer) {
+      this.releaseTimer.refresh();
+      return;
+    }
+    this.releaseTimer = this.clock.after(200, () => {
+      this.releaseTimer = undefined;
+      this.collectedAt = this.rib.slotCount;
+      collectGarbage();
+    });
   }
 
   /**

@@ -53,6 +53,7 @@ import {
 } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { DAEMON_ENV } from '../bgp/release-memory.js';
 import { getJson } from '../api/http.js';
 import { openFileDatastore } from '../datastore/file.js';
 import { startTimeOf } from '../datastore/file-lock.js';
@@ -608,7 +609,8 @@ async function startDaemons(
         ...(opts.logLevel ? ['--log-level', opts.logLevel] : []),
         ...agentFlags(node),
       ];
-      const env = { ...node.env, ...opts.agentEnv };
+      // What the Twill image's ENV gives its agents (deploy/Dockerfile).
+      const env = { ...DAEMON_ENV, ...node.env, ...opts.agentEnv };
       delete env.NODENAME;
       n.agent = { argv, env };
       saveState(state);

@@ -1,11 +1,12 @@
 /**
  * The speaker frees the RIB's dead slots (rib.ts prune) once changes pause: slots that die as a
  * withdrawal arrives (nobody was sent the prefix) and slots that die only when the withdrawal has
- * gone out to a peer (the Adj-RIB-Out held them). An in-process speaker on loopback, with two
+ * gone out to a peer (the Adj-RIB-Out held them). And once a table has grown, it asks for a
+ * collection when changes pause (release-memory.ts), once per growth. An in-process speaker on loopback, with two
  * scripted peers speaking BGP from 127.0.0.1 and 127.0.0.2: no namespaces, no root.
  */
 import { connect, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseSpeakerConfig } from '../../src/bgp/config.js';
 import { ALWAYS_REACHABLE } from '../../src/bgp/rib/rib.js';
 import { Speaker } from '../../src/bgp/speaker.js';
@@ -20,6 +21,15 @@ import {
   Writer,
 } from '../../src/bgp/wire/index.js';
 import { parsePrefix } from '../../src/net/addr.js';
+
+// Collections counted, not made (release-memory.ts's own test makes them).
+const collections = vi.hoisted(() => ({ n: 0 }));
+vi.mock('../../src/bgp/release-memory.js', async (real) => ({
+  ...(await real<typeof import('../../src/bgp/release-memory.js')>()),
+  collectGarbage: () => {
+    collections.n++;
+  },
+}));
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -106,5 +116,35 @@ describe('speaker: dead slots are pruned when changes pause (loopback)', () => {
     await until('the prune', () => speaker!.rib.deadCount === 0, 2000);
     expect(second.every((k) => speaker!.rib.slotOf(k) === -1)).toBe(true);
     expect(speaker.rib.slotCount).toBeLessThanOrEqual(4096);
+  });
+
+  it('asks for one collection once a table has grown and changes pause, none for a small one', async () => {
+    const config = parseSpeakerConfig(
+      'routerId: 127.0.0.9\nasn: 64512\nlisten: {address: 127.0.0.1, port: 0}\n' +
+        'neighbors:\n  - {address: 127.0.0.1, asn: 64513, passive: true}\n',
+      'collection test',
+    );
+    speaker = new Speaker(config, quiet, { warmUp: false, resolver: ALWAYS_REACHABLE });
+    await speaker.start();
+    const a = await peer('127.0.0.1', 64513, speaker.port!);
+    await until('the session', () => speaker!.status().peers[0]!.state === 'Established');
+    collections.n = 0;
+    const small = Array.from(
+      { length: 1000 },
+      (_, i) => (parsePrefix('10.0.0.0/24') as number) + i * 256 * 64,
+    );
+    a.write(updates(64513, small, false));
+    await until('the small table', () => speaker!.rib.size === 1000);
+    await sleep(400);
+    expect(collections.n).toBe(0);
+    const big = Array.from(
+      { length: 70_000 },
+      (_, i) => (parsePrefix('20.0.0.0/24') as number) + i * 256 * 64,
+    );
+    a.write(updates(64513, big, false));
+    await until('the big table', () => speaker!.rib.size === 71_000, 10_000);
+    await until('the collection', () => collections.n === 1, 2000);
+    await sleep(400);
+    expect(collections.n).toBe(1);
   });
 });

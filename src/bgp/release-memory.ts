@@ -1,0 +1,46 @@
+/**
+ * Giving memory back after the tables grew. The RIB, the prefix index and the Adj-RIB-Outs keep
+ * their columns in typed arrays that double as they fill (rib/); each doubling leaves the old
+ * arrays as garbage outside the JavaScript heap, which V8 collects only when its heap asks for a
+ * collection, and a speaker that has just taken a table in sits idle with a small heap. So once a
+ * table has grown by a quarter (and by at least 64k prefixes) and changes have paused, the speaker
+ * asks V8 for a full collection: the JavaScript heap is a few MiB (the tables are not in it), so
+ * it takes a few milliseconds, once per growth.
+ *
+ * Whether the freed arrays then leave the process's resident memory is the C library's business:
+ * glibc serves large allocations with mmap and unmaps them at free, but raises that threshold as
+ * large blocks are freed, after which some stay in its heap. `DAEMON_ENV` fixes the threshold at
+ * 128 KiB; the image sets it (deploy/Dockerfile), and so do `twill lab` for its agents and
+ * bench/bgp for Twill (bench/bgp/HISTORY.md has what each part gives).
+ *
+ * The collector is reached through V8's `--expose-gc`, set at run time: Node offers no other way
+ * to ask for a collection. Where that fails, `collectGarbage` is a no-op.
+ */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+function findCollector(): (() => void) | undefined {
+  try {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as unknown;
+    return typeof gc === 'function' ? (gc as () => void) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The environment the image gives `twill agent` and `twill speaker` (deploy/Dockerfile ENV). */
+export const DAEMON_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '131072' };
+
+let collector: (() => void) | undefined | null = null;
+
+/** A full collection of V8's heaps, when V8 allows one to be asked for. */
+export function collectGarbage(): void {
+  if (collector === null) collector = findCollector();
+  collector?.();
+}
+
+/** Prefixes the table must have grown by, since the last collection, before another. */
+export function grewEnough(slots: number, lastCollectedAt: number): boolean {
+  return slots >= lastCollectedAt + Math.max(65_536, lastCollectedAt / 4);
+}
