@@ -32,7 +32,9 @@ export interface Topology {
   routerId: string;
   asn: number;
   /** The DUT's address towards each peer, and the peer's. */
-  peers: { name: string; local: string; address: string; asn: number }[];
+  peers: { name: string; local: string; address: string; asn: number; rrClient?: boolean }[];
+  /** With route-reflector clients among the peers (RFC 4456): the cluster id. */
+  clusterId?: string;
 }
 
 export interface Dut {
@@ -149,12 +151,14 @@ async function startTwill(t: Topology, dir: string, o: StartOptions): Promise<Du
       routerId: t.routerId,
       asn: t.asn,
       listen: { address: '0.0.0.0', port: 179 },
+      ...(t.clusterId ? { clusterId: t.clusterId } : {}),
       neighbors: t.peers.map((p) => ({
         address: p.address,
         asn: p.asn,
         passive: true,
         families: ['ipv4-unicast'],
         description: p.name,
+        ...(p.rrClient ? { routeReflectorClient: true } : {}),
       })),
       api: { listen: sock },
     }),
@@ -190,11 +194,15 @@ async function startBird(t: Topology, dir: string): Promise<Dut> {
     'protocol device { }',
   ];
   for (const p of t.peers) {
+    const ibgp = p.asn === t.asn;
     lines.push(
       `protocol bgp ${p.name} {`,
       `\tlocal ${p.local} as ${t.asn};`,
       `\tneighbor ${p.address} as ${p.asn};`,
       '\tpassive on;',
+      ...(p.rrClient ? ['\trr client;', `\trr cluster id ${t.clusterId ?? t.routerId};`] : []),
+      // An iBGP peer counts as multihop, its next hops resolved recursively; these are on the link.
+      ...(ibgp ? ['\tdirect;'] : []),
       '\tipv4 { import all; export all; };',
       '}',
     );
@@ -248,8 +256,12 @@ async function startFrr(t: Topology, dir: string): Promise<Dut> {
       ` neighbor ${p.address} advertisement-interval 0`,
     );
   }
+  if (t.clusterId) out.push(` bgp cluster-id ${t.clusterId}`);
   out.push(' address-family ipv4 unicast');
-  for (const p of t.peers) out.push(`  neighbor ${p.address} activate`);
+  for (const p of t.peers) {
+    out.push(`  neighbor ${p.address} activate`);
+    if (p.rrClient) out.push(`  neighbor ${p.address} route-reflector-client`);
+  }
   out.push(' exit-address-family', '!');
   writeFileSync(conf, `${out.join('\n')}\n`);
   const log = join(dir, 'bgpd.out');

@@ -5,11 +5,12 @@
  * hands one Buffer to the socket: it is not the bottleneck (its `drained` time, when the kernel
  * has taken the last byte, is reported next to the DUT's time).
  *
- *   node dist/bench/bgp/injector.js --remote A --local A --asn N --n N [--sets S] [--probes P]
+ *   node dist/bench/bgp/injector.js --remote A --local A --asn N --n N [--sets S] [--probes P] [--ibgp]
  *
  * Prefixes: load prefix i is (16.0.0.0 + i*256)/24; probe j is (48.0.0.0 + j*256)/24.
  * --sets S spreads the N prefixes over S attribute sets (AS_PATH, MED and COMMUNITIES differ),
- * each packed on its own; S=1 is one attribute set for all.
+ * each packed on its own; S=1 is one attribute set for all. --ibgp: an internal peer's one set
+ * (empty AS_PATH, LOCAL_PREF 100), for the route-reflector runs of receivers.ts.
  *
  * Commands (stdin): {op:'load'}, {op:'probe', count, intervalMs}, {op:'withdraw'}.
  * Events (stdout): established; sent {phase, t0, drained}; probes {sends: [j, t][]}.
@@ -36,12 +37,15 @@ const asn = Number(arg('asn'));
 const n = Number(arg('n'));
 const sets = Number(arg('sets', '1'));
 const maxProbes = Number(arg('probes', '0'));
+/** iBGP to the DUT (--ibgp): an empty AS_PATH and a LOCAL_PREF, as an internal peer sends. */
+const ibgp = process.argv.includes('--ibgp');
 
 const ctx = makeContext({ as4: true });
 const key = (base: number, i: number): number => (base + i * 256) * 64 + 24;
 const seq = (...asns: number[]): AsPathSegment[] => [{ type: AsPathSegmentType.AsSequence, asns }];
 
 function attrsFor(s: number): PathAttributes {
+  if (ibgp) return { origin: Origin.Igp, asPath: [], nextHop: local, localPref: 100 };
   if (sets === 1) return { origin: Origin.Igp, asPath: seq(asn), nextHop: local };
   return {
     origin: s % 7 === 0 ? Origin.Incomplete : Origin.Igp,
