@@ -21,6 +21,7 @@ import { MemoryDatastore } from '../../src/datastore/memory.js';
 import { TWILL_API_VERSION, type StoredObject } from '../../src/datastore/types.js';
 import { newBlockSpec } from '../../src/ipam/allocations.js';
 import { affinityName, blockName, parseCidr } from '../../src/ipam/blocks.js';
+import { eventually } from '../helpers/eventually.js';
 
 const silent: AgentLogger = {
   trace: () => {},
@@ -30,19 +31,6 @@ const silent: AgentLogger = {
   error: () => {},
   child: () => silent,
 };
-
-async function eventually(check: () => void, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      check();
-      return;
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  }
-}
 
 /** Another node, peered on a loopback port that refuses (nothing listens on port 1). */
 const node = (name: string, address: string): StoredObject => ({

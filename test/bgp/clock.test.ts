@@ -98,32 +98,37 @@ class Pipe extends Duplex {
   }
 }
 
+/** A passive session on `clock` around `pipe`, taken to Established by the peer's OPEN and KEEPALIVE (hold time 9 s). */
+async function establish(clock: FakeClock, pipe: Pipe): Promise<{ s: Session; downs: string[] }> {
+  const downs: string[] = [];
+  const s = new Session({
+    fsm: {
+      ...DEFAULT_TIMERS,
+      localAs: 64512,
+      localId: 0xc0000201,
+      peerAs: 64513,
+      open: makeOpen(64512, 9, 0xc0000201, { multiprotocol: [IPV4_UNICAST] }),
+      passive: true,
+    },
+    remote: { address: '192.0.2.2', port: 179 },
+    direction: 'in',
+    socket: pipe as never,
+    log: { debug() {}, info() {}, warn() {} },
+    clock,
+    callbacks: { down: (_s, info) => downs.push(info.reason) },
+  });
+  s.start();
+  pipe.push(encodeOpen(makeOpen(64513, 9, 0xc0000202, { multiprotocol: [IPV4_UNICAST] })));
+  pipe.push(KEEPALIVE);
+  await new Promise((r) => setImmediate(r)); // the stream delivers what was pushed
+  return { s, downs };
+}
+
 describe('a session on a fake clock', () => {
   it('hold timer expiry sends NOTIFICATION 4/0 and the session goes down, without waiting', async () => {
     const clock = new FakeClock();
     const pipe = new Pipe();
-    const downs: string[] = [];
-    const open = makeOpen(64512, 9, 0xc0000201, { multiprotocol: [IPV4_UNICAST] });
-    const s = new Session({
-      fsm: {
-        ...DEFAULT_TIMERS,
-        localAs: 64512,
-        localId: 0xc0000201,
-        peerAs: 64513,
-        open,
-        passive: true,
-      },
-      remote: { address: '192.0.2.2', port: 179 },
-      direction: 'in',
-      socket: pipe as never,
-      log: { debug() {}, info() {}, warn() {} },
-      clock,
-      callbacks: { down: (_s, info) => downs.push(info.reason) },
-    });
-    s.start();
-    pipe.push(encodeOpen(makeOpen(64513, 9, 0xc0000202, { multiprotocol: [IPV4_UNICAST] })));
-    pipe.push(KEEPALIVE);
-    await new Promise((r) => setImmediate(r)); // the stream delivers what was pushed
+    const { s, downs } = await establish(clock, pipe);
     expect(s.state).toBe(FsmState.Established);
     clock.advance(8_999);
     expect(s.state).toBe(FsmState.Established);
@@ -147,28 +152,8 @@ describe('a session on a fake clock', () => {
   it('every message received moves the hold deadline: it expires a hold time after the last one', async () => {
     const clock = new FakeClock();
     const pipe = new Pipe();
-    const downs: string[] = [];
-    const s = new Session({
-      fsm: {
-        ...DEFAULT_TIMERS,
-        localAs: 64512,
-        localId: 0xc0000201,
-        peerAs: 64513,
-        open: makeOpen(64512, 9, 0xc0000201, { multiprotocol: [IPV4_UNICAST] }),
-        passive: true,
-      },
-      remote: { address: '192.0.2.2', port: 179 },
-      direction: 'in',
-      socket: pipe as never,
-      log: { debug() {}, info() {}, warn() {} },
-      clock,
-      callbacks: { down: (_s, info) => downs.push(info.reason) },
-    });
-    s.start();
-    pipe.push(encodeOpen(makeOpen(64513, 9, 0xc0000202, { multiprotocol: [IPV4_UNICAST] })));
-    pipe.push(KEEPALIVE);
+    const { s, downs } = await establish(clock, pipe);
     const delivered = () => new Promise((r) => setImmediate(r));
-    await delivered();
     expect(s.state).toBe(FsmState.Established);
     // KEEPALIVEs at 5 s and 12 s (the second after the first deadline, 9 s, would have passed).
     clock.advance(5_000);

@@ -18,6 +18,7 @@ import { type FileDatastore, openFileDatastore } from '../../src/datastore/file.
 import type { Datastore, StoredObject, WatchEvent } from '../../src/datastore/types.js';
 import { bundleStandalone } from '../helpers/bundle.js';
 import { datastoreContract } from './contract.js';
+import { eventually as retry } from '../helpers/eventually.js';
 
 const dirs: string[] = [];
 const children: ChildProcess[] = [];
@@ -53,18 +54,8 @@ const counter = (name: string): StoredObject => ({
   spec: { count: 0 },
 });
 
-async function eventually(check: () => void | Promise<void>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-}
+/** Other processes write here: a longer wait than the helper's. */
+const eventually = (check: () => void | Promise<void>, timeoutMs = 15_000) => retry(check, timeoutMs, 20);
 
 /** A pid that belonged to a process that has exited. */
 function deadPid(): number {
