@@ -66,6 +66,28 @@ export interface PeerOptions {
   holdTime: number;
   /** Called for every UPDATE frame; `buf` is valid only during the call. */
   onUpdate: (buf: Buffer, start: number, end: number) => void;
+  /**
+   * Called once when a connected session ends (NOTIFICATION, socket error, close),
+   * with the event that would have been emitted. Without it the process emits that event and
+   * exits: one session per process, as the injector and the monitor run. With it the process
+   * lives on (many sessions in one process).
+   */
+  onDown?: (ev: Record<string, unknown>) => void;
+  /**
+   * A session that ends before Established (the DUT still starting: FRR's bgpd resets sessions
+   * that arrive before zebra has told it its interfaces) is dialled again after 200 ms, as a
+   * speaker's ConnectRetry timer would, and `onRedial` is told why; once Established, an end is
+   * final. Without it, any end of a connected session is final.
+   */
+  redial?: boolean;
+  onRedial?: (ev: Record<string, unknown>) => void;
+  /**
+   * Give up on a TCP connect that has not completed after this many ms and dial again 200 ms
+   * later. Without it the kernel's SYN retransmits (1, 3, 7, 15, 31 s...) decide: when many
+   * peers dial at once, a DUT whose listen backlog is short (BIRD's) drops SYNs, and a peer
+   * whose SYN was dropped twice waits 7 s before it tries again.
+   */
+  connectTimeoutMs?: number;
 }
 
 export interface Peer {
@@ -78,6 +100,7 @@ export interface Peer {
 export function startPeer(o: PeerOptions): Peer {
   const open = encodeOpen(makeOpen(o.asn, o.holdTime, ipv4(o.local), { multiprotocol: [IPV4_UNICAST] }));
   let resolve!: () => void;
+  let isEstablished = false;
   const established = new Promise<void>((r) => {
     resolve = r;
   });
@@ -89,27 +112,52 @@ export function startPeer(o: PeerOptions): Peer {
     s.setNoDelay(true);
     let up = false;
     let opened = false;
+    let down = false;
+    let keepalives: NodeJS.Timeout | undefined;
     const framer = new Framer();
+    const fail = (ev: Record<string, unknown>): void => {
+      if (down) return;
+      down = true;
+      clearInterval(keepalives);
+      if (o.redial && !isEstablished) {
+        s.destroy();
+        o.onRedial?.(ev);
+        setTimeout(attempt, 200);
+        return;
+      }
+      if (!o.onDown) {
+        emit(ev);
+        process.exit(1);
+      }
+      s.destroy();
+      o.onDown(ev);
+    };
+    const slow = o.connectTimeoutMs
+      ? setTimeout(() => {
+          if (!up) s.destroy();
+        }, o.connectTimeoutMs)
+      : undefined;
     s.once('connect', () => {
       up = true;
+      clearTimeout(slow);
       s.write(open);
     });
     s.on('error', (err) => {
       if (!up) return; // retried on close
-      emit({ ev: 'error', message: err.message });
-      process.exit(1);
+      fail({ ev: 'error', message: err.message });
     });
     s.on('close', () => {
       if (!up) {
+        clearTimeout(slow);
         setTimeout(attempt, 200);
         return;
       }
-      emit({ ev: 'closed' });
-      process.exit(1);
+      fail({ ev: 'closed' });
     });
     s.on('data', (chunk: Buffer) => {
+      if (down) return;
       framer.push(chunk);
-      for (let f = framer.next(); f; f = framer.next()) {
+      for (let f = framer.next(); f && !down; f = framer.next()) {
         switch (f.type) {
           case MsgType.Update:
             o.onUpdate(f.buf, f.start, f.end);
@@ -118,16 +166,19 @@ export function startPeer(o: PeerOptions): Peer {
             opened = true;
             const hold = Math.min(o.holdTime, f.buf.readUInt16BE(f.start + 22));
             s.write(KEEPALIVE);
-            if (hold > 0) setInterval(() => s.write(KEEPALIVE), (hold / 3) * 1000).unref();
+            if (hold > 0) keepalives = setInterval(() => s.write(KEEPALIVE), (hold / 3) * 1000).unref();
             break;
           }
           case MsgType.Keepalive:
-            if (opened) resolve();
+            if (opened && !isEstablished) {
+              isEstablished = true;
+              resolve();
+            }
             break;
           case MsgType.Notification: {
             const n = decodeNotification(f.buf, f.start, f.end);
-            emit({ ev: 'notification', code: n.code, subcode: n.subcode });
-            process.exit(1);
+            fail({ ev: 'notification', code: n.code, subcode: n.subcode });
+            break;
           }
         }
       }

@@ -78,6 +78,10 @@ const sessions = locals.map((local, i) =>
     asn,
     holdTime: 240,
     onUpdate: (buf, start, end) => receivers[i]!.onUpdate(buf, start, end),
+    // 200 peers dialling at once overflow BIRD's listen backlog (8), and FRR resets sessions that
+    // arrive before zebra has told it its interfaces: dial again, as ConnectRetry would.
+    redial: true,
+    connectTimeoutMs: 1000,
   }),
 );
 Promise.all(sessions.map((s) => s.established)).then(() =>
