@@ -2,7 +2,7 @@
  * What the BGP bench's runners share (run.ts, receivers.ts): commands, the namespaces and
  * processes a run made and their cleanup (by PID, and by the namespaces' own process lists, on
  * exit, on an error and on SIGINT/SIGTERM), the peer processes that talk JSON lines on stdio, a
- * sampler of a DUT's memory and CPU, and quantiles.
+ * sampler of a DUT's memory and CPU, quantiles, and the printed tables.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -198,3 +198,17 @@ export function quantile(xs: number[], q: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))]!;
 }
 export const median = (xs: number[]) => quantile(xs, 0.5);
+
+/** A ratio as the tables print it. */
+export const fmtX = (x: number | undefined) => (x === undefined ? '-' : `${x.toFixed(2)}x`);
+
+/** A markdown table, columns padded to their widest cell. */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | ')} |`;
+  return [
+    line(rows[0]!),
+    `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
+    ...rows.slice(1).map(line),
+  ].join('\n');
+}

@@ -29,7 +29,19 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Dut, type DutKind, startDut, type Topology } from './duts.js';
-import { children, MiB, made, median, PeerProc, Sampler, sh, sleep, Timeout } from './harness.js';
+import {
+  children,
+  fmtX,
+  MiB,
+  made,
+  median,
+  PeerProc,
+  Sampler,
+  sh,
+  sleep,
+  Timeout,
+  table,
+} from './harness.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string): string | undefined => {
@@ -212,15 +224,6 @@ async function runOne(kind: DutKind, mode: Mode, receivers: number): Promise<Res
 const fmtS = (ms: number | undefined) => (ms === undefined ? '-' : (ms / 1000).toFixed(3));
 const fmt0 = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(0));
 const fmt1 = (x: number | undefined) => (x === undefined ? '-' : x.toFixed(1));
-const fmtX = (x: number | undefined) => (x === undefined ? '-' : `${x.toFixed(2)}x`);
-
-function table(rows: string[][]): string {
-  const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => `| ${r.map((x, c) => x.padEnd(w[c]!)).join(' | ')} |`;
-  return [line(rows[0]!), `|${w.map((x) => '-'.repeat(x + 2)).join('|')}|`, ...rows.slice(1).map(line)].join(
-    '\n',
-  );
-}
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('the receivers bench needs root (network namespaces)');

@@ -62,6 +62,8 @@ import {
   quantile,
   Sampler,
   sh,
+  table,
+  fmtX,
   sleep,
   Timeout,
 } from './harness.js';
@@ -360,17 +362,6 @@ const fmtMs = (ms: number | undefined) => (ms === undefined ? '-' : ms.toFixed(2
 const fmtMiB = (m: number | undefined) => (m === undefined ? '-' : m.toFixed(0));
 const ratio = (a: number | undefined, b: number | undefined) =>
   a === undefined || b === undefined || b === 0 ? undefined : a / b;
-const fmtX = (x: number | undefined) => (x === undefined ? '-' : `${x.toFixed(2)}x`);
-
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => `| ${r.map((cell, c) => cell.padEnd(widths[c]!)).join(' | ')} |`;
-  return [
-    line(rows[0]!),
-    `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`,
-    ...rows.slice(1).map(line),
-  ].join('\n');
-}
 
 // ---- main ----
 
