@@ -1,12 +1,11 @@
 /**
- * What goes out to one established peer (RFC 4271 §9.2 Update-Send, §9.2.1.1 pacing): its
- * Adj-RIB-Out (rib/adj-out.ts), its export answers (export.ts), the End-of-RIB markers it is owed
- * (RFC 4724 §2) and the Enhanced Route Refresh end markers (RFC 7313 §4), and the flush that
- * writes them. One PeerTx lives as long as one session is Established.
+ * What goes out to one established peer (RFC 4271 §9.2 Update-Send, §9.2.1.1 pacing): its place
+ * in an update group (update-group.ts: the Adj-RIB-Out, export answers and packing it shares with
+ * peers that are sent the same), the End-of-RIB markers it is owed (RFC 4724 §2) and the Enhanced
+ * Route Refresh end markers (RFC 7313 §4). One PeerTx lives as long as one session is Established.
  *
- * - `take(changes)`: best-path changes from the RIB, in either form (the UPDATE path's SlotList,
- *   or Deltas from session changes, origination and sweeps), through the export policy into the
- *   Adj-RIB-Out, for the families the session negotiated. Changes coalesce per prefix there.
+ * - Best-path changes go to the groups (`TxGroups.fanOut`), through the export policy into the
+ *   Adj-RIB-Out, for the families the sessions negotiated. Changes coalesce per prefix there.
  * - `fill(initial)`: everything the Loc-RIB holds, as this peer should have it (a new session,
  *   a new policy, the end of selection deferral); with `initial`, End-of-RIB follows per family.
  * - Flush pacing: a flush runs at the next turn of the event loop (`Clock.soon`) after a change,
@@ -14,34 +13,32 @@
  *   ago, so a table arriving in bulk is passed on while it arrives rather than once all of it has
  *   been read (Node reads many socket chunks in one turn). Flushes asked for wait in one
  *   FlushQueue per speaker, which the speaker also runs as soon as it has handled a small read
- *   (PROMPT_READ_BYTES): a lone UPDATE goes on without waiting for the loop's turn. A flush packs many NLRI per attribute
- *   set (rib/adj-out.ts packBatch, wire/update.ts) and writes only while the socket takes them;
- *   the rest waits for 'drain' (`scheduleFlush` again). A slow peer so holds at most one pending
+ *   (PROMPT_READ_BYTES): a lone UPDATE goes on without waiting for the loop's turn. A flush packs
+ *   many NLRI per attribute set (rib/adj-out.ts packBatch, wire/update.ts) and writes only while
+ *   the sockets take them; the rest waits for 'drain'. A slow peer so holds at most one pending
  *   entry per prefix, never a queue of messages.
  * - NEXT_HOP self is our address on the session; for the other family, an address of that family
- *   on the same interface (host.ts sessionNextHops), read at the first flush and again after
- *   `forgetNextHops` (interfaces may change).
+ *   on the same interface (host.ts sessionNextHops), read when the session is established and
+ *   again by `TxGroups.forgetNextHops` (interfaces may change).
  *
  * Not here: whether the speaker advertises at all (selection deferral, graceful-restart.ts), and
  * the route refresh request itself (the peer module answers it through `refresh`).
  */
 import type { Clock } from './clock.js';
-import { PeerExport, SessionNextHops } from './export.js';
+import type { SessionNextHops } from './export.js';
 import type { HostInterfaces } from './host.js';
-import { sessionNextHops } from './host.js';
 import type { LocalInfo, PeerPolicy } from './policy.js';
-import { AdjRibOut, packBatch } from './rib/adj-out.js';
+import { AdjRibOut } from './rib/adj-out.js';
 import type { AttrTable } from './rib/attrs.js';
-import { type Delta, familyOfPrefix, type PeerRef, type Rib, SlotList } from './rib/rib.js';
+import type { PeerRef, Rib } from './rib/rib.js';
+import { groupBase, hopsKey, nextHopsOf, TxGroup, type TxGroups } from './update-group.js';
 import { type Family, IPV4_UNICAST, IPV6_UNICAST, RefreshSubtype } from './wire/constants.js';
 import type { CodecContext } from './wire/context.js';
 import { encodeRouteRefresh } from './wire/route-refresh.js';
 import { encodeEndOfRib } from './wire/update.js';
 import type { Writer } from './wire/writer.js';
 
-/** A peer's pending changes go out at once when this many wait and the last flush began this long ago. */
-export const EAGER_FLUSH_PENDING = 4096;
-export const EAGER_FLUSH_MS = 2;
+export { EAGER_FLUSH_MS, EAGER_FLUSH_PENDING } from './update-group.js';
 /** Changes per packed batch in the speaker: then the socket is asked again. */
 export const BATCH = 16_384;
 
@@ -76,16 +73,18 @@ export interface TxShared {
   afterBatch(): void;
   /** Changes per packed batch (BATCH in the speaker). */
   readonly batch: number;
+  /** The speaker's update groups. */
+  readonly groups: TxGroups;
 }
 
 /** The flushes asked for since the queue last ran; it runs at the next turn of the loop, or sooner. */
 export class FlushQueue {
-  private due: PeerTx[] = [];
+  private due: TxGroup[] = [];
   private armed = false;
 
   constructor(private readonly clock: Clock) {}
 
-  add(tx: PeerTx): void {
+  add(tx: TxGroup): void {
     this.due.push(tx);
     if (this.armed) return;
     this.armed = true;
@@ -105,84 +104,86 @@ export class FlushQueue {
 }
 
 export class PeerTx {
-  readonly adjOut: AdjRibOut;
-  private exports: PeerExport;
-  private nextHops: SessionNextHops | undefined;
+  /** The update group this peer is in (update-group.ts). */
+  group!: TxGroup;
+  /** Its socket did not take the group's last batch: the group waits for its 'drain'. */
+  blocked = false;
   private eorOwed = new Set<Family>();
   private readonly eorrOwed = new Set<Family>();
-  private flushScheduled = false;
-  /** When the last flush began (Clock.now()). */
-  private flushedAt = 0;
   private closed = false;
-  /** Prefixes packed into UPDATEs so far, announced or withdrawn. */
+  /** Prefixes packed into UPDATEs for this peer so far, announced or withdrawn. */
   packed = 0;
-  private readonly v4: boolean;
-  private readonly v6: boolean;
+  private base: string;
 
   constructor(
     private readonly shared: TxShared,
-    private readonly session: TxSession,
+    readonly session: TxSession,
     private readonly ctx: CodecContext,
-    private readonly to: PeerRef,
+    readonly to: PeerRef,
     policy: PeerPolicy,
     reflector: boolean,
   ) {
-    this.adjOut = new AdjRibOut(shared.exportTable, shared.rib);
-    this.exports = new PeerExport(shared.exportTable, shared.me, to, policy, reflector);
-    this.v4 = ctx.families.has(IPV4_UNICAST);
-    this.v6 = ctx.families.has(IPV6_UNICAST);
+    this.base = groupBase(ctx, to, policy, reflector);
+    const hops = this.readNextHops(shared.host);
+    const g = new TxGroup(
+      shared,
+      `${this.base}|${hopsKey(hops)}`,
+      this.base,
+      ctx,
+      policy,
+      reflector,
+      hops,
+      new AdjRibOut(shared.exportTable, shared.rib),
+      to,
+    );
+    g.add(this);
+    shared.groups.register(g);
+  }
+
+  /** The next hops of this session's announcements, from our interfaces now. */
+  readNextHops(host: HostInterfaces): SessionNextHops {
+    return nextHopsOf(host, this.session.localAddress, this.shared.me.routerId);
+  }
+
+  /** What the peer holds from us, as its group's table has it. */
+  get adjOut(): AdjRibOut {
+    return this.group.adjOut;
   }
 
   /** A new export policy (this peer's, or whether we reflect at all): answers worked out again. */
   setPolicy(policy: PeerPolicy, reflector: boolean): void {
-    this.exports.clear();
-    this.exports = new PeerExport(this.shared.exportTable, this.shared.me, this.to, policy, reflector);
+    const base = groupBase(this.ctx, this.to, policy, reflector);
+    if (base === this.base) return;
+    this.base = base;
+    this.alone().rekey(`${base}|${hopsKey(this.group.hops)}`, base, policy, reflector);
+  }
+
+  /** This peer in a group of its own (it leaves with a copy of its group's table). */
+  private alone(): TxGroup {
+    return this.group.members.length === 1 ? this.group : this.group.split([this]);
+  }
+
+  /** Routes from this peer are about to enter the RIB: it leaves a shared group first (split horizon). */
+  announcing(): void {
+    if (this.group.members.length > 1) this.alone();
   }
 
   /** How many prefixes the peer holds from us. */
   get sentCount(): number {
-    return this.adjOut.sentCount;
-  }
-
-  /** Best-path changes into the Adj-RIB-Out, then a flush soon (or now, see the header). */
-  take(changes: SlotList | readonly Delta[]): void {
-    if (changes.length === 0) return;
-    const out = this.adjOut;
-    if (changes instanceof SlotList) this.shared.rib.feed(out, changes, this.v4, this.v6, this.exports);
-    else {
-      for (const d of changes) {
-        const fam = familyOfPrefix(d.prefix);
-        if (!(fam === IPV4_UNICAST ? this.v4 : this.v6)) continue;
-        const best = d.newBest;
-        out.set(d.prefix, best ? this.exports.exportOf(best.ra, best.peer, d.prefix) : null);
-      }
-    }
-    // Nothing for this peer (split horizon, its own route, an export rule): no flush at all.
-    if (out.pendingCount === 0) return;
-    if (out.pendingCount >= EAGER_FLUSH_PENDING && this.shared.clock.now() - this.flushedAt >= EAGER_FLUSH_MS)
-      this.flush();
-    else this.scheduleFlush();
+    return this.group.adjOut.sentCount;
   }
 
   /** Everything the Loc-RIB holds, as this peer should have it; then End-of-RIB if `initial`. */
   fill(initial: boolean): void {
-    const rib = this.shared.rib;
-    const out = this.adjOut;
-    const exports = this.exports;
-    for (let slot = 0, n = rib.slotCount; slot < n; slot++) {
-      const row = rib.bestRowAt(slot);
-      if (row < 0) continue;
-      const k = rib.prefixAt(slot)!;
-      if (!(typeof k === 'number' ? this.v4 : this.v6)) continue;
-      out.setSlot(slot, exports.exportOf(rib.raAt(row), rib.peerAt(row), k));
-    }
     if (initial)
       this.eorOwed = new Set([...this.ctx.families].filter((f) => f === IPV4_UNICAST || f === IPV6_UNICAST));
-    this.scheduleFlush();
+    this.group.fill();
+    this.group.scheduleFlush();
   }
 
   /** A route refresh for `family` (RFC 2918): the whole Adj-RIB-Out again, framed by BoRR/EoRR if enhanced. */
   refresh(family: Family, enhanced: boolean): void {
+    const g = this.alone();
     if (enhanced) {
       this.session.send(
         encodeRouteRefresh({
@@ -193,62 +194,43 @@ export class PeerTx {
       );
       this.eorrOwed.add(family);
     }
-    this.adjOut.resend(family);
-    this.scheduleFlush();
+    g.adjOut.resend(family);
+    g.scheduleFlush();
   }
 
-  /** Our interfaces may have changed: read the next hops again at the next flush. */
-  forgetNextHops(): void {
-    this.nextHops = undefined;
+  /** The socket drained. */
+  drained(): void {
+    if (!this.closed) this.group.drained(this);
   }
 
-  scheduleFlush(): void {
-    if (this.flushScheduled || this.closed) return;
-    this.flushScheduled = true;
-    this.shared.flushes.add(this);
-  }
-
-  /** The flush `scheduleFlush` asked for, unless one ran since. */
-  runScheduled(): void {
-    if (!this.flushScheduled) return;
-    this.flushScheduled = false;
-    this.flush();
-  }
-
-  /** Send pending changes while the socket takes them; the rest waits for 'drain'. */
+  /** Send what the group has pending now (and this peer's markers). */
   flush(): void {
+    this.group.flush();
+  }
+
+  /**
+   * The End-of-RIB (and End of Route Refresh) markers this peer is owed, once its group has sent
+   * everything; false: the socket is full, the rest wait for 'drain'.
+   */
+  sendMarkers(): boolean {
     const s = this.session;
-    if (this.closed || !s.writable) return;
-    const shared = this.shared;
-    this.flushScheduled = false;
-    this.flushedAt = shared.clock.now();
-    if (!this.nextHops) {
-      const hops = sessionNextHops(shared.host, s.localAddress ?? shared.me.routerId, shared.me.routerId);
-      this.nextHops = new SessionNextHops(hops.v4, hops.v6);
-    }
-    const nextHops = this.nextHops;
-    const out = this.adjOut;
-    const size = shared.batch;
-    while (out.pendingCount > 0) {
-      const w = shared.writer.reset();
-      const batch = out.take(size);
-      packBatch(w, batch, this.ctx, nextHops);
-      this.packed += batch.count;
-      const more = w.pos === 0 || s.send(w.take());
-      shared.afterBatch();
-      if (!more) return;
-    }
-    for (const f of this.eorOwed) if (!s.send(encodeEndOfRib(f, this.ctx))) return;
+    // A write that returns false is queued all the same: the marker counts as sent.
+    let ok = true;
+    for (const f of this.eorOwed) ok = s.send(encodeEndOfRib(f, this.ctx)) && ok;
     this.eorOwed.clear();
     for (const f of this.eorrOwed)
-      s.send(encodeRouteRefresh({ afi: f >> 8, safi: f & 255, subtype: RefreshSubtype.EndOfRouteRefresh }));
+      ok =
+        s.send(
+          encodeRouteRefresh({ afi: f >> 8, safi: f & 255, subtype: RefreshSubtype.EndOfRouteRefresh }),
+        ) && ok;
     this.eorrOwed.clear();
+    return ok;
   }
 
-  /** The session is down: everything given back; a flush still scheduled does nothing. */
+  /** The session is down: this peer leaves its group (the last one out gives everything back). */
   close(): void {
+    if (this.closed) return;
     this.closed = true;
-    this.adjOut.clear();
-    this.exports.clear();
+    this.group.remove(this);
   }
 }

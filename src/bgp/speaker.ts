@@ -7,7 +7,8 @@
  *   peer.ts                   a neighbor's two sessions, collisions (RFC 4271 §6.8), its state
  *   listener.ts               the TCP listener; connections from unknown addresses are closed
  *   update-in.ts              UPDATE in: RFC 7606 checks, import policy, into the RIB
- *   peer-tx.ts                out: export policy, Adj-RIB-Out, flush pacing, End-of-RIB
+ *   peer-tx.ts                out: flush pacing, End-of-RIB, a peer's place in an update group
+ *   update-group.ts           peers sent the same UPDATEs share an Adj-RIB-Out and one packing
  *   graceful-restart.ts       RFC 4724: the helper per peer, the restarting speaker's deferral
  *   gr-driver.ts              those two machines carried out: timers, stale marking, sweeps
  *   neighbor-config.ts        a neighbor's policy and its sessions' OPEN and timers
@@ -58,6 +59,7 @@ import { Neighbors } from './neighbors.js';
 import { Origination } from './origination.js';
 import type { Peer } from './peer.js';
 import { BATCH, FlushQueue, PROMPT_READ_BYTES, PeerTx, type TxShared } from './peer-tx.js';
+import { TxGroups } from './update-group.js';
 import type { LocalInfo } from './policy.js';
 import { AttrTable } from './rib/attrs.js';
 import { type Delta, type NextHopResolver, type PeerRef, Rib, SlotList } from './rib/rib.js';
@@ -158,6 +160,7 @@ export class Speaker {
       writer: new Writer(64 * 1024),
       afterBatch: () => this.schedulePrune(),
       batch: BATCH,
+      groups: new TxGroups((id) => this.rib.countFrom(id) > 0),
     };
     this.listener = new Listener(log, (sock) => this.incoming(sock));
     this.deferral = new Deferral(
@@ -225,7 +228,7 @@ export class Speaker {
     // Next hops that did not resolve may resolve later (and the other way round).
     this.revalidateTimer = this.clock.every(5000, () => {
       this.resolver.read?.();
-      for (const p of this.peers.values()) p.tx?.forgetNextHops();
+      this.tx.groups.forgetNextHops(this.tx.host);
       this.fanOut(this.rib.revalidate());
     });
   }
@@ -314,7 +317,7 @@ export class Speaker {
    * and to the listeners outside BGP. A SlotList is emptied for the next UPDATE.
    */
   private fanOut(changes: SlotList | readonly Delta[]): void {
-    if (!this.deferral.deferring) for (const p of this.peers.values()) p.tx?.take(changes);
+    this.tx.groups.fanOut(changes, !this.deferral.deferring);
     if (changes instanceof SlotList) changes.length = 0;
     else if (changes.length > 0) {
       for (const fn of this.bestListeners) fn(changes);
@@ -411,7 +414,7 @@ export class Speaker {
         update: (s, u) => this.onUpdate(p, s, u),
         refresh: (s, r) => this.onRefresh(p, s, r),
         notificationSent: (_s, n) => p.notificationSent(n),
-        drain: () => p.tx?.scheduleFlush(),
+        drain: () => p.tx?.drained(),
         readDone: (_s, bytes) => {
           if (bytes <= PROMPT_READ_BYTES) this.tx.flushes.run();
         },
@@ -517,6 +520,8 @@ export class Speaker {
     // The RIB's changes in their compact form (a slot per changed prefix, rib.ts), unless
     // someone outside BGP listens for deltas.
     const changed: SlotList | Delta[] = this.wantDeltas ? [] : this.changed;
+    // Split horizon: a peer sending routes leaves a group shared with others (update-group.ts).
+    if (u.nlri.length > 0 || u.mpReach) p.tx?.announcing();
     const rejected = this.updateIn.receive(u, from, p.policy, s.localAddress, s.fsm.ctx!.as4, changed);
     for (const e of u.errors)
       this.log.warn({ peer: from.id, action: e.action, code: e.code, subcode: e.subcode }, e.message);

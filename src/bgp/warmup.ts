@@ -29,6 +29,7 @@
 import { formatIpv4 } from '../net/addr.js';
 import type { Clock } from './clock.js';
 import { FlushQueue, PeerTx } from './peer-tx.js';
+import { TxGroups } from './update-group.js';
 import { type LocalInfo, type PrefixRule, peerPolicy } from './policy.js';
 import { AttrTable } from './rib/attrs.js';
 import { type PeerRef, Rib, SlotList } from './rib/rib.js';
@@ -110,6 +111,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
   let passed = 0;
   for (let round = 0; round < rounds; round++) {
     const rib = new Rib();
+    const groups = new TxGroups(() => false);
     const tx = new PeerTx(
       {
         rib,
@@ -122,6 +124,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
         afterBatch: () => {},
         // Smaller batches than the speaker's, so that a flush also takes part of a long queue.
         batch: 1024,
+        groups,
       },
       session,
       ctx,
@@ -143,7 +146,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS): number {
       if (m.type !== MsgType.Update) continue;
       // What the speaker's onUpdate and fanOut do.
       pipeline.receive(m, from, imports, us, ctx.as4, changed);
-      tx.take(changed);
+      groups.fanOut(changed, true);
       changed.length = 0;
       if (++n % every === 0) tx.flush();
     }

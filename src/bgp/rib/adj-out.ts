@@ -362,6 +362,33 @@ export class AdjRibOut implements SlotSink {
     }
   }
 
+  /**
+   * A second table in the same state: what the peer holds and what is owed, each set retained
+   * and each slot pinned once more. An update group hands it to members that leave
+   * (update-group.ts): they hold what the group sent.
+   */
+  clone(): AdjRibOut {
+    const c = new AdjRibOut(this.table, this.space);
+    c.sentAt = this.sentAt.slice();
+    c.wantAt = this.wantAt.slice();
+    c.flags = this.flags.slice();
+    c.queue = this.queue.slice();
+    c.head = this.head;
+    c.qLen = this.qLen;
+    c.nPending = this.nPending;
+    c.nSent = this.nSent;
+    const table = this.table;
+    for (let s = 0; s < this.flags.length; s++) {
+      if (!(this.flags[s]! & HELD)) continue;
+      this.space.pin(s);
+      const a = this.sentAt[s]!;
+      const b = this.wantAt[s]!;
+      if (a > 0) table.retain(table.byId(a));
+      if (b > 0) table.retain(table.byId(b));
+    }
+    return c;
+  }
+
   /** Forget everything (session down): every slot is released. */
   clear(): void {
     for (let s = 0; s < this.flags.length; s++) {
