@@ -21,7 +21,7 @@
  * Both are classes, not closures, on purpose: the RIB and packBatch call them for every prefix,
  * and the warm-up must run these very classes ("Warming the UPDATE path", warmup.ts).
  */
-import type { PrefixKey } from '../net/addr.js';
+import { parseIpv4, type PrefixKey } from '../net/addr.js';
 import { exportAllowed, exportAttrs, filterAccepts, type LocalInfo, type PeerPolicy } from './policy.js';
 import type { NextHopsFor } from './rib/adj-out.js';
 import type { AttrTable, RouteAttrs } from './rib/attrs.js';
@@ -44,6 +44,35 @@ export function exportKey(attrs: PathAttributes, hops: readonly string[]): strin
     return undefined; // The canonical key, then; sending it will say what is wrong.
   }
   return `x${keyWriter.view().toString('latin1')}|${hops.join(',')}`;
+}
+
+/**
+ * A set's attributes as sent on a 4-octet-AS session with NEXT_HOP `hop`, made from its export
+ * key (`exportKey`: the same encoding without NEXT_HOP) by putting the NEXT_HOP attribute in
+ * its place, after ORIGIN and AS_PATH: a copy instead of a second encoding. Undefined for a key
+ * of another kind.
+ */
+export function wireFromExportKey(key: string, hops: readonly string[], hop: string): Buffer | undefined {
+  if (key.charCodeAt(0) !== 120 /* 'x' */) return undefined;
+  let tail = hops.length; // the '|' and the commas
+  for (const h of hops) tail += h.length;
+  const end = key.length - tail; // one past the encoding, which starts at 1
+  // The first attribute of type NEXT_HOP (3) or above: attributes are in ascending type order.
+  let p = 1;
+  while (p < end && key.charCodeAt(p + 1) < 3) {
+    const ext = key.charCodeAt(p) & 0x10;
+    const len = ext ? (key.charCodeAt(p + 2) << 8) | key.charCodeAt(p + 3) : key.charCodeAt(p + 2);
+    p += (ext ? 4 : 3) + len;
+  }
+  if (p > end) return undefined;
+  const out = Buffer.allocUnsafe(end - 1 + 7);
+  out.write(key.slice(1, p), 0, 'latin1');
+  out[p - 1] = 0x40; // well-known transitive
+  out[p] = 3;
+  out[p + 1] = 4;
+  out.writeUInt32BE(parseIpv4(hop), p + 2);
+  out.write(key.slice(p, end), p + 6, 'latin1');
+  return out;
 }
 
 export class PeerExport implements Exports {

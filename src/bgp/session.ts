@@ -145,7 +145,7 @@ export class Session {
   /** Events from the peer layer (collision resolution, automatic stop). */
   feed(e: FsmEvent): void {
     if (this.disposed) return;
-    const { state, actions } = step(this.fsm, e, this.clock.now());
+    const { state, actions } = step(this.fsm, e, this.readAt ?? this.clock.now());
     this.fsm = state;
     for (const a of actions) this.act(a);
   }
@@ -248,7 +248,7 @@ export class Session {
    * earlier than the running timer's (a shorter hold time) replaces it.
    */
   private armHold(ms: number): void {
-    const now = this.clock.now();
+    const now = this.readAt ?? this.clock.now();
     this.holdDue = now + ms;
     if (this.timers.has('hold') && this.holdFiresAt <= this.holdDue) return;
     this.clearTimer('hold');
@@ -335,7 +335,23 @@ export class Session {
     s.once('close', () => t.cancel());
   }
 
+  /**
+   * The time a read began, for the messages it holds: one clock read per read, not two per
+   * message (a read holds hundreds of UPDATEs when a table of many attribute sets arrives). Their
+   * timers start at most the read's handling time early.
+   */
+  private readAt: number | undefined;
+
   private receive(chunk: Buffer): void {
+    this.readAt = this.clock.now();
+    try {
+      this.receiveFrames(chunk);
+    } finally {
+      this.readAt = undefined;
+    }
+  }
+
+  private receiveFrames(chunk: Buffer): void {
     this.framer.push(chunk);
     for (;;) {
       if (this.disposed || !this.socket) return;

@@ -121,6 +121,8 @@ export class Speaker {
   private releaseTimer: TimerHandle | undefined;
   /** The RIB's slot count at the last collection (release-memory.ts). */
   private collectedAt = 0;
+  /** Best-path changes handed on so far (afterQuiet). */
+  private changeCount = 0;
   private readonly clock: Clock;
   private readonly resolver: NextHopResolver & { read?: () => void };
   private readonly bestListeners: ((deltas: readonly Delta[]) => void)[] = [];
@@ -317,6 +319,7 @@ export class Speaker {
    * and to the listeners outside BGP. A SlotList is emptied for the next UPDATE.
    */
   private fanOut(changes: SlotList | readonly Delta[]): void {
+    this.changeCount++;
     this.tx.groups.fanOut(changes, !this.deferral.deferring);
     if (changes instanceof SlotList) changes.length = 0;
     else if (changes.length > 0) {
@@ -332,12 +335,8 @@ export class Speaker {
 
   /** The tables grew: once changes pause for 200 ms, their old arrays are collected. */
   private scheduleRelease(): void {
-    if (this.stopped) return;
-    if (this.releaseTimer) {
-      this.releaseTimer.refresh();
-      return;
-    }
-    this.releaseTimer = this.clock.after(200, () => {
+    if (this.stopped || this.releaseTimer) return;
+    this.releaseTimer = this.afterQuiet(200, () => {
       this.releaseTimer = undefined;
       this.collectedAt = this.rib.slotCount;
       collectGarbage();
@@ -350,15 +349,30 @@ export class Speaker {
    * put a call in the per-prefix path (see "Warming the UPDATE path" in warmup.ts).
    */
   private schedulePrune(): void {
-    if (this.rib.deadCount === 0 || this.stopped) return;
-    if (this.pruneTimer) {
-      this.pruneTimer.refresh();
-      return;
-    }
-    this.pruneTimer = this.clock.after(100, () => {
+    if (this.rib.deadCount === 0 || this.stopped || this.pruneTimer) return;
+    this.pruneTimer = this.afterQuiet(100, () => {
       this.pruneTimer = undefined;
       this.rib.prune();
     });
+  }
+
+  /**
+   * Run `fn` once `ms` have passed without a change (`changeCount`). A timer armed once and
+   * armed again when it finds that changes came, rather than moved at every change: moving a
+   * timer is a call into libuv, and a table of many attribute sets is tens of thousands of
+   * changes a second. It fires between `ms` and twice `ms` after the last change.
+   */
+  private afterQuiet(ms: number, fn: () => void): TimerHandle {
+    let seen = this.changeCount;
+    const t = this.clock.after(ms, () => {
+      if (this.changeCount !== seen && !this.stopped) {
+        seen = this.changeCount;
+        t.refresh();
+        return;
+      }
+      fn();
+    });
+    return t;
   }
 
   /** What an established peer should hold, from the whole Loc-RIB (unless deferred). */

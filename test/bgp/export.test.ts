@@ -5,11 +5,14 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { exportKey, PeerExport, SELF, SessionNextHops } from '../../src/bgp/export.js';
+import { exportKey, PeerExport, SELF, SessionNextHops, wireFromExportKey } from '../../src/bgp/export.js';
 import { exportAllowed, exportAttrs, type LocalInfo, peerPolicy } from '../../src/bgp/policy.js';
 import { AttrTable, type RouteAttrs } from '../../src/bgp/rib/attrs.js';
 import type { PeerRef } from '../../src/bgp/rib/rib.js';
 import { AsPathSegmentType } from '../../src/bgp/wire/constants.js';
+import { makeContext } from '../../src/bgp/wire/context.js';
+import { encodeAttributeBytes } from '../../src/bgp/wire/update.js';
+import { pathAttributes, unicastIpv4 } from './wire/arbitraries.js';
 import { parseIpv4, parsePrefix } from '../../src/net/addr.js';
 
 const runs = Number(process.env.FC_RUNS ?? 200);
@@ -129,5 +132,31 @@ describe('SessionNextHops', () => {
     expect(hops.v6(self)).toEqual(['2001:db8::fe', 'fe80::fe']);
     expect(hops.v6(v4)).toEqual(['2001:db8::fe', 'fe80::fe']);
     expect(hops.v6(v6)).toEqual(['2001:db8::7', 'fe80::7']);
+  });
+});
+
+describe('wireFromExportKey', () => {
+  it('gives the bytes a fresh encoding with the NEXT_HOP gives', () => {
+    const ctx = makeContext({ as4: true });
+    fc.assert(
+      fc.property(
+        pathAttributes(ctx, true),
+        unicastIpv4,
+        fc.constantFrom([SELF], ['192.0.2.7'], ['2001:db8::1', 'fe80::1']),
+        (attrs, hop, hops) => {
+          const { nextHop: _, ...rest } = attrs;
+          const key = exportKey(rest, hops);
+          if (key === undefined) return;
+          expect(wireFromExportKey(key, hops, hop)).toEqual(
+            encodeAttributeBytes({ ...rest, nextHop: hop }, ctx),
+          );
+        },
+      ),
+      { numRuns: runs * 5 },
+    );
+  });
+
+  it('declines a key of another kind', () => {
+    expect(wireFromExportKey('[{"origin":0}]', [SELF], '192.0.2.1')).toBeUndefined();
   });
 });

@@ -56,7 +56,7 @@ describe('speaker on a fake clock, no sockets', () => {
     await stopping;
   });
 
-  it('setOriginated replaces the set; the dead slots are pruned once changes pause for 100 ms', async () => {
+  it('setOriginated replaces the set; the dead slots are pruned once a 100 ms check finds no change since the last', async () => {
     const { s, clock } = speaker('originate: [10.1.0.0/24, 10.2.0.0/24]\n');
     await s.start();
     expect(s.routes().map((r) => r.prefix)).toEqual(['10.1.0.0/24', '10.2.0.0/24']);
@@ -66,8 +66,10 @@ describe('speaker on a fake clock, no sockets', () => {
     clock.advance(60);
     s.setOriginated(['2001:db8::/48']);
     clock.advance(60);
-    expect(s.rib.deadCount).toBe(2); // the second change put the prune off
-    clock.advance(40);
+    expect(s.rib.deadCount).toBe(2); // the check at 100 ms saw the second change: put off
+    clock.advance(79);
+    expect(s.rib.deadCount).toBe(2);
+    clock.advance(1); // 100 ms after that check, with no change since
     expect(s.rib.deadCount).toBe(0);
     const stopping = s.stop();
     clock.advance(50);

@@ -30,6 +30,7 @@
  * on the set (attrs.ts `wire`) for its next UPDATE, and for the next peer given the same next hop.
  */
 import type { PrefixKey } from '../../net/addr.js';
+import { wireFromExportKey } from '../export.js';
 import type { PathAttributes } from '../wire/attributes.js';
 import { type Family, IPV4_UNICAST, IPV6_UNICAST } from '../wire/constants.js';
 import type { CodecContext } from '../wire/context.js';
@@ -422,7 +423,10 @@ export function packBatch(w: Writer, batch: Batch, ctx: CodecContext, hops: Next
     const hop = hops.v4(ra);
     let enc = ra.wire;
     if (enc === undefined || enc.hop !== hop || enc.as4 !== ctx.as4) {
-      enc = { hop, as4: ctx.as4, bytes: encodeAttributeBytes({ ...ra.attrs, nextHop: hop }, ctx) };
+      const bytes =
+        (ctx.as4 && wireFromExportKey(ra.key, ra.nextHops, hop)) ||
+        encodeAttributeBytes({ ...ra.attrs, nextHop: hop }, ctx);
+      enc = { hop, as4: ctx.as4, bytes };
       ra.wire = enc;
     }
     packUpdates(w, { family: IPV4_UNICAST, prefixes, attrBytes: enc.bytes }, ctx);

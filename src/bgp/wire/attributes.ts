@@ -553,12 +553,23 @@ export function forwardUnknown(
 // ---- encoding ----
 
 function writeAttr(w: Writer, flags: number, type: number, body: () => void): void {
+  const start = attrBegin(w, flags, type);
+  body();
+  attrEnd(w, start);
+}
+
+/** An attribute's header, its length to be filled in by `attrEnd`; returns where it starts. */
+function attrBegin(w: Writer, flags: number, type: number): number {
   const start = w.pos;
   w.u8(flags & ~AttrFlag.ExtendedLength);
   w.u8(type);
   w.u8(0);
-  const v = w.pos;
-  body();
+  return start;
+}
+
+/** The length of the attribute begun at `start`: one octet, or two with Extended Length. */
+function attrEnd(w: Writer, start: number): void {
+  const v = start + 3;
   const len = w.pos - v;
   if (len > 255) {
     w.ensure(1);
@@ -573,12 +584,14 @@ function writeAttr(w: Writer, flags: number, type: number, body: () => void): vo
 
 function writeAsPath(w: Writer, path: readonly AsPathSegment[], asSize: number): void {
   for (const seg of path) {
-    for (let i = 0; i < seg.asns.length || i === 0; i += 255) {
-      const part = seg.asns.slice(i, i + 255);
-      if (part.length === 0) break;
+    const asns = seg.asns;
+    // Segments of at most 255 AS numbers (RFC 4271 §4.3); an empty one is not written.
+    for (let i = 0; i < asns.length; i += 255) {
+      const end = Math.min(asns.length, i + 255);
       w.u8(seg.type);
-      w.u8(part.length);
-      for (const asn of part) {
+      w.u8(end - i);
+      for (let k = i; k < end; k++) {
+        const asn = asns[k]!;
         if (asSize === 4) w.u32(asn);
         else w.u16(asn > 0xffff ? AS_TRANS : asn);
       }
@@ -600,82 +613,118 @@ function as4PathOf(path: readonly AsPathSegment[]): AsPathSegment[] {
  * AS4_PATH/AS4_AGGREGATOR added on a 2-octet session where needed.
  */
 export function encodeAttributes(w: Writer, a: PathAttributes, ctx: CodecContext): void {
-  const unknown = a.unknown ?? [];
+  // No closures: the speaker encodes every exported set (export.ts exportKey, packBatch).
+  const unknown = a.unknown;
   let u = 0;
-  const upTo = (type: number) => {
-    while (u < unknown.length && unknown[u]!.type < type) {
-      const x = unknown[u++]!;
-      writeAttr(w, x.flags, x.type, () => w.bytes(x.value));
-    }
-  };
   const asSize = ctx.as4 ? 4 : 2;
-  if (a.origin !== undefined) writeAttr(w, WELL_KNOWN, AttrType.Origin, () => w.u8(a.origin!));
-  upTo(AttrType.AsPath);
-  if (a.asPath !== undefined)
-    writeAttr(w, WELL_KNOWN, AttrType.AsPath, () => writeAsPath(w, a.asPath!, asSize));
-  upTo(AttrType.NextHop);
-  if (a.nextHop !== undefined) writeAttr(w, WELL_KNOWN, AttrType.NextHop, () => w.u32(parseIpv4(a.nextHop!)));
-  upTo(AttrType.MultiExitDisc);
-  if (a.med !== undefined) writeAttr(w, OPT_NON_TRANS, AttrType.MultiExitDisc, () => w.u32(a.med!));
-  upTo(AttrType.LocalPref);
-  if (a.localPref !== undefined) writeAttr(w, WELL_KNOWN, AttrType.LocalPref, () => w.u32(a.localPref!));
-  upTo(AttrType.AtomicAggregate);
-  if (a.atomicAggregate) writeAttr(w, WELL_KNOWN, AttrType.AtomicAggregate, () => {});
-  upTo(AttrType.Aggregator);
+  let at: number;
+  if (a.origin !== undefined) {
+    at = attrBegin(w, WELL_KNOWN, AttrType.Origin);
+    w.u8(a.origin);
+    attrEnd(w, at);
+  }
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.AsPath);
+  if (a.asPath !== undefined) {
+    at = attrBegin(w, WELL_KNOWN, AttrType.AsPath);
+    writeAsPath(w, a.asPath, asSize);
+    attrEnd(w, at);
+  }
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.NextHop);
+  if (a.nextHop !== undefined) {
+    at = attrBegin(w, WELL_KNOWN, AttrType.NextHop);
+    w.u32(parseIpv4(a.nextHop));
+    attrEnd(w, at);
+  }
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.MultiExitDisc);
+  if (a.med !== undefined) {
+    at = attrBegin(w, OPT_NON_TRANS, AttrType.MultiExitDisc);
+    w.u32(a.med);
+    attrEnd(w, at);
+  }
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.LocalPref);
+  if (a.localPref !== undefined) {
+    at = attrBegin(w, WELL_KNOWN, AttrType.LocalPref);
+    w.u32(a.localPref);
+    attrEnd(w, at);
+  }
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.AtomicAggregate);
+  if (a.atomicAggregate) attrEnd(w, attrBegin(w, WELL_KNOWN, AttrType.AtomicAggregate));
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.Aggregator);
   const agg = a.aggregator;
   if (agg) {
-    writeAttr(w, OPT_TRANS, AttrType.Aggregator, () => {
-      if (asSize === 4) w.u32(agg.asn);
-      else w.u16(agg.asn > 0xffff ? AS_TRANS : agg.asn);
-      w.u32(parseIpv4(agg.address));
-    });
+    at = attrBegin(w, OPT_TRANS, AttrType.Aggregator);
+    if (asSize === 4) w.u32(agg.asn);
+    else w.u16(agg.asn > 0xffff ? AS_TRANS : agg.asn);
+    w.u32(parseIpv4(agg.address));
+    attrEnd(w, at);
   }
-  upTo(AttrType.Communities);
-  if (a.communities?.length)
-    writeAttr(w, OPT_TRANS, AttrType.Communities, () => {
-      for (const c of a.communities!) w.u32(c);
-    });
-  upTo(AttrType.OriginatorId);
-  if (a.originatorId !== undefined)
-    writeAttr(w, OPT_NON_TRANS, AttrType.OriginatorId, () => w.u32(parseIpv4(a.originatorId!)));
-  upTo(AttrType.ClusterList);
-  if (a.clusterList?.length)
-    writeAttr(w, OPT_NON_TRANS, AttrType.ClusterList, () => {
-      for (const c of a.clusterList!) w.u32(parseIpv4(c));
-    });
-  upTo(AttrType.ExtendedCommunities);
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.Communities);
+  const comms = a.communities;
+  if (comms?.length) {
+    at = attrBegin(w, OPT_TRANS, AttrType.Communities);
+    for (let i = 0; i < comms.length; i++) w.u32(comms[i]!);
+    attrEnd(w, at);
+  }
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.OriginatorId);
+  if (a.originatorId !== undefined) {
+    at = attrBegin(w, OPT_NON_TRANS, AttrType.OriginatorId);
+    w.u32(parseIpv4(a.originatorId));
+    attrEnd(w, at);
+  }
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.ClusterList);
+  if (a.clusterList?.length) {
+    at = attrBegin(w, OPT_NON_TRANS, AttrType.ClusterList);
+    for (const c of a.clusterList) w.u32(parseIpv4(c));
+    attrEnd(w, at);
+  }
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.ExtendedCommunities);
   if (a.extCommunities?.length) {
-    writeAttr(w, OPT_TRANS, AttrType.ExtendedCommunities, () => {
-      for (const c of a.extCommunities!) {
-        w.ensure(8);
-        w.buf.writeBigUInt64BE(c, w.pos);
-        w.pos += 8;
-      }
-    });
+    at = attrBegin(w, OPT_TRANS, AttrType.ExtendedCommunities);
+    for (const c of a.extCommunities) {
+      w.ensure(8);
+      w.buf.writeBigUInt64BE(c, w.pos);
+      w.pos += 8;
+    }
+    attrEnd(w, at);
   }
-  upTo(AttrType.As4Path);
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.As4Path);
   if (!ctx.as4 && a.asPath && needsAs4(a.asPath)) {
     const p4 = as4PathOf(a.asPath);
-    if (p4.length) writeAttr(w, OPT_TRANS, AttrType.As4Path, () => writeAsPath(w, p4, 4));
+    if (p4.length) {
+      at = attrBegin(w, OPT_TRANS, AttrType.As4Path);
+      writeAsPath(w, p4, 4);
+      attrEnd(w, at);
+    }
   }
-  upTo(AttrType.As4Aggregator);
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.As4Aggregator);
   if (!ctx.as4 && agg && agg.asn > 0xffff) {
-    writeAttr(w, OPT_TRANS, AttrType.As4Aggregator, () => {
-      w.u32(agg.asn);
-      w.u32(parseIpv4(agg.address));
-    });
+    at = attrBegin(w, OPT_TRANS, AttrType.As4Aggregator);
+    w.u32(agg.asn);
+    w.u32(parseIpv4(agg.address));
+    attrEnd(w, at);
   }
-  upTo(AttrType.LargeCommunity);
+  if (unknown) u = unknownUpTo(w, unknown, u, AttrType.LargeCommunity);
   if (a.largeCommunities?.length) {
-    writeAttr(w, OPT_TRANS, AttrType.LargeCommunity, () => {
-      for (const [g, l1, l2] of a.largeCommunities!) {
-        w.u32(g);
-        w.u32(l1);
-        w.u32(l2);
-      }
-    });
+    at = attrBegin(w, OPT_TRANS, AttrType.LargeCommunity);
+    for (const [g, l1, l2] of a.largeCommunities) {
+      w.u32(g);
+      w.u32(l1);
+      w.u32(l2);
+    }
+    attrEnd(w, at);
   }
-  upTo(256);
+  if (unknown) unknownUpTo(w, unknown, u, 256);
+}
+
+/** Unknown attributes of a type below `type`, from index `u`, in order; returns the next index. */
+function unknownUpTo(w: Writer, unknown: readonly UnknownAttribute[], u: number, type: number): number {
+  while (u < unknown.length && unknown[u]!.type < type) {
+    const x = unknown[u++]!;
+    const at = attrBegin(w, x.flags, x.type);
+    w.bytes(x.value);
+    attrEnd(w, at);
+  }
+  return u;
 }
 
 export { writeAttr };
