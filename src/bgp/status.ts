@@ -55,6 +55,11 @@ export interface PeerStatus {
    */
   prefixesStale: number;
   prefixesAdvertised: number;
+  /**
+   * Established: the update group the peer is in (update-group.ts), and how many peers it has:
+   * peers of one group share one Adj-RIB-Out and are sent the same bytes.
+   */
+  updateGroup?: { id: number; peers: number };
   /** Whether Twill dials this peer or only waits for it. */
   passive: boolean;
   /** The BFD session's state (AdminDown, Down, Init, Up), for a neighbor with BFD configured. */
@@ -109,7 +114,12 @@ export interface StatusPeer {
   readonly since: Date;
   readonly lastError: PeerStatus['lastError'];
   readonly established: StatusSession | undefined;
-  readonly tx: { readonly sentCount: number } | undefined;
+  readonly tx:
+    | {
+        readonly sentCount: number;
+        readonly group: { readonly id: number; readonly members: readonly unknown[] };
+      }
+    | undefined;
 }
 
 /** One neighbor's status; `localAsn` tells iBGP from eBGP. */
@@ -143,6 +153,7 @@ export function peerStatus(p: StatusPeer, rib: Rib, localAsn: number): PeerStatu
     prefixesReceived: rib.countFrom(p.cfg.address),
     prefixesStale: rib.staleFrom(p.cfg.address),
     prefixesAdvertised: p.tx?.sentCount ?? 0,
+    ...(p.tx ? { updateGroup: { id: p.tx.group.id, peers: p.tx.group.members.length } } : {}),
     passive: !p.dials,
   };
 }

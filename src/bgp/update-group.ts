@@ -67,6 +67,8 @@ function groupTo(to: PeerRef, policy: PeerPolicy): PeerRef {
 
 export class TxGroup {
   readonly members: PeerTx[] = [];
+  /** Shown by `twill status`; never reused in a speaker's life. */
+  readonly id: number;
   private exports: PeerExport;
   private flushScheduled = false;
   /** When the last flush began (Clock.now()). */
@@ -92,6 +94,7 @@ export class TxGroup {
     first: PeerRef,
   ) {
     this.exports = new PeerExport(shared.exportTable, shared.me, first, policy, reflector);
+    this.id = shared.groups.nextId++;
     this.v4 = ctx.families.has(IPV4_UNICAST);
     this.v6 = ctx.families.has(IPV6_UNICAST);
   }
@@ -329,6 +332,8 @@ export class TxGroup {
 export class TxGroups {
   /** Bumped by every change of the Loc-RIB: a fill at the same version has nothing new to do. */
   version = 0;
+  /** The next group's id. */
+  nextId = 1;
   private readonly byKey = new Map<string, Set<TxGroup>>();
   private readonly all = new Set<TxGroup>();
 

@@ -116,7 +116,9 @@ function infoText(p: PeerStatus): string {
   if (p.state === 'Established') {
     const hold = p.holdTime === null ? 'hold ?' : p.holdTime === 0 ? 'no hold timer' : `hold ${p.holdTime}s`;
     const stale = p.prefixesStale ? `, ${p.prefixesStale} stale` : '';
-    return `${hold}, ${p.prefixesReceived} in / ${p.prefixesAdvertised} out${stale}`;
+    const g = p.updateGroup;
+    const group = g && g.peers > 1 ? `, update group ${g.id} (${g.peers} peers)` : '';
+    return `${hold}, ${p.prefixesReceived} in / ${p.prefixesAdvertised} out${stale}${group}`;
   }
   const e = p.lastError;
   // A restarting peer's routes are still in use: say so first (RFC 4724).

@@ -200,6 +200,19 @@ describe('formatStatus', () => {
       '| hold 90s, 12 in / 1 out, 5 stale |',
     );
   });
+
+  it('names the update group of a peer that shares one, and says nothing for a peer on its own', () => {
+    const shared = peer({
+      address: '10.10.0.2',
+      prefixesAdvertised: 1000,
+      updateGroup: { id: 3, peers: 12 },
+    });
+    expect(formatStatus({ ...base, peers: [shared] }, now, utc)).toContain(
+      '| hold 90s, 1 in / 1000 out, update group 3 (12 peers) |',
+    );
+    const alone = peer({ address: '10.10.0.2', updateGroup: { id: 4, peers: 1 } });
+    expect(formatStatus({ ...base, peers: [alone] }, now, utc)).toContain('| hold 90s, 1 in / 1 out |');
+  });
 });
 
 describe('twill status from an agent', () => {
