@@ -42,6 +42,15 @@ const CTX = negotiate(
 );
 const KEYS = Array.from({ length: PREFIXES }, (_, j) => parsePrefix(`10.${j}.0.0/16`) as number);
 const POLICY = peerPolicy();
+/** An export policy that keeps the first half of the prefixes from the peer. */
+const HALF = peerPolicy({
+  exportRules: KEYS.slice(0, PREFIXES / 2).map((prefix) => ({
+    prefix,
+    ge: 16,
+    le: 16,
+    action: 'reject' as const,
+  })),
+});
 
 const refOf = (i: number): PeerRef => ({
   id: `192.0.2.${i + 1}`,
@@ -124,6 +133,8 @@ class World {
   readonly updateIn = new UpdateIn(this.rib, ME);
   readonly peers = Array.from({ length: PEERS }, () => new FakePeer());
   readonly tx: (PeerTx | undefined)[] = Array.from({ length: PEERS }, () => undefined);
+  /** Each peer's export policy. */
+  readonly policies = Array.from({ length: PEERS }, () => POLICY);
   /** What each peer has announced to us. */
   readonly sent = Array.from({ length: PEERS }, () => new Set<number>());
   private readonly changed = new SlotList();
@@ -165,7 +176,7 @@ class World {
     const p = this.peers[i]!;
     p.reset();
     p.up = true;
-    const tx = new PeerTx(this.shared, p, CTX, refOf(i), POLICY, false);
+    const tx = new PeerTx(this.shared, p, CTX, refOf(i), this.policies[i]!, false);
     this.tx[i] = tx;
     tx.fill(true);
   }
@@ -193,6 +204,15 @@ class World {
     }
   }
 
+  /** A new export policy (as neighbors.ts applies one): then what the peer should hold, again. */
+  setPolicy(i: number, policy: typeof POLICY): void {
+    this.policies[i] = policy;
+    const tx = this.tx[i];
+    if (!tx) return;
+    tx.setPolicy(policy, false);
+    tx.fill(false);
+  }
+
   refresh(i: number): void {
     this.tx[i]?.refresh(IPV4_UNICAST, false);
   }
@@ -215,6 +235,7 @@ class World {
       if (row < 0) continue;
       const from = this.rib.peerAt(row);
       if (from.id === refOf(i).id) continue;
+      if (this.policies[i] === HALF && KEYS.indexOf(k) < PREFIXES / 2) continue;
       m.set(formatPrefix(k), `${ME.asn} ${from.asn} via ${US}`);
     }
     return m;
@@ -233,7 +254,8 @@ type Op =
   | { op: 'announce'; i: number; j: number; med: number }
   | { op: 'withdraw'; i: number; j: number }
   | { op: 'connect' | 'disconnect' | 'stall' | 'unstall' | 'refresh'; i: number }
-  | { op: 'advance'; ms: number };
+  | { op: 'advance'; ms: number }
+  | { op: 'policy'; i: number; half: boolean };
 
 const peerIx = fc.integer({ min: 0, max: PEERS - 1 });
 const opArb: fc.Arbitrary<Op> = fc.oneof(
@@ -274,6 +296,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
       ms: fc.constantFrom(0, 1, SPLIT_AFTER_MS + 1),
     }),
   },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('policy' as const), i: peerIx, half: fc.boolean() }) },
 );
 
 function run(w: World, ops: Op[]): void {
@@ -287,6 +310,9 @@ function run(w: World, ops: Op[]): void {
         break;
       case 'advance':
         w.clock.advance(o.ms);
+        break;
+      case 'policy':
+        w.setPolicy(o.i, o.half ? HALF : POLICY);
         break;
       default:
         w[o.op](o.i);
