@@ -21,10 +21,12 @@
  * Both are classes, not closures, on purpose: the RIB and packBatch call them for every prefix,
  * and the warm-up must run these very classes ("Warming the UPDATE path", warmup.ts).
  */
-import { parseIpv4, type PrefixKey } from '../net/addr.js';
+import type { PrefixKey } from '../net/addr.js';
 import { exportAllowed, exportAttrs, filterAccepts, type LocalInfo, type PeerPolicy } from './policy.js';
 import type { NextHopsFor } from './rib/adj-out.js';
 import type { AttrTable, RouteAttrs } from './rib/attrs.js';
+
+export { wireFromExportKey } from './rib/attrs.js';
 import type { Exports, PeerRef } from './rib/rib.js';
 import { encodeAttributes, type PathAttributes } from './wire/attributes.js';
 import { makeContext } from './wire/context.js';
@@ -32,47 +34,29 @@ import { Writer } from './wire/writer.js';
 
 /** The next hop of an exported set that is our own address on the session. */
 export const SELF = 'self';
+/** The next hops of every set sent with NEXT_HOP self: one array for all of them. */
+const SELF_HOPS: readonly string[] = Object.freeze([SELF]);
 
 const keyWriter = new Writer(4096);
 const AS4 = makeContext({ as4: true });
 
 /** The export table's key for a set: its wire encoding and its next hops. */
 export function exportKey(attrs: PathAttributes, hops: readonly string[]): string | undefined {
+  const w = keyWriter.reset();
   try {
-    encodeAttributes(keyWriter.reset(), attrs, AS4);
+    w.u8(0x78); // 'x'
+    encodeAttributes(w, attrs, AS4);
   } catch {
     return undefined; // The canonical key, then; sending it will say what is wrong.
   }
-  return `x${keyWriter.view().toString('latin1')}|${hops.join(',')}`;
-}
-
-/**
- * A set's attributes as sent on a 4-octet-AS session with NEXT_HOP `hop`, made from its export
- * key (`exportKey`: the same encoding without NEXT_HOP) by putting the NEXT_HOP attribute in
- * its place, after ORIGIN and AS_PATH: a copy instead of a second encoding. Undefined for a key
- * of another kind.
- */
-export function wireFromExportKey(key: string, hops: readonly string[], hop: string): Buffer | undefined {
-  if (key.charCodeAt(0) !== 120 /* 'x' */) return undefined;
-  let tail = hops.length; // the '|' and the commas
-  for (const h of hops) tail += h.length;
-  const end = key.length - tail; // one past the encoding, which starts at 1
-  // The first attribute of type NEXT_HOP (3) or above: attributes are in ascending type order.
-  let p = 1;
-  while (p < end && key.charCodeAt(p + 1) < 3) {
-    const ext = key.charCodeAt(p) & 0x10;
-    const len = ext ? (key.charCodeAt(p + 2) << 8) | key.charCodeAt(p + 3) : key.charCodeAt(p + 2);
-    p += (ext ? 4 : 3) + len;
+  // Written into the same bytes, so that the key is one flat string, not a concatenation.
+  for (let i = 0; i < hops.length; i++) {
+    w.u8(i === 0 ? 0x7c : 0x2c); // '|', ','
+    const h = hops[i]!;
+    for (let c = 0; c < h.length; c++) w.u8(h.charCodeAt(c) & 0xff);
   }
-  if (p > end) return undefined;
-  const out = Buffer.allocUnsafe(end - 1 + 7);
-  out.write(key.slice(1, p), 0, 'latin1');
-  out[p - 1] = 0x40; // well-known transitive
-  out[p] = 3;
-  out[p + 1] = 4;
-  out.writeUInt32BE(parseIpv4(hop), p + 2);
-  out.write(key.slice(p, end), p + 6, 'latin1');
-  return out;
+  if (hops.length === 0) w.u8(0x7c);
+  return w.view().toString('latin1');
 }
 
 export class PeerExport implements Exports {
@@ -109,7 +93,7 @@ export class PeerExport implements Exports {
       if (!exportAllowed(from, this.to, this.policy, this.reflector)) ra = null;
       else {
         const e = exportAttrs(bestRa.attrs, bestRa.nextHops, from, this.to, this.policy, this.me);
-        const hops = e.nextHops ?? [SELF];
+        const hops = e.nextHops ?? SELF_HOPS;
         ra = this.table.intern(e.attrs, hops, exportKey(e.attrs, hops));
       }
       // The id's earlier answer was for a set since freed, or for another source.

@@ -24,19 +24,24 @@
  * Not here: whether the speaker advertises at all (selection deferral, graceful-restart.ts), and
  * the route refresh request itself (the peer module answers it through `refresh`).
  */
-import type { Clock } from './clock.js';
 import type { SessionNextHops } from './export.js';
 import type { HostInterfaces } from './host.js';
-import type { LocalInfo, PeerPolicy } from './policy.js';
+import type { PeerPolicy } from './policy.js';
 import { AdjRibOut } from './rib/adj-out.js';
-import type { AttrTable } from './rib/attrs.js';
-import type { PeerRef, Rib } from './rib/rib.js';
-import { groupBase, hopsKey, nextHopsOf, TxGroup, type TxGroups } from './update-group.js';
+import type { PeerRef } from './rib/rib.js';
+import {
+  type GroupMember,
+  groupBase,
+  hopsKey,
+  nextHopsOf,
+  TxGroup,
+  type TxSession,
+  type TxShared,
+} from './update-group.js';
 import { type Family, IPV4_UNICAST, IPV6_UNICAST, RefreshSubtype } from './wire/constants.js';
 import type { CodecContext } from './wire/context.js';
 import { encodeRouteRefresh } from './wire/route-refresh.js';
 import { encodeEndOfRib } from './wire/update.js';
-import type { Writer } from './wire/writer.js';
 
 export { EAGER_FLUSH_MS, EAGER_FLUSH_PENDING } from './update-group.js';
 /** Changes per packed batch in the speaker: then the socket is asked again. */
@@ -50,60 +55,9 @@ export const BATCH = 16_384;
  */
 export const PROMPT_READ_BYTES = 4096;
 
-/** The session as the sending side sees it (session.ts Session). */
-export interface TxSession {
-  readonly writable: boolean;
-  readonly localAddress: string | undefined;
-  /** false: the socket queues; wait for 'drain'. */
-  send(buf: Buffer): boolean;
-}
+export { FlushQueue, type TxSession, type TxShared } from './update-group.js';
 
-/** What every PeerTx of a speaker shares. */
-export interface TxShared {
-  readonly rib: Rib;
-  readonly exportTable: AttrTable;
-  readonly me: LocalInfo;
-  readonly clock: Clock;
-  readonly host: HostInterfaces;
-  /** Where flushes wait: run at the loop's next turn, or sooner (PROMPT_READ_BYTES). */
-  readonly flushes: FlushQueue;
-  /** One writer for every flush: flushes run one at a time. */
-  readonly writer: Writer;
-  /** Called after each batch written: slots whose withdrawal went out may be dead now. */
-  afterBatch(): void;
-  /** Changes per packed batch (BATCH in the speaker). */
-  readonly batch: number;
-  /** The speaker's update groups. */
-  readonly groups: TxGroups;
-}
-
-/** The flushes asked for since the queue last ran; it runs at the next turn of the loop, or sooner. */
-export class FlushQueue {
-  private due: TxGroup[] = [];
-  private armed = false;
-
-  constructor(private readonly clock: Clock) {}
-
-  add(tx: TxGroup): void {
-    this.due.push(tx);
-    if (this.armed) return;
-    this.armed = true;
-    this.clock.soon(() => {
-      this.armed = false;
-      this.run();
-    });
-  }
-
-  /** Every flush asked for, now. */
-  run(): void {
-    if (this.due.length === 0) return;
-    const due = this.due;
-    this.due = [];
-    for (const tx of due) tx.runScheduled();
-  }
-}
-
-export class PeerTx {
+export class PeerTx implements GroupMember {
   /** The update group this peer is in (update-group.ts). */
   group!: TxGroup;
   /** Its socket did not take the group's last batch: the group waits for its 'drain'. */

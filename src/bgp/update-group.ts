@@ -29,21 +29,87 @@
  * take it has drained ('drain') before it packs the next one. So a slow member costs the group
  * at most one batch of memory per socket, never a growing queue.
  */
-import type { TimerHandle } from './clock.js';
+import type { Clock, TimerHandle } from './clock.js';
 import { PeerExport, SessionNextHops } from './export.js';
 import { type HostInterfaces, sessionNextHops } from './host.js';
-import type { PeerTx, TxShared } from './peer-tx.js';
-import type { PeerPolicy } from './policy.js';
+import type { LocalInfo, PeerPolicy } from './policy.js';
 import { type AdjRibOut, packBatch } from './rib/adj-out.js';
-import { type Delta, familyOfPrefix, type PeerRef, SlotList } from './rib/rib.js';
+import type { AttrTable } from './rib/attrs.js';
+import { type Delta, familyOfPrefix, type PeerRef, type Rib, SlotList } from './rib/rib.js';
 import { IPV4_UNICAST, IPV6_UNICAST } from './wire/constants.js';
 import type { CodecContext } from './wire/context.js';
+import type { Writer } from './wire/writer.js';
 
 /** A peer's pending changes go out at once when this many wait and the last flush began this long ago. */
 export const EAGER_FLUSH_PENDING = 4096;
 export const EAGER_FLUSH_MS = 2;
 /** A member whose socket has not drained for this long, while others wait, leaves its group. */
 export const SPLIT_AFTER_MS = 1000;
+
+/** The session as the sending side sees it (session.ts Session). */
+export interface TxSession {
+  readonly writable: boolean;
+  readonly localAddress: string | undefined;
+  /** false: the socket queues; wait for 'drain'. */
+  send(buf: Buffer): boolean;
+}
+
+/** What every GroupMember of a speaker shares. */
+export interface TxShared {
+  readonly rib: Rib;
+  readonly exportTable: AttrTable;
+  readonly me: LocalInfo;
+  readonly clock: Clock;
+  readonly host: HostInterfaces;
+  /** Where flushes wait: run at the loop's next turn, or sooner (PROMPT_READ_BYTES). */
+  readonly flushes: FlushQueue;
+  /** One writer for every flush: flushes run one at a time. */
+  readonly writer: Writer;
+  /** Called after each batch written: slots whose withdrawal went out may be dead now. */
+  afterBatch(): void;
+  /** Changes per packed batch (BATCH in the speaker). */
+  readonly batch: number;
+  /** The speaker's update groups. */
+  readonly groups: TxGroups;
+}
+
+/** The flushes asked for since the queue last ran; it runs at the next turn of the loop, or sooner. */
+export class FlushQueue {
+  private due: TxGroup[] = [];
+  private armed = false;
+
+  constructor(private readonly clock: Clock) {}
+
+  add(tx: TxGroup): void {
+    this.due.push(tx);
+    if (this.armed) return;
+    this.armed = true;
+    this.clock.soon(() => {
+      this.armed = false;
+      this.run();
+    });
+  }
+
+  /** Every flush asked for, now. */
+  run(): void {
+    if (this.due.length === 0) return;
+    const due = this.due;
+    this.due = [];
+    for (const tx of due) tx.runScheduled();
+  }
+}
+
+/** A member of a group, as the group sees it (peer-tx.ts GroupMember). */
+export interface GroupMember {
+  group: TxGroup;
+  readonly session: TxSession;
+  readonly to: PeerRef;
+  blocked: boolean;
+  packed: number;
+  /** End-of-RIB and route refresh markers owed; false: the socket is full. */
+  sendMarkers(): boolean;
+  readNextHops(host: HostInterfaces): SessionNextHops;
+}
 
 /** The part of the key that the session and its policy give (not the next hops). */
 export function groupBase(ctx: CodecContext, to: PeerRef, policy: PeerPolicy, reflector: boolean): string {
@@ -66,7 +132,7 @@ function groupTo(to: PeerRef, policy: PeerPolicy): PeerRef {
 }
 
 export class TxGroup {
-  readonly members: PeerTx[] = [];
+  readonly members: GroupMember[] = [];
   /** Shown by `twill status`; never reused in a speaker's life. */
   readonly id: number;
   private exports: PeerExport;
@@ -185,7 +251,7 @@ export class TxGroup {
     if (this.blockedCount === 0) shared.groups.idle(this);
   }
 
-  private block(m: PeerTx): void {
+  private block(m: GroupMember): void {
     if (m.blocked) return;
     m.blocked = true;
     this.blockedCount++;
@@ -197,7 +263,7 @@ export class TxGroup {
   }
 
   /** A member's socket drained: once all have, the next batch. */
-  drained(m: PeerTx): void {
+  drained(m: GroupMember): void {
     if (m.blocked) {
       m.blocked = false;
       this.blockedCount--;
@@ -217,7 +283,7 @@ export class TxGroup {
     this.scheduleFlush();
   }
 
-  add(m: PeerTx): void {
+  add(m: GroupMember): void {
     this.members.push(m);
     m.group = this;
     if (m.blocked) this.blockedCount++;
@@ -225,7 +291,7 @@ export class TxGroup {
   }
 
   /** `m` leaves; a group left empty is closed. */
-  remove(m: PeerTx): void {
+  remove(m: GroupMember): void {
     const i = this.members.indexOf(m);
     if (i < 0) return;
     this.members.splice(i, 1);
@@ -245,7 +311,7 @@ export class TxGroup {
    * `ms` leave for a new group of their own, with a copy of this group's table: they hold what
    * it sent, and are owed what it is owed.
    */
-  split(ms: readonly PeerTx[]): TxGroup {
+  split(ms: readonly GroupMember[]): TxGroup {
     const g = new TxGroup(
       this.shared,
       this.key,
@@ -403,7 +469,7 @@ export class TxGroups {
     const once: HostInterfaces = { interfaces: () => ifs };
     for (const g of [...this.all]) {
       if (g.closed) continue;
-      const byHops = new Map<string, { hops: SessionNextHops; ms: PeerTx[] }>();
+      const byHops = new Map<string, { hops: SessionNextHops; ms: GroupMember[] }>();
       for (const m of g.members) {
         const h = m.readNextHops(once);
         const k = hopsKey(h);

@@ -30,13 +30,12 @@
  * on the set (attrs.ts `wire`) for its next UPDATE, and for the next peer given the same next hop.
  */
 import type { PrefixKey } from '../../net/addr.js';
-import { wireFromExportKey } from '../export.js';
 import type { PathAttributes } from '../wire/attributes.js';
 import { type Family, IPV4_UNICAST, IPV6_UNICAST } from '../wire/constants.js';
 import type { CodecContext } from '../wire/context.js';
 import { encodeAttributeBytes, packUpdates } from '../wire/update.js';
 import type { Writer } from '../wire/writer.js';
-import type { AttrTable, RouteAttrs } from './attrs.js';
+import { type AttrTable, type RouteAttrs, wireFromExportKey } from './attrs.js';
 import { PrefixIndex } from './prefix-index.js';
 import { familyOfPrefix, type SlotSink, type SlotSpace } from './slots.js';
 
@@ -416,20 +415,25 @@ export interface NextHopsFor {
   v6(ra: RouteAttrs): string[];
 }
 
+const wireScratch = Buffer.alloc(4096);
+
 /** Write a batch into `w` as UPDATEs: withdrawals, then announcements per family and set. */
 export function packBatch(w: Writer, batch: Batch, ctx: CodecContext, hops: NextHopsFor): void {
   for (const [family, prefixes] of batch.withdraw) packUpdates(w, { family, prefixes, withdraw: true }, ctx);
   for (const [ra, prefixes] of batch.announce) {
     const hop = hops.v4(ra);
-    let enc = ra.wire;
-    if (enc === undefined || enc.hop !== hop || enc.as4 !== ctx.as4) {
-      const bytes =
-        (ctx.as4 && wireFromExportKey(ra.key, ra.nextHops, hop)) ||
-        encodeAttributeBytes({ ...ra.attrs, nextHop: hop }, ctx);
-      enc = { hop, as4: ctx.as4, bytes };
-      ra.wire = enc;
+    // An export set's bytes are its key's with the NEXT_HOP put in: a copy, into scratch (the
+    // UPDATEs copy them in turn), so a set keeps no buffer of its own.
+    let bytes = ctx.as4 ? wireFromExportKey(ra.key, ra.nextHops, hop, wireScratch) : undefined;
+    if (bytes === undefined) {
+      let enc = ra.wire;
+      if (enc === undefined || enc.hop !== hop || enc.as4 !== ctx.as4) {
+        enc = { hop, as4: ctx.as4, bytes: encodeAttributeBytes({ ...ra.attrs, nextHop: hop }, ctx) };
+        ra.wire = enc;
+      }
+      bytes = enc.bytes;
     }
-    packUpdates(w, { family: IPV4_UNICAST, prefixes, attrBytes: enc.bytes }, ctx);
+    packUpdates(w, { family: IPV4_UNICAST, prefixes, attrBytes: bytes }, ctx);
   }
   for (const [ra, prefixes] of batch.announce6)
     packUpdates(

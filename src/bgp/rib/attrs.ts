@@ -6,7 +6,8 @@
  * The key is a canonical serialisation of the attributes after import processing (so two UPDATEs
  * whose bytes differ only in attribute order or flags share a set), or one the caller gives: the
  * speaker uses an UPDATE's attribute bytes when they decode to the set unchanged, which is
- * cheaper to make. Such keys start with 'w' and canonical ones with '[', so they never meet; the
+ * cheaper to make, and export sets their encoding (export.ts exportKey). Such keys start with 'w'
+ * and 'x', canonical ones with '[', so they never meet; the
  * same attributes by both routes are two sets, which costs sharing, never correctness. Sets are reference counted:
  * a path holding one calls `release` when it goes, and the last release frees it. No I/O.
  *
@@ -15,6 +16,7 @@
  * freed set's id goes to the next new set, which keeps ids dense. A key that may outlive the set
  * (a cache) uses `uid`, which is never reused.
  */
+import { parseIpv4 } from '../../net/addr.js';
 import type { PathAttributes } from '../wire/attributes.js';
 
 export interface RouteAttrs {
@@ -30,7 +32,8 @@ export interface RouteAttrs {
   /**
    * The set as last encoded for sending, with the NEXT_HOP and AS size it was encoded for: sent
    * again with the same (the next UPDATE of the set, the next peer on the same link), it is not
-   * encoded again. Kept by the sending side (rib/adj-out.ts packBatch).
+   * encoded again. Kept by the sending side (rib/adj-out.ts packBatch), only for sets whose bytes
+   * cannot be copied from their key (export.ts wireFromExportKey).
    */
   wire: { hop: string; as4: boolean; bytes: Buffer } | undefined;
 }
@@ -86,4 +89,39 @@ export class AttrTable {
   byId(id: number): RouteAttrs {
     return this.sets[id]!;
   }
+}
+
+/**
+ * A set's attributes as sent on a 4-octet-AS session with NEXT_HOP `hop`, made from its export
+ * key (export.ts `exportKey`: 'x', the same encoding without NEXT_HOP, '|' and the next hops) by putting the NEXT_HOP attribute in
+ * its place, after ORIGIN and AS_PATH: a copy instead of a second encoding. Undefined for a key
+ * of another kind.
+ */
+export function wireFromExportKey(
+  key: string,
+  hops: readonly string[],
+  hop: string,
+  scratch?: Buffer,
+): Buffer | undefined {
+  if (key.charCodeAt(0) !== 120 /* 'x' */) return undefined;
+  let tail = Math.max(1, hops.length); // the '|' and the commas
+  for (const h of hops) tail += h.length;
+  const end = key.length - tail; // one past the encoding, which starts at 1
+  // The first attribute of type NEXT_HOP (3) or above: attributes are in ascending type order.
+  let p = 1;
+  while (p < end && key.charCodeAt(p + 1) < 3) {
+    const ext = key.charCodeAt(p) & 0x10;
+    const len = ext ? (key.charCodeAt(p + 2) << 8) | key.charCodeAt(p + 3) : key.charCodeAt(p + 2);
+    p += (ext ? 4 : 3) + len;
+  }
+  if (p > end) return undefined;
+  const n = end - 1 + 7;
+  const out = scratch && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
+  out.write(key.slice(1, p), 0, 'latin1');
+  out[p - 1] = 0x40; // well-known transitive
+  out[p] = 3;
+  out[p + 1] = 4;
+  out.writeUInt32BE(parseIpv4(hop), p + 2);
+  out.write(key.slice(p, end), p + 6, 'latin1');
+  return out;
 }
