@@ -344,15 +344,18 @@ export class Speaker {
   }
 
   /**
-   * After a change: if the RIB has dead slots, prune them once 100 ms pass with no further
-   * change. Looking costs a field read per change; the RIB calling back as each slot dies would
+   * After a change: if the RIB has dead slots, or either attribute table has sets with no
+   * reference, prune and sweep them once 100 ms pass with no further change. Looking costs a field read per change; the RIB calling back as each slot dies would
    * put a call in the per-prefix path (see "Warming the UPDATE path" in warmup.ts).
    */
   private schedulePrune(): void {
-    if (this.rib.deadCount === 0 || this.stopped || this.pruneTimer) return;
+    if (this.stopped || this.pruneTimer) return;
+    if (this.rib.deadCount === 0 && this.rib.attrs.deadCount === 0 && this.exportTable.deadCount === 0)
+      return;
     this.pruneTimer = this.afterQuiet(100, () => {
       this.pruneTimer = undefined;
       this.rib.prune();
+      this.exportTable.sweep();
     });
   }
 

@@ -15,6 +15,12 @@
  * in typed arrays instead of references in JS arrays (an Adj-RIB-Out of a million prefixes). A
  * freed set's id goes to the next new set, which keeps ids dense. A key that may outlive the set
  * (a cache) uses `uid`, which is never reused.
+ *
+ * A set whose last reference goes is not freed at once: it waits, findable, until `sweep()`
+ * (the speaker sweeps when changes pause, with the RIB's prune). A withdrawal of 100k prefixes
+ * over 20k sets so does no map deletions while it is being passed on, and a set that comes back
+ * before the sweep (a flap, a path moving between peers) is the same set, its id and the export
+ * answers cached for it still good.
  */
 import { parseIpv4 } from '../../net/addr.js';
 import type { PathAttributes } from '../wire/attributes.js';
@@ -51,9 +57,19 @@ export class AttrTable {
   private readonly sets: (RouteAttrs | undefined)[] = [undefined];
   private readonly freeIds: number[] = [];
   private nextUid = 1;
+  /** Sets that lost their last reference since the last sweep (some may be back in use). */
+  private dead: RouteAttrs[] = [];
+  /** Sets in the table with no reference. */
+  private nDead = 0;
 
+  /** Sets in use. */
   get size(): number {
-    return this.byKey.size;
+    return this.byKey.size - this.nDead;
+  }
+
+  /** Sets with no reference, waiting for `sweep`. */
+  get deadCount(): number {
+    return this.nDead;
   }
 
   /** The shared set for these attributes, with one more reference. */
@@ -63,26 +79,42 @@ export class AttrTable {
       const id = this.freeIds.length ? this.freeIds.pop()! : this.sets.length;
       // Not frozen, not copied: the caller hands both over (types keep them read-only), and
       // freezing costs more than the rest of interning a set (100k prefixes over 20k sets).
-      a = { id, uid: this.nextUid++, key, attrs, nextHops, refs: 0, wire: undefined };
+      a = { id, uid: this.nextUid++, key, attrs, nextHops, refs: 1, wire: undefined };
       this.byKey.set(key, a);
       this.sets[id] = a;
+      return a;
     }
-    a.refs++;
+    // A set with no reference, in use again before the sweep.
+    if (a.refs++ === 0) this.nDead--;
     return a;
   }
 
   /** Another reference to a set already interned. */
   retain(a: RouteAttrs): RouteAttrs {
-    a.refs++;
+    if (a.refs++ === 0) this.nDead--;
     return a;
   }
 
   release(a: RouteAttrs): void {
     // Exactly at zero: a stray extra release must not free the id twice.
     if (--a.refs !== 0) return;
-    this.byKey.delete(a.key);
-    this.sets[a.id] = undefined;
-    this.freeIds.push(a.id);
+    this.nDead++;
+    this.dead.push(a);
+  }
+
+  /** Free the sets that still have no reference. */
+  sweep(): void {
+    const dead = this.dead;
+    if (dead.length === 0) return;
+    this.dead = [];
+    for (const a of dead) {
+      // Dead twice (back in use between) is listed twice: the first look frees it.
+      if (a.refs > 0 || this.sets[a.id] !== a) continue;
+      this.byKey.delete(a.key);
+      this.sets[a.id] = undefined;
+      this.freeIds.push(a.id);
+      this.nDead--;
+    }
   }
 
   /** The live set with this id (ids start at 1). */

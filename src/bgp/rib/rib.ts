@@ -24,6 +24,7 @@
  * freed by `prune()`, which the speaker calls when changes pause (as BIRD prunes its tables in
  * an event of their own), having seen `deadCount` after each change. So a mass withdrawal does no index deletions while it is being passed
  * on, and a prefix that comes back before the prune (a peer's session flapping) finds its slot.
+ * The prune also sweeps the attribute sets that lost their last path (attrs.ts).
  * Under churn that never pauses, the prune comes before the tables would grow: dead slots never
  * make the RIB bigger than its live and pinned prefixes need.
  *
@@ -321,6 +322,7 @@ export class Rib implements SlotSpace {
 
   /** Free the slots of prefixes that have had no path and no pin since they were listed. */
   prune(): void {
+    this.attrs.sweep();
     if (this.nDead <= this.dead.length) {
       for (let i = 0; i < this.nDead; i++) this.free(this.dead[i]!);
     } else {
