@@ -5,7 +5,7 @@
  * route back while the others are. An in-process speaker on loopback with scripted peers
  * speaking BGP from 127.0.0.2-5: no namespaces, no root.
  */
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseSpeakerConfig } from '../../src/bgp/config.js';
 import { ALWAYS_REACHABLE } from '../../src/bgp/rib/rib.js';
@@ -13,17 +13,15 @@ import { Speaker } from '../../src/bgp/speaker.js';
 import {
   AsPathSegmentType,
   decodeMessage,
-  encodeOpen,
   Framer,
   IPV4_UNICAST,
-  KEEPALIVE,
   MsgType,
   makeContext,
-  makeOpen,
   packUpdates,
   Writer,
 } from '../../src/bgp/wire/index.js';
-import { formatPrefix, parseIpv4, parsePrefix } from '../../src/net/addr.js';
+import { formatPrefix, parsePrefix } from '../../src/net/addr.js';
+import { dialSpeaker } from '../helpers/bgp-peer.js';
 import { eventually } from '../helpers/eventually.js';
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
@@ -33,18 +31,18 @@ const RECEIVERS = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5'];
 /** A scripted peer: OPEN, KEEPALIVE, then whatever the test writes; keeps what it is sent. */
 class Receiver {
   readonly table = new Map<string, string>();
+  sock!: Socket;
   private readonly framer = new Framer();
-  constructor(readonly sock: Socket) {
-    sock.on('data', (chunk: Buffer) => {
-      this.framer.push(chunk);
-      for (let f = this.framer.next(); f; f = this.framer.next()) {
-        const m = decodeMessage(f, CTX);
-        if (m.type !== MsgType.Update) continue;
-        for (const k of m.withdrawn) this.table.delete(formatPrefix(k));
-        for (const k of m.nlri)
-          this.table.set(formatPrefix(k), m.attrs.asPath!.flatMap((s) => s.asns).join(' '));
-      }
-    });
+
+  read(chunk: Buffer): void {
+    this.framer.push(chunk);
+    for (let f = this.framer.next(); f; f = this.framer.next()) {
+      const m = decodeMessage(f, CTX);
+      if (m.type !== MsgType.Update) continue;
+      for (const k of m.withdrawn) this.table.delete(formatPrefix(k));
+      for (const k of m.nlri)
+        this.table.set(formatPrefix(k), m.attrs.asPath!.flatMap((s) => s.asns).join(' '));
+    }
   }
 }
 
@@ -58,13 +56,8 @@ describe('speaker: update groups (loopback)', () => {
   });
 
   async function peer(local: string, asn: number, port: number): Promise<Receiver> {
-    const sock = connect({ port, host: '127.0.0.1', localAddress: local });
-    socks.push(sock);
-    sock.on('error', () => {});
-    await new Promise((r) => sock.once('connect', r));
-    const r = new Receiver(sock);
-    sock.write(encodeOpen(makeOpen(asn, 30, parseIpv4(local), { multiprotocol: [IPV4_UNICAST] })));
-    sock.write(KEEPALIVE);
+    const r = new Receiver();
+    r.sock = await dialSpeaker(port, local, asn, socks, (chunk) => r.read(chunk));
     return r;
   }
 

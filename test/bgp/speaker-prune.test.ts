@@ -5,22 +5,20 @@
  * collection when changes pause (release-memory.ts), once per growth. An in-process speaker on loopback, with two
  * scripted peers speaking BGP from 127.0.0.1 and 127.0.0.2: no namespaces, no root.
  */
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseSpeakerConfig } from '../../src/bgp/config.js';
 import { ALWAYS_REACHABLE } from '../../src/bgp/rib/rib.js';
 import { Speaker } from '../../src/bgp/speaker.js';
 import {
   AsPathSegmentType,
-  encodeOpen,
   IPV4_UNICAST,
-  KEEPALIVE,
   makeContext,
-  makeOpen,
   packUpdates,
   Writer,
 } from '../../src/bgp/wire/index.js';
 import { parsePrefix } from '../../src/net/addr.js';
+import { dialSpeaker } from '../helpers/bgp-peer.js';
 
 // Collections counted, not made (release-memory.ts's own test makes them).
 const collections = vi.hoisted(() => ({ n: 0 }));
@@ -50,16 +48,7 @@ describe('speaker: dead slots are pruned when changes pause (loopback)', () => {
   });
 
   /** A scripted peer: OPEN, KEEPALIVE, then whatever the test writes; reads and drops the rest. */
-  async function peer(local: string, asn: number, port: number): Promise<Socket> {
-    const sock = connect({ port, host: '127.0.0.1', localAddress: local });
-    socks.push(sock);
-    sock.on('error', () => {});
-    await new Promise((r) => sock.once('connect', r));
-    sock.on('data', () => {});
-    sock.write(encodeOpen(makeOpen(asn, 30, 0x7f000000 + asn, { multiprotocol: [IPV4_UNICAST] })));
-    sock.write(KEEPALIVE);
-    return sock;
-  }
+  const peer = (local: string, asn: number, port: number) => dialSpeaker(port, local, asn, socks);
 
   function updates(asn: number, keys: number[], withdraw: boolean): Buffer {
     const w = new Writer(1 << 16);

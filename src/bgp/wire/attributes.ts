@@ -630,23 +630,11 @@ export function encodeAttributes(w: Writer, a: PathAttributes, ctx: CodecContext
     attrEnd(w, at);
   }
   if (unknown) u = unknownUpTo(w, unknown, u, AttrType.NextHop);
-  if (a.nextHop !== undefined) {
-    at = attrBegin(w, WELL_KNOWN, AttrType.NextHop);
-    w.u32(parseIpv4(a.nextHop));
-    attrEnd(w, at);
-  }
+  if (a.nextHop !== undefined) u32Attr(w, WELL_KNOWN, AttrType.NextHop, parseIpv4(a.nextHop));
   if (unknown) u = unknownUpTo(w, unknown, u, AttrType.MultiExitDisc);
-  if (a.med !== undefined) {
-    at = attrBegin(w, OPT_NON_TRANS, AttrType.MultiExitDisc);
-    w.u32(a.med);
-    attrEnd(w, at);
-  }
+  if (a.med !== undefined) u32Attr(w, OPT_NON_TRANS, AttrType.MultiExitDisc, a.med);
   if (unknown) u = unknownUpTo(w, unknown, u, AttrType.LocalPref);
-  if (a.localPref !== undefined) {
-    at = attrBegin(w, WELL_KNOWN, AttrType.LocalPref);
-    w.u32(a.localPref);
-    attrEnd(w, at);
-  }
+  if (a.localPref !== undefined) u32Attr(w, WELL_KNOWN, AttrType.LocalPref, a.localPref);
   if (unknown) u = unknownUpTo(w, unknown, u, AttrType.AtomicAggregate);
   if (a.atomicAggregate) attrEnd(w, attrBegin(w, WELL_KNOWN, AttrType.AtomicAggregate));
   if (unknown) u = unknownUpTo(w, unknown, u, AttrType.Aggregator);
@@ -666,11 +654,8 @@ export function encodeAttributes(w: Writer, a: PathAttributes, ctx: CodecContext
     attrEnd(w, at);
   }
   if (unknown) u = unknownUpTo(w, unknown, u, AttrType.OriginatorId);
-  if (a.originatorId !== undefined) {
-    at = attrBegin(w, OPT_NON_TRANS, AttrType.OriginatorId);
-    w.u32(parseIpv4(a.originatorId));
-    attrEnd(w, at);
-  }
+  if (a.originatorId !== undefined)
+    u32Attr(w, OPT_NON_TRANS, AttrType.OriginatorId, parseIpv4(a.originatorId));
   if (unknown) u = unknownUpTo(w, unknown, u, AttrType.ClusterList);
   if (a.clusterList?.length) {
     at = attrBegin(w, OPT_NON_TRANS, AttrType.ClusterList);
@@ -714,6 +699,14 @@ export function encodeAttributes(w: Writer, a: PathAttributes, ctx: CodecContext
     attrEnd(w, at);
   }
   if (unknown) unknownUpTo(w, unknown, u, 256);
+}
+
+/** An attribute whose value is one 32-bit number (NEXT_HOP, MED, LOCAL_PREF, ORIGINATOR_ID). */
+function u32Attr(w: Writer, flags: number, type: number, value: number): void {
+  w.u8(flags & ~AttrFlag.ExtendedLength);
+  w.u8(type);
+  w.u8(4);
+  w.u32(value);
 }
 
 /** Unknown attributes of a type below `type`, from index `u`, in order; returns the next index. */
