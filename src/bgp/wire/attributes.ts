@@ -377,6 +377,21 @@ export function noteError(s: AttrParseState, err: BgpError): void {
 export function decodeAttributes(s: AttrParseState, p: number, end: number): void {
   const buf = s.buf;
   const seen = new Uint8Array(32);
+  // The attribute being decoded, for `fault`: one closure per UPDATE, not one per attribute.
+  let curDesc: AttrDesc | undefined;
+  let curType = 0;
+  let curStart = 0;
+  let curEnd = 0;
+  const fault: Fault = (subcode, why) => {
+    throw new BgpError(
+      ErrorCode.UpdateMessage,
+      subcode,
+      buf.subarray(curStart, curEnd),
+      `${curDesc!.name}: ${why}`,
+      curDesc!.malformed,
+      curType,
+    );
+  };
   while (p < end) {
     // RFC 7606 §4: too few octets for a header, or a length past the end, is a framing error.
     const flags = buf[p]!;
@@ -444,13 +459,12 @@ export function decodeAttributes(s: AttrParseState, p: number, end: number): voi
     }
     seen[type >> 3]! |= bit;
     const desc = table[type];
-    const data = () => buf.subarray(attrStart, v + len);
     if (!desc) {
       if (!(flags & AttrFlag.Optional)) {
         throw new BgpError(
           ErrorCode.UpdateMessage,
           UpdateSubcode.UnrecognizedWellKnownAttribute,
-          data(),
+          buf.subarray(attrStart, v + len),
           `unrecognized well-known attribute ${type}`,
           RESET,
           type,
@@ -464,16 +478,10 @@ export function decodeAttributes(s: AttrParseState, p: number, end: number): voi
       });
       continue;
     }
-    const fault: Fault = (subcode, why) => {
-      throw new BgpError(
-        ErrorCode.UpdateMessage,
-        subcode,
-        data(),
-        `${desc.name}: ${why}`,
-        desc.malformed,
-        type,
-      );
-    };
+    curDesc = desc;
+    curType = type;
+    curStart = attrStart;
+    curEnd = v + len;
     try {
       const ot = flags & (AttrFlag.Optional | AttrFlag.Transitive);
       if (ot !== desc.flags || (flags & AttrFlag.Partial && desc.flags !== OPT_TRANS)) {
