@@ -65,6 +65,16 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The value after `--name` on the command line, if given. */
+export function flag(name: string): string | undefined {
+  const argv = process.argv;
+  const i = argv.indexOf(`--${name}`, 2);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+/** Whether `--name` is on the command line. */
+export const has = (name: string): boolean => process.argv.includes(`--${name}`, 2);
+
 export type Ev = { ev: string; [k: string]: unknown };
 
 /** An injector or monitor process: JSON lines in both directions. */

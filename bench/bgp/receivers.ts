@@ -31,7 +31,9 @@ import { join } from 'node:path';
 import { type Dut, type DutKind, startDut, type Topology } from './duts.js';
 import {
   children,
+  flag,
   fmtX,
+  has,
   MiB,
   made,
   median,
@@ -43,14 +45,9 @@ import {
   table,
 } from './harness.js';
 
-const argv = process.argv.slice(2);
-const flag = (name: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
 const list = (name: string, dflt: string) => (flag(name) ?? dflt).split(',').filter(Boolean);
-const quick = argv.includes('--quick');
-const json = argv.includes('--json');
+const quick = has('quick');
+const json = has('json');
 const duts = list('dut', 'twill,bird,frr') as DutKind[];
 const sizes = list('receivers', quick ? '10' : '10,50,200').map(Number);
 const modes = list('mode', 'ebgp,rr') as Mode[];

@@ -55,6 +55,9 @@ import {
 import {
   children,
   cleanup,
+  flag,
+  fmtX,
+  has,
   MiB,
   made,
   median,
@@ -62,20 +65,13 @@ import {
   quantile,
   Sampler,
   sh,
-  table,
-  fmtX,
   sleep,
   Timeout,
+  table,
 } from './harness.js';
 
 // ---- flags ----
 
-const argv = process.argv.slice(2);
-const flag = (name: string): string | undefined => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1] : undefined;
-};
-const has = (name: string) => argv.includes(`--${name}`);
 const list = (name: string): string[] | undefined =>
   flag(name)
     ?.split(',')

@@ -25,8 +25,6 @@ import type { PrefixKey } from '../net/addr.js';
 import { exportAllowed, exportAttrs, filterAccepts, type LocalInfo, type PeerPolicy } from './policy.js';
 import type { NextHopsFor } from './rib/adj-out.js';
 import type { AttrTable, RouteAttrs } from './rib/attrs.js';
-
-export { wireFromExportKey } from './rib/attrs.js';
 import type { Exports, PeerRef } from './rib/rib.js';
 import { encodeAttributes, type PathAttributes } from './wire/attributes.js';
 import { makeContext } from './wire/context.js';

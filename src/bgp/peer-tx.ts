@@ -32,7 +32,6 @@ import type { PeerRef } from './rib/rib.js';
 import {
   type GroupMember,
   groupBase,
-  hopsKey,
   nextHopsOf,
   TxGroup,
   type TxSession,
@@ -81,7 +80,6 @@ export class PeerTx implements GroupMember {
     const hops = this.readNextHops(shared.host);
     const g = new TxGroup(
       shared,
-      `${this.base}|${hopsKey(hops)}`,
       this.base,
       ctx,
       policy,
@@ -109,7 +107,7 @@ export class PeerTx implements GroupMember {
     const base = groupBase(this.ctx, this.to, policy, reflector);
     if (base === this.base) return;
     this.base = base;
-    this.alone().rekey(`${base}|${hopsKey(this.group.hops)}`, base, policy, reflector);
+    this.alone().rekey(base, policy, reflector);
   }
 
   /** This peer in a group of its own (it leaves with a copy of its group's table). */

@@ -333,7 +333,7 @@ export class Speaker {
     if (grewEnough(this.rib.slotCount, this.collectedAt)) this.scheduleRelease();
   }
 
-  /** The tables grew: once changes pause for 200 ms, their old arrays are collected. */
+  /** The tables grew: once changes pause (afterQuiet, 200 ms), their old arrays are collected. */
   private scheduleRelease(): void {
     if (this.stopped || this.releaseTimer) return;
     this.releaseTimer = this.afterQuiet(200, () => {
@@ -345,8 +345,9 @@ export class Speaker {
 
   /**
    * After a change: if the RIB has dead slots, or either attribute table has sets with no
-   * reference, prune and sweep them once 100 ms pass with no further change. Looking costs a field read per change; the RIB calling back as each slot dies would
-   * put a call in the per-prefix path (see "Warming the UPDATE path" in warmup.ts).
+   * reference, prune and sweep them once changes pause (afterQuiet, 100 ms). Looking costs a
+   * field read per change; the RIB calling back as each slot dies would put a call in the
+   * per-prefix path (see "Warming the UPDATE path" in warmup.ts).
    */
   private schedulePrune(): void {
     if (this.stopped || this.pruneTimer) return;

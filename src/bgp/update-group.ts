@@ -48,13 +48,12 @@ export const SPLIT_AFTER_MS = 1000;
 
 /** The session as the sending side sees it (session.ts Session). */
 export interface TxSession {
-  readonly writable: boolean;
   readonly localAddress: string | undefined;
   /** false: the socket queues; wait for 'drain'. */
   send(buf: Buffer): boolean;
 }
 
-/** What every GroupMember of a speaker shares. */
+/** What the sending side of a speaker shares: its groups and their members. */
 export interface TxShared {
   readonly rib: Rib;
   readonly exportTable: AttrTable;
@@ -99,7 +98,7 @@ export class FlushQueue {
   }
 }
 
-/** A member of a group, as the group sees it (peer-tx.ts GroupMember). */
+/** A member of a group, as the group sees it (peer-tx.ts PeerTx). */
 export interface GroupMember {
   group: TxGroup;
   readonly session: TxSession;
@@ -150,8 +149,8 @@ export class TxGroup {
 
   constructor(
     private readonly shared: TxShared,
-    public key: string,
-    readonly base: string,
+    /** The key's part that the session and its policy give (groupBase). */
+    public base: string,
     readonly ctx: CodecContext,
     private policy: PeerPolicy,
     private reflector: boolean,
@@ -163,6 +162,11 @@ export class TxGroup {
     this.id = shared.groups.nextId++;
     this.v4 = ctx.families.has(IPV4_UNICAST);
     this.v6 = ctx.families.has(IPV6_UNICAST);
+  }
+
+  /** Who may share this group: the same base and the same next hops. */
+  get key(): string {
+    return `${this.base}|${hopsKey(this.hops)}`;
   }
 
   get pendingCount(): number {
@@ -314,7 +318,6 @@ export class TxGroup {
   split(ms: readonly GroupMember[]): TxGroup {
     const g = new TxGroup(
       this.shared,
-      this.key,
       this.base,
       this.ctx,
       this.policy,
@@ -334,11 +337,10 @@ export class TxGroup {
   }
 
   /** A member on its own gets its export policy changed in place: worked out again, then filled. */
-  rekey(key: string, base: string, policy: PeerPolicy, reflector: boolean): void {
+  rekey(base: string, policy: PeerPolicy, reflector: boolean): void {
     const groups = this.shared.groups;
     groups.unregister(this);
-    this.key = key;
-    (this as { base: string }).base = base;
+    this.base = base;
     this.policy = policy;
     this.reflector = reflector;
     this.exports.clear();
@@ -354,10 +356,9 @@ export class TxGroup {
   }
 
   /** New next hops for every member (our interfaces changed): future UPDATEs carry them. */
-  rehop(key: string, hops: SessionNextHops): void {
+  rehop(hops: SessionNextHops): void {
     const groups = this.shared.groups;
     groups.unregister(this);
-    this.key = key;
     this.hops = hops;
     groups.register(this);
   }
@@ -407,10 +408,6 @@ export class TxGroups {
     /** Whether `id` has paths in the RIB (a peer that sends routes shares no group). */
     private readonly sendsRoutes: (id: string) => boolean,
   ) {}
-
-  get size(): number {
-    return this.all.size;
-  }
 
   /** Groups and how many members each has (status, tests). */
   sizes(): number[] {
@@ -477,17 +474,11 @@ export class TxGroups {
         if (e) e.ms.push(m);
         else byHops.set(k, { hops: h, ms: [m] });
       }
-      const parts = [...byHops.entries()];
-      const [firstKey, first] = parts[0] ?? [];
-      if (!first || firstKey === undefined) continue;
-      if (`${g.base}|${firstKey}` !== g.key) g.rehop(`${g.base}|${firstKey}`, first.hops);
-      for (const [k, e] of parts.slice(1)) g.split(e.ms).rehop(`${g.base}|${k}`, e.hops);
+      const [first, ...rest] = byHops.values();
+      if (!first) continue;
+      if (hopsKey(first.hops) !== hopsKey(g.hops)) g.rehop(first.hops);
+      for (const e of rest) g.split(e.ms).rehop(e.hops);
     }
-  }
-
-  /** Everything closed (the speaker stops). */
-  closeAll(): void {
-    for (const g of [...this.all]) g.close();
   }
 }
 

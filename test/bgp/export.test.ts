@@ -5,9 +5,9 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { exportKey, PeerExport, SELF, SessionNextHops, wireFromExportKey } from '../../src/bgp/export.js';
+import { exportKey, PeerExport, SELF, SessionNextHops } from '../../src/bgp/export.js';
 import { exportAllowed, exportAttrs, type LocalInfo, peerPolicy } from '../../src/bgp/policy.js';
-import { AttrTable, type RouteAttrs } from '../../src/bgp/rib/attrs.js';
+import { AttrTable, type RouteAttrs, wireFromExportKey } from '../../src/bgp/rib/attrs.js';
 import type { PeerRef } from '../../src/bgp/rib/rib.js';
 import { AsPathSegmentType } from '../../src/bgp/wire/constants.js';
 import { makeContext } from '../../src/bgp/wire/context.js';

@@ -6,10 +6,10 @@
  * The key is a canonical serialisation of the attributes after import processing (so two UPDATEs
  * whose bytes differ only in attribute order or flags share a set), or one the caller gives: the
  * speaker uses an UPDATE's attribute bytes when they decode to the set unchanged, which is
- * cheaper to make, and export sets their encoding (export.ts exportKey). Such keys start with 'w'
- * and 'x', canonical ones with '[', so they never meet; the
- * same attributes by both routes are two sets, which costs sharing, never correctness. Sets are reference counted:
- * a path holding one calls `release` when it goes, and the last release frees it. No I/O.
+ * cheaper to make, and export sets their encoding (export.ts exportKey). Such keys start with
+ * 'w' and 'x', canonical ones with '[', so they never meet; the same attributes by both routes
+ * are two sets, which costs sharing, never correctness. Sets are reference counted: a path
+ * holding one calls `release` when it goes, and the last release frees it. No I/O.
  *
  * Each live set has a small integer `id`, and `byId(id)` finds it again, so tables can keep ids
  * in typed arrays instead of references in JS arrays (an Adj-RIB-Out of a million prefixes). A
@@ -125,9 +125,10 @@ export class AttrTable {
 
 /**
  * A set's attributes as sent on a 4-octet-AS session with NEXT_HOP `hop`, made from its export
- * key (export.ts `exportKey`: 'x', the same encoding without NEXT_HOP, '|' and the next hops) by putting the NEXT_HOP attribute in
- * its place, after ORIGIN and AS_PATH: a copy instead of a second encoding. Undefined for a key
- * of another kind.
+ * key (export.ts `exportKey`: 'x', the encoding without NEXT_HOP, '|' and the next hops) by
+ * putting the NEXT_HOP attribute in its place, after ORIGIN and AS_PATH: a copy instead of a
+ * second encoding (RFC 4271 §4.3, §5: attributes in ascending type order). Into `scratch` when
+ * it is large enough. Undefined for a key of another kind.
  */
 export function wireFromExportKey(
   key: string,
