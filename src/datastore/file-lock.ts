@@ -23,7 +23,7 @@
  * Assumes the processes share a PID namespace (one host, no containers with their own PIDs).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { link, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -116,26 +116,27 @@ export class FileLock {
   async acquire(): Promise<{ tookOver: boolean }> {
     const me = newOwner();
     const record = join(this.dir, `lock.${me.pid}.${me.token}`);
-    const writeRecord = async () => {
+    // Blocking calls on the way to a free lock, as in file-io.ts; only the waits are timers.
+    const writeRecord = () => {
       try {
-        await writeFile(record, JSON.stringify(me));
+        writeFileSync(record, JSON.stringify(me));
       } catch (e) {
         throw fsError(e, record, 'write the lock record');
       }
     };
-    await writeRecord();
+    writeRecord();
     const deadline = Date.now() + this.timeoutMs;
     let delay = 1;
     try {
       for (;;) {
         try {
-          await link(record, this.path);
+          linkSync(record, this.path);
           this.held = true;
           return { tookOver: false };
         } catch (e) {
           // ENOENT: our record was removed under us (a hand clean-up): write it again.
           if (errno(e) === 'ENOENT' && Date.now() <= deadline) {
-            await writeRecord();
+            writeRecord();
             continue;
           }
           if (errno(e) !== 'EEXIST') throw fsError(e, this.path, 'take the lock');
@@ -156,16 +157,20 @@ export class FileLock {
         delay = Math.min(delay * 2, 20);
       }
     } finally {
-      await unlink(record).catch(() => {});
+      try {
+        unlinkSync(record);
+      } catch {}
     }
   }
 
   async release(): Promise<void> {
     if (!this.held) return;
     this.held = false;
-    await unlink(this.path).catch((e) => {
+    try {
+      unlinkSync(this.path);
+    } catch (e) {
       if (errno(e) !== 'ENOENT') throw fsError(e, this.path, 'release the lock');
-    });
+    }
   }
 
   /** Removes the records of contenders and breakers that died. Call while holding the lock. */

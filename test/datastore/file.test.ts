@@ -8,7 +8,15 @@
  * temp folder and started with `node`.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  appendFileSync,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -433,6 +441,69 @@ describe('file store: bad files', () => {
     await rm(join(dir, 'revision'));
     const third = await store.create(pool('third'));
     expect(Number(third.metadata.resourceVersion)).toBeGreaterThan(Number(before.metadata.resourceVersion));
+  });
+});
+
+describe('file store: revisions', () => {
+  const rv = (o: StoredObject) => Number(o.metadata.resourceVersion);
+  const read = (dir: string, f: string) => JSON.parse(readFileSync(join(dir, f), 'utf8'));
+  let dir: string;
+  let store: FileDatastore;
+  afterEach(async () => {
+    await store?.close();
+  });
+
+  it('writes within a reservation leave the fsynced revision file alone; the last one is in revision.run', async () => {
+    dir = await tempDir();
+    store = await openFileDatastore(dir, { onWarning: () => {} });
+    const first = await store.create(pool('p0'));
+    const reserved = read(dir, 'revision');
+    expect(reserved).toMatchObject({ reservation: true });
+    expect(reserved.revision).toBeGreaterThanOrEqual(rv(first) + 100);
+    const ino = statSync(join(dir, 'revision')).ino;
+    let last = first;
+    for (let i = 1; i < 10; i++) {
+      const next = await store.create(pool(`p${i}`));
+      expect(rv(next)).toBe(rv(last) + 1);
+      last = next;
+    }
+    // Not replaced (a rename would give it a new inode): no fsync of it for these writes.
+    expect(statSync(join(dir, 'revision')).ino).toBe(ino);
+    expect(read(dir, 'revision.run')).toEqual({
+      revision: rv(last),
+      boot: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
+    });
+  });
+
+  it('after a reboot (revision.run of another boot, or lost) numbering goes on above the reservation: a deletion’s revision is never handed out again', async () => {
+    dir = await tempDir();
+    store = await openFileDatastore(dir, { onWarning: () => {} });
+    await store.create(pool('a'));
+    await store.create(pool('b'));
+    await store.delete({ kind: 'IPPool', name: 'b' });
+    const top = read(dir, 'revision').revision;
+    // The deletion's revision reached only revision.run and the log, neither fsynced.
+    const run = read(dir, 'revision.run');
+    writeFileSync(join(dir, 'revision.run'), JSON.stringify({ ...run, boot: 'another-boot' }));
+    const c = await store.create(pool('c'));
+    expect(rv(c)).toBe(top + 1);
+    expect(read(dir, 'revision').revision).toBeGreaterThan(top + 1);
+    rmSync(join(dir, 'revision.run'));
+    const top2 = read(dir, 'revision').revision;
+    const d = await store.create(pool('d'));
+    expect(rv(d)).toBe(top2 + 1);
+  });
+
+  it('a process of an earlier version, which writes {revision, log} one above the reservation, is followed', async () => {
+    dir = await tempDir();
+    store = await openFileDatastore(dir, { onWarning: () => {} });
+    await store.create(pool('a'));
+    const { revision: top, log } = read(dir, 'revision');
+    // What an earlier version does: the revision file's number plus one, fsynced, no revision.run.
+    writeFileSync(join(dir, 'revision'), JSON.stringify({ revision: top + 1, log }));
+    const b = await store.create(pool('b'));
+    expect(rv(b)).toBe(top + 2);
+    expect(read(dir, 'revision')).toMatchObject({ reservation: true });
   });
 });
 
