@@ -37,7 +37,8 @@
  * iptables rules as they are, and closes the sockets.
  *
  * Also here: the per-node TwillNodeStatus object (sessions, timers, route counts; written when
- * it changes, at most every `STATUS_MIN_INTERVAL_MS`), the local API on a unix socket (`/status`,
+ * it changes, at most every `STATUS_MIN_INTERVAL_MS`, and `STATUS_SETTLE_MS` after a change
+ * rather than in the middle of it), the local API on a unix socket (`/status`,
  * `/routes`, `/ipam`), and the health port (health.ts) with the metrics (metrics.ts).
  *
  * On Kubernetes, addresses this node allocated for pods that no longer exist (the runtime never
@@ -148,6 +149,8 @@ export const BGP_SETTLE_MS = 2_000;
 /** Leaked-address reclamation (Kubernetes only): at most this long between two runs. */
 export const RECLAIM_EVERY_MS = 60_000;
 export const STATUS_MIN_INTERVAL_MS = 5_000;
+/** How long after a change its status is written (statusSoon). */
+export const STATUS_SETTLE_MS = 1_000;
 export const DEFAULT_POOL_NAME = 'default-ipv4-ippool';
 
 function keyOf(o: StoredObject): string {
@@ -187,6 +190,9 @@ export class Agent {
   private policyApplying = false;
   private dataplaneApplied = false;
   private local: LocalAddress[] = [];
+  /** What was last handed to originate(), and its sequence number. */
+  private originatedNow: string[] = [];
+  private originSeq = 0;
 
   private allocator: Allocator | undefined;
   private cni: { handler: CniHandler; server: CniServer } | undefined;
@@ -198,6 +204,7 @@ export class Agent {
 
   private recomputeQueued = false;
   private statusTimer: TimerHandle | undefined;
+  private statusSoonTimer: TimerHandle | undefined;
   private reclaimTimer: TimerHandle | undefined;
   private emptyBlockTimer: TimerHandle | undefined;
   private lastStatus = '';
@@ -353,6 +360,7 @@ export class Agent {
     if (this.stopping) return;
     this.stopping = true;
     this.statusTimer?.cancel();
+    this.statusSoonTimer?.cancel();
     this.reclaimTimer?.cancel();
     this.emptyBlockTimer?.cancel();
     this.bgpWaitTimer?.cancel();
@@ -545,7 +553,19 @@ export class Agent {
       this.cni!.handler.setReady(true);
       this.log.info({}, 'ready for CNI requests');
     }
-    void this.publishStatus();
+    this.statusSoon();
+  }
+
+  /**
+   * The status after a change, once it has settled: its write would wake every watcher of the
+   * store while the change itself is still being carried out.
+   */
+  private statusSoon(): void {
+    if (this.statusSoonTimer !== undefined) return;
+    this.statusSoonTimer = this.clock.after(STATUS_SETTLE_MS, () => {
+      this.statusSoonTimer = undefined;
+      void this.publishStatus();
+    });
   }
 
   /**
@@ -579,13 +599,36 @@ export class Agent {
       const affinities = this.list<BlockAffinitySpec>('BlockAffinity').flatMap((a) =>
         a.spec ? [a.spec] : [],
       );
-      this.speaker.setOriginated(originated(c.nodename, blocks, affinities));
+      const next = originated(c.nodename, blocks, affinities);
       this.local = localAddresses(c.nodename, blocks);
       this.reconciler.setDesired('pods', podRoutes(this.local));
       this.reconciler.setDesired('blocks', blockRoutes(c.nodename, blocks, affinities));
       this.startDataplane();
-      this.reconciler.applySoon();
+      this.originate(this.speaker, next);
     }
+  }
+
+  /**
+   * A new block is advertised once its blackhole is in the kernel, as calico-node's BIRD only
+   * exports what Felix has programmed: a peer's traffic for the block's unused addresses must
+   * not find this node without a route for them. A block going away is withdrawn first, then
+   * its blackhole removed. Only the latest recomputation's set is handed to the speaker.
+   */
+  private originate(speaker: Speaker, next: string[]): void {
+    const seq = ++this.originSeq;
+    const had = new Set(this.originatedNow);
+    this.originatedNow = next;
+    if (next.every((p) => had.has(p))) {
+      speaker.setOriginated(next);
+      this.reconciler.applySoon();
+      return;
+    }
+    void this.reconciler
+      .apply()
+      .catch(() => {}) // logged by the reconciler; the block is advertised all the same
+      .then(() => {
+        if (seq === this.originSeq && this.speaker === speaker && !this.stopping) speaker.setOriginated(next);
+      });
   }
 
   private recomputeNeighbors(speaker: Speaker, asn: number, global: BgpGlobal): void {

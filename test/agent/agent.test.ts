@@ -5,7 +5,9 @@
  * node's block or affinity moves no speaker call and no route owner, its own block moves the
  * originated prefixes and the `pods` and `blocks` routes but not the neighbors, and a Node
  * moves the neighbors only (desired.ts changeMoves). A regression here makes every agent of a
- * mesh redo its routing for every block any of them claims.
+ * mesh redo its routing for every block any of them claims. And the order: a new block is
+ * advertised only once its blackhole is in the kernel; one going away is withdrawn before its
+ * blackhole is removed.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,6 +20,7 @@ import { Speaker } from '../../src/bgp/speaker.js';
 import { FakeKernel } from '../../src/dataplane/kernel-fake.js';
 import { RouteReconciler } from '../../src/dataplane/routes.js';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
+import { formatPrefix } from '../../src/net/addr.js';
 import { TWILL_API_VERSION, type StoredObject } from '../../src/datastore/types.js';
 import { newBlockSpec } from '../../src/ipam/allocations.js';
 import { affinityName, blockName, parseCidr } from '../../src/ipam/blocks.js';
@@ -75,10 +78,19 @@ describe('agent: what a datastore change makes it redo', () => {
   let setNeighbors: MockInstance<Speaker['setNeighbors']>;
   let setOriginated: MockInstance<Speaker['setOriginated']>;
   let setDesired: MockInstance<RouteReconciler['setDesired']>;
+  /** The kernel's routes at each setOriginated call. */
+  const kernelAtOriginate: string[][] = [];
 
   beforeAll(async () => {
     setNeighbors = vi.spyOn(Speaker.prototype, 'setNeighbors');
-    setOriginated = vi.spyOn(Speaker.prototype, 'setOriginated');
+    const original = Speaker.prototype.setOriginated;
+    setOriginated = vi.spyOn(Speaker.prototype, 'setOriginated').mockImplementation(function (
+      this: Speaker,
+      prefixes,
+    ) {
+      kernelAtOriginate.push(kernel.dumpRoutes().map((r) => formatPrefix(r.key)));
+      return original.call(this, prefixes);
+    });
     setDesired = vi.spyOn(RouteReconciler.prototype, 'setDesired');
     await store.create(node('b', '127.0.0.2'));
     await store.create(node('c', '127.0.0.3'));
@@ -146,12 +158,19 @@ describe('agent: what a datastore change makes it redo', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(calls()).toEqual({ setNeighbors: 0, setOriginated: 1, setDesired: ['pods', 'blocks'] });
     expect(setOriginated.mock.lastCall?.[0]).toEqual(['10.244.0.0/26', '10.244.2.0/26']);
+    // Advertised only once its blackhole is in the kernel.
+    expect(kernelAtOriginate.at(-1)).toContain('10.244.2.0/26');
   });
 
   it('its own block released: origination and routes, never the neighbors', async () => {
     reset();
     await release(store, 'a', '10.244.2.0/26');
     await eventually(() => expect(setOriginated.mock.lastCall?.[0]).toEqual(['10.244.0.0/26']));
+    // Withdrawn while its blackhole is still there; then the blackhole goes.
+    expect(kernelAtOriginate.at(-1)).toContain('10.244.2.0/26');
+    await eventually(() =>
+      expect(kernel.dumpRoutes().map((r) => formatPrefix(r.key))).not.toContain('10.244.2.0/26'),
+    );
     await new Promise((r) => setTimeout(r, 50));
     expect(calls().setNeighbors).toBe(0);
     expect(new Set(calls().setDesired)).toEqual(new Set(['pods', 'blocks']));
