@@ -17,8 +17,12 @@
  *               BIRD it is the blackhole added to the node's kernel (what Felix would do: Felix's
  *               own delay is not counted, in BIRD's favour), which BIRD learns and advertises.
  *               Also from the blackhole's appearance in the origin's own kernel (kernel to
- *               kernels, the like-for-like figure; Twill advertises while it installs, so this
- *               can be shorter than the trigger figure by more than the store's part).
+ *               kernels, the like-for-like figure; Twill installs the blackhole before it
+ *               advertises, as calico-node's BIRD can only advertise what Felix installed).
+ *               And, to tell the chain from the sharing of the cores: the trigger itself (the
+ *               store's write; `ip route add`), the trigger to the origin's own kernel, and the
+ *               trigger to the first other node's kernel (what a node would see with a machine
+ *               of its own, less the others' contention).
  *   withdrawn   the same for the block's removal (affinity and block deleted; the blackhole deleted).
  *   dead node   how long until every other node has dropped a node's block after the node
  *               dies: SIGKILL of its daemon, its link set down, SIGSTOP of its daemon. Both
@@ -146,6 +150,8 @@ class Monitors {
   private readonly waiters: {
     match: (ns: string, line: string) => boolean;
     ns: Set<string>;
+    /** How many of `ns` are still to print a matching line. */
+    left: number;
     done: (t: number) => void;
   }[] = [];
   constructor(namespaces: string[]) {
@@ -161,7 +167,7 @@ class Monitors {
           for (const w of [...this.waiters])
             if (w.ns.has(ns) && w.match(ns, line)) {
               w.ns.delete(ns);
-              if (w.ns.size === 0) {
+              if (--w.left === 0) {
                 this.waiters.splice(this.waiters.indexOf(w), 1);
                 w.done(t);
               }
@@ -170,16 +176,18 @@ class Monitors {
       this.procs.push(p);
     }
   }
-  /** Resolves with the time the last of `namespaces` printed a matching line. */
+  /** Resolves with the time the last of `namespaces` (the `count`th) printed a matching line. */
   waitAll(
     namespaces: string[],
     match: (ns: string, line: string) => boolean,
     timeoutMs: number,
+    count = namespaces.length,
   ): Promise<number> {
     return new Promise((resolve, reject) => {
       const w = {
         match,
         ns: new Set(namespaces),
+        left: count,
         done: (t: number) => {
           clearTimeout(timer);
           resolve(t);
@@ -230,6 +238,12 @@ interface Result {
   addMs: number[];
   /** From the block's blackhole in its own node's kernel. */
   addFromKernelMs: number[];
+  /** From the trigger to the blackhole in its own node's kernel. */
+  toOriginMs: number[];
+  /** The trigger itself: Twill's store write, BIRD's `ip route add`. */
+  triggerMs: number[];
+  /** From the trigger to the block's route in the first other node's kernel. */
+  firstMs: number[];
   withdrawMs: number[];
   rssMiB: number[];
   anonMiB: number[];
@@ -266,6 +280,9 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
     size,
     addMs: [],
     addFromKernelMs: [],
+    toOriginMs: [],
+    triggerMs: [],
+    firstMs: [],
     withdrawMs: [],
     rssMiB: [],
     anonMiB: [],
@@ -329,11 +346,16 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
       const i = (r % size) + 1;
       const cidr = `10.244.${100 + r}.0/26`;
       const seen = monitors.waitAll(others(i), isAdd(cidr), 30_000);
+      const first = monitors.waitAll(others(i), isAdd(cidr), 30_000, 1);
       const origin = monitors.waitAll([nsOf(i)], (_, l) => l.startsWith(`blackhole ${cidr}`), 30_000);
       const t0 = await addBlock(i, cidr);
+      result.triggerMs.push(performance.now() - t0);
       const all = await seen;
+      const own = await origin;
       result.addMs.push(all - t0);
-      result.addFromKernelMs.push(all - (await origin));
+      result.addFromKernelMs.push(all - own);
+      result.toOriginMs.push(own - t0);
+      result.firstMs.push((await first) - t0);
       await new Promise((res) => setTimeout(res, 300));
       const gone = monitors.waitAll(others(i), isDel(cidr), 30_000);
       const t1 = await delBlock(i, cidr);
@@ -403,6 +425,19 @@ async function main(): Promise<number> {
         `${f(median(t.addFromKernelMs))}/${f(p90(t.addFromKernelMs))}  ${f(median(b.addFromKernelMs))}/${f(p90(b.addFromKernelMs))}  ${(median(t.addFromKernelMs) / median(b.addFromKernelMs)).toFixed(2)}x | ` +
         `${f(median(t.withdrawMs))}/${f(p90(t.withdrawMs))}  ${f(median(b.withdrawMs))}/${f(p90(b.withdrawMs))}  ${(median(t.withdrawMs) / median(b.withdrawMs)).toFixed(2)}x | ` +
         `${f(median(t.rssMiB))}/${f(median(t.anonMiB))}/${f(median(t.pssMiB))}  ${f(median(b.rssMiB))}/${f(median(b.anonMiB))}/${f(median(b.pssMiB))}`,
+    );
+  }
+  console.log('');
+  console.log(
+    'nodes  the trigger itself ms: Twill (store write)  BIRD (ip route add) | trigger to its own kernel: Twill  BIRD | to the first other kernel: Twill  BIRD',
+  );
+  for (const size of SIZES) {
+    const t = results.find((r) => r.stack === 'twill' && r.size === size)!;
+    const b = results.find((r) => r.stack === 'bird' && r.size === size)!;
+    console.log(
+      `${String(size).padStart(5)}  ${f(median(t.triggerMs))}/${f(p90(t.triggerMs))}  ${f(median(b.triggerMs))}/${f(p90(b.triggerMs))} | ` +
+        `${f(median(t.toOriginMs))}/${f(p90(t.toOriginMs))}  ${f(median(b.toOriginMs))}/${f(p90(b.toOriginMs))} | ` +
+        `${f(median(t.firstMs))}/${f(p90(t.firstMs))}  ${f(median(b.firstMs))}/${f(p90(b.firstMs))}`,
     );
   }
   console.log('');
