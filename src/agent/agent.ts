@@ -69,7 +69,6 @@ import { NetlinkKernel } from '../dataplane/netlink-kernel.js';
 import { RTPROT_TWILL, type RouteSpec } from '../dataplane/route-model.js';
 import { RouteReconciler } from '../dataplane/routes.js';
 import { enableForwarding } from '../dataplane/sysctl.js';
-import { render } from '../dataplane/iptables/render.js';
 import { type Exec, execLocal, PolicyTable } from '../dataplane/iptables/table.js';
 import { jitteredBackoff } from '../datastore/backoff.js';
 import { openDatastore } from '../datastore/open.js';
@@ -87,7 +86,6 @@ import type { BlockAffinitySpec, IPAMBlockSpec } from '../ipam/model.js';
 import { affinityOf } from '../ipam/model.js';
 import { originated } from '../ipam/originate.js';
 import { ipamReport } from '../ipam/report.js';
-import { compile } from '../policy/compile.js';
 import { autodetect } from './autodetect.js';
 import type { AgentConfig } from './config.js';
 import {
@@ -109,6 +107,7 @@ import {
 } from './desired.js';
 import { readiness, serveHealth } from './health.js';
 import { AgentMetrics } from './metrics.js';
+import { PolicyInput } from './policy-input.js';
 
 export interface AgentLogger {
   trace(obj: object, msg: string): void;
@@ -193,6 +192,8 @@ export class Agent {
   /** What was last handed to originate(), and its sequence number. */
   private originatedNow: string[] = [];
   private originSeq = 0;
+  /** The incremental policy compiler's input (made at the first policy apply). */
+  private policyInput: PolicyInput | undefined;
 
   private allocator: Allocator | undefined;
   private cni: { handler: CniHandler; server: CniServer } | undefined;
@@ -783,8 +784,8 @@ export class Agent {
           policies: this.list('NetworkPolicy'),
           addresses: localAddresses(undefined, this.blockSpecs()),
         });
-        const model = compile(state, this.log.child({ component: 'policy' }));
-        this.policy.setDesired(render(model));
+        this.policyInput ??= new PolicyInput(this.config.nodename, this.log.child({ component: 'policy' }));
+        this.policy.setDesired(this.policyInput.update(state));
         const t0 = performance.now();
         try {
           await this.policy.apply();
