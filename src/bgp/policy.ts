@@ -129,6 +129,9 @@ export function importCheck(
   return ACCEPT;
 }
 
+const isOutside = (g: { type: number }) =>
+  g.type === AsPathSegmentType.AsSequence || g.type === AsPathSegmentType.AsSet;
+
 /** Should a path from `from` go to `to` at all (split horizon, iBGP and reflection rules)? */
 export function exportAllowed(from: PeerRef, to: PeerRef, toPolicy: PeerPolicy, reflector: boolean): boolean {
   if (from.id === to.id && !from.local) return false;
@@ -164,9 +167,8 @@ export function exportAttrs(
   if (unknown) out.unknown = unknown;
   if (to.ebgp) {
     // RFC 5065 §5.3: confederation segments never leave for an external peer.
-    const outside = (attrs.asPath ?? []).filter(
-      (g) => g.type === AsPathSegmentType.AsSequence || g.type === AsPathSegmentType.AsSet,
-    );
+    const path = attrs.asPath ?? [];
+    const outside = path.every(isOutside) ? path : path.filter(isOutside);
     out.asPath = prepend(outside, me.asn);
     if (from.local && attrs.med !== undefined) out.med = attrs.med;
     return { attrs: out, nextHops: undefined };
@@ -183,20 +185,24 @@ export function exportAttrs(
   return { attrs: out, nextHops: self ? undefined : nextHops };
 }
 
-/** RFC 4271 §5.1.2: prepend to the leading AS_SEQUENCE, or start one. */
+/**
+ * RFC 4271 §5.1.2: prepend to the leading AS_SEQUENCE, or start one. The segments after the
+ * first are the path's own, not copies: paths are never changed in place.
+ */
 export function prepend(
   path: readonly { type: number; asns: readonly number[] }[],
   asn: number,
 ): { type: number; asns: number[] }[] {
   const first = path[0];
+  const out: { type: number; asns: number[] }[] = [];
+  let rest = 0;
   if (first && first.type === AsPathSegmentType.AsSequence && first.asns.length < 255) {
-    return [
-      { type: first.type, asns: [asn, ...first.asns] },
-      ...path.slice(1).map((s) => ({ type: s.type, asns: [...s.asns] })),
-    ];
-  }
-  return [
-    { type: AsPathSegmentType.AsSequence, asns: [asn] },
-    ...path.map((s) => ({ type: s.type, asns: [...s.asns] })),
-  ];
+    const asns = new Array<number>(first.asns.length + 1);
+    asns[0] = asn;
+    for (let i = 0; i < first.asns.length; i++) asns[i + 1] = first.asns[i]!;
+    out.push({ type: first.type, asns });
+    rest = 1;
+  } else out.push({ type: AsPathSegmentType.AsSequence, asns: [asn] });
+  for (let i = rest; i < path.length; i++) out.push(path[i] as { type: number; asns: number[] });
+  return out;
 }

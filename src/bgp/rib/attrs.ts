@@ -123,6 +123,10 @@ export class AttrTable {
   }
 }
 
+/** The last next hop parsed by wireFromExportKey: a session's own address, the same each time. */
+let lastHop = '';
+let lastHopValue = 0;
+
 /**
  * A set's attributes as sent on a 4-octet-AS session with NEXT_HOP `hop`, made from its export
  * key (export.ts `exportKey`: 'x', the encoding without NEXT_HOP, '|' and the next hops) by
@@ -154,7 +158,11 @@ export function wireFromExportKey(
   out[p - 1] = 0x40; // well-known transitive
   out[p] = 3;
   out[p + 1] = 4;
-  out.writeUInt32BE(parseIpv4(hop), p + 2);
+  if (hop !== lastHop) {
+    lastHopValue = parseIpv4(hop);
+    lastHop = hop;
+  }
+  out.writeUInt32BE(lastHopValue, p + 2);
   out.write(key.slice(p, end), p + 6, 'latin1');
   return out;
 }
