@@ -533,6 +533,34 @@ function podPorts(o: StoredObject): ContainerPort[] {
   return out;
 }
 
+/** PodInfo per pod object (see clusterState); null for a pod the policy does not see. */
+const podInfos = new WeakMap<StoredObject, { node: string; ipam: string; info: PodInfo | null }>();
+
+function podInfo(
+  o: StoredObject,
+  ns: string,
+  node: string,
+  me: string,
+  ipam: readonly string[],
+): PodInfo | null {
+  const spec = rec(o.spec);
+  if (spec.hostNetwork === true) return null;
+  const name = o.metadata.name;
+  const local = node === me;
+  const ips = new Set(podIps(o));
+  for (const ip of ipam) ips.add(ip);
+  if (ips.size === 0) return null;
+  return {
+    namespace: ns,
+    name,
+    labels: o.metadata.labels ?? {},
+    ips: [...ips],
+    node,
+    ...(local ? { interface: hostVethName(ns, name) } : {}),
+    ports: podPorts(o),
+  };
+}
+
 /**
  * The policy compiler's input. A pod's addresses are its status's and the ones IPAM holds for it
  * by its node (`addresses`: every node's allocations): a pod is policed from its first packet,
@@ -554,24 +582,20 @@ export function clusterState(input: {
     }
   const pods: PodInfo[] = [];
   for (const o of input.pods) {
-    const spec = rec(o.spec);
-    if (spec.hostNetwork === true) continue;
     const ns = o.metadata.namespace ?? 'default';
-    const name = o.metadata.name;
-    const node = typeof spec.nodeName === 'string' ? spec.nodeName : '';
-    const local = node === input.node;
-    const ips = new Set(podIps(o));
-    for (const ip of ipamIps.get(`${node}/${ns}/${name}`) ?? []) ips.add(ip);
-    if (ips.size === 0) continue;
-    pods.push({
-      namespace: ns,
-      name,
-      labels: o.metadata.labels ?? {},
-      ips: [...ips],
-      node,
-      ...(local ? { interface: hostVethName(ns, name) } : {}),
-      ports: podPorts(o),
-    });
+    const node = typeof rec(o.spec).nodeName === 'string' ? (rec(o.spec).nodeName as string) : '';
+    const ipam = ipamIps.get(`${node}/${ns}/${o.metadata.name}`);
+    const ipamKey = ipam === undefined ? '' : ipam.join(',');
+    // A pod object the store has not replaced is the same object: its PodInfo is kept (with
+    // the IPAM addresses it was made with), so an unchanged pod costs a lookup, not a parse.
+    const cached = podInfos.get(o);
+    let info: PodInfo | null;
+    if (cached !== undefined && cached.node === input.node && cached.ipam === ipamKey) info = cached.info;
+    else {
+      info = podInfo(o, ns, node, input.node, ipam ?? []);
+      podInfos.set(o, { node: input.node, ipam: ipamKey, info });
+    }
+    if (info !== null) pods.push(info);
   }
   return {
     node: input.node,

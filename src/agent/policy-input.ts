@@ -48,7 +48,7 @@ export class PolicyInput {
     for (const p of state.pods ?? []) pods.set(`${p.namespace}/${p.name}`, p);
     for (const [key, p] of pods) {
       const was = this.pods.get(key);
-      if (was === undefined || !samePod(was, p)) c.setPod(p);
+      if (was === undefined || (was !== p && !samePod(was, p))) c.setPod(p);
     }
     for (const key of this.pods.keys())
       if (!pods.has(key)) {

@@ -437,4 +437,29 @@ describe('policy input', () => {
     expect(s.namespaces).toEqual([{ name: 'default', labels: { env: 'x' } }]);
     expect(s.policies).toHaveLength(1);
   });
+
+  it('an unchanged pod object keeps its PodInfo; new IPAM addresses or a new object make a new one', () => {
+    const web = pod('default', 'web', 'a');
+    const addr = (address: string) => ({
+      node: 'a',
+      address,
+      family: 4 as const,
+      handle: 'h',
+      namespace: 'default',
+      pod: 'web',
+      dev: 'x',
+    });
+    const state = (o: StoredObject, addresses: ReturnType<typeof addr>[]) =>
+      clusterState({ node: 'a', namespaces: [], pods: [o], policies: [], addresses }).pods;
+    const [first] = state(web, [addr('10.244.0.1')]);
+    expect(state(web, [addr('10.244.0.1')])[0]).toBe(first);
+    const [moved] = state(web, [addr('10.244.0.2')]);
+    expect(moved).not.toBe(first);
+    expect(moved!.ips).toEqual(['10.244.0.2']);
+    // The store replaced the object (a label change): parsed again.
+    const relabelled = { ...web, metadata: { ...web.metadata, labels: { app: 'other' } } };
+    expect(state(relabelled, [addr('10.244.0.2')])[0]!.labels).toEqual({ app: 'other' });
+    // No address left: the pod is not in the policy's view.
+    expect(state(web, [])).toEqual([]);
+  });
 });
