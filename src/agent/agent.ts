@@ -626,7 +626,11 @@ export class Agent {
     }
     void this.reconciler
       .apply()
-      .catch(() => {}) // logged by the reconciler; the block is advertised all the same
+      .catch((err: Error) => {
+        // Advertised all the same; the apply goes on being retried as any other.
+        this.log.warn({ err: err.message }, 'route apply failed before advertising a block; retrying');
+        this.reconciler.applySoon();
+      })
       .then(() => {
         if (seq === this.originSeq && this.speaker === speaker && !this.stopping) speaker.setOriginated(next);
       });

@@ -7,7 +7,7 @@
  * moves the neighbors only (desired.ts changeMoves). A regression here makes every agent of a
  * mesh redo its routing for every block any of them claims. And the order: a new block is
  * advertised only once its blackhole is in the kernel; one going away is withdrawn before its
- * blackhole is removed.
+ * blackhole is removed; a failed route apply does not keep a new block from being advertised.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -174,6 +174,31 @@ describe('agent: what a datastore change makes it redo', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(calls().setNeighbors).toBe(0);
     expect(new Set(calls().setDesired)).toEqual(new Set(['pods', 'blocks']));
+  });
+
+  it('a route apply that fails before a new block is advertised: advertised all the same, the blackhole on retry', async () => {
+    reset();
+    const c = parseCidr('10.244.3.0/26');
+    await store.create({
+      apiVersion: TWILL_API_VERSION,
+      kind: 'BlockAffinity',
+      metadata: { name: affinityName('a', c) },
+      spec: { node: 'a', cidr: '10.244.3.0/26', state: 'confirmed' },
+    });
+    await new Promise((r) => setTimeout(r, 50));
+    kernel.breakHandle(2); // the apply before advertising, and its one retry
+    await store.create({
+      apiVersion: TWILL_API_VERSION,
+      kind: 'IPAMBlock',
+      metadata: { name: blockName(c) },
+      spec: newBlockSpec(c, 'host:a'),
+    });
+    await eventually(() => expect(setOriginated.mock.lastCall?.[0]).toContain('10.244.3.0/26'));
+    await eventually(() =>
+      expect(kernel.dumpRoutes().map((r) => formatPrefix(r.key))).toContain('10.244.3.0/26'),
+    );
+    await release(store, 'a', '10.244.3.0/26');
+    await eventually(() => expect(setOriginated.mock.lastCall?.[0]).toEqual(['10.244.0.0/26']));
   });
 
   it('a Node with a new address moves the neighbors only; the same annotations move nothing', async () => {
