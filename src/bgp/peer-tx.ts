@@ -62,6 +62,8 @@ export class PeerTx implements GroupMember {
   /** Its socket did not take the group's last batch: the group waits for its 'drain'. */
   blocked = false;
   private eorOwed = new Set<Family>();
+  /** Families whose End-of-RIB this session has sent (`twill status`). */
+  readonly eorSent = new Set<Family>();
   private readonly eorrOwed = new Set<Family>();
   private closed = false;
   /** Prefixes packed into UPDATEs for this peer so far, announced or withdrawn. */
@@ -168,7 +170,10 @@ export class PeerTx implements GroupMember {
     const s = this.session;
     // A write that returns false is queued all the same: the marker counts as sent.
     let ok = true;
-    for (const f of this.eorOwed) ok = s.send(encodeEndOfRib(f, this.ctx)) && ok;
+    for (const f of this.eorOwed) {
+      ok = s.send(encodeEndOfRib(f, this.ctx)) && ok;
+      this.eorSent.add(f);
+    }
     this.eorOwed.clear();
     for (const f of this.eorrOwed)
       ok =

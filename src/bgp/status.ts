@@ -60,6 +60,12 @@ export interface PeerStatus {
    * peers of one group share one Adj-RIB-Out and are sent the same bytes.
    */
   updateGroup?: { id: number; peers: number };
+  /**
+   * Established: the families whose End-of-RIB (RFC 4724 §2) the peer has sent in this session,
+   * so its first table is complete, and those we have sent it, so ours is. A peer that did not
+   * negotiate graceful restart may never send one.
+   */
+  endOfRib?: { received: string[]; sent: string[] };
   /** Whether Twill dials this peer or only waits for it. */
   passive: boolean;
   /** The BFD session's state (AdminDown, Down, Init, Up), for a neighbor with BFD configured. */
@@ -114,10 +120,13 @@ export interface StatusPeer {
   readonly since: Date;
   readonly lastError: PeerStatus['lastError'];
   readonly established: StatusSession | undefined;
+  /** Families whose End-of-RIB arrived in this session. */
+  readonly eorSeen: ReadonlySet<number>;
   readonly tx:
     | {
         readonly sentCount: number;
         readonly group: { readonly id: number; readonly members: readonly unknown[] };
+        readonly eorSent: ReadonlySet<number>;
       }
     | undefined;
 }
@@ -154,6 +163,9 @@ export function peerStatus(p: StatusPeer, rib: Rib, localAsn: number): PeerStatu
     prefixesStale: rib.staleFrom(p.cfg.address),
     prefixesAdvertised: p.tx?.sentCount ?? 0,
     ...(p.tx ? { updateGroup: { id: p.tx.group.id, peers: p.tx.group.members.length } } : {}),
+    ...(s && p.tx
+      ? { endOfRib: { received: [...p.eorSeen].map(familyName), sent: [...p.tx.eorSent].map(familyName) } }
+      : {}),
     passive: !p.dials,
   };
 }

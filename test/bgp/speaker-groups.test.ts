@@ -13,6 +13,7 @@ import { Speaker } from '../../src/bgp/speaker.js';
 import {
   AsPathSegmentType,
   decodeMessage,
+  encodeEndOfRib,
   Framer,
   IPV4_UNICAST,
   MsgType,
@@ -83,7 +84,19 @@ describe('speaker: update groups (loopback)', () => {
       expect(new Set(peers.map((p) => p.updateGroup?.id)).size).toBe(1);
       expect(peers.map((p) => p.updateGroup?.peers)).toEqual([4, 4, 4, 4]);
       expect(peers.map((p) => p.prefixesAdvertised)).toEqual([3000, 3000, 3000, 3000]);
+      // Our table sent whole to each; none of them has said its own is complete.
+      expect(peers.map((p) => p.endOfRib)).toEqual(rs.map(() => ({ received: [], sent: ['ipv4-unicast'] })));
     });
+    // A receiver's End-of-RIB shows as received for it alone.
+    rs[3]!.sock.write(encodeEndOfRib(IPV4_UNICAST, CTX));
+    await eventually(() =>
+      expect(speaker!.status().peers.map((p) => p.endOfRib?.received)).toEqual([
+        [],
+        [],
+        [],
+        ['ipv4-unicast'],
+      ]),
+    );
 
     // The first receiver announces a prefix of its own.
     const w = new Writer(4096);
