@@ -189,9 +189,10 @@ export class Agent {
   private policyApplying = false;
   private dataplaneApplied = false;
   private local: LocalAddress[] = [];
-  /** What was last handed to originate(), and its sequence number. */
-  private originatedNow: string[] = [];
+  /** What the speaker was last given to originate; originate() calls, and those still waiting on an apply. */
+  private advertised: { speaker: Speaker; prefixes: Set<string> } | undefined;
   private originSeq = 0;
+  private originWaits = 0;
   /** The incremental policy compiler's input (made at the first policy apply). */
   private policyInput: PolicyInput | undefined;
 
@@ -617,13 +618,14 @@ export class Agent {
    */
   private originate(speaker: Speaker, next: string[]): void {
     const seq = ++this.originSeq;
-    const had = new Set(this.originatedNow);
-    this.originatedNow = next;
-    if (next.every((p) => had.has(p))) {
-      speaker.setOriginated(next);
+    const shown = this.advertised?.speaker === speaker ? this.advertised.prefixes : new Set<string>();
+    // Nothing new, and no apply still on its way for a block that is: hand it over now.
+    if (this.originWaits === 0 && next.every((p) => shown.has(p))) {
+      this.advertise(speaker, next);
       this.reconciler.applySoon();
       return;
     }
+    this.originWaits++;
     void this.reconciler
       .apply()
       .catch((err: Error) => {
@@ -632,8 +634,15 @@ export class Agent {
         this.reconciler.applySoon();
       })
       .then(() => {
-        if (seq === this.originSeq && this.speaker === speaker && !this.stopping) speaker.setOriginated(next);
+        this.originWaits--;
+        if (seq === this.originSeq && this.speaker === speaker && !this.stopping)
+          this.advertise(speaker, next);
       });
+  }
+
+  private advertise(speaker: Speaker, prefixes: string[]): void {
+    speaker.setOriginated(prefixes);
+    this.advertised = { speaker, prefixes: new Set(prefixes) };
   }
 
   private recomputeNeighbors(speaker: Speaker, asn: number, global: BgpGlobal): void {

@@ -7,7 +7,8 @@
  * moves the neighbors only (desired.ts changeMoves). A regression here makes every agent of a
  * mesh redo its routing for every block any of them claims. And the order: a new block is
  * advertised only once its blackhole is in the kernel; one going away is withdrawn before its
- * blackhole is removed; a failed route apply does not keep a new block from being advertised.
+ * blackhole is removed; a block changed again while its blackhole is being installed waits for
+ * it too; a failed route apply does not keep a new block from being advertised.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -80,6 +81,7 @@ describe('agent: what a datastore change makes it redo', () => {
   let setDesired: MockInstance<RouteReconciler['setDesired']>;
   /** The kernel's routes at each setOriginated call. */
   const kernelAtOriginate: string[][] = [];
+  let slowWrites = 0;
 
   beforeAll(async () => {
     setNeighbors = vi.spyOn(Speaker.prototype, 'setNeighbors');
@@ -116,7 +118,19 @@ describe('agent: what a datastore change makes it redo', () => {
     agent = new Agent(config, {
       log: silent,
       store,
-      kernel: () => kernel.handle(),
+      // Route writes held back by `slowWrites` ms when a test asks (see the race test).
+      kernel: () =>
+        new Proxy(kernel.handle(), {
+          get(target, prop, receiver) {
+            const v = Reflect.get(target, prop, receiver);
+            if (prop !== 'writeRoutes' || typeof v !== 'function')
+              return typeof v === 'function' ? v.bind(target) : v;
+            return async (ops: unknown) => {
+              if (slowWrites > 0) await new Promise((r) => setTimeout(r, slowWrites));
+              return v.call(target, ops);
+            };
+          },
+        }),
       exec: async () => '',
       speaker: { warmUp: false },
     });
@@ -198,6 +212,26 @@ describe('agent: what a datastore change makes it redo', () => {
       expect(kernel.dumpRoutes().map((r) => formatPrefix(r.key))).toContain('10.244.3.0/26'),
     );
     await release(store, 'a', '10.244.3.0/26');
+    await eventually(() => expect(setOriginated.mock.lastCall?.[0]).toEqual(['10.244.0.0/26']));
+  });
+
+  it('a block changed again while its blackhole is still being installed is not advertised before it is', async () => {
+    reset();
+    slowWrites = 50;
+    try {
+      await claim(store, 'a', '10.244.5.0/26');
+      await new Promise((r) => setTimeout(r, 15)); // its recomputation ran; the route write is held
+      // The allocator's next write to the block, while the route write is held back.
+      const b = (await store.get({ kind: 'IPAMBlock', name: blockName(parseCidr('10.244.5.0/26')) }))!;
+      await store.update({ ...b, metadata: { ...b.metadata, labels: { touched: 'yes' } } });
+      await eventually(() => expect(setOriginated.mock.lastCall?.[0]).toContain('10.244.5.0/26'));
+      const first = setOriginated.mock.calls.findIndex((c) => c[0].includes('10.244.5.0/26'));
+      const at = kernelAtOriginate.length - setOriginated.mock.calls.length + first;
+      expect(kernelAtOriginate[at]).toContain('10.244.5.0/26');
+    } finally {
+      slowWrites = 0;
+    }
+    await release(store, 'a', '10.244.5.0/26');
     await eventually(() => expect(setOriginated.mock.lastCall?.[0]).toEqual(['10.244.0.0/26']));
   });
 
