@@ -2,8 +2,8 @@
  * The kernel as the route reconciler and the veth set-up see it: list links, routes and
  * neighbours; write routes in batches; set and delete neighbour entries; subscribe to link and
  * route notifications. Two implementations: `NetlinkKernel` (netlink-kernel.ts, rtnetlink over
- * the `netlink` package) and `FakeKernel` (kernel-fake.ts, in memory, with fault injection) for
- * unit tests (STYLE.md §14: shims tested twice).
+ * the `netlink` package) and, for unit tests only, `FakeKernel` (test/helpers/kernel-fake.ts, in
+ * memory, with fault injection; not shipped) (STYLE.md §14: shims tested twice).
  *
  * Contract
  * - `listRoutes` returns every route of the family (or both) in every table; the caller

@@ -18,7 +18,7 @@ import { Agent, type AgentLogger } from '../../src/agent/agent.js';
 import type { AgentConfig } from '../../src/agent/config.js';
 import { NODE_ANNOTATIONS } from '../../src/agent/desired.js';
 import { Speaker } from '../../src/bgp/speaker.js';
-import { FakeKernel } from '../../src/dataplane/kernel-fake.js';
+import { FakeKernel } from '../helpers/kernel-fake.js';
 import { RouteReconciler } from '../../src/dataplane/routes.js';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
 import { formatPrefix } from '../../src/net/addr.js';

@@ -14,7 +14,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { FakeKernel } from '../../src/dataplane/kernel-fake.js';
+import { FakeKernel } from '../helpers/kernel-fake.js';
 import {
   DEFAULT_PRIORITIES,
   type KernelRoute,

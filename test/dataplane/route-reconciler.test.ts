@@ -6,7 +6,7 @@
  * the real kernel.
  */
 import { describe, expect, it } from 'vitest';
-import { FakeKernel } from '../../src/dataplane/kernel-fake.js';
+import { FakeKernel } from '../helpers/kernel-fake.js';
 import { type KernelRoute, RTPROT_TWILL, RtnType } from '../../src/dataplane/route-model.js';
 import { RouteApplyError, RouteReconciler, type RouteSpec } from '../../src/dataplane/routes.js';
 import { parsePrefix } from '../../src/net/addr.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NUD_PERMANENT } from '../../src/dataplane/kernel.js';
-import { FakeKernel } from '../../src/dataplane/kernel-fake.js';
+import { FakeKernel } from '../helpers/kernel-fake.js';
 import { PodNeighbours } from '../../src/dataplane/neigh.js';
 import { configureHostVeth, enableForwarding, vethSysctls } from '../../src/dataplane/sysctl.js';
 

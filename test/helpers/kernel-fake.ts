@@ -20,9 +20,15 @@
  * One fake is one namespace: several handles (`handle()`) share its tables, as sockets share
  * a namespace, so a "fresh handle" or a restarted reconciler sees the same state.
  */
-import type { EventGroup, Kernel, KernelEvent, NeighbourEntry } from './kernel.js';
-import { KernelError } from './kernel.js';
-import type { Family, KernelRoute, LinkState, RouteOp, RouteOpKind } from './route-model.js';
+import type { EventGroup, Kernel, KernelEvent, NeighbourEntry } from '../../src/dataplane/kernel.js';
+import { KernelError } from '../../src/dataplane/kernel.js';
+import type {
+  Family,
+  KernelRoute,
+  LinkState,
+  RouteOp,
+  RouteOpKind,
+} from '../../src/dataplane/route-model.js';
 
 const ident = (r: { table: number; key: unknown; metric: number }) =>
   `${r.table}|${String(r.key)}|${r.metric}`;
