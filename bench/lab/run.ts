@@ -409,6 +409,10 @@ async function main(): Promise<number> {
     rmSync(root, { recursive: true, force: true });
   }
   const f = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(x < 10 ? 1 : 0));
+  const pair = (size: number) => ({
+    t: results.find((r) => r.stack === 'twill' && r.size === size)!,
+    b: results.find((r) => r.stack === 'bird' && r.size === size)!,
+  });
   console.log(`Twill lab benchmark — ${new Date().toISOString()}`);
   console.log(
     `${cpus()[0]?.model ?? 'CPU'}, ${cpus().length} cores, ${REPS} repetitions, hold ${HOLD} s, GR ${GR} s`,
@@ -418,8 +422,7 @@ async function main(): Promise<number> {
     'nodes  new block ms: Twill p50/p90  BIRD p50/p90  ratio | from the origin kernel: Twill  BIRD  ratio | withdrawn: Twill  BIRD  ratio | MiB per node, RSS/anonymous/PSS: Twill  BIRD',
   );
   for (const size of SIZES) {
-    const t = results.find((r) => r.stack === 'twill' && r.size === size)!;
-    const b = results.find((r) => r.stack === 'bird' && r.size === size)!;
+    const { t, b } = pair(size);
     console.log(
       `${String(size).padStart(5)}  ${f(median(t.addMs))}/${f(p90(t.addMs))}  ${f(median(b.addMs))}/${f(p90(b.addMs))}  ${(median(t.addMs) / median(b.addMs)).toFixed(2)}x | ` +
         `${f(median(t.addFromKernelMs))}/${f(p90(t.addFromKernelMs))}  ${f(median(b.addFromKernelMs))}/${f(p90(b.addFromKernelMs))}  ${(median(t.addFromKernelMs) / median(b.addFromKernelMs)).toFixed(2)}x | ` +
@@ -432,8 +435,7 @@ async function main(): Promise<number> {
     'nodes  the trigger itself ms: Twill (store write)  BIRD (ip route add) | trigger to its own kernel: Twill  BIRD | to the first other kernel: Twill  BIRD',
   );
   for (const size of SIZES) {
-    const t = results.find((r) => r.stack === 'twill' && r.size === size)!;
-    const b = results.find((r) => r.stack === 'bird' && r.size === size)!;
+    const { t, b } = pair(size);
     console.log(
       `${String(size).padStart(5)}  ${f(median(t.triggerMs))}/${f(p90(t.triggerMs))}  ${f(median(b.triggerMs))}/${f(p90(b.triggerMs))} | ` +
         `${f(median(t.toOriginMs))}/${f(p90(t.toOriginMs))}  ${f(median(b.toOriginMs))}/${f(p90(b.toOriginMs))} | ` +
@@ -443,8 +445,7 @@ async function main(): Promise<number> {
   console.log('');
   console.log('dead node, seconds until every other node dropped its block (hold 9 s + GR 10 s):');
   for (const size of DEAD_SIZES.filter((s) => SIZES.includes(s))) {
-    const t = results.find((r) => r.stack === 'twill' && r.size === size)!;
-    const b = results.find((r) => r.stack === 'bird' && r.size === size)!;
+    const { t, b } = pair(size);
     for (const mode of Object.keys(t.dead))
       console.log(
         `${String(size).padStart(5)}  ${mode.padEnd(9)}  Twill ${f(t.dead[mode]! / 1000)}  BIRD ${f(b.dead[mode]! / 1000)}`,

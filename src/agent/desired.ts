@@ -583,7 +583,8 @@ export function clusterState(input: {
   const pods: PodInfo[] = [];
   for (const o of input.pods) {
     const ns = o.metadata.namespace ?? 'default';
-    const node = typeof rec(o.spec).nodeName === 'string' ? (rec(o.spec).nodeName as string) : '';
+    const nodeName = rec(o.spec).nodeName;
+    const node = typeof nodeName === 'string' ? nodeName : '';
     const ipam = ipamIps.get(`${node}/${ns}/${o.metadata.name}`);
     const ipamKey = ipam === undefined ? '' : ipam.join(',');
     // A pod object the store has not replaced is the same object: its PodInfo is kept (with

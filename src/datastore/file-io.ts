@@ -62,14 +62,17 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
-/** Replaces `path` with `data`: readers see the old file or the new one, never a part. */
-export async function writeAtomic(path: string, data: string): Promise<void> {
+/**
+ * Replaces `path` with `data`: readers see the old file or the new one, never a part. Durable
+ * (the file and its folder fsynced) unless told not to: then only a reboot can lose it.
+ */
+export async function writeAtomic(path: string, data: string, sync = true): Promise<void> {
   const tmp = tempNameFor(path);
   try {
     const fd = openSync(tmp, 'wx', 0o644);
     try {
       writeFileSync(fd, data);
-      await fsyncFd(fd);
+      if (sync) await fsyncFd(fd);
     } finally {
       closeSync(fd);
     }
@@ -80,6 +83,7 @@ export async function writeAtomic(path: string, data: string): Promise<void> {
     } catch {}
     throw fsError(e, path, 'write');
   }
+  if (!sync) return;
   await syncDir(dirname(path)).catch((e) => {
     throw fsError(e, dirname(path), 'sync');
   });

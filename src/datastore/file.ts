@@ -86,10 +86,7 @@ import {
   openSync,
   readFileSync,
   readSync,
-  renameSync,
   statSync,
-  unlinkSync,
-  writeFileSync,
 } from 'node:fs';
 import { access, mkdir, open, readdir, stat, unlink, utimes } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -102,7 +99,6 @@ import {
   readIfExistsSync,
   removeDurably,
   syncDir,
-  tempNameFor,
   writeAtomic,
 } from './file-io.js';
 import { FileLock } from './file-lock.js';
@@ -402,7 +398,7 @@ export class FileDatastore implements Datastore {
     const run = this.readRun();
     const rev = lastHandedOut(state, run) + 1;
     let log = state.log;
-    const rotate = this.sizeOfSync(this.logPath(log)) >= this.opts.logRotateBytes;
+    const rotate = this.sizeOf(this.logPath(log)) >= this.opts.logRotateBytes;
     if (rotate) log++;
     if (rotate || !state.reservation || run === undefined || rev > state.revision) {
       const next: RevisionState =
@@ -411,19 +407,13 @@ export class FileDatastore implements Datastore {
           : { revision: rev + RESERVE - 1, log, reservation: true };
       await writeAtomic(this.revisionPath, `${JSON.stringify(next)}\n`);
     }
-    if (BOOT_ID !== undefined) {
-      // Not fsynced: only a reboot loses it, and a reboot changes the boot id.
-      const tmp = tempNameFor(this.runPath);
-      try {
-        writeFileSync(tmp, `${JSON.stringify({ revision: rev, boot: BOOT_ID } satisfies RunState)}\n`);
-        renameSync(tmp, this.runPath);
-      } catch (e) {
-        try {
-          unlinkSync(tmp);
-        } catch {}
-        throw fsError(e, this.runPath, 'write');
-      }
-    }
+    // Not fsynced: only a reboot loses it, and a reboot changes the boot id.
+    if (BOOT_ID !== undefined)
+      await writeAtomic(
+        this.runPath,
+        `${JSON.stringify({ revision: rev, boot: BOOT_ID } satisfies RunState)}\n`,
+        false,
+      );
 
     const path = this.objectPath(key);
     const rv = String(rev);
@@ -668,7 +658,7 @@ export class FileDatastore implements Datastore {
   /** The log's end, under the lock: the next line will be written there. */
   private async endPosition(): Promise<Position> {
     const { log } = await this.readRevision();
-    return { gen: log, offset: await this.sizeOf(this.logPath(log)) };
+    return { gen: log, offset: this.sizeOf(this.logPath(log)) };
   }
 
   private async scan(kind: Kind, filter: ListOptions | undefined): Promise<StoredObject[]> {
@@ -792,20 +782,12 @@ export class FileDatastore implements Datastore {
     }
   }
 
-  private sizeOfSync(path: string): number {
+  /** The file's size; 0 when it does not exist. A blocking stat (see file-io.ts). */
+  private sizeOf(path: string): number {
     try {
       return statSync(path).size;
     } catch (e) {
       if (errno(e) === 'ENOENT') return 0;
-      throw fsError(e, path, 'stat');
-    }
-  }
-
-  private async sizeOf(path: string, absent = 0): Promise<number> {
-    try {
-      return (await stat(path)).size;
-    } catch (e) {
-      if (errno(e) === 'ENOENT') return absent;
       throw fsError(e, path, 'stat');
     }
   }
@@ -952,7 +934,7 @@ export class FileDatastore implements Datastore {
     const state = await this.readRevision();
     const revision = lastHandedOut(state, this.readRun());
     const log = this.logPath(state.log);
-    const size = await this.sizeOf(log);
+    const size = this.sizeOf(log);
     const last = size > 0 ? await this.readFrom(log, size - 1) : undefined;
     const torn = last !== undefined && last[0] !== 0x0a ? '\n' : '';
     await appendDurably(
