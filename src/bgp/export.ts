@@ -54,7 +54,7 @@ export function exportKey(attrs: PathAttributes, hops: readonly string[]): strin
     for (let c = 0; c < h.length; c++) w.u8(h.charCodeAt(c) & 0xff);
   }
   if (hops.length === 0) w.u8(0x7c);
-  return w.view().toString('latin1');
+  return w.buf.toString('latin1', 0, w.pos);
 }
 
 export class PeerExport implements Exports {

@@ -62,9 +62,7 @@ export class UpdateIn {
     const withdraw = u.action === ErrorAction.TreatAsWithdraw || !verdict.accept;
     const rules = policy.importRules;
     const rawKey =
-      u.errors.length === 0 && !u.mpReach && !u.mpUnreach
-        ? `w${as4 ? 4 : 2}${u.attrBytes.toString('latin1')}`
-        : undefined;
+      u.errors.length === 0 && !u.mpReach && !u.mpUnreach ? rawKeyOf(u.attrBytes, as4) : undefined;
     const accept = rules.length ? (k: PrefixKey) => filterAccepts(rules, k) : undefined;
     const announce = (keys: readonly PrefixKey[], ids: readonly number[] | undefined, hops: string[]) => {
       if (withdraw) return unreach(keys, ids);
@@ -79,4 +77,21 @@ export class UpdateIn {
     if (!verdict.accept && (u.nlri.length || u.mpReach?.prefixes.length)) return verdict.reason;
     return undefined;
   }
+}
+
+let keyScratch = Buffer.allocUnsafe(4096);
+
+/**
+ * An UPDATE's attribute bytes as a set's key: 'w', the AS size, the bytes. Made in one flat
+ * string: a concatenation would be flattened again by the table's lookup, three strings kept
+ * per set instead of one.
+ */
+function rawKeyOf(bytes: Buffer, as4: boolean): string {
+  const n = bytes.length + 2;
+  if (n > keyScratch.length) keyScratch = Buffer.allocUnsafe(n);
+  const k = keyScratch;
+  k[0] = 0x77; // 'w'
+  k[1] = as4 ? 0x34 : 0x32; // '4', '2'
+  for (let i = 0; i < bytes.length; i++) k[i + 2] = bytes[i]!;
+  return k.toString('latin1', 0, n);
 }

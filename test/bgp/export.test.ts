@@ -7,7 +7,12 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { exportKey, PeerExport, SELF, SessionNextHops } from '../../src/bgp/export.js';
 import { exportAllowed, exportAttrs, type LocalInfo, peerPolicy } from '../../src/bgp/policy.js';
-import { AttrTable, type RouteAttrs, wireFromExportKey } from '../../src/bgp/rib/attrs.js';
+import {
+  AttrTable,
+  type RouteAttrs,
+  wireFromExportKey,
+  writeWireFromExportKey,
+} from '../../src/bgp/rib/attrs.js';
 import type { PeerRef } from '../../src/bgp/rib/rib.js';
 import { AsPathSegmentType } from '../../src/bgp/wire/constants.js';
 import { makeContext } from '../../src/bgp/wire/context.js';
@@ -158,5 +163,15 @@ describe('wireFromExportKey', () => {
 
   it('declines a key of another kind', () => {
     expect(wireFromExportKey('[{"origin":0}]', [SELF], '192.0.2.1')).toBeUndefined();
+  });
+
+  it('writes nothing into a buffer too small for the set', () => {
+    const key = exportKey({ origin: 0, asPath: [], med: 7 }, [SELF])!;
+    // The key less its 'x' and '|self', with a NEXT_HOP of 7 bytes.
+    const n = key.length - 1 - (1 + SELF.length) + 7;
+    const small = Buffer.alloc(n - 1, 0xee);
+    expect(writeWireFromExportKey(key, [SELF], '192.0.2.1', small)).toBe(-1);
+    expect(small.every((b) => b === 0xee)).toBe(true);
+    expect(writeWireFromExportKey(key, [SELF], '192.0.2.1', Buffer.alloc(n))).toBe(n);
   });
 });

@@ -33,9 +33,9 @@ import type { PrefixKey } from '../../net/addr.js';
 import type { PathAttributes } from '../wire/attributes.js';
 import { type Family, IPV4_UNICAST, IPV6_UNICAST } from '../wire/constants.js';
 import type { CodecContext } from '../wire/context.js';
-import { encodeAttributeBytes, packUpdates } from '../wire/update.js';
+import { encodeAttributeBytes, type PackRequest, packUpdates } from '../wire/update.js';
 import type { Writer } from '../wire/writer.js';
-import { type AttrTable, type RouteAttrs, wireFromExportKey } from './attrs.js';
+import { type AttrTable, type RouteAttrs, writeWireFromExportKey } from './attrs.js';
 import { PrefixIndex } from './prefix-index.js';
 import { familyOfPrefix, type SlotSink, type SlotSpace } from './slots.js';
 
@@ -336,7 +336,43 @@ export class AdjRibOut implements SlotSink {
   private groupAnnounce(into: Map<RouteAttrs, PrefixList>, n: number): void {
     const a4 = this.a4;
     const ids = this.a4Set;
-    // Prefixes come in runs of one set; count per set a run at a time.
+    // Prefixes come in runs of one set, mostly one run per set (a table of many sets arrives an
+    // UPDATE per set): then each run's list is a view of one copy, and no map of counts is made.
+    let stamps = runStamps;
+    if (runStamp === 0x7fffffff) {
+      stamps.fill(0);
+      runStamp = 0;
+    }
+    const stamp = ++runStamp;
+    let once = true;
+    for (let i = 0; i < n; ) {
+      const id = ids[i]!;
+      let j = i + 1;
+      while (j < n && ids[j] === id) j++;
+      if (id >= stamps.length) {
+        const grown = new Int32Array(Math.max(id + 1, stamps.length * 2));
+        grown.set(stamps);
+        stamps = runStamps = grown;
+      }
+      if (stamps[id] === stamp) {
+        once = false;
+        break;
+      }
+      stamps[id] = stamp;
+      i = j;
+    }
+    if (once) {
+      const all = a4.slice(0, n);
+      for (let i = 0; i < n; ) {
+        const id = ids[i]!;
+        let j = i + 1;
+        while (j < n && ids[j] === id) j++;
+        into.set(this.table.byId(id), all.subarray(i, j));
+        i = j;
+      }
+      return;
+    }
+    // Count per set a run at a time.
     const counts = new Map<number, number>();
     for (let i = 0; i < n; ) {
       const id = ids[i]!;
@@ -415,7 +451,13 @@ export interface NextHopsFor {
   v6(ra: RouteAttrs): string[];
 }
 
-const wireScratch = Buffer.alloc(4096);
+/** groupAnnounce's marks, per set id: the set has a run in the batch being grouped. */
+let runStamps = new Int32Array(1024);
+let runStamp = 0;
+
+let wireScratch = Buffer.alloc(4096);
+/** packBatch's request for an IPv4 set, refilled for each: one object per batch is garbage enough. */
+const req4: PackRequest = { family: IPV4_UNICAST, prefixes: [], attrBytes: wireScratch, attrLength: 0 };
 
 /** Write a batch into `w` as UPDATEs: withdrawals, then announcements per family and set. */
 export function packBatch(w: Writer, batch: Batch, ctx: CodecContext, hops: NextHopsFor): void {
@@ -424,17 +466,26 @@ export function packBatch(w: Writer, batch: Batch, ctx: CodecContext, hops: Next
     const hop = hops.v4(ra);
     // An export set's bytes are its key's with the NEXT_HOP put in: a copy, into scratch (the
     // UPDATEs copy them in turn), so a set keeps no buffer of its own.
-    let bytes = ctx.as4 ? wireFromExportKey(ra.key, ra.nextHops, hop, wireScratch) : undefined;
-    if (bytes === undefined) {
+    let n = -1;
+    if (ctx.as4) {
+      if (ra.key.length + 6 > wireScratch.length) wireScratch = Buffer.alloc(ra.key.length + 6);
+      n = writeWireFromExportKey(ra.key, ra.nextHops, hop, wireScratch);
+    }
+    if (n >= 0) req4.attrBytes = wireScratch;
+    else {
       let enc = ra.wire;
       if (enc === undefined || enc.hop !== hop || enc.as4 !== ctx.as4) {
         enc = { hop, as4: ctx.as4, bytes: encodeAttributeBytes({ ...ra.attrs, nextHop: hop }, ctx) };
         ra.wire = enc;
       }
-      bytes = enc.bytes;
+      req4.attrBytes = enc.bytes;
+      n = enc.bytes.length;
     }
-    packUpdates(w, { family: IPV4_UNICAST, prefixes, attrBytes: bytes }, ctx);
+    req4.prefixes = prefixes;
+    req4.attrLength = n;
+    packUpdates(w, req4, ctx);
   }
+  req4.prefixes = [];
   for (const [ra, prefixes] of batch.announce6)
     packUpdates(
       w,

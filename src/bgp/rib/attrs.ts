@@ -131,16 +131,17 @@ let lastHopValue = 0;
  * A set's attributes as sent on a 4-octet-AS session with NEXT_HOP `hop`, made from its export
  * key (export.ts `exportKey`: 'x', the encoding without NEXT_HOP, '|' and the next hops) by
  * putting the NEXT_HOP attribute in its place, after ORIGIN and AS_PATH: a copy instead of a
- * second encoding (RFC 4271 §4.3, §5: attributes in ascending type order). Into `scratch` when
- * it is large enough. Undefined for a key of another kind.
+ * second encoding (RFC 4271 §4.3, §5: attributes in ascending type order). Written at the start
+ * of `out`; returns the length, or -1 for a key of another kind or one that `out` cannot hold.
+ * Byte by byte: a set is tens of bytes, and a slice or a view per set costs more than the copy.
  */
-export function wireFromExportKey(
+export function writeWireFromExportKey(
   key: string,
   hops: readonly string[],
   hop: string,
-  scratch?: Buffer,
-): Buffer | undefined {
-  if (key.charCodeAt(0) !== 120 /* 'x' */) return undefined;
+  out: Buffer,
+): number {
+  if (key.charCodeAt(0) !== 120 /* 'x' */) return -1;
   let tail = Math.max(1, hops.length); // the '|' and the commas
   for (const h of hops) tail += h.length;
   const end = key.length - tail; // one past the encoding, which starts at 1
@@ -151,18 +152,28 @@ export function wireFromExportKey(
     const len = ext ? (key.charCodeAt(p + 2) << 8) | key.charCodeAt(p + 3) : key.charCodeAt(p + 2);
     p += (ext ? 4 : 3) + len;
   }
-  if (p > end) return undefined;
   const n = end - 1 + 7;
-  const out = scratch && scratch.length >= n ? scratch.subarray(0, n) : Buffer.allocUnsafe(n);
-  out.write(key.slice(1, p), 0, 'latin1');
-  out[p - 1] = 0x40; // well-known transitive
-  out[p] = 3;
-  out[p + 1] = 4;
+  if (p > end || n > out.length) return -1;
+  let o = 0;
+  for (let i = 1; i < p; i++) out[o++] = key.charCodeAt(i);
+  out[o++] = 0x40; // well-known transitive
+  out[o++] = 3;
+  out[o++] = 4;
   if (hop !== lastHop) {
     lastHopValue = parseIpv4(hop);
     lastHop = hop;
   }
-  out.writeUInt32BE(lastHopValue, p + 2);
-  out.write(key.slice(p, end), p + 6, 'latin1');
-  return out;
+  out[o++] = lastHopValue >>> 24;
+  out[o++] = (lastHopValue >>> 16) & 0xff;
+  out[o++] = (lastHopValue >>> 8) & 0xff;
+  out[o++] = lastHopValue & 0xff;
+  for (let i = p; i < end; i++) out[o++] = key.charCodeAt(i);
+  return o;
+}
+
+/** writeWireFromExportKey into a Buffer of its own; undefined for a key of another kind. */
+export function wireFromExportKey(key: string, hops: readonly string[], hop: string): Buffer | undefined {
+  const out = Buffer.allocUnsafe(key.length + 6);
+  const n = writeWireFromExportKey(key, hops, hop, out);
+  return n < 0 ? undefined : out.subarray(0, n);
 }

@@ -355,6 +355,8 @@ export interface PackRequest {
   attrs?: PathAttributes;
   /** `attrs` already encoded (encodeAttributeBytes), in their place: for a set sent again. */
   attrBytes?: Uint8Array;
+  /** How much of `attrBytes` is the set, when not all of it (a scratch buffer). */
+  attrLength?: number;
   /** IPv6 next hops (global, and link-local if any); IPv4 uses attrs.nextHop. */
   nextHops?: string[];
 }
@@ -384,12 +386,16 @@ export function packUpdates(w: Writer, req: PackRequest, ctx: CodecContext): num
   const max = ctx.maxLength;
   // The attribute set, encoded once (or before, by the caller).
   let attrs: Uint8Array = NO_BYTES;
+  let attrLen = 0;
   if (!req.withdraw) {
-    if (req.attrBytes) attrs = req.attrBytes;
-    else {
+    if (req.attrBytes) {
+      attrs = req.attrBytes;
+      attrLen = req.attrLength ?? attrs.length;
+    } else {
       const aw = attrScratch.reset();
       encodeAttributes(aw, req.attrs ?? {}, ctx);
-      attrs = aw.view();
+      attrs = aw.buf;
+      attrLen = aw.pos;
     }
   }
   let count = 0;
@@ -409,8 +415,8 @@ export function packUpdates(w: Writer, req: PackRequest, ctx: CodecContext): num
         w.u16(0);
       } else {
         w.u16(0);
-        w.u16(attrs.length);
-        w.bytes(attrs);
+        w.u16(attrLen);
+        w.bytesOf(attrs, attrLen);
         const limit = start + max;
         if (w.pos + nlri4Size(prefixes[i] as number, addPath4) > limit)
           throw new RangeError('attributes leave no room for NLRI');
@@ -435,7 +441,7 @@ export function packUpdates(w: Writer, req: PackRequest, ctx: CodecContext): num
         w.u8(0);
       }
       // Room for the other attributes after the MP attribute.
-      const limit = start + max - attrs.length;
+      const limit = start + max - attrLen;
       if (w.pos + nlri6Size(prefixes[i] as string, addPath) > limit)
         throw new RangeError('attributes leave no room for NLRI');
       while (i < prefixes.length && w.pos + nlri6Size(prefixes[i] as string, addPath) <= limit) {
@@ -443,7 +449,7 @@ export function packUpdates(w: Writer, req: PackRequest, ctx: CodecContext): num
         i++;
       }
       w.patch16(lenAt, w.pos - lenAt - 2);
-      w.bytes(attrs);
+      w.bytesOf(attrs, attrLen);
       w.patch16(aAt, w.pos - aAt - 2);
     }
     finishMessage(w, start);

@@ -49,6 +49,16 @@ export class Writer {
     this.pos += b.length;
   }
 
+  /** The first `n` bytes of `b`; a short run byte by byte (a view to copy from costs more). */
+  bytesOf(b: Uint8Array, n: number): void {
+    this.ensure(n);
+    const buf = this.buf;
+    let o = this.pos;
+    if (n <= 128) for (let i = 0; i < n; i++) buf[o++] = b[i]!;
+    else buf.set(b.subarray(0, n), o);
+    this.pos += n;
+  }
+
   /** Reserve `n` bytes to fill in later; returns their offset. */
   skip(n: number): number {
     this.ensure(n);

@@ -1,0 +1,180 @@
+/**
+ * The UPDATE path in one process, without sockets: the injector's table (injector.ts: N prefixes
+ * over S attribute sets, from an eBGP peer) framed, decoded, taken into the RIB (update-in.ts)
+ * and passed on to one eBGP receiver's update group (update-group.ts), packed into UPDATEs; then
+ * withdrawn the same way. The modules are the speaker's, run as warmup.ts runs them; a flush
+ * after every 64 KiB of input stands for one socket read.
+ *
+ *   node --expose-gc dist/bench/bgp/pipeline.js [--n 100000] [--sets 20000] [--reps 15]
+ *
+ * What it is for: comparing two versions of the UPDATE path on one machine, run after run. The
+ * end-to-end bench (run.ts) has three processes on two cores and moves by ±5 % between runs of
+ * the same code; this has one, and its median moves by about 1 %. It leaves out the session and
+ * the socket, which run.ts measures, and there is nothing here to compare with BIRD.
+ */
+import { formatIpv4 } from '../../src/net/addr.js';
+import type { Clock } from '../../src/bgp/clock.js';
+import { FlushQueue, PeerTx } from '../../src/bgp/peer-tx.js';
+import { type LocalInfo, peerPolicy } from '../../src/bgp/policy.js';
+import { AttrTable } from '../../src/bgp/rib/attrs.js';
+import { type PeerRef, Rib, SlotList } from '../../src/bgp/rib/rib.js';
+import { TxGroups } from '../../src/bgp/update-group.js';
+import { UpdateIn } from '../../src/bgp/update-in.js';
+import { warmUp } from '../../src/bgp/warmup.js';
+import {
+  AsPathSegmentType,
+  decodeMessage,
+  Framer,
+  IPV4_UNICAST,
+  MsgType,
+  makeOpen,
+  negotiate,
+  Origin,
+  type PathAttributes,
+  packUpdates,
+  Writer,
+} from '../../src/bgp/wire/index.js';
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1]! : dflt;
+}
+const N = Number(arg('n', '100000'));
+const SETS = Number(arg('sets', '20000'));
+const REPS = Number(arg('reps', '15'));
+
+const peer = (addr: number, asn: number): PeerRef => ({
+  id: formatIpv4(addr),
+  asn,
+  routerId: addr,
+  ebgp: true,
+  local: false,
+  rrClient: false,
+});
+const from = peer(0xc0000201, 64512);
+const to = peer(0xc0000203, 64514);
+const us = formatIpv4(0xc0000202);
+const me: LocalInfo = { asn: 64513, routerId: us, clusterId: us };
+const families = { multiprotocol: [IPV4_UNICAST] };
+const ctx = negotiate(
+  makeOpen(me.asn, 90, 0xc0000202, families),
+  makeOpen(from.asn, 90, from.routerId, families),
+);
+
+/** The injector's sets (injector.ts attrsFor). */
+function attrsFor(s: number): PathAttributes {
+  const seq = (...asns: number[]) => [{ type: AsPathSegmentType.AsSequence, asns }];
+  if (SETS === 1) return { origin: Origin.Igp, asPath: seq(from.asn), nextHop: from.id };
+  return {
+    origin: s % 7 === 0 ? Origin.Incomplete : Origin.Igp,
+    asPath: seq(from.asn, 64600 + (s % 100), 4200000000 + s),
+    nextHop: from.id,
+    med: s % 1000,
+    communities: [from.asn * 65536 + (s % 65536), 65000 * 65536 + (s % 50)],
+  };
+}
+
+function streams(): { load: Buffer; withdraw: Buffer } {
+  const w = new Writer(1 << 20);
+  const keys: number[] = [];
+  for (let i = 0; i < N; i++) keys.push((0x10000000 + i * 256) * 64 + 24);
+  const per = Math.ceil(N / SETS);
+  for (let s = 0; s < SETS; s++)
+    packUpdates(
+      w,
+      { family: IPV4_UNICAST, prefixes: keys.slice(s * per, (s + 1) * per), attrs: attrsFor(s) },
+      ctx,
+    );
+  const load = w.take();
+  w.reset();
+  packUpdates(w, { family: IPV4_UNICAST, prefixes: keys, withdraw: true }, ctx);
+  return { load, withdraw: w.take() };
+}
+
+const still: Clock = {
+  now: () => 0,
+  date: () => new Date(0),
+  after: () => ({ cancel() {}, refresh() {} }),
+  every: () => ({ cancel() {}, refresh() {} }),
+  soon() {},
+  sleep: () => Promise.resolve(),
+};
+
+/** One load and withdrawal through fresh tables; the times in ms and the bytes packed. */
+function once(s: { load: Buffer; withdraw: Buffer }): { load: number; withdraw: number; bytes: number } {
+  const rib = new Rib();
+  const groups = new TxGroups(() => false);
+  const w = new Writer(1 << 16);
+  let bytes = 0;
+  const session = {
+    writable: true,
+    localAddress: us,
+    send: (b: Buffer) => {
+      bytes += b.length;
+      return true;
+    },
+  };
+  const tx = new PeerTx(
+    {
+      rib,
+      exportTable: new AttrTable(),
+      me,
+      clock: still,
+      host: { interfaces: () => ({}) },
+      writer: w,
+      flushes: new FlushQueue(still),
+      afterBatch: () => {},
+      batch: 8192,
+      groups,
+    },
+    session,
+    ctx,
+    to,
+    peerPolicy(),
+    false,
+  );
+  const pipeline = new UpdateIn(rib, me);
+  const imports = peerPolicy();
+  const changed = new SlotList();
+  const run = (stream: Buffer): number => {
+    const t0 = process.hrtime.bigint();
+    const framer = new Framer();
+    for (let off = 0; off < stream.length; off += 65536) {
+      framer.push(stream.subarray(off, Math.min(stream.length, off + 65536)));
+      for (let f = framer.next(); f; f = framer.next()) {
+        const m = decodeMessage(f, ctx);
+        if (m.type !== MsgType.Update) continue;
+        pipeline.receive(m, from, imports, us, ctx.as4, changed);
+        groups.fanOut(changed, true);
+        changed.length = 0;
+      }
+      tx.flush();
+    }
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  };
+  const load = run(s.load);
+  const withdraw = run(s.withdraw);
+  rib.prune();
+  tx.close();
+  return { load, withdraw, bytes };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const gc = (globalThis as { gc?: () => void }).gc;
+
+warmUp();
+const s = streams();
+once(s);
+const loads: number[] = [];
+const withdraws: number[] = [];
+let bytes = 0;
+for (let r = 0; r < REPS; r++) {
+  gc?.();
+  const t = once(s);
+  loads.push(t.load);
+  withdraws.push(t.withdraw);
+  bytes = t.bytes;
+}
+console.log(
+  `${N} prefixes / ${SETS} sets, ${REPS} reps: load ${median(loads).toFixed(1)} ms (min ${Math.min(...loads).toFixed(1)}), withdraw ${median(withdraws).toFixed(1)} ms, ${bytes} bytes out${gc ? '' : ' (no --expose-gc)'}`,
+);
