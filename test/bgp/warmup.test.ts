@@ -9,12 +9,15 @@ import { warmUp } from '../../src/bgp/warmup.js';
 describe('warmUp', () => {
   it('passes every synthetic prefix on, announced and then withdrawn, unless the two cancel out', () => {
     // The first round flushes after every UPDATE: everything goes out twice.
-    expect(warmUp(1000, 1)).toBe(2 * 1000);
+    expect(warmUp(1000, 1, 0)).toBe(2 * 1000);
+    // With the part of a set per UPDATE, four prefixes each.
+    expect(warmUp(1000, 1, 100)).toBe(2 * 1400);
     // The second flushes every eighth UPDATE and the third only at the end: what was announced
     // and withdrawn in between sends nothing, and every announcement sent is withdrawn after.
-    const n = warmUp(8192, 3);
-    expect(n).toBeGreaterThan(2 * 8192);
-    expect(n).toBeLessThan(3 * 2 * 8192);
+    const total = 8192 + 4 * 2048;
+    const n = warmUp(8192, 3, 2048);
+    expect(n).toBeGreaterThan(2 * total);
+    expect(n).toBeLessThan(3 * 2 * total);
     expect(n % 2).toBe(0);
   });
 });
