@@ -166,12 +166,11 @@ export class Session {
 
   get localAddress(): string | undefined {
     const sock = this.socket;
+    // Asked for every UPDATE: read and normalised once per socket.
+    if (sock !== undefined && this.localFor === sock) return this.local;
     if (!sock?.localAddress) return undefined;
-    // Asked for every UPDATE: normalised once per socket.
-    if (this.localFor !== sock) {
-      this.localFor = sock;
-      this.local = normalizeAddress(sock.localAddress);
-    }
+    this.localFor = sock;
+    this.local = normalizeAddress(sock.localAddress);
     return this.local;
   }
   private localFor: Socket | undefined;

@@ -5,16 +5,19 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { exportKey, PeerExport, SELF, SessionNextHops } from '../../src/bgp/export.js';
+import { exportKey, exportKeyFromRaw, PeerExport, SELF, SessionNextHops } from '../../src/bgp/export.js';
 import { exportAllowed, exportAttrs, type LocalInfo, peerPolicy } from '../../src/bgp/policy.js';
 import {
   AttrTable,
+  attrsOfExportKey,
   type RouteAttrs,
   wireFromExportKey,
   writeWireFromExportKey,
 } from '../../src/bgp/rib/attrs.js';
 import type { PeerRef } from '../../src/bgp/rib/rib.js';
+import { type AttrParseState, decodeAttributes, type PathAttributes } from '../../src/bgp/wire/attributes.js';
 import { AsPathSegmentType } from '../../src/bgp/wire/constants.js';
+import { ErrorAction } from '../../src/bgp/wire/error.js';
 import { makeContext } from '../../src/bgp/wire/context.js';
 import { encodeAttributeBytes } from '../../src/bgp/wire/update.js';
 import { pathAttributes, unicastIpv4 } from './wire/arbitraries.js';
@@ -38,13 +41,42 @@ const IBGP = peer('10.0.0.1', 65000);
 const CLIENT = peer('10.0.0.2', 65000, { rrClient: true });
 const seq = (...asns: number[]) => [{ type: AsPathSegmentType.AsSequence, asns }];
 
-/** RIB-side sets, as the RIB interns them. */
+const AS4 = makeContext({ as4: true });
+
+/** A set's raw key as update-in.ts makes it for an UPDATE from a 4-octet-AS session. */
+function rawKey(attrs: PathAttributes): string {
+  return `w4${encodeAttributeBytes(attrs, AS4).toString('latin1')}`;
+}
+
+/** The attributes in `bytes`, as the decoder gives them; undefined if it found an error. */
+function decoded(bytes: Buffer): PathAttributes | undefined {
+  const s: AttrParseState = {
+    buf: bytes,
+    ctx: AS4,
+    attrs: {},
+    errors: [],
+    action: ErrorAction.None,
+    framingError: false,
+  };
+  decodeAttributes(s, 0, bytes.length);
+  return s.errors.length ? undefined : s.attrs;
+}
+
+/** RIB-side sets, as the RIB interns them: by their canonical key, and one by its raw bytes. */
 function ribSets(): RouteAttrs[] {
   const rib = new AttrTable();
+  const raw: PathAttributes = {
+    origin: 1,
+    asPath: seq(65001, 9),
+    nextHop: '192.0.2.1',
+    med: 3,
+    communities: [5],
+  };
   return [
     rib.intern({ origin: 0, asPath: seq(65001), nextHop: '192.0.2.1' }, ['192.0.2.1']),
     rib.intern({ origin: 0, asPath: seq(65001, 7), med: 5, communities: [1] }, ['192.0.2.1']),
     rib.intern({ origin: 2, asPath: seq(65000), localPref: 200 }, ['10.0.0.9']),
+    rib.intern(raw, ['192.0.2.1'], rawKey(raw)),
   ];
 }
 
@@ -118,6 +150,74 @@ describe('PeerExport', () => {
     expect(a).toBe(b);
     expect(exportKey({ origin: 0, asPath: seq(65000) }, [SELF])).not.toBe(a);
     expect(exportKey({ origin: 0, asPath: seq(65000, 65001), med: 1 }, ['192.0.2.9'])).not.toBe(a);
+  });
+});
+
+describe('exportKeyFromRaw', () => {
+  const policy = peerPolicy();
+  /** What the long way gives: decode, exportAttrs, exportKey. */
+  const longWay = (attrs: PathAttributes) => {
+    const e = exportAttrs(attrs, [attrs.nextHop ?? '192.0.2.1'], EBGP_A, EBGP_B, policy, ME);
+    return { key: exportKey(e.attrs, [SELF]), attrs: e.attrs };
+  };
+  /** Holds only what an external peer's export keeps or drops, and no confederation segment. */
+  const plain = (a: PathAttributes) =>
+    !a.unknown && !a.originatorId && !a.clusterList && !a.asPath?.some((g) => g.type > 2);
+
+  it('gives the key the long way gives, for every set it takes, and takes every plain one', () => {
+    fc.assert(
+      fc.property(fc.oneof(pathAttributes(AS4, true), pathAttributes(AS4, false)), (attrs) => {
+        const bytes = encodeAttributeBytes(attrs, AS4);
+        const back = decoded(bytes);
+        if (back === undefined) return;
+        const fast = exportKeyFromRaw(`w4${bytes.toString('latin1')}`, ME.asn);
+        const want = longWay(back);
+        if (plain(back)) expect(fast).toBeDefined();
+        if (fast === undefined) return;
+        expect(fast).toBe(want.key);
+        // A set made from the key alone decodes to the long way's attributes.
+        expect(attrsOfExportKey(fast, [SELF])).toEqual(want.attrs);
+      }),
+      { numRuns: runs * 5 },
+    );
+  });
+
+  it('prepends before a full leading AS_SEQUENCE, and takes an AS_PATH past 255 octets', () => {
+    const full = Array.from({ length: 255 }, (_, i) => 70000 + i);
+    for (const attrs of [
+      { origin: 0, asPath: [{ type: AsPathSegmentType.AsSequence, asns: full }], nextHop: '192.0.2.1' },
+      { origin: 0, asPath: [{ type: AsPathSegmentType.AsSequence, asns: full.slice(0, 70) }] },
+      { origin: 0, asPath: [{ type: AsPathSegmentType.AsSet, asns: [1, 2] }], communities: [7] },
+      { origin: 0, communities: [7] },
+      { origin: 0 },
+    ] as PathAttributes[]) {
+      const fast = exportKeyFromRaw(rawKey(attrs), ME.asn);
+      expect(fast).toBeDefined();
+      expect(fast).toBe(longWay(attrs).key);
+    }
+  });
+
+  it('declines bytes another encoder wrote (a Partial bit, Extended Length for a short attribute, types out of order), confederation segments, a 2-octet session', () => {
+    const attrs: PathAttributes = { origin: 0, asPath: seq(65001), nextHop: '192.0.2.1', communities: [1] };
+    const bytes = encodeAttributeBytes(attrs, AS4);
+    const key = (b: Buffer) => `w4${b.toString('latin1')}`;
+    expect(exportKeyFromRaw(key(bytes), ME.asn)).toBeDefined();
+    // COMMUNITIES is the last attribute: ORIGIN 4, AS_PATH 9, NEXT_HOP 7 octets before it.
+    const partial = Buffer.from(bytes);
+    partial[20] = partial[20]! | 0x20;
+    expect(exportKeyFromRaw(key(partial), ME.asn)).toBeUndefined();
+    const extended = Buffer.concat([Buffer.from([0x50, 1, 0, 1, 0]), bytes.subarray(4)]);
+    expect(decoded(extended)).toEqual(attrs);
+    expect(exportKeyFromRaw(key(extended), ME.asn)).toBeUndefined();
+    const swapped = Buffer.concat([bytes.subarray(4, 13), bytes.subarray(0, 4), bytes.subarray(13)]);
+    expect(decoded(swapped)).toEqual(attrs);
+    expect(exportKeyFromRaw(key(swapped), ME.asn)).toBeUndefined();
+    const confed = {
+      ...attrs,
+      asPath: [{ type: AsPathSegmentType.AsConfedSequence, asns: [1] }, ...seq(65001)],
+    };
+    expect(exportKeyFromRaw(rawKey(confed), ME.asn)).toBeUndefined();
+    expect(exportKeyFromRaw(`w2${bytes.toString('latin1')}`, ME.asn)).toBeUndefined();
   });
 });
 

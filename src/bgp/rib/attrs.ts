@@ -11,6 +11,9 @@
  * are two sets, which costs sharing, never correctness. Sets are reference counted: a path
  * holding one calls `release` when it goes, and the last release frees it. No I/O.
  *
+ * A set made from an export key alone (`internKey`, export.ts exportKeyFromRaw) has no decoded
+ * attributes until someone reads `attrs`: the Adj-RIB-Outs send the key's bytes.
+ *
  * Each live set has a small integer `id`, and `byId(id)` finds it again, so tables can keep ids
  * in typed arrays instead of references in JS arrays (an Adj-RIB-Out of a million prefixes). A
  * freed set's id goes to the next new set, which keeps ids dense. A key that may outlive the set
@@ -23,7 +26,9 @@
  * answers cached for it still good.
  */
 import { parseIpv4 } from '../../net/addr.js';
-import type { PathAttributes } from '../wire/attributes.js';
+import { type AttrParseState, decodeAttributes, type PathAttributes } from '../wire/attributes.js';
+import { makeContext } from '../wire/context.js';
+import { ErrorAction } from '../wire/error.js';
 
 export interface RouteAttrs {
   /** Small, dense, reused once the set is freed. */
@@ -52,6 +57,52 @@ function keyOf(attrs: PathAttributes, nextHops: readonly string[]): string {
   });
 }
 
+/**
+ * The attributes of an export key (export.ts: 'x', the encoding on a 4-octet-AS session without
+ * NEXT_HOP, '|' and the next hops), decoded: for a set made from its key alone
+ * (`AttrTable.internKey`), the first time someone asks.
+ */
+export function attrsOfExportKey(key: string, hops: readonly string[]): PathAttributes {
+  let tail = Math.max(1, hops.length);
+  for (const h of hops) tail += h.length;
+  const buf = Buffer.from(key.slice(1, key.length - tail), 'latin1');
+  const s: AttrParseState = {
+    buf,
+    ctx: AS4,
+    attrs: {},
+    errors: [],
+    action: ErrorAction.None,
+    framingError: false,
+  };
+  decodeAttributes(s, 0, buf.length);
+  return s.attrs;
+}
+
+const AS4 = makeContext({ as4: true });
+
+/** A set as the table keeps it: `attrs` given, or decoded from an export key when first read. */
+class AttrSet implements RouteAttrs {
+  refs = 1;
+  wire: RouteAttrs['wire'] = undefined;
+
+  constructor(
+    readonly id: number,
+    readonly uid: number,
+    readonly key: string,
+    private decoded: PathAttributes | undefined,
+    readonly nextHops: readonly string[],
+  ) {}
+
+  get attrs(): Readonly<PathAttributes> {
+    let a = this.decoded;
+    if (a === undefined) {
+      a = attrsOfExportKey(this.key, this.nextHops);
+      this.decoded = a;
+    }
+    return a;
+  }
+}
+
 export class AttrTable {
   private readonly byKey = new Map<string, RouteAttrs>();
   private readonly sets: (RouteAttrs | undefined)[] = [undefined];
@@ -74,12 +125,29 @@ export class AttrTable {
 
   /** The shared set for these attributes, with one more reference. */
   intern(attrs: PathAttributes, nextHops: readonly string[], key = keyOf(attrs, nextHops)): RouteAttrs {
+    return this.internWith(key, attrs, nextHops);
+  }
+
+  /**
+   * The shared set for an export key (export.ts), with one more reference; a new set decodes its
+   * attributes from the key only if someone reads them (the Adj-RIB-Outs of 4-octet-AS sessions
+   * send the key's bytes and never do).
+   */
+  internKey(key: string, nextHops: readonly string[]): RouteAttrs {
+    return this.internWith(key, undefined, nextHops);
+  }
+
+  private internWith(
+    key: string,
+    attrs: PathAttributes | undefined,
+    nextHops: readonly string[],
+  ): RouteAttrs {
     let a = this.byKey.get(key);
     if (!a) {
       const id = this.freeIds.length ? this.freeIds.pop()! : this.sets.length;
       // Not frozen, not copied: the caller hands both over (types keep them read-only), and
       // freezing costs more than the rest of interning a set (100k prefixes over 20k sets).
-      a = { id, uid: this.nextUid++, key, attrs, nextHops, refs: 1, wire: undefined };
+      a = new AttrSet(id, this.nextUid++, key, attrs, nextHops);
       this.byKey.set(key, a);
       this.sets[id] = a;
       return a;
