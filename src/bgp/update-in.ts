@@ -70,13 +70,26 @@ export class UpdateIn {
       rib.announceKeys(keys, ids, from, ra, changed, accept);
       rib.attrs.release(ra);
     };
-    if (u.nlri.length) announce(u.nlri, u.nlriIds, u.attrs.nextHop ? [u.attrs.nextHop] : []);
+    if (u.nlri.length) announce(u.nlri, u.nlriIds, hopsOf(u.attrs.nextHop));
     const r = u.mpReach;
     if (r && (r.afi === 1 || r.afi === 2) && r.safi === 1 && r.prefixes.length)
       announce(r.prefixes, r.pathIds, r.nextHops);
     if (!verdict.accept && (u.nlri.length || u.mpReach?.prefixes.length)) return verdict.reason;
     return undefined;
   }
+}
+
+/** The last NEXT_HOP's next-hop list: a peer's UPDATEs mostly share one (a set keeps it). */
+let lastHop: string | undefined;
+let lastHops: string[] = [];
+
+function hopsOf(nextHop: string | undefined): string[] {
+  if (!nextHop) return [];
+  if (nextHop !== lastHop) {
+    lastHop = nextHop;
+    lastHops = [nextHop];
+  }
+  return lastHops;
 }
 
 let keyScratch = Buffer.allocUnsafe(4096);

@@ -205,9 +205,17 @@ def(AttrType.NextHop, {
     const a = s.buf.readUInt32BE(p);
     if (isMartianIpv4(a))
       fault(UpdateSubcode.InvalidNextHopAttribute, `NEXT_HOP ${formatIpv4(a)} is not a usable address`);
-    s.attrs.nextHop = formatIpv4(a);
+    // A peer's UPDATEs mostly carry one NEXT_HOP: one string for all of them, not one each.
+    if (a !== lastNextHop || lastNextHopText === '') {
+      lastNextHop = a;
+      lastNextHopText = formatIpv4(a);
+    }
+    s.attrs.nextHop = lastNextHopText;
   },
 });
+
+let lastNextHop = 0;
+let lastNextHopText = '';
 
 def(AttrType.MultiExitDisc, {
   name: 'MULTI_EXIT_DISC',
