@@ -16,7 +16,8 @@
  * 4. Announcements, NLRI and MP_REACH_NLRI, with the peer's prefix filter applied per prefix,
  *    under one interned attribute set (rib/attrs.ts). An UPDATE whose attribute bytes were
  *    taken as they came (no errors, no MP attributes, which carry NLRI) names its set by those
- *    bytes: cheaper than a key made from the decoded set.
+ *    bytes: cheaper than a key made from the decoded set, and the set keeps no decoded copy
+ *    until one is read (rib/attrs.ts).
  *
  * Changes come out as the RIB makes them: into a `SlotList` (the compact form, no object per
  * prefix) or a `Delta[]` when someone needs the old best path too.
@@ -26,6 +27,7 @@
  */
 import type { PrefixKey } from '../net/addr.js';
 import { filterAccepts, importCheck, type LocalInfo, type PeerPolicy } from './policy.js';
+import { offerDecoded } from './rib/attrs.js';
 import type { Delta, PeerRef, Rib, SlotList } from './rib/rib.js';
 import { ErrorAction } from './wire/error.js';
 import type { DecodedUpdate } from './wire/update.js';
@@ -66,8 +68,20 @@ export class UpdateIn {
     const accept = rules.length ? (k: PrefixKey) => filterAccepts(rules, k) : undefined;
     const announce = (keys: readonly PrefixKey[], ids: readonly number[] | undefined, hops: string[]) => {
       if (withdraw) return unreach(keys, ids);
-      const ra = rib.attrs.intern(u.attrs, hops, rawKey);
-      rib.announceKeys(keys, ids, from, ra, changed, accept);
+      if (rawKey === undefined) {
+        const ra = rib.attrs.intern(u.attrs, hops);
+        rib.announceKeys(keys, ids, from, ra, changed, accept);
+        rib.attrs.release(ra);
+        return;
+      }
+      // A set named by its bytes keeps no decoded attributes until someone reads them.
+      const ra = rib.attrs.internKey(rawKey, hops);
+      offerDecoded(rawKey, u.attrs);
+      try {
+        rib.announceKeys(keys, ids, from, ra, changed, accept);
+      } finally {
+        offerDecoded(undefined, undefined);
+      }
       rib.attrs.release(ra);
     };
     if (u.nlri.length) announce(u.nlri, u.nlriIds, hopsOf(u.attrs.nextHop));

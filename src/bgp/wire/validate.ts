@@ -31,6 +31,12 @@ function note(u: DecodedUpdate, err: BgpError): void {
   if (err.action > u.action) u.action = err.action;
 }
 
+/** Route reflection's attributes (RFC 4456 §8), which an external peer must not send. */
+const REFLECTION_ATTRS = [
+  ['originatorId', AttrType.OriginatorId, 'ORIGINATOR_ID'],
+  ['clusterList', AttrType.ClusterList, 'CLUSTER_LIST'],
+] as const;
+
 export function validateUpdate(u: DecodedUpdate, src: UpdateSource): void {
   const a = u.attrs;
   if (src.ebgp) {
@@ -48,10 +54,7 @@ export function validateUpdate(u: DecodedUpdate, src: UpdateSource): void {
         ),
       );
     }
-    for (const [key, type, name] of [
-      ['originatorId', AttrType.OriginatorId, 'ORIGINATOR_ID'],
-      ['clusterList', AttrType.ClusterList, 'CLUSTER_LIST'],
-    ] as const) {
+    for (const [key, type, name] of REFLECTION_ATTRS) {
       if (a[key] !== undefined) {
         delete a[key];
         note(
