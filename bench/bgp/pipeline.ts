@@ -5,7 +5,10 @@
  * withdrawn the same way. The modules are the speaker's, run as warmup.ts runs them; a flush
  * after every 64 KiB of input stands for one socket read.
  *
- *   node --expose-gc dist/bench/bgp/pipeline.js [--n 100000] [--sets 20000] [--reps 15]
+ *   node --expose-gc dist/bench/bgp/pipeline.js [--n 100000] [--sets 20000] [--reps 15] [--second]
+ *
+ * --second: after the load, a second eBGP peer sends the same table, each path one AS longer:
+ * every prefix is compared with the first peer's path, which stays best, and nothing is sent.
  *
  * What it is for: comparing two versions of the UPDATE path on one machine, run after run. The
  * end-to-end bench (run.ts) has three processes on two cores and moves by ±5 % between runs of
@@ -42,6 +45,7 @@ function arg(name: string, dflt: string): string {
 const N = Number(arg('n', '100000'));
 const SETS = Number(arg('sets', '20000'));
 const REPS = Number(arg('reps', '15'));
+const SECOND = process.argv.includes('--second');
 
 const peer = (addr: number, asn: number): PeerRef => ({
   id: formatIpv4(addr),
@@ -61,34 +65,51 @@ const ctx = negotiate(
   makeOpen(from.asn, 90, from.routerId, families),
 );
 
-/** The injector's sets (injector.ts attrsFor). */
-function attrsFor(s: number): PathAttributes {
-  const seq = (...asns: number[]) => [{ type: AsPathSegmentType.AsSequence, asns }];
-  if (SETS === 1) return { origin: Origin.Igp, asPath: seq(from.asn), nextHop: from.id };
+/** A second eBGP peer, which sends the same table with one AS more in each path (`--second`). */
+const second = peer(0xc0000204, 64515);
+
+/** The injector's sets (injector.ts attrsFor); from the second peer, one AS longer. */
+function attrsFor(s: number, p: PeerRef): PathAttributes {
+  const seq = (...asns: number[]) => [
+    { type: AsPathSegmentType.AsSequence, asns: p === from ? asns : [p.asn, ...asns] },
+  ];
+  if (SETS === 1) return { origin: Origin.Igp, asPath: seq(from.asn), nextHop: p.id };
   return {
     origin: s % 7 === 0 ? Origin.Incomplete : Origin.Igp,
     asPath: seq(from.asn, 64600 + (s % 100), 4200000000 + s),
-    nextHop: from.id,
+    nextHop: p.id,
     med: s % 1000,
     communities: [from.asn * 65536 + (s % 65536), 65000 * 65536 + (s % 50)],
   };
 }
 
-function streams(): { load: Buffer; withdraw: Buffer } {
+interface Streams {
+  load: Buffer;
+  /** The second peer's copy of the table. */
+  load2: Buffer;
+  withdraw: Buffer;
+}
+
+function streams(): Streams {
   const w = new Writer(1 << 20);
   const keys: number[] = [];
   for (let i = 0; i < N; i++) keys.push((0x10000000 + i * 256) * 64 + 24);
   const per = Math.ceil(N / SETS);
-  for (let s = 0; s < SETS; s++)
-    packUpdates(
-      w,
-      { family: IPV4_UNICAST, prefixes: keys.slice(s * per, (s + 1) * per), attrs: attrsFor(s) },
-      ctx,
-    );
-  const load = w.take();
+  const table = (p: PeerRef) => {
+    w.reset();
+    for (let s = 0; s < SETS; s++)
+      packUpdates(
+        w,
+        { family: IPV4_UNICAST, prefixes: keys.slice(s * per, (s + 1) * per), attrs: attrsFor(s, p) },
+        ctx,
+      );
+    return w.take();
+  };
+  const load = table(from);
+  const load2 = table(second);
   w.reset();
   packUpdates(w, { family: IPV4_UNICAST, prefixes: keys, withdraw: true }, ctx);
-  return { load, withdraw: w.take() };
+  return { load, load2, withdraw: w.take() };
 }
 
 const still: Clock = {
@@ -101,7 +122,7 @@ const still: Clock = {
 };
 
 /** One load and withdrawal through fresh tables; the times in ms and the bytes packed. */
-function once(s: { load: Buffer; withdraw: Buffer }): { load: number; withdraw: number; bytes: number } {
+function once(s: Streams): { load: number; load2: number; withdraw: number; bytes: number } {
   const rib = new Rib();
   const groups = new TxGroups(() => false);
   const w = new Writer(1 << 16);
@@ -136,7 +157,7 @@ function once(s: { load: Buffer; withdraw: Buffer }): { load: number; withdraw: 
   const pipeline = new UpdateIn(rib, me);
   const imports = peerPolicy();
   const changed = new SlotList();
-  const run = (stream: Buffer): number => {
+  const run = (stream: Buffer, sender: PeerRef): number => {
     const t0 = process.hrtime.bigint();
     const framer = new Framer();
     for (let off = 0; off < stream.length; off += 65536) {
@@ -144,7 +165,7 @@ function once(s: { load: Buffer; withdraw: Buffer }): { load: number; withdraw: 
       for (let f = framer.next(); f; f = framer.next()) {
         const m = decodeMessage(f, ctx);
         if (m.type !== MsgType.Update) continue;
-        pipeline.receive(m, from, imports, us, ctx.as4, changed);
+        pipeline.receive(m, sender, imports, us, ctx.as4, changed);
         groups.fanOut(changed, true);
         changed.length = 0;
       }
@@ -152,11 +173,13 @@ function once(s: { load: Buffer; withdraw: Buffer }): { load: number; withdraw: 
     }
     return Number(process.hrtime.bigint() - t0) / 1e6;
   };
-  const load = run(s.load);
-  const withdraw = run(s.withdraw);
+  const load = run(s.load, from);
+  // The second peer's copy: every prefix compared with the first peer's path, which stays best.
+  const load2 = SECOND ? run(s.load2, second) : 0;
+  const withdraw = run(s.withdraw, from);
   rib.prune();
   tx.close();
-  return { load, withdraw, bytes };
+  return { load, load2, withdraw, bytes };
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
@@ -168,14 +191,16 @@ warmUp();
 const first = once(s);
 const loads: number[] = [];
 const withdraws: number[] = [];
+const seconds: number[] = [];
 let bytes = 0;
 for (let r = 0; r < REPS; r++) {
   gc?.();
   const t = once(s);
   loads.push(t.load);
   withdraws.push(t.withdraw);
+  seconds.push(t.load2);
   bytes = t.bytes;
 }
 console.log(
-  `${N} prefixes / ${SETS} sets, ${REPS} reps: load ${median(loads).toFixed(1)} ms (min ${Math.min(...loads).toFixed(1)}), withdraw ${median(withdraws).toFixed(1)} ms; the first after the warm-up: load ${first.load.toFixed(1)} ms, withdraw ${first.withdraw.toFixed(1)} ms; ${bytes} bytes out${gc ? '' : ' (no --expose-gc)'}`,
+  `${N} prefixes / ${SETS} sets, ${REPS} reps: load ${median(loads).toFixed(1)} ms (min ${Math.min(...loads).toFixed(1)}), withdraw ${median(withdraws).toFixed(1)} ms;${SECOND ? ` the second peer's copy ${median(seconds).toFixed(1)} ms;` : ''} the first after the warm-up: load ${first.load.toFixed(1)} ms, withdraw ${first.withdraw.toFixed(1)} ms; ${bytes} bytes out${gc ? '' : ' (no --expose-gc)'}`,
 );
