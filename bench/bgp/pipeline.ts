@@ -1,37 +1,16 @@
-/**
- * The UPDATE path in one process, without sockets: the injector's table (injector.ts: N prefixes
- * over S attribute sets, from an eBGP peer) framed, decoded, taken into the RIB (update-in.ts)
- * and passed on to one eBGP receiver's update group (update-group.ts), packed into UPDATEs; then
- * withdrawn the same way. The modules are the speaker's, run as warmup.ts runs them; a flush
- * after every 64 KiB of input stands for one socket read.
- *
- *   node --expose-gc dist/bench/bgp/pipeline.js [--n 100000] [--sets 20000] [--reps 15] [--second]
- *
- * --second: after the load, a second eBGP peer sends the same table, each path one AS longer:
- * every prefix is compared with the first peer's path, which stays best, and nothing is sent.
- *
- * What it is for: comparing two versions of the UPDATE path on one machine, run after run. The
- * end-to-end bench (run.ts) has three processes on two cores and moves by ±5 % between runs of
- * the same code; this has one, and its median moves by about 1 %. It leaves out the session and
- * the socket, which run.ts measures, and there is nothing here to compare with BIRD.
- */
-import { formatIpv4 } from '../../src/net/addr.js';
-import type { Clock } from '../../src/bgp/clock.js';
 import { FlushQueue, PeerTx } from '../../src/bgp/peer-tx.js';
-import { type LocalInfo, peerPolicy } from '../../src/bgp/policy.js';
+import { peerPolicy } from '../../src/bgp/policy.js';
 import { AttrTable } from '../../src/bgp/rib/attrs.js';
 import { type PeerRef, Rib, SlotList } from '../../src/bgp/rib/rib.js';
 import { TxGroups } from '../../src/bgp/update-group.js';
 import { UpdateIn } from '../../src/bgp/update-in.js';
-import { warmUp } from '../../src/bgp/warmup.js';
+import { syntheticSetup, warmUp } from '../../src/bgp/warmup.js';
 import {
   AsPathSegmentType,
   decodeMessage,
   Framer,
   IPV4_UNICAST,
   MsgType,
-  makeOpen,
-  negotiate,
   Origin,
   type PathAttributes,
   packUpdates,
@@ -47,23 +26,7 @@ const SETS = Number(arg('sets', '20000'));
 const REPS = Number(arg('reps', '15'));
 const SECOND = process.argv.includes('--second');
 
-const peer = (addr: number, asn: number): PeerRef => ({
-  id: formatIpv4(addr),
-  asn,
-  routerId: addr,
-  ebgp: true,
-  local: false,
-  rrClient: false,
-});
-const from = peer(0xc0000201, 64512);
-const to = peer(0xc0000203, 64514);
-const us = formatIpv4(0xc0000202);
-const me: LocalInfo = { asn: 64513, routerId: us, clusterId: us };
-const families = { multiprotocol: [IPV4_UNICAST] };
-const ctx = negotiate(
-  makeOpen(me.asn, 90, 0xc0000202, families),
-  makeOpen(from.asn, 90, from.routerId, families),
-);
+const { peer, from, to, us, me, ctx, still } = syntheticSetup();
 
 /** A second eBGP peer, which sends the same table with one AS more in each path (`--second`). */
 const second = peer(0xc0000204, 64515);
@@ -111,15 +74,6 @@ function streams(): Streams {
   packUpdates(w, { family: IPV4_UNICAST, prefixes: keys, withdraw: true }, ctx);
   return { load, load2, withdraw: w.take() };
 }
-
-const still: Clock = {
-  now: () => 0,
-  date: () => new Date(0),
-  after: () => ({ cancel() {}, refresh() {} }),
-  every: () => ({ cancel() {}, refresh() {} }),
-  soon() {},
-  sleep: () => Promise.resolve(),
-};
 
 /** One load and withdrawal through fresh tables; the times in ms and the bytes packed. */
 function once(s: Streams): { load: number; load2: number; withdraw: number; bytes: number } {

@@ -61,8 +61,13 @@ const VARIANTS: Partial<PathAttributes>[] = [
   { med: 20, communities: [(64512 * 65536 + 200) >>> 0], largeCommunities: [[64512, 1, 2]] },
 ];
 
-/** Run a synthetic table through the UPDATE path; returns the prefixes it passed on. */
-export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SETS): number {
+/**
+ * The peers (eBGP from 192.0.2.1 AS 64512, to 192.0.2.3 AS 64514), our address and AS, a codec
+ * context negotiated from two OPENs as a session's is, and a clock at which time stands still
+ * (scheduled flushes never run: the caller flushes when it means to). The warm-up's, and
+ * bench/bgp/pipeline.ts's.
+ */
+export function syntheticSetup() {
   const peer = (addr: number, asn: number): PeerRef => ({
     id: formatIpv4(addr),
     asn,
@@ -75,12 +80,25 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SET
   const to = peer(0xc0000203, 64514);
   const us = formatIpv4(0xc0000202);
   const me: LocalInfo = { asn: 64513, routerId: us, clusterId: us };
-  // A context negotiated from two OPENs, as a session's is.
   const families = { multiprotocol: [IPV4_UNICAST] };
   const ctx = negotiate(
     makeOpen(me.asn, 90, 0xc0000202, families),
     makeOpen(from.asn, 90, from.routerId, families),
   );
+  const still: Clock = {
+    now: () => 0,
+    date: () => new Date(0),
+    after: () => ({ cancel() {}, refresh() {} }),
+    every: () => ({ cancel() {}, refresh() {} }),
+    soon() {},
+    sleep: () => Promise.resolve(),
+  };
+  return { peer, from, to, us, me, ctx, still };
+}
+
+/** Run a synthetic table through the UPDATE path; returns the prefixes it passed on. */
+export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SETS): number {
+  const { from, to, us, me, ctx, still } = syntheticSetup();
   // The default policy, then an export filter and next-hop-self (which an eBGP peer ignores).
   const all: PrefixRule = { prefix: 0, ge: 0, le: 32, action: 'accept' };
   const policies = [peerPolicy(), peerPolicy({ exportRules: [all] }), peerPolicy({ nextHopSelf: true })];
@@ -128,15 +146,6 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SET
   });
   packUpdates(w, { family: IPV4_UNICAST, prefixes: keys, withdraw: true }, ctx);
   const stream = Buffer.from(w.take());
-  // Time stands still and scheduled flushes never run: the loop below flushes when it means to.
-  const still: Clock = {
-    now: () => 0,
-    date: () => new Date(0),
-    after: () => ({ cancel() {}, refresh() {} }),
-    every: () => ({ cancel() {}, refresh() {} }),
-    soon() {},
-    sleep: () => Promise.resolve(),
-  };
   // A session whose socket takes everything, on an interface the host does not list.
   const session = { writable: true, localAddress: us, send: () => true };
   const noInterfaces = { interfaces: () => ({}) };

@@ -42,7 +42,9 @@ const seq = (...asns: number[]) => [{ type: AsPathSegmentType.AsSequence, asns }
 /** An UPDATE as a session's decoder gives it. */
 function received(attrs: PathAttributes, prefixes: string[], ctx: CodecContext): DecodedUpdate {
   const framer = new Framer();
-  framer.push(encodeUpdate({ withdrawn: [], attrs, nlri: prefixes.map(parsePrefix) }, ctx));
+  framer.push(
+    encodeUpdate({ withdrawn: [], attrs, nlri: prefixes.map((p) => parsePrefix(p) as number) }, ctx),
+  );
   const m = decodeMessage(framer.next()!, ctx);
   if (m.type !== MsgType.Update) throw new Error('not an UPDATE');
   return m;
