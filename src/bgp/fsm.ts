@@ -420,16 +420,6 @@ function notificationReceived(st: Step, now: number, n: NotificationMessage, cou
 }
 
 export function step(fsm: Fsm, e: FsmEvent, now: number): { state: Fsm; actions: FsmAction[] } {
-  // The one event of a table's arrival, first: an UPDATE in Established restarts the hold timer
-  // and is passed on (the same as the switch below does, without walking it per message).
-  if (e.type === 'UpdateMsg' && fsm.state === FsmState.Established) {
-    const hold = fsm.holdTime;
-    const update: FsmAction = { kind: 'update', update: e.update };
-    return {
-      state: fsm,
-      actions: hold ? [{ kind: 'arm', timer: 'hold', ms: hold * 1000 }, update] : [update],
-    };
-  }
   const st: Step = { s: fsm, out: [] };
   const passive = fsm.opts.passive;
   switch (fsm.state) {

@@ -12,6 +12,9 @@
  *   the session's negotiated context (4-octet AS, ADD-PATH, extended messages from the OPENs),
  *   and each error goes to the FSM as the event RFC 4271 §8.1.4 names (BGPHeaderErr for the
  *   header, BGPOpenMsgErr for the OPEN, UpdateMsgErr for an UPDATE that needs a session reset).
+ *   One event skips the FSM: an UPDATE in Established, for which the FSM's answer is always the
+ *   same (restart the hold timer, pass the UPDATE on), is acted on directly. A table is thousands
+ *   of UPDATEs, and the event, the step and its actions were five objects each.
  * - Respects backpressure: `send` reports whether the socket took the bytes without queueing;
  *   the caller stops producing until 'drain'. While written bytes wait unread the send hold timer
  *   of RFC 9687 runs (default max(8 min, 2 x hold time)); a peer that stops reading is dropped
@@ -39,6 +42,7 @@ import { ErrorCode, MsgType, OpenSubcode } from './wire/constants.js';
 import { BgpError } from './wire/error.js';
 import { Framer } from './wire/framer.js';
 import { decodeMessage } from './wire/message.js';
+import type { DecodedUpdate } from './wire/update.js';
 
 export interface SessionLog {
   debug(obj: object, msg: string): void;
@@ -363,7 +367,8 @@ export class Session {
       }
       if (!frame) return;
       const type = frame.type;
-      let ev: FsmEvent;
+      let ev: FsmEvent | undefined;
+      let update: DecodedUpdate | undefined;
       try {
         const m = decodeMessage(frame, this.fsm.ctx ?? DEFAULT_CONTEXT);
         switch (m.type) {
@@ -372,7 +377,8 @@ export class Session {
             break;
           case MsgType.Update:
             sessionCounters.updatesIn++;
-            ev = { type: 'UpdateMsg', update: m };
+            if (this.fsm.state === FsmState.Established) update = m;
+            else ev = { type: 'UpdateMsg', update: m };
             break;
           case MsgType.Notification:
             ev =
@@ -396,7 +402,14 @@ export class Session {
               ? { type: 'UpdateMsgErr', error: err }
               : { type: 'BgpHeaderErr', error: err };
       }
-      this.feed(ev);
+      if (update !== undefined) {
+        // What step() answers for an UPDATE in Established (fsm.ts), acted on without making
+        // the event and the actions: the hold timer restarted, the UPDATE passed on. A table is
+        // thousands of these.
+        const hold = this.fsm.holdTime;
+        if (hold) this.armHold(hold * 1000);
+        this.opts.callbacks.update?.(this, update);
+      } else if (ev !== undefined) this.feed(ev);
     }
   }
 }

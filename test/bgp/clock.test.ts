@@ -8,7 +8,18 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/bgp/clock.js';
 import { DEFAULT_TIMERS, FsmState } from '../../src/bgp/fsm.js';
 import { Session } from '../../src/bgp/session.js';
-import { encodeOpen, Framer, IPV4_UNICAST, KEEPALIVE, makeOpen, MsgType } from '../../src/bgp/wire/index.js';
+import {
+  type DecodedUpdate,
+  encodeOpen,
+  encodeUpdate,
+  Framer,
+  IPV4_UNICAST,
+  KEEPALIVE,
+  MsgType,
+  makeContext,
+  makeOpen,
+} from '../../src/bgp/wire/index.js';
+import { formatPrefix, parsePrefix } from '../../src/net/addr.js';
 
 describe('FakeClock', () => {
   it('runs timers in order of due time, then of arming, only when advanced', () => {
@@ -99,7 +110,11 @@ class Pipe extends Duplex {
 }
 
 /** A passive session on `clock` around `pipe`, taken to Established by the peer's OPEN and KEEPALIVE (hold time 9 s). */
-async function establish(clock: FakeClock, pipe: Pipe): Promise<{ s: Session; downs: string[] }> {
+async function establish(
+  clock: FakeClock,
+  pipe: Pipe,
+  updates: DecodedUpdate[] = [],
+): Promise<{ s: Session; downs: string[] }> {
   const downs: string[] = [];
   const s = new Session({
     fsm: {
@@ -115,7 +130,7 @@ async function establish(clock: FakeClock, pipe: Pipe): Promise<{ s: Session; do
     socket: pipe as never,
     log: { debug() {}, info() {}, warn() {} },
     clock,
-    callbacks: { down: (_s, info) => downs.push(info.reason) },
+    callbacks: { down: (_s, info) => downs.push(info.reason), update: (_s, u) => updates.push(u) },
   });
   s.start();
   pipe.push(encodeOpen(makeOpen(64513, 9, 0xc0000202, { multiprotocol: [IPV4_UNICAST] })));
@@ -168,6 +183,41 @@ describe('a session on a fake clock', () => {
     clock.advance(1);
     expect(s.state).toBe(FsmState.Idle);
     expect(downs).toHaveLength(1);
+    s.dispose();
+  });
+
+  it('an UPDATE in Established is passed on and moves the hold deadline, as any message does', async () => {
+    const clock = new FakeClock();
+    const pipe = new Pipe();
+    const updates: DecodedUpdate[] = [];
+    const { s, downs } = await establish(clock, pipe, updates);
+    const delivered = () => new Promise((r) => setImmediate(r));
+    const ctx = makeContext({ as4: true });
+    const update = (p: string) =>
+      encodeUpdate(
+        {
+          withdrawn: [],
+          attrs: { origin: 0, asPath: [{ type: 2, asns: [64513] }], nextHop: '192.0.2.2' },
+          nlri: [parsePrefix(p) as number],
+        },
+        ctx,
+      );
+    clock.advance(5_000);
+    pipe.push(update('198.51.100.0/24'));
+    await delivered();
+    clock.advance(7_000);
+    pipe.push(Buffer.concat([update('203.0.113.0/24'), update('192.0.2.0/24')]));
+    await delivered();
+    expect(updates.map((u) => u.nlri.map(formatPrefix))).toEqual([
+      ['198.51.100.0/24'],
+      ['203.0.113.0/24'],
+      ['192.0.2.0/24'],
+    ]);
+    clock.advance(8_999);
+    expect(s.state).toBe(FsmState.Established);
+    expect(downs).toEqual([]);
+    clock.advance(1);
+    expect(s.state).toBe(FsmState.Idle);
     s.dispose();
   });
 });
