@@ -54,11 +54,8 @@ export class UpdateIn {
   ): string | undefined {
     validateUpdate(u, { ebgp: from.ebgp, peerAs: from.asn, localAddress });
     const rib = this.rib;
-    const id = from.id;
-    const unreach = (keys: readonly PrefixKey[], ids: readonly number[] | undefined) =>
-      rib.withdrawKeys(keys, ids, id, changed);
-    unreach(u.withdrawn, u.withdrawnIds);
-    if (u.mpUnreach) unreach(u.mpUnreach.prefixes, u.mpUnreach.pathIds);
+    rib.withdrawKeys(u.withdrawn, u.withdrawnIds, from.id, changed);
+    if (u.mpUnreach) rib.withdrawKeys(u.mpUnreach.prefixes, u.mpUnreach.pathIds, from.id, changed);
 
     const verdict = importCheck(u.attrs, from, policy, this.me);
     const withdraw = u.action === ErrorAction.TreatAsWithdraw || !verdict.accept;
@@ -66,30 +63,47 @@ export class UpdateIn {
     const rawKey =
       u.errors.length === 0 && !u.mpReach && !u.mpUnreach ? rawKeyOf(u.attrBytes, as4) : undefined;
     const accept = rules.length ? (k: PrefixKey) => filterAccepts(rules, k) : undefined;
-    const announce = (keys: readonly PrefixKey[], ids: readonly number[] | undefined, hops: string[]) => {
-      if (withdraw) return unreach(keys, ids);
-      if (rawKey === undefined) {
-        const ra = rib.attrs.intern(u.attrs, hops);
-        rib.announceKeys(keys, ids, from, ra, changed, accept);
-        rib.attrs.release(ra);
-        return;
-      }
-      // A set named by its bytes keeps no decoded attributes until someone reads them.
-      const ra = rib.attrs.internKey(rawKey, hops);
-      offerDecoded(rawKey, u.attrs);
-      try {
-        rib.announceKeys(keys, ids, from, ra, changed, accept);
-      } finally {
-        offerDecoded(undefined, undefined);
-      }
-      rib.attrs.release(ra);
-    };
-    if (u.nlri.length) announce(u.nlri, u.nlriIds, hopsOf(u.attrs.nextHop));
+    // Methods, not closures made per UPDATE: a table is thousands of UPDATEs.
+    if (u.nlri.length) {
+      if (withdraw) rib.withdrawKeys(u.nlri, u.nlriIds, from.id, changed);
+      else this.announce(u, u.nlri, u.nlriIds, hopsOf(u.attrs.nextHop), from, rawKey, changed, accept);
+    }
     const r = u.mpReach;
-    if (r && (r.afi === 1 || r.afi === 2) && r.safi === 1 && r.prefixes.length)
-      announce(r.prefixes, r.pathIds, r.nextHops);
+    if (r && (r.afi === 1 || r.afi === 2) && r.safi === 1 && r.prefixes.length) {
+      if (withdraw) rib.withdrawKeys(r.prefixes, r.pathIds, from.id, changed);
+      else this.announce(u, r.prefixes, r.pathIds, r.nextHops, from, rawKey, changed, accept);
+    }
     if (!verdict.accept && (u.nlri.length || u.mpReach?.prefixes.length)) return verdict.reason;
     return undefined;
+  }
+
+  /** `keys` into the RIB under `u`'s attribute set. */
+  private announce(
+    u: DecodedUpdate,
+    keys: readonly PrefixKey[],
+    ids: readonly number[] | undefined,
+    hops: string[],
+    from: PeerRef,
+    rawKey: string | undefined,
+    changed: SlotList | Delta[],
+    accept: ((k: PrefixKey) => boolean) | undefined,
+  ): void {
+    const rib = this.rib;
+    if (rawKey === undefined) {
+      const ra = rib.attrs.intern(u.attrs, hops);
+      rib.announceKeys(keys, ids, from, ra, changed, accept);
+      rib.attrs.release(ra);
+      return;
+    }
+    // A set named by its bytes keeps no decoded attributes until someone reads them.
+    const ra = rib.attrs.internKey(rawKey, hops);
+    offerDecoded(rawKey, u.attrs);
+    try {
+      rib.announceKeys(keys, ids, from, ra, changed, accept);
+    } finally {
+      offerDecoded(undefined, undefined);
+    }
+    rib.attrs.release(ra);
   }
 }
 
