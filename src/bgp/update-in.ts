@@ -61,7 +61,9 @@ export class UpdateIn {
     const withdraw = u.action === ErrorAction.TreatAsWithdraw || !verdict.accept;
     const rules = policy.importRules;
     const rawKey =
-      u.errors.length === 0 && !u.mpReach && !u.mpUnreach ? rawKeyOf(u.attrBytes, as4) : undefined;
+      !withdraw && u.errors.length === 0 && !u.mpReach && !u.mpUnreach
+        ? rawKeyOf(u.attrBytes, as4)
+        : undefined;
     const accept = rules.length ? (k: PrefixKey) => filterAccepts(rules, k) : undefined;
     // Methods, not closures made per UPDATE: a table is thousands of UPDATEs.
     if (u.nlri.length) {

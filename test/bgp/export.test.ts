@@ -11,13 +11,11 @@ import {
   AttrTable,
   attrsOfExportKey,
   type RouteAttrs,
-  wireFromExportKey,
   writeWireFromExportKey,
 } from '../../src/bgp/rib/attrs.js';
 import type { PeerRef } from '../../src/bgp/rib/rib.js';
-import { type AttrParseState, decodeAttributes, type PathAttributes } from '../../src/bgp/wire/attributes.js';
+import { decodeAttributeBytes, type PathAttributes } from '../../src/bgp/wire/attributes.js';
 import { AsPathSegmentType } from '../../src/bgp/wire/constants.js';
-import { ErrorAction } from '../../src/bgp/wire/error.js';
 import { makeContext } from '../../src/bgp/wire/context.js';
 import { encodeAttributeBytes } from '../../src/bgp/wire/update.js';
 import { pathAttributes, unicastIpv4 } from './wire/arbitraries.js';
@@ -50,16 +48,15 @@ function rawKey(attrs: PathAttributes): string {
 
 /** The attributes in `bytes`, as the decoder gives them; undefined if it found an error. */
 function decoded(bytes: Buffer): PathAttributes | undefined {
-  const s: AttrParseState = {
-    buf: bytes,
-    ctx: AS4,
-    attrs: {},
-    errors: [],
-    action: ErrorAction.None,
-    framingError: false,
-  };
-  decodeAttributes(s, 0, bytes.length);
+  const s = decodeAttributeBytes(bytes, AS4);
   return s.errors.length ? undefined : s.attrs;
+}
+
+/** writeWireFromExportKey into a buffer of its own; undefined for a key of another kind. */
+function wireFromExportKey(key: string, hops: readonly string[], hop: string): Buffer | undefined {
+  const out = Buffer.alloc(key.length + 6);
+  const n = writeWireFromExportKey(key, hops, hop, out);
+  return n < 0 ? undefined : out.subarray(0, n);
 }
 
 /** RIB-side sets, as the RIB interns them: by their canonical key, and one by its raw bytes. */
@@ -240,7 +237,7 @@ describe('SessionNextHops', () => {
   });
 });
 
-describe('wireFromExportKey', () => {
+describe('writeWireFromExportKey', () => {
   it('gives the bytes a fresh encoding with the NEXT_HOP gives', () => {
     const ctx = makeContext({ as4: true });
     fc.assert(

@@ -31,9 +31,8 @@
  * answers cached for it still good.
  */
 import { parseIpv4 } from '../../net/addr.js';
-import { type AttrParseState, decodeAttributes, mergeAs4, type PathAttributes } from '../wire/attributes.js';
+import { decodeAttributeBytes, type PathAttributes } from '../wire/attributes.js';
 import { makeContext } from '../wire/context.js';
-import { ErrorAction } from '../wire/error.js';
 
 export interface RouteAttrs {
   /** Small, dense, reused once the set is freed. */
@@ -49,7 +48,7 @@ export interface RouteAttrs {
    * The set as last encoded for sending, with the NEXT_HOP and AS size it was encoded for: sent
    * again with the same (the next UPDATE of the set, the next peer on the same link), it is not
    * encoded again. Kept by the sending side (rib/adj-out.ts packBatch), only for sets whose bytes
-   * cannot be copied from their key (export.ts wireFromExportKey).
+   * cannot be copied from their key (writeWireFromExportKey).
    */
   wire: { hop: string; as4: boolean; bytes: Buffer } | undefined;
 }
@@ -62,44 +61,29 @@ function keyOf(attrs: PathAttributes, nextHops: readonly string[]): string {
   });
 }
 
+const AS4 = makeContext({ as4: true });
+const AS2 = makeContext({ as4: false });
+
+/** Where an export key's encoding ends: before the '|' and the next hops (export.ts exportKey). */
+function exportKeyEnd(key: string, hops: readonly string[]): number {
+  let tail = Math.max(1, hops.length); // the '|' and the commas
+  for (const h of hops) tail += h.length;
+  return key.length - tail;
+}
+
 /**
  * The attributes of an export key (export.ts: 'x', the encoding on a 4-octet-AS session without
  * NEXT_HOP, '|' and the next hops), decoded: for a set made from its key alone
  * (`AttrTable.internKey`), the first time someone asks.
  */
 export function attrsOfExportKey(key: string, hops: readonly string[]): PathAttributes {
-  let tail = Math.max(1, hops.length);
-  for (const h of hops) tail += h.length;
-  const buf = Buffer.from(key.slice(1, key.length - tail), 'latin1');
-  const s: AttrParseState = {
-    buf,
-    ctx: AS4,
-    attrs: {},
-    errors: [],
-    action: ErrorAction.None,
-    framingError: false,
-  };
-  decodeAttributes(s, 0, buf.length);
-  return s.attrs;
+  return decodeAttributeBytes(Buffer.from(key.slice(1, exportKeyEnd(key, hops)), 'latin1'), AS4).attrs;
 }
-
-const AS4 = makeContext({ as4: true });
-const AS2 = makeContext({ as4: false });
 
 /** The attributes of a raw key (update-in.ts: 'w', the AS size, an UPDATE's attribute bytes). */
 export function attrsOfRawKey(key: string): PathAttributes {
-  const buf = Buffer.from(key.slice(2), 'latin1');
-  const s: AttrParseState = {
-    buf,
-    ctx: key.charCodeAt(1) === 0x34 ? AS4 : AS2,
-    attrs: {},
-    errors: [],
-    action: ErrorAction.None,
-    framingError: false,
-  };
-  decodeAttributes(s, 0, buf.length);
-  if (!s.ctx.as4) mergeAs4(s);
-  return s.attrs;
+  return decodeAttributeBytes(Buffer.from(key.slice(2), 'latin1'), key.charCodeAt(1) === 0x34 ? AS4 : AS2)
+    .attrs;
 }
 
 /** The raw key of the UPDATE being taken in, and what its attributes decoded to (`offerDecoded`). */
@@ -229,7 +213,7 @@ export class AttrTable {
   }
 }
 
-/** The last next hop parsed by wireFromExportKey: a session's own address, the same each time. */
+/** The last next hop parsed by writeWireFromExportKey: a session's own address, the same each time. */
 let lastHop = '';
 let lastHopValue = 0;
 
@@ -248,9 +232,7 @@ export function writeWireFromExportKey(
   out: Buffer,
 ): number {
   if (key.charCodeAt(0) !== 120 /* 'x' */) return -1;
-  let tail = Math.max(1, hops.length); // the '|' and the commas
-  for (const h of hops) tail += h.length;
-  const end = key.length - tail; // one past the encoding, which starts at 1
+  const end = exportKeyEnd(key, hops); // one past the encoding, which starts at 1
   // The first attribute of type NEXT_HOP (3) or above: attributes are in ascending type order.
   let p = 1;
   while (p < end && key.charCodeAt(p + 1) < 3) {
@@ -275,11 +257,4 @@ export function writeWireFromExportKey(
   out[o++] = lastHopValue & 0xff;
   for (let i = p; i < end; i++) out[o++] = key.charCodeAt(i);
   return o;
-}
-
-/** writeWireFromExportKey into a Buffer of its own; undefined for a key of another kind. */
-export function wireFromExportKey(key: string, hops: readonly string[], hop: string): Buffer | undefined {
-  const out = Buffer.allocUnsafe(key.length + 6);
-  const n = writeWireFromExportKey(key, hops, hop, out);
-  return n < 0 ? undefined : out.subarray(0, n);
 }

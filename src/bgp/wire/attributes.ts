@@ -206,7 +206,7 @@ def(AttrType.NextHop, {
     if (isMartianIpv4(a))
       fault(UpdateSubcode.InvalidNextHopAttribute, `NEXT_HOP ${formatIpv4(a)} is not a usable address`);
     // A peer's UPDATEs mostly carry one NEXT_HOP: one string for all of them, not one each.
-    if (a !== lastNextHop || lastNextHopText === '') {
+    if (a !== lastNextHop) {
       lastNextHop = a;
       lastNextHopText = formatIpv4(a);
     }
@@ -214,6 +214,7 @@ def(AttrType.NextHop, {
   },
 });
 
+/** 0 is never a usable NEXT_HOP (isMartianIpv4), so the first one always makes its text. */
 let lastNextHop = 0;
 let lastNextHopText = '';
 
@@ -501,6 +502,24 @@ export function decodeAttributes(s: AttrParseState, p: number, end: number): voi
       noteError(s, err);
     }
   }
+}
+
+/**
+ * A run of path attributes decoded on its own, as an UPDATE's would be (on a 2-octet session
+ * with AS4_PATH merged): for attributes kept as bytes (rib/attrs.ts). Throws as decodeAttributes.
+ */
+export function decodeAttributeBytes(buf: Buffer, ctx: CodecContext): AttrParseState {
+  const s: AttrParseState = {
+    buf,
+    ctx,
+    attrs: {},
+    errors: [],
+    action: ErrorAction.None,
+    framingError: false,
+  };
+  decodeAttributes(s, 0, buf.length);
+  if (!ctx.as4) mergeAs4(s);
+  return s;
 }
 
 /** RFC 6793 §4.2.3: rebuild the 4-octet path from AS_PATH and AS4_PATH on a 2-octet session. */

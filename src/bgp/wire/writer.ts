@@ -44,9 +44,7 @@ export class Writer {
   }
 
   bytes(b: Uint8Array): void {
-    this.ensure(b.length);
-    this.buf.set(b, this.pos);
-    this.pos += b.length;
+    this.bytesOf(b, b.length);
   }
 
   /** The first `n` bytes of `b`; a short run byte by byte (a view to copy from costs more). */
