@@ -243,6 +243,13 @@ describeK8s('agents on the Kubernetes datastore', () => {
             async () => !JSON.stringify(await admin.list('IPAMBlock')).includes('"pod":"gone"'),
             30_000,
           );
+          // The agent logs the release after its write returns, and its output reaches us later
+          // still: the block can show the release first.
+          await waitFor(
+            'k1 logs the released address',
+            () => agents[0]!.log().includes(`"address":"${gone.address}"`),
+            10_000,
+          );
           expect(agents[0]!.log()).toContain(`"address":"${gone.address}"`);
           const blocks = JSON.stringify(await admin.list('IPAMBlock'));
           expect(blocks).toContain('"pod":"live"');
