@@ -125,6 +125,8 @@ function make(kind: DutKind, main: ChildProcess, procs: ChildProcess[], log: str
 export interface StartOptions {
   /** Twill only: directory for `node --cpu-prof` output. */
   cpuProfDir?: string;
+  /** Twill only: more flags for node, such as `--trace-deopt` (the output goes to twill.log). */
+  nodeFlags?: string[];
 }
 
 export async function startDut(kind: DutKind, t: Topology, dir: string, o: StartOptions = {}): Promise<Dut> {
@@ -164,7 +166,10 @@ async function startTwill(t: Topology, dir: string, o: StartOptions): Promise<Du
     }),
   );
   const log = join(dir, 'twill.log');
-  const prof = o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] : [];
+  const prof = [
+    ...(o.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir] : []),
+    ...(o.nodeFlags ?? []),
+  ];
   // As the image runs it (deploy/Dockerfile ENV).
   const env = { ...process.env, ...DAEMON_ENV };
   delete env.TWILL_TEST_FAST_TIMERS;

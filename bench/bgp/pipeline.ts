@@ -26,7 +26,7 @@ const SETS = Number(arg('sets', '20000'));
 const REPS = Number(arg('reps', '15'));
 const SECOND = process.argv.includes('--second');
 
-const { peer, from, to, us, me, ctx, still } = syntheticSetup();
+const { peer, from, to, us, me, ctx, clock } = syntheticSetup();
 
 /** A second eBGP peer, which sends the same table with one AS more in each path (`--second`). */
 const second = peer(0xc0000204, 64515);
@@ -94,10 +94,10 @@ function once(s: Streams): { load: number; load2: number; withdraw: number; byte
       rib,
       exportTable: new AttrTable(),
       me,
-      clock: still,
+      clock,
       host: { interfaces: () => ({}) },
+      flushes: new FlushQueue(clock),
       writer: w,
-      flushes: new FlushQueue(still),
       afterBatch: () => {},
       batch: 8192,
       groups,

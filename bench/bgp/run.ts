@@ -11,7 +11,8 @@
  * named), --n LIST (scenario sizes to keep), --sets LIST (attribute-set counts to keep), --quick,
  * --reps R (each run R times, medians reported), --timeout S (per phase, default 300), --probes P
  * (default 100), --json, --cpu-prof DIR (Twill runs under node --cpu-prof, profiles written to
- * DIR), --keep (keep the DUTs' temp dirs).
+ * DIR), --node-flags 'F ...' (more flags for Twill's node, such as --trace-deopt; the output is in
+ * twill.log), --keep (keep the DUTs' temp dirs).
  *
  * Topology: three namespaces (bgpb-PID-inj, -dut, -mon) and two veth links,
  *   injector 10.0.1.1 AS 65001 --- 10.0.1.2 DUT AS 65002 10.0.2.2 --- 10.0.2.1 monitor AS 65003
@@ -84,6 +85,7 @@ const reps = Number(flag('reps') ?? 1);
 const timeoutMs = Number(flag('timeout') ?? 300) * 1000;
 const probeCount = Number(flag('probes') ?? (quick ? 50 : 100));
 const cpuProfDir = flag('cpu-prof');
+const nodeFlags = (flag('node-flags') ?? '').split(' ').filter(Boolean);
 const duts = (list('dut') ?? DUT_KINDS) as DutKind[];
 for (const d of duts)
   if (!ALL_DUT_KINDS.includes(d)) throw new Error(`unknown DUT ${d} (one of ${ALL_DUT_KINDS.join(', ')})`);
@@ -175,7 +177,7 @@ async function runOne(kind: DutKind, sc: Scenario, topo: ReturnType<typeof topol
   const peers: PeerProc[] = [];
   let phase = 'start';
   try {
-    dut = await startDut(kind, topo.dut, dir, cpuProfDir ? { cpuProfDir } : {});
+    dut = await startDut(kind, topo.dut, dir, { ...(cpuProfDir ? { cpuProfDir } : {}), nodeFlags });
     for (const c of dut.procs) children.add(c);
     const dutProc = dut.procs[dut.procs.length - 1]!;
     const dutDead = () =>

@@ -215,6 +215,8 @@ export class Speaker {
     if (this.options.warmUp !== false) {
       const t0 = this.clock.now();
       warmUp();
+      // Its garbage goes now, not in a full collection while the first table loads.
+      collectGarbage();
       this.log.debug({ ms: Math.round(this.clock.now() - t0) }, 'UPDATE path warmed up');
     }
     const l = this.config.listen;

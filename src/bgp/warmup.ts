@@ -1,14 +1,19 @@
 /**
  * Warming the UPDATE path: before the speaker listens, `warmUp` runs the code a table load runs
  * over synthetic IPv4 prefixes, announced and withdrawn, three times: 8k /24s over four sets, and
- * 2k sets of four /24s each (a set per UPDATE, as from a peer with a real table's variety of
+ * 4k sets of four /24s each (a set per UPDATE, as from a peer with a real table's variety of
  * paths: the code that runs once per new set, interning it, its export answer, its encoding,
  * must be compiled too; without this part a fresh speaker took its first 100k prefixes over 20k
  * sets in 0.16-0.21 s of CPU in bench/bgp/pipeline.ts, against 0.13 s once warm). Framing,
  * decoding, the UPDATE-in pipeline (update-in.ts: RFC 7606 checks, import policy, the RIB), and
  * the peer-tx side (peer-tx.ts: export, the Adj-RIB-Out on the RIB's slots, packing UPDATEs).
- * About 0.2 s, and as much CPU again in V8's compiler threads. It opens nothing and leaves
- * nothing: every object is a scratch one.
+ * About 0.3 s, and as much CPU again in V8's compiler threads; the speaker then has its garbage
+ * collected. It opens nothing, and leaves nothing but a flush asked for at the loop's next turn,
+ * which finds its group closed: every object is a scratch one.
+ *
+ * Why 4k sets and three rounds: V8 compiles a function once it has run enough of its own
+ * bytecode, more for a longer function. With 1k sets, decodeUpdate, UpdateIn.receive and
+ * packBatch, which run once per UPDATE, were still interpreted when the first real table came.
  *
  * Why: V8 runs new code in its interpreter and compiles a function only after it has run hot, so
  * a fresh speaker takes its first table markedly slower than the next (bench/bgp/HISTORY.md),
@@ -25,15 +30,19 @@
  *  - a codec context negotiated from two OPENs, policies from `peerPolicy` (with and without
  *    prefix rules, on both sides), raw attribute keys as the sessions make them;
  *  - several shapes of an eBGP peer's attributes (with and without MED and communities), the
- *    many-set part first (run after the rest, it made run.ts's one-set load slower), and
- *    flushes after every UPDATE, every eighth and only at the end (changes that cancel out
- *    before they are sent take their own path through the Adj-RIB-Out), one per round.
+ *    many-set part first (run after the rest, it made run.ts's one-set load slower), two
+ *    NEXT_HOPs in turn and our address on the session another each round (the code for the
+ *    next one runs, not only for the first), an End-of-RIB at the end, and flushes after every
+ *    UPDATE, every eighth and only at the end (changes that cancel out before they are sent
+ *    take their own path through the Adj-RIB-Out), one per round;
+ *  - the speaker's own clock functions for reading the time and for "soon" (systemClock's: a
+ *    call compiled for the warm-up's own function would be thrown away at the first real one).
  *
  * Checking: `node --trace-deopt` on the speaker (bench/bgp) shows the deoptimisations, if any, in
  * the UPDATE path while the first table loads and is withdrawn.
  */
 import { formatIpv4 } from '../net/addr.js';
-import type { Clock } from './clock.js';
+import { type Clock, systemClock } from './clock.js';
 import { FlushQueue, PeerTx } from './peer-tx.js';
 import { TxGroups } from './update-group.js';
 import { type LocalInfo, type PrefixRule, peerPolicy } from './policy.js';
@@ -46,13 +55,13 @@ import { negotiate } from './wire/context.js';
 import { Framer } from './wire/framer.js';
 import { decodeMessage } from './wire/message.js';
 import { makeOpen } from './wire/open.js';
-import { packUpdates } from './wire/update.js';
+import { encodeEndOfRib, packUpdates } from './wire/update.js';
 import { Writer } from './wire/writer.js';
 
 const PREFIXES = 8192;
 const ROUNDS = 3;
 /** Sets of the many-set part of the table. */
-const MANY_SETS = 1024;
+const MANY_SETS = 4096;
 /** Attributes beyond ORIGIN, AS_PATH and NEXT_HOP, one variant per quarter of the table. */
 const VARIANTS: Partial<PathAttributes>[] = [
   {},
@@ -63,9 +72,10 @@ const VARIANTS: Partial<PathAttributes>[] = [
 
 /**
  * The peers (eBGP from 192.0.2.1 AS 64512, to 192.0.2.3 AS 64514), our address and AS, a codec
- * context negotiated from two OPENs as a session's is, and a clock at which time stands still
- * (scheduled flushes never run: the caller flushes when it means to). The warm-up's, and
- * bench/bgp/pipeline.ts's.
+ * context negotiated from two OPENs as a session's is, and a clock whose timers never fire: it
+ * reads the time and defers "soon" as the speaker's does, and so a flush scheduled runs only
+ * when the loop turns, after the caller (which flushes when it means to) is done. The warm-up's,
+ * and bench/bgp/pipeline.ts's.
  */
 export function syntheticSetup() {
   const peer = (addr: number, asn: number): PeerRef => ({
@@ -85,20 +95,20 @@ export function syntheticSetup() {
     makeOpen(me.asn, 90, 0xc0000202, families),
     makeOpen(from.asn, 90, from.routerId, families),
   );
-  const still: Clock = {
-    now: () => 0,
-    date: () => new Date(0),
+  const clock: Clock = {
+    now: systemClock.now,
+    date: systemClock.date,
     after: () => ({ cancel() {}, refresh() {} }),
     every: () => ({ cancel() {}, refresh() {} }),
-    soon() {},
+    soon: systemClock.soon,
     sleep: () => Promise.resolve(),
   };
-  return { peer, from, to, us, me, ctx, still };
+  return { peer, from, to, us, me, ctx, clock };
 }
 
 /** Run a synthetic table through the UPDATE path; returns the prefixes it passed on. */
 export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SETS): number {
-  const { from, to, us, me, ctx, still } = syntheticSetup();
+  const { from, to, us, me, ctx, clock } = syntheticSetup();
   // The default policy, then an export filter and next-hop-self (which an eBGP peer ignores).
   const all: PrefixRule = { prefix: 0, ge: 0, le: 32, action: 'accept' };
   const policies = [peerPolicy(), peerPolicy({ exportRules: [all] }), peerPolicy({ nextHopSelf: true })];
@@ -112,6 +122,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SET
   };
   // Small, so that packing grows it, as a flush of a long queue grows the speaker's.
   const w = new Writer(4096);
+  const otherHop = formatIpv4(0xc0000209);
   // A quarter of the table for each of the common shapes of an eBGP peer's attributes: V8
   // specialises property reads to the shapes it has seen, and a set of another shape at the first
   // real UPDATE would throw that code away.
@@ -132,6 +143,8 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SET
           asPath: [
             { type: AsPathSegmentType.AsSequence, asns: [from.asn, 64600 + (s % 50), 4200000000 + s] },
           ],
+          // Two next hops in turn: the code for a peer's next NEXT_HOP runs, not only the first.
+          nextHop: s % 2 ? from.id : otherHop,
           med: s,
         },
       },
@@ -145,12 +158,17 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SET
     packUpdates(w, { family: IPV4_UNICAST, prefixes: part, attrs: { ...base, ...extra } }, ctx);
   });
   packUpdates(w, { family: IPV4_UNICAST, prefixes: keys, withdraw: true }, ctx);
+  // A peer's table ends with one, and the decoder takes it apart from other UPDATEs.
+  w.bytes(encodeEndOfRib(IPV4_UNICAST, ctx));
   const stream = Buffer.from(w.take());
   // A session whose socket takes everything, on an interface the host does not list.
-  const session = { writable: true, localAddress: us, send: () => true };
   const noInterfaces = { interfaces: () => ({}) };
   let passed = 0;
   for (let round = 0; round < rounds; round++) {
+    // Our address on the session, another each round: the sending side's code for a session's
+    // next address runs too (a real session's is never the warm-up's).
+    const local = round === 0 ? us : formatIpv4(0xc0000202 + round * 256);
+    const session = { writable: true, localAddress: local, send: () => true };
     const rib = new Rib();
     const groups = new TxGroups(() => false);
     const tx = new PeerTx(
@@ -158,10 +176,10 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SET
         rib,
         exportTable: new AttrTable(),
         me,
-        clock: still,
+        clock,
         host: noInterfaces,
+        flushes: new FlushQueue(clock),
         writer: w,
-        flushes: new FlushQueue(still),
         afterBatch: () => {},
         // Smaller batches than the speaker's, so that a flush also takes part of a long queue.
         batch: 1024,
@@ -186,7 +204,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SET
       const m = decodeMessage(f, ctx);
       if (m.type !== MsgType.Update) continue;
       // What the speaker's onUpdate and fanOut do.
-      pipeline.receive(m, from, imports, us, ctx.as4, changed);
+      pipeline.receive(m, from, imports, local, ctx.as4, changed);
       groups.fanOut(changed, true);
       changed.length = 0;
       if (++n % every === 0) tx.flush();

@@ -164,16 +164,22 @@ export function decodeUpdate(buf: Buffer, start: number, end: number, ctx: Codec
   decodeAttributes(s, as, ae);
   if (!ctx.as4) mergeAs4(s);
 
+  // Every field from the start, also those that are undefined: one shape for every UPDATE, so
+  // that the code reading them is compiled for one (an End-of-RIB with a shape of its own
+  // deoptimised the session's UPDATE path after each table).
   const u: DecodedUpdate = {
     withdrawn,
+    withdrawnIds,
     attrs: s.attrs,
     nlri,
+    nlriIds,
+    mpReach: undefined,
+    mpUnreach: undefined,
     errors: s.errors,
     action: s.action,
+    endOfRib: undefined,
     attrBytes: buf.subarray(as, ae),
   };
-  if (withdrawnIds) u.withdrawnIds = withdrawnIds;
-  if (nlriIds) u.nlriIds = nlriIds;
 
   if (s.mpUnreach) {
     const [p, e] = s.mpUnreach;

@@ -428,6 +428,23 @@ describe('codec fixtures', () => {
     });
   }
 
+  it('every UPDATE decodes to one shape: the same fields, in the same order', () => {
+    // The session's UPDATE path is compiled for the shape it meets; an End-of-RIB, an ADD-PATH or
+    // an MP_REACH_NLRI UPDATE with fields of its own would throw that code away (wire/update.ts).
+    const shapes = new Set<string>();
+    let updates = 0;
+    for (const f of fixtures) {
+      const [m] = decodeAll(f.wire, f.ctx);
+      if (m!.type !== MsgType.Update) continue;
+      updates++;
+      shapes.add(Object.keys(m!).join(','));
+    }
+    expect(updates).toBeGreaterThan(5);
+    expect([...shapes]).toEqual([
+      'withdrawn,withdrawnIds,attrs,nlri,nlriIds,mpReach,mpUnreach,errors,action,endOfRib,attrBytes,type',
+    ]);
+  });
+
   it('KEEPALIVE is one constant buffer', () => {
     expect(encodeMessage({ type: MsgType.Keepalive }, AS4)).toBe(KEEPALIVE);
     expect(KEEPALIVE.toString('hex')).toBe(`${'ff'.repeat(16)}001304`);
