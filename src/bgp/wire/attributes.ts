@@ -104,6 +104,26 @@ export interface AttrParseState {
   attrStart?: number;
 }
 
+/**
+ * A fresh parse state, every field there from the start: one shape for every UPDATE, and no
+ * property storage grown as the decoders set the optional ones.
+ */
+export function parseState(buf: Buffer, ctx: CodecContext): AttrParseState {
+  return {
+    buf,
+    ctx,
+    attrs: {},
+    errors: [],
+    action: ErrorAction.None,
+    mpReach: undefined,
+    mpUnreach: undefined,
+    as4Path: undefined,
+    as4Aggregator: undefined,
+    framingError: false,
+    attrStart: undefined,
+  };
+}
+
 type Decode = (s: AttrParseState, p: number, len: number, fault: Fault) => void;
 type Fault = (subcode: number, why: string) => never;
 
@@ -140,7 +160,9 @@ export function decodeAsPath(
   asSize: number,
   fault: Fault,
 ): AsPathSegment[] {
-  const segments: AsPathSegment[] = [];
+  // Most paths are one segment: an array of exactly one, not one grown by a push.
+  let first: AsPathSegment | undefined;
+  let more: AsPathSegment[] | undefined;
   while (p < end) {
     if (end - p < 2)
       fault(UpdateSubcode.MalformedAsPath, 'a single octet left where a segment header belongs');
@@ -154,9 +176,12 @@ export function decodeAsPath(
     const asns = new Array<number>(count);
     for (let i = 0; i < count; i++, p += asSize)
       asns[i] = asSize === 4 ? buf.readUInt32BE(p) : buf.readUInt16BE(p);
-    segments.push({ type, asns });
+    const segment = { type, asns };
+    if (first === undefined) first = segment;
+    else if (more === undefined) more = [first, segment];
+    else more.push(segment);
   }
-  return segments;
+  return more ?? (first ? [first] : []);
 }
 
 function readAggregator(s: AttrParseState, p: number, asSize: number): Aggregator {
@@ -380,27 +405,39 @@ export function noteError(s: AttrParseState, err: BgpError): void {
 }
 
 /**
+ * The attribute being decoded, for `fault`: module state rather than a closure made per UPDATE
+ * (decoding never runs inside another decoding: no I/O, no callbacks).
+ */
+let curBuf: Buffer = Buffer.alloc(0);
+let curDesc: AttrDesc | undefined;
+let curType = 0;
+let curStart = 0;
+let curEnd = 0;
+
+/** The malformed-attribute error for the attribute being decoded (RFC 7606: its own action). */
+const fault: Fault = (subcode, why) => {
+  throw new BgpError(
+    ErrorCode.UpdateMessage,
+    subcode,
+    curBuf.subarray(curStart, curEnd),
+    `${curDesc!.name}: ${why}`,
+    curDesc!.malformed,
+    curType,
+  );
+};
+
+/**
  * Decode the path attributes in [p, end). Throws a BgpError for a session reset; milder errors
  * land in `s.errors`/`s.action`.
  */
 export function decodeAttributes(s: AttrParseState, p: number, end: number): void {
   const buf = s.buf;
-  const seen = new Uint8Array(32);
-  // The attribute being decoded, for `fault`: one closure per UPDATE, not one per attribute.
-  let curDesc: AttrDesc | undefined;
-  let curType = 0;
-  let curStart = 0;
-  let curEnd = 0;
-  const fault: Fault = (subcode, why) => {
-    throw new BgpError(
-      ErrorCode.UpdateMessage,
-      subcode,
-      buf.subarray(curStart, curEnd),
-      `${curDesc!.name}: ${why}`,
-      curDesc!.malformed,
-      curType,
-    );
-  };
+  // Types seen so far: a bit each in three numbers for types 0-95 (every type this codec knows),
+  // an array only for an UPDATE that carries a higher one. No array per UPDATE.
+  let seen0 = 0;
+  let seen1 = 0;
+  let seen2 = 0;
+  let seenHigh: Uint8Array | undefined;
   while (p < end) {
     // RFC 7606 §4: too few octets for a header, or a length past the end, is a framing error.
     const flags = buf[p]!;
@@ -441,8 +478,23 @@ export function decodeAttributes(s: AttrParseState, p: number, end: number): voi
     s.attrStart = attrStart;
     p = v + len;
     // RFC 7606 §3(g): a repeated MP_REACH/MP_UNREACH resets; any other repeat is dropped.
-    const bit = 1 << (type & 7);
-    if (seen[type >> 3]! & bit) {
+    let dup: boolean;
+    if (type < 32) {
+      dup = (seen0 & (1 << type)) !== 0;
+      seen0 |= 1 << type;
+    } else if (type < 64) {
+      dup = (seen1 & (1 << (type - 32))) !== 0;
+      seen1 |= 1 << (type - 32);
+    } else if (type < 96) {
+      dup = (seen2 & (1 << (type - 64))) !== 0;
+      seen2 |= 1 << (type - 64);
+    } else {
+      seenHigh ??= new Uint8Array(32);
+      const bit = 1 << (type & 7);
+      dup = (seenHigh[type >> 3]! & bit) !== 0;
+      seenHigh[type >> 3]! |= bit;
+    }
+    if (dup) {
       if (type === AttrType.MpReachNlri || type === AttrType.MpUnreachNlri) {
         throw new BgpError(
           ErrorCode.UpdateMessage,
@@ -466,7 +518,6 @@ export function decodeAttributes(s: AttrParseState, p: number, end: number): voi
       );
       continue;
     }
-    seen[type >> 3]! |= bit;
     const desc = table[type];
     if (!desc) {
       if (!(flags & AttrFlag.Optional)) {
@@ -487,6 +538,7 @@ export function decodeAttributes(s: AttrParseState, p: number, end: number): voi
       });
       continue;
     }
+    curBuf = buf;
     curDesc = desc;
     curType = type;
     curStart = attrStart;
@@ -509,14 +561,7 @@ export function decodeAttributes(s: AttrParseState, p: number, end: number): voi
  * with AS4_PATH merged): for attributes kept as bytes (rib/attrs.ts). Throws as decodeAttributes.
  */
 export function decodeAttributeBytes(buf: Buffer, ctx: CodecContext): AttrParseState {
-  const s: AttrParseState = {
-    buf,
-    ctx,
-    attrs: {},
-    errors: [],
-    action: ErrorAction.None,
-    framingError: false,
-  };
+  const s = parseState(buf, ctx);
   decodeAttributes(s, 0, buf.length);
   if (!ctx.as4) mergeAs4(s);
   return s;

@@ -41,6 +41,7 @@ import {
   encodeAttributes,
   mergeAs4,
   noteError,
+  parseState,
   type PathAttributes,
   writeAttr,
 } from './attributes.js';
@@ -153,21 +154,14 @@ export function decodeUpdate(buf: Buffer, start: number, end: number, ctx: Codec
   const nlri: number[] = [];
   decodeNlri4(buf, ae, end, nlri, nlriIds);
 
-  const s: AttrParseState = {
-    buf,
-    ctx,
-    attrs: {},
-    errors: [],
-    action: ErrorAction.None,
-    framingError: false,
-  };
+  const s = parseState(buf, ctx);
   decodeAttributes(s, as, ae);
   if (!ctx.as4) mergeAs4(s);
 
   // Every field from the start, also those that are undefined: one shape for every UPDATE, so
   // that the code reading them is compiled for one (an End-of-RIB with a shape of its own
   // deoptimised the session's UPDATE path after each table).
-  const u: DecodedUpdate = {
+  const u: DecodedUpdate & { type: MsgType.Update } = {
     withdrawn,
     withdrawnIds,
     attrs: s.attrs,
@@ -179,6 +173,8 @@ export function decodeUpdate(buf: Buffer, start: number, end: number, ctx: Codec
     action: s.action,
     endOfRib: undefined,
     attrBytes: buf.subarray(as, ae),
+    // What decodeMessage would add: the message's type, here from the start.
+    type: MsgType.Update,
   };
 
   if (s.mpUnreach) {
@@ -211,27 +207,9 @@ export function decodeUpdate(buf: Buffer, start: number, end: number, ctx: Codec
     (u.mpReach !== undefined && (u.mpReach.prefixes.length > 0 || u.mpReach.raw !== undefined));
   if (hasReach && !s.framingError) {
     const a = s.attrs;
-    const missing = (type: AttrType, name: string) =>
-      noteError(
-        s,
-        updateError(
-          UpdateSubcode.MissingWellKnownAttribute,
-          `missing well-known attribute ${name}`,
-          Buffer.from([type]),
-          ErrorAction.TreatAsWithdraw,
-        ),
-      );
-    if (a.origin === undefined && !s.errors.some((x) => x.attrType === AttrType.Origin))
-      missing(AttrType.Origin, 'ORIGIN');
-    if (a.asPath === undefined && !s.errors.some((x) => x.attrType === AttrType.AsPath))
-      missing(AttrType.AsPath, 'AS_PATH');
-    if (
-      nlri.length > 0 &&
-      a.nextHop === undefined &&
-      !s.errors.some((x) => x.attrType === AttrType.NextHop)
-    ) {
-      missing(AttrType.NextHop, 'NEXT_HOP');
-    }
+    if (a.origin === undefined) missing(s, AttrType.Origin, 'ORIGIN');
+    if (a.asPath === undefined) missing(s, AttrType.AsPath, 'AS_PATH');
+    if (nlri.length > 0 && a.nextHop === undefined) missing(s, AttrType.NextHop, 'NEXT_HOP');
     u.action = s.action;
   }
   if (u.action === ErrorAction.TreatAsWithdraw && !nlri.length && !u.mpReach) {
@@ -253,6 +231,20 @@ export function decodeUpdate(buf: Buffer, start: number, end: number, ctx: Codec
     }
   }
   return u;
+}
+
+/** RFC 7606 §3(d): a well-known mandatory attribute missing, unless it was there and malformed. */
+function missing(s: AttrParseState, type: AttrType, name: string): void {
+  if (s.errors.some((x) => x.attrType === type)) return;
+  noteError(
+    s,
+    updateError(
+      UpdateSubcode.MissingWellKnownAttribute,
+      `missing well-known attribute ${name}`,
+      Buffer.from([type]),
+      ErrorAction.TreatAsWithdraw,
+    ),
+  );
 }
 
 function isOnlyMpUnreach(a: PathAttributes): boolean {

@@ -14,6 +14,7 @@
  */
 import { parseIpv4 } from '../../net/addr.js';
 import { AsPathSegmentType, AttrType, ErrorCode, UpdateSubcode } from './constants.js';
+import type { AsPathSegment } from './attributes.js';
 import { BgpError, ErrorAction } from './error.js';
 import type { DecodedUpdate } from './update.js';
 
@@ -37,6 +38,15 @@ const REFLECTION_ATTRS = [
   ['clusterList', AttrType.ClusterList, 'CLUSTER_LIST'],
 ] as const;
 
+/** A loop, not `some` with a closure made per UPDATE. */
+function hasConfedSegment(path: readonly AsPathSegment[]): boolean {
+  for (let i = 0; i < path.length; i++) {
+    const t = path[i]!.type;
+    if (t === AsPathSegmentType.AsConfedSequence || t === AsPathSegmentType.AsConfedSet) return true;
+  }
+  return false;
+}
+
 export function validateUpdate(u: DecodedUpdate, src: UpdateSource): void {
   const a = u.attrs;
   if (src.ebgp) {
@@ -54,7 +64,9 @@ export function validateUpdate(u: DecodedUpdate, src: UpdateSource): void {
         ),
       );
     }
-    for (const [key, type, name] of REFLECTION_ATTRS) {
+    // Indexed, not destructured: an iterator per UPDATE otherwise.
+    for (let i = 0; i < REFLECTION_ATTRS.length; i++) {
+      const [key, type, name] = REFLECTION_ATTRS[i]!;
       if (a[key] !== undefined) {
         delete a[key];
         note(
@@ -72,11 +84,7 @@ export function validateUpdate(u: DecodedUpdate, src: UpdateSource): void {
     }
     const path = a.asPath;
     if (path && (u.nlri.length || u.mpReach)) {
-      if (
-        path.some(
-          (s) => s.type === AsPathSegmentType.AsConfedSequence || s.type === AsPathSegmentType.AsConfedSet,
-        )
-      ) {
+      if (hasConfedSegment(path)) {
         note(
           u,
           new BgpError(

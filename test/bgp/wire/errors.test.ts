@@ -768,3 +768,24 @@ describe('OPEN checks that depend on configuration (checkOpen)', () => {
     ).not.toThrow();
   });
 });
+
+describe('repeated attributes, across the whole range of type codes (RFC 7606 §3(g))', () => {
+  // The decoder keeps the types it has seen as bits: types 0-95 in three numbers, the rest in an
+  // array. Optional transitive attributes of unknown types are kept as bytes, so each type code
+  // shows whether its first copy was kept and its second dropped.
+  const unknown = (type: number, v: number) => Buffer.from([0xc0, type, 1, v]);
+  const types = [31, 33, 34, 63, 64, 65, 95, 96, 97, 129, 200, 255];
+
+  it.each(types)('type %i twice: the first copy kept, the second discarded', (type) => {
+    const u = decodeOne(withAttr(unknown(type, 1), unknown(type, 2)), AS4) as DecodedUpdate;
+    expect(u.attrs.unknown?.map((a) => [a.type, a.value[0]])).toEqual([[type, 1]]);
+    expect(u.errors.map((e) => [e.attrType, e.action])).toEqual([[type, ACTION.discard]]);
+  });
+
+  it('types a multiple of 32 apart are not taken for each other', () => {
+    const all = Buffer.concat(types.map((t) => unknown(t, t & 0xff)));
+    const u = decodeOne(withAttr(all), AS4) as DecodedUpdate;
+    expect(u.errors).toEqual([]);
+    expect(u.attrs.unknown?.map((a) => a.type)).toEqual(types);
+  });
+});
