@@ -27,7 +27,7 @@
  */
 import type { PrefixKey } from '../net/addr.js';
 import { filterAccepts, importCheck, type LocalInfo, type PeerPolicy } from './policy.js';
-import { offerDecoded } from './rib/attrs.js';
+import { keyHash, offerDecoded } from './rib/attrs.js';
 import type { Delta, PeerRef, Rib, SlotList } from './rib/rib.js';
 import { ErrorAction } from './wire/error.js';
 import type { DecodedUpdate } from './wire/update.js';
@@ -98,7 +98,7 @@ export class UpdateIn {
       return;
     }
     // A set named by its bytes keeps no decoded attributes until someone reads them.
-    const ra = rib.attrs.internKey(rawKey, hops);
+    const ra = rib.attrs.internKey(rawKey, hops, rawKeyHash);
     offerDecoded(rawKey, u.attrs);
     try {
       rib.announceKeys(keys, ids, from, ra, changed, accept);
@@ -123,6 +123,8 @@ function hopsOf(nextHop: string | undefined): string[] {
 }
 
 let keyScratch = Buffer.allocUnsafe(4096);
+/** The table's hash of the last raw key made (rib/attrs.ts hashKey), made as it was written. */
+let rawKeyHash = 0;
 
 /**
  * An UPDATE's attribute bytes as a set's key: 'w', the AS size, the bytes. Made in one flat
@@ -133,8 +135,15 @@ function rawKeyOf(bytes: Buffer, as4: boolean): string {
   const n = bytes.length + 2;
   if (n > keyScratch.length) keyScratch = Buffer.allocUnsafe(n);
   const k = keyScratch;
+  const size = as4 ? 0x34 : 0x32; // '4', '2'
   k[0] = 0x77; // 'w'
-  k[1] = as4 ? 0x34 : 0x32; // '4', '2'
-  for (let i = 0; i < bytes.length; i++) k[i + 2] = bytes[i]!;
+  k[1] = size;
+  let h = keyHash.step(keyHash.step(keyHash.start, 0x77), size);
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    k[i + 2] = b;
+    h = keyHash.step(h, b);
+  }
+  rawKeyHash = keyHash.end(h);
   return k.toString('latin1', 0, n);
 }

@@ -4,7 +4,8 @@
  * only sets still unreferenced, once each, however often they died and came back.
  */
 import { describe, expect, it } from 'vitest';
-import { AttrTable } from '../../src/bgp/rib/attrs.js';
+import fc from 'fast-check';
+import { AttrTable, hashBytes, hashKey, keyHash } from '../../src/bgp/rib/attrs.js';
 
 const A = { origin: 0, med: 1 };
 const B = { origin: 0, med: 2 };
@@ -47,5 +48,68 @@ describe('AttrTable', () => {
     const d = t.intern(A, ['192.0.2.1']);
     expect(d).not.toBe(a);
     expect(t.size).toBe(2);
+  });
+});
+
+describe('AttrTable lookup (open addressing, backward-shift deletion)', () => {
+  it('behaves as a map of keys to sets through interns, releases and sweeps, whatever the hashes collide on', () => {
+    // Hashes from a handful of values, so that runs of colliding keys form and wrap around the
+    // table's end, and sweeps delete from the middle of them.
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('intern' as const), key: fc.integer({ min: 0, max: 300 }) }),
+      fc.record({ kind: fc.constant('release' as const), key: fc.integer({ min: 0, max: 300 }) }),
+      fc.record({ kind: fc.constant('sweep' as const) }),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(op, { minLength: 100, maxLength: 600, size: 'max' }),
+        fc.integer({ min: 1, max: 16 }),
+        (ops, spread) => {
+          const t = new AttrTable();
+          const hashOf = (k: number) => (k % spread) * 0x10001 + (k % 3 === 0 ? 255 : 0);
+          const keyOf = (k: number) => `w4key${k}`;
+          // The model: each key's live set, and its references.
+          const held = new Map<number, { set: ReturnType<AttrTable['internKey']>; refs: number }>();
+          for (const o of ops) {
+            if (o.kind === 'intern') {
+              const set = t.internKey(keyOf(o.key), [], hashOf(o.key));
+              const h = held.get(o.key);
+              if (h) expect(set).toBe(h.set);
+              else expect(set.key).toBe(keyOf(o.key));
+              held.set(o.key, { set, refs: (h?.refs ?? 0) + 1 });
+            } else if (o.kind === 'release') {
+              const h = held.get(o.key);
+              if (!h || h.refs === 0) continue;
+              t.release(h.set);
+              h.refs--;
+            } else {
+              t.sweep();
+              for (const [k, h] of held) if (h.refs === 0) held.delete(k);
+            }
+            const live = [...held.values()].filter((h) => h.refs > 0).length;
+            expect(t.size).toBe(live);
+          }
+          // Every set still held is found again by its key, and is the one held.
+          for (const [k, h] of held) {
+            const again = t.internKey(keyOf(k), [], hashOf(k));
+            expect(again).toBe(h.set);
+            expect(t.byId(again.id)).toBe(again);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('hashes a key from its bytes as from its string', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        const s = Buffer.from(bytes).toString('latin1');
+        expect(hashBytes(bytes, 0, bytes.length)).toBe(hashKey(s));
+        let h = keyHash.start;
+        for (const b of bytes) h = keyHash.step(h, b);
+        expect(keyHash.end(h)).toBe(hashKey(s));
+      }),
+    );
   });
 });

@@ -19,6 +19,9 @@
  * objects fewer per set for the collector to copy. While an UPDATE is taken in, its decoded
  * attributes are offered (`offerDecoded`), so its own set never decodes them a second time.
  *
+ * The table is a hash table of its own (`AttrTable`): open addressing on the sets' ids, keyed by
+ * a hash the callers that write keys from bytes make as they write them.
+ *
  * Each live set has a small integer `id`, and `byId(id)` finds it again, so tables can keep ids
  * in typed arrays instead of references in JS arrays (an Adj-RIB-Out of a million prefixes). A
  * freed set's id goes to the next new set, which keeps ids dense. A key that may outlive the set
@@ -26,7 +29,7 @@
  *
  * A set whose last reference goes is not freed at once: it waits, findable, until `sweep()`
  * (the speaker sweeps when changes pause, with the RIB's prune). A withdrawal of 100k prefixes
- * over 20k sets so does no map deletions while it is being passed on, and a set that comes back
+ * over 20k sets so does no table deletions while it is being passed on, and a set that comes back
  * before the sweep (a flap, a path moving between peers) is the same set, its id and the export
  * answers cached for it still good.
  */
@@ -100,6 +103,47 @@ export function offerDecoded(key: string | undefined, attrs: PathAttributes | un
   offeredAttrs = attrs;
 }
 
+/** FNV-1a's offset basis and prime (32 bits). */
+const FNV_BASIS = 0x811c9dc5 | 0;
+const FNV_PRIME = 0x01000193;
+
+/**
+ * The last mixing of a key's hash (MurmurHash3's finaliser), so that its low bits are all good;
+ * 30 bits of it, so that it is a small integer to V8 (a set keeps it in a field: a larger number
+ * there would be a heap number per set, and would throw away the code that reads sets).
+ */
+function mixHash(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) & 0x3fffffff;
+}
+
+/**
+ * The table's hash of a key: FNV-1a over its character codes, mixed. The same number as
+ * `hashBytes` gives for the key's bytes, for keys made from bytes (latin1: a byte a character).
+ */
+export function hashKey(key: string): number {
+  let h = FNV_BASIS;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), FNV_PRIME);
+  return mixHash(h);
+}
+
+/** `hashKey` of the latin1 string of buf[start, end), without making the string. */
+export function hashBytes(buf: Uint8Array, start: number, end: number): number {
+  let h = FNV_BASIS;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, FNV_PRIME);
+  return mixHash(h);
+}
+
+/** For callers that hash as they write a key: FNV-1a's start, one step, and the end. */
+export const keyHash = {
+  start: FNV_BASIS,
+  step: (h: number, code: number): number => Math.imul(h ^ code, FNV_PRIME),
+  end: mixHash,
+};
+
 /** A set as the table keeps it: `attrs` given, or decoded from an export key when first read. */
 class AttrSet implements RouteAttrs {
   refs = 1;
@@ -109,6 +153,8 @@ class AttrSet implements RouteAttrs {
     readonly id: number,
     readonly uid: number,
     readonly key: string,
+    /** `hashKey(key)`: where the table looks for it. */
+    readonly hash: number,
     private decoded: PathAttributes | undefined,
     readonly nextHops: readonly string[],
   ) {}
@@ -126,18 +172,29 @@ class AttrSet implements RouteAttrs {
 }
 
 export class AttrTable {
-  private readonly byKey = new Map<string, RouteAttrs>();
-  private readonly sets: (RouteAttrs | undefined)[] = [undefined];
+  /**
+   * The sets by key: open addressing on [hash, id] pairs, linear probing, at most half full,
+   * deletion by backward shift (no tombstones); id 0 marks an empty bucket. A key is looked for by
+   * its hash, and compared as a string only where the hashes match. Cheaper than a Map for the
+   * case that matters, a table of many sets where nearly every UPDATE brings a new one: a key
+   * made from bytes is hashed as it is written (update-in.ts), the string is never hashed by V8,
+   * and growing copies an array of numbers, not a table of objects.
+   */
+  private buckets = new Int32Array(2 * 256);
+  private mask = 255;
+  /** Sets in the table, referenced or not. */
+  private count = 0;
+  private readonly sets: (AttrSet | undefined)[] = [undefined];
   private readonly freeIds: number[] = [];
   private nextUid = 1;
   /** Sets that lost their last reference since the last sweep (some may be back in use). */
-  private dead: RouteAttrs[] = [];
+  private dead: AttrSet[] = [];
   /** Sets in the table with no reference. */
   private nDead = 0;
 
   /** Sets in use. */
   get size(): number {
-    return this.byKey.size - this.nDead;
+    return this.count - this.nDead;
   }
 
   /** Sets with no reference, waiting for `sweep`. */
@@ -147,36 +204,83 @@ export class AttrTable {
 
   /** The shared set for these attributes, with one more reference. */
   intern(attrs: PathAttributes, nextHops: readonly string[], key = keyOf(attrs, nextHops)): RouteAttrs {
-    return this.internWith(key, attrs, nextHops);
+    return this.internWith(key, hashKey(key), attrs, nextHops);
   }
 
   /**
-   * The shared set for an export key (export.ts), with one more reference; a new set decodes its
-   * attributes from the key only if someone reads them (the Adj-RIB-Outs of 4-octet-AS sessions
-   * send the key's bytes and never do).
+   * The shared set for a key made from bytes (export.ts's export key, update-in.ts's raw key),
+   * with one more reference; a new set decodes its attributes from the key only if someone reads
+   * them (the Adj-RIB-Outs of 4-octet-AS sessions send the key's bytes and never do). `hash` is
+   * `hashKey(key)`, when the caller made it while writing the key.
    */
-  internKey(key: string, nextHops: readonly string[]): RouteAttrs {
-    return this.internWith(key, undefined, nextHops);
+  internKey(key: string, nextHops: readonly string[], hash = hashKey(key)): RouteAttrs {
+    return this.internWith(key, hash, undefined, nextHops);
   }
 
   private internWith(
     key: string,
+    hash: number,
     attrs: PathAttributes | undefined,
     nextHops: readonly string[],
   ): RouteAttrs {
-    let a = this.byKey.get(key);
-    if (!a) {
-      const id = this.freeIds.length ? this.freeIds.pop()! : this.sets.length;
-      // Not frozen, not copied: the caller hands both over (types keep them read-only), and
-      // freezing costs more than the rest of interning a set (100k prefixes over 20k sets).
-      a = new AttrSet(id, this.nextUid++, key, attrs, nextHops);
-      this.byKey.set(key, a);
-      this.sets[id] = a;
-      return a;
+    const t = this.buckets;
+    const mask = this.mask;
+    let i = hash & mask;
+    for (let id = t[2 * i + 1]!; id !== 0; id = t[2 * i + 1]!) {
+      if (t[2 * i] === hash) {
+        const a = this.sets[id]!;
+        if (a.key === key) {
+          // A set with no reference, in use again before the sweep.
+          if (a.refs++ === 0) this.nDead--;
+          return a;
+        }
+      }
+      i = (i + 1) & mask;
     }
-    // A set with no reference, in use again before the sweep.
-    if (a.refs++ === 0) this.nDead--;
+    const id = this.freeIds.length ? this.freeIds.pop()! : this.sets.length;
+    // Not frozen, not copied: the caller hands both over (types keep them read-only), and
+    // freezing costs more than the rest of interning a set (100k prefixes over 20k sets).
+    const a = new AttrSet(id, this.nextUid++, key, hash, attrs, nextHops);
+    this.sets[id] = a;
+    t[2 * i] = hash;
+    t[2 * i + 1] = id;
+    if (++this.count * 2 > mask + 1) this.grow();
     return a;
+  }
+
+  private grow(): void {
+    const old = this.buckets;
+    const mask = this.mask * 2 + 1;
+    const t = new Int32Array(2 * (mask + 1));
+    for (let j = 0; j < old.length; j += 2) {
+      if (old[j + 1] === 0) continue;
+      let i = old[j]! & mask;
+      while (t[2 * i + 1] !== 0) i = (i + 1) & mask;
+      t[2 * i] = old[j]!;
+      t[2 * i + 1] = old[j + 1]!;
+    }
+    this.buckets = t;
+    this.mask = mask;
+  }
+
+  /** Take set `a` out of the buckets, moving later ones of its run back (no tombstones). */
+  private remove(a: AttrSet): void {
+    const t = this.buckets;
+    const mask = this.mask;
+    let i = a.hash & mask;
+    while (t[2 * i + 1] !== a.id) i = (i + 1) & mask;
+    // Backward shift: a later entry whose home is not within (i, j] moves into the hole.
+    for (let j = (i + 1) & mask; t[2 * j + 1] !== 0; j = (j + 1) & mask) {
+      const home = t[2 * j]! & mask;
+      if (i <= j ? home <= i || home > j : home <= i && home > j) {
+        t[2 * i] = t[2 * j]!;
+        t[2 * i + 1] = t[2 * j + 1]!;
+        i = j;
+      }
+    }
+    t[2 * i] = 0;
+    t[2 * i + 1] = 0;
+    this.count--;
   }
 
   /** Another reference to a set already interned. */
@@ -189,7 +293,7 @@ export class AttrTable {
     // Exactly at zero: a stray extra release must not free the id twice.
     if (--a.refs !== 0) return;
     this.nDead++;
-    this.dead.push(a);
+    this.dead.push(a as AttrSet);
   }
 
   /** Free the sets that still have no reference. */
@@ -200,7 +304,7 @@ export class AttrTable {
     for (const a of dead) {
       // Dead twice (back in use between) is listed twice: the first look frees it.
       if (a.refs > 0 || this.sets[a.id] !== a) continue;
-      this.byKey.delete(a.key);
+      this.remove(a);
       this.sets[a.id] = undefined;
       this.freeIds.push(a.id);
       this.nDead--;
