@@ -1,19 +1,22 @@
 /**
  * Warming the UPDATE path: before the speaker listens, `warmUp` runs the code a table load runs
- * over synthetic IPv4 prefixes, announced and withdrawn, three times: 8k /24s over four sets, and
+ * over synthetic IPv4 prefixes, announced and withdrawn, five times: 8k /24s over four sets, and
  * 4k sets of four /24s each (a set per UPDATE, as from a peer with a real table's variety of
  * paths: the code that runs once per new set, interning it, its export answer, its encoding,
  * must be compiled too; without this part a fresh speaker took its first 100k prefixes over 20k
  * sets in 0.16-0.21 s of CPU in bench/bgp/pipeline.ts, against 0.13 s once warm). Framing,
  * decoding, the UPDATE-in pipeline (update-in.ts: RFC 7606 checks, import policy, the RIB), and
  * the peer-tx side (peer-tx.ts: export, the Adj-RIB-Out on the RIB's slots, packing UPDATEs).
- * About 0.3 s, and as much CPU again in V8's compiler threads; the speaker then has its garbage
+ * About 0.4 s, and as much CPU again in V8's compiler threads; the speaker then has its garbage
  * collected. It opens nothing, and leaves nothing but a flush asked for at the loop's next turn,
  * which finds its group closed: every object is a scratch one.
  *
- * Why 4k sets and three rounds: V8 compiles a function once it has run enough of its own
- * bytecode, more for a longer function. With 1k sets, decodeUpdate, UpdateIn.receive and
- * packBatch, which run once per UPDATE, were still interpreted when the first real table came.
+ * Why 4k sets and five rounds: V8 compiles a function once it has run enough of its own
+ * bytecode, more for a longer function. With 1k sets, decodeMessage, UpdateIn.receive and
+ * packBatch, which run once per UPDATE, were still interpreted when the first real table came;
+ * with three rounds, the flush (TxGroup.flush) and the attribute table's growth were, and
+ * bench/bgp/pipeline.ts's first load after the warm-up took 85-90 ms against 72 once hot
+ * (five rounds: 72-80 ms, for 0.05 s more warm-up; a second warm-up gave the same for 0.3 s).
  *
  * Why: V8 runs new code in its interpreter and compiles a function only after it has run hot, so
  * a fresh speaker takes its first table markedly slower than the next (bench/bgp/HISTORY.md),
@@ -59,7 +62,7 @@ import { encodeEndOfRib, packUpdates } from './wire/update.js';
 import { Writer } from './wire/writer.js';
 
 const PREFIXES = 8192;
-const ROUNDS = 3;
+const ROUNDS = 5;
 /** Sets of the many-set part of the table. */
 const MANY_SETS = 4096;
 /** Attributes beyond ORIGIN, AS_PATH and NEXT_HOP, one variant per quarter of the table. */
