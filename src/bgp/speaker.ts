@@ -53,7 +53,7 @@ import type { FsmState } from './fsm.js';
 import { Deferral, type HelperDeps, helpPeer } from './gr-driver.js';
 import { connectedResolver, type HostInterfaces, normalizeAddress, osInterfaces } from './host.js';
 import { Listener } from './listener.js';
-import { collectGarbage, grewEnough } from './release-memory.js';
+import { collectGarbage, grewEnough, withoutYoungGrowth } from './release-memory.js';
 import { fsmOptionsFor } from './neighbor-config.js';
 import { Neighbors } from './neighbors.js';
 import { Origination } from './origination.js';
@@ -214,8 +214,9 @@ export class Speaker {
   async start(): Promise<void> {
     if (this.options.warmUp !== false) {
       const t0 = this.clock.now();
-      warmUp();
-      // Its garbage goes now, not in a full collection while the first table loads.
+      // Its garbage goes now, not in a full collection while the first table loads; the young
+      // generation is not grown for it (release-memory.ts).
+      withoutYoungGrowth(() => warmUp());
       collectGarbage();
       this.log.debug({ ms: Math.round(this.clock.now() - t0) }, 'UPDATE path warmed up');
     }
