@@ -37,7 +37,8 @@
  *    NEXT_HOPs in turn and our address on the session another each round (the code for the
  *    next one runs, not only for the first), an End-of-RIB at the end, and flushes after every
  *    UPDATE, every eighth and only at the end (changes that cancel out before they are sent
- *    take their own path through the Adj-RIB-Out), one per round;
+ *    take their own path through the Adj-RIB-Out; with the real time, a long queue also goes
+ *    out early, as the speaker's does), one per round;
  *  - the speaker's own clock functions for reading the time and for "soon" (systemClock's: a
  *    call compiled for the warm-up's own function would be thrown away at the first real one).
  *

@@ -13,11 +13,13 @@ describe('warmUp', () => {
     // With the part of a set per UPDATE, four prefixes each.
     expect(warmUp(1000, 1, 100)).toBe(2 * 1400);
     // The second flushes every eighth UPDATE and the third only at the end: what was announced
-    // and withdrawn in between sends nothing, and every announcement sent is withdrawn after.
+    // and withdrawn in between sends nothing, unless a flush went first (the warm-up reads the
+    // real time, and 4096 changes waiting 2 ms go out at once: update-group.ts), so how many
+    // cancel out depends on the machine's speed; every announcement sent is withdrawn after.
     const total = 8192 + 4 * 2048;
     const n = warmUp(8192, 3, 2048);
     expect(n).toBeGreaterThan(2 * total);
-    expect(n).toBeLessThan(3 * 2 * total);
+    expect(n).toBeLessThanOrEqual(3 * 2 * total);
     expect(n % 2).toBe(0);
   });
 });
