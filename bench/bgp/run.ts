@@ -12,7 +12,9 @@
  * --reps R (each run R times, medians reported), --timeout S (per phase, default 300), --probes P
  * (default 100), --json, --cpu-prof DIR (Twill runs under node --cpu-prof, profiles written to
  * DIR), --node-flags 'F ...' (more flags for Twill's node, such as --trace-deopt; the output is in
- * twill.log), --keep (keep the DUTs' temp dirs).
+ * twill.log), --settle S (seconds between the sessions coming up and the idle RSS, default 1; a
+ * fresh Twill holds about 17 MiB more until V8's memory reducer runs, some 8 s after start),
+ * --keep (keep the DUTs' temp dirs).
  *
  * Topology: three namespaces (bgpb-PID-inj, -dut, -mon) and two veth links,
  *   injector 10.0.1.1 AS 65001 --- 10.0.1.2 DUT AS 65002 10.0.2.2 --- 10.0.2.1 monitor AS 65003
@@ -86,6 +88,7 @@ const timeoutMs = Number(flag('timeout') ?? 300) * 1000;
 const probeCount = Number(flag('probes') ?? (quick ? 50 : 100));
 const cpuProfDir = flag('cpu-prof');
 const nodeFlags = (flag('node-flags') ?? '').split(' ').filter(Boolean);
+const settleMs = Number(flag('settle') ?? 1) * 1000;
 const duts = (list('dut') ?? DUT_KINDS) as DutKind[];
 for (const d of duts)
   if (!ALL_DUT_KINDS.includes(d)) throw new Error(`unknown DUT ${d} (one of ${ALL_DUT_KINDS.join(', ')})`);
@@ -196,7 +199,7 @@ async function runOne(kind: DutKind, sc: Scenario, topo: ReturnType<typeof topol
     phase = 'establish';
     await mon.wait('established', 60_000, dutDead);
     await inj.wait('established', 60_000, dutDead);
-    await sleep(1000);
+    await sleep(settleMs);
     r.rssStartMiB = MiB(sampler.rss);
 
     phase = 'load';
