@@ -755,6 +755,8 @@ export class Agent {
       decision: { alwaysCompareMed: false },
     };
     const speaker = new Speaker(config, this.log.child({ component: 'bgp' }), {
+      // The warm-up for a mesh's tables (warmup.ts SMALL_WARM_UP), unless the caller says otherwise.
+      warmUp: 'small',
       ...this.opts.speaker,
       clock: this.clock,
       restarting: this.restarting && old === undefined,

@@ -66,7 +66,7 @@ import { type Delta, type NextHopResolver, type PeerRef, Rib, SlotList } from '.
 import { Session, type SessionLog } from './session.js';
 import { peerStatus, type RouteView, routeViews, type SpeakerStatus } from './status.js';
 import { UpdateIn } from './update-in.js';
-import { warmUp } from './warmup.js';
+import { SMALL_WARM_UP, warmUp } from './warmup.js';
 import { CeaseSubcode, type Family, familyName, RefreshSubtype } from './wire/constants.js';
 import { encodeRouteRefresh } from './wire/route-refresh.js';
 import type { DecodedUpdate } from './wire/update.js';
@@ -89,8 +89,11 @@ export interface SpeakerOptions {
   restarting?: boolean;
   /** Next-hop resolution for learned paths; default: directly connected subnets (host.ts). */
   resolver?: NextHopResolver;
-  /** Run the UPDATE path over a synthetic table before listening (warmup.ts); default true. */
-  warmUp?: boolean;
+  /**
+   * Run the UPDATE path over a synthetic table before listening (warmup.ts); default true, the
+   * full warm-up. 'small': the warm-up for a node agent's tables (warmup.ts SMALL_WARM_UP).
+   */
+  warmUp?: boolean | 'small';
   /** Time and timers for the speaker and its sessions; default the event loop's (clock.ts). */
   clock?: Clock;
   /** The host's interfaces (next hops); default the operating system's (host.ts). */
@@ -216,7 +219,10 @@ export class Speaker {
       const t0 = this.clock.now();
       // Its garbage goes now, not in a full collection while the first table loads; the young
       // generation is not grown for it (release-memory.ts).
-      withoutYoungGrowth(() => warmUp());
+      const w = this.options.warmUp;
+      withoutYoungGrowth(() =>
+        w === 'small' ? warmUp(undefined, SMALL_WARM_UP.rounds, SMALL_WARM_UP.manySets) : warmUp(),
+      );
       collectGarbage();
       this.log.debug({ ms: Math.round(this.clock.now() - t0) }, 'UPDATE path warmed up');
     }
