@@ -1,3 +1,21 @@
+/**
+ * The UPDATE path in one process, without sockets: the injector's table (injector.ts: N prefixes
+ * over S attribute sets, from an eBGP peer) framed, decoded, taken into the RIB (update-in.ts)
+ * and passed on to one eBGP receiver's update group (update-group.ts), packed into UPDATEs; then
+ * withdrawn the same way. The modules are the speaker's, set up as warmup.ts sets them up
+ * (syntheticSetup); a flush after every 64 KiB of input stands for one socket read. The first
+ * load after the warm-up is reported apart: it is a fresh speaker's first table.
+ *
+ *   node --expose-gc dist/bench/bgp/pipeline.js [--n 100000] [--sets 20000] [--reps 15] [--second]
+ *
+ * --second: after the load, a second eBGP peer sends the same table, each path one AS longer:
+ * every prefix is compared with the first peer's path, which stays best, and nothing is sent.
+ *
+ * What it is for: comparing two versions of the UPDATE path on one machine, run after run. The
+ * end-to-end bench (run.ts) has three processes on two cores and moves by ±5 % between runs of
+ * the same code; this has one, and its median moves by about 1 %. It leaves out the session and
+ * the socket, which run.ts measures, and there is nothing here to compare with BIRD.
+ */
 import { FlushQueue, PeerTx } from '../../src/bgp/peer-tx.js';
 import { peerPolicy } from '../../src/bgp/policy.js';
 import { AttrTable } from '../../src/bgp/rib/attrs.js';

@@ -121,19 +121,12 @@ function mixHash(h: number): number {
 }
 
 /**
- * The table's hash of a key: FNV-1a over its character codes, mixed. The same number as
- * `hashBytes` gives for the key's bytes, for keys made from bytes (latin1: a byte a character).
+ * The table's hash of a key: FNV-1a over its character codes, mixed. For a key made from bytes
+ * (latin1: a byte a character), the same number as `keyHash` gives for the bytes as written.
  */
 export function hashKey(key: string): number {
   let h = FNV_BASIS;
   for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), FNV_PRIME);
-  return mixHash(h);
-}
-
-/** `hashKey` of the latin1 string of buf[start, end), without making the string. */
-export function hashBytes(buf: Uint8Array, start: number, end: number): number {
-  let h = FNV_BASIS;
-  for (let i = start; i < end; i++) h = Math.imul(h ^ buf[i]!, FNV_PRIME);
   return mixHash(h);
 }
 
@@ -144,7 +137,7 @@ export const keyHash = {
   end: mixHash,
 };
 
-/** A set as the table keeps it: `attrs` given, or decoded from an export key when first read. */
+/** A set as the table keeps it: `attrs` given, or decoded from its key (export or raw) when first read. */
 class AttrSet implements RouteAttrs {
   refs = 1;
   wire: RouteAttrs['wire'] = undefined;

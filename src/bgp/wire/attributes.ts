@@ -184,6 +184,15 @@ export function decodeAsPath(
   return more ?? (first ? [first] : []);
 }
 
+/** Whether a path has an AS_CONFED_SEQUENCE or AS_CONFED_SET (RFC 5065); a loop, no closure. */
+export function hasConfedSegment(path: readonly AsPathSegment[]): boolean {
+  for (let i = 0; i < path.length; i++) {
+    const t = path[i]!.type;
+    if (t === AsPathSegmentType.AsConfedSequence || t === AsPathSegmentType.AsConfedSet) return true;
+  }
+  return false;
+}
+
 function readAggregator(s: AttrParseState, p: number, asSize: number): Aggregator {
   const asn = asSize === 4 ? s.buf.readUInt32BE(p) : s.buf.readUInt16BE(p);
   return { asn, address: formatIpv4(s.buf.readUInt32BE(p + asSize)) };
@@ -358,13 +367,8 @@ def(AttrType.As4Path, {
     const segs = decodeAsPath(s.buf, p, p + len, 4, (_sub, why) =>
       fault(UpdateSubcode.OptionalAttributeError, why),
     );
-    if (
-      segs.some(
-        (g) => g.type === AsPathSegmentType.AsConfedSequence || g.type === AsPathSegmentType.AsConfedSet,
-      )
-    ) {
+    if (hasConfedSegment(segs))
       fault(UpdateSubcode.OptionalAttributeError, 'AS4_PATH carries confederation segments');
-    }
     if (!s.ctx.as4) s.as4Path = segs;
   },
 });
@@ -432,11 +436,10 @@ const fault: Fault = (subcode, why) => {
  */
 export function decodeAttributes(s: AttrParseState, p: number, end: number): void {
   const buf = s.buf;
-  // Types seen so far: a bit each in three numbers for types 0-95 (every type this codec knows),
+  // Types seen so far: a bit each in two numbers for types 0-63 (every type this codec knows),
   // an array only for an UPDATE that carries a higher one. No array per UPDATE.
   let seen0 = 0;
   let seen1 = 0;
-  let seen2 = 0;
   let seenHigh: Uint8Array | undefined;
   while (p < end) {
     // RFC 7606 §4: too few octets for a header, or a length past the end, is a framing error.
@@ -479,20 +482,18 @@ export function decodeAttributes(s: AttrParseState, p: number, end: number): voi
     p = v + len;
     // RFC 7606 §3(g): a repeated MP_REACH/MP_UNREACH resets; any other repeat is dropped.
     let dup: boolean;
+    const bit = 1 << type; // JavaScript shifts by the count modulo 32: type & 31.
     if (type < 32) {
-      dup = (seen0 & (1 << type)) !== 0;
-      seen0 |= 1 << type;
+      dup = (seen0 & bit) !== 0;
+      seen0 |= bit;
     } else if (type < 64) {
-      dup = (seen1 & (1 << (type - 32))) !== 0;
-      seen1 |= 1 << (type - 32);
-    } else if (type < 96) {
-      dup = (seen2 & (1 << (type - 64))) !== 0;
-      seen2 |= 1 << (type - 64);
+      dup = (seen1 & bit) !== 0;
+      seen1 |= bit;
     } else {
       seenHigh ??= new Uint8Array(32);
-      const bit = 1 << (type & 7);
-      dup = (seenHigh[type >> 3]! & bit) !== 0;
-      seenHigh[type >> 3]! |= bit;
+      const b = 1 << (type & 7);
+      dup = (seenHigh[type >> 3]! & b) !== 0;
+      seenHigh[type >> 3]! |= b;
     }
     if (dup) {
       if (type === AttrType.MpReachNlri || type === AttrType.MpUnreachNlri) {
@@ -557,12 +558,18 @@ export function decodeAttributes(s: AttrParseState, p: number, end: number): voi
 }
 
 /**
- * A run of path attributes decoded on its own, as an UPDATE's would be (on a 2-octet session
- * with AS4_PATH merged): for attributes kept as bytes (rib/attrs.ts). Throws as decodeAttributes.
+ * The path attributes in buf[start, end) decoded as an UPDATE's are (on a 2-octet session, with
+ * AS4_PATH merged): the UPDATE decoder's, and for attributes kept as bytes (rib/attrs.ts). Throws
+ * as decodeAttributes.
  */
-export function decodeAttributeBytes(buf: Buffer, ctx: CodecContext): AttrParseState {
+export function decodeAttributeBytes(
+  buf: Buffer,
+  ctx: CodecContext,
+  start = 0,
+  end = buf.length,
+): AttrParseState {
   const s = parseState(buf, ctx);
-  decodeAttributes(s, 0, buf.length);
+  decodeAttributes(s, start, end);
   if (!ctx.as4) mergeAs4(s);
   return s;
 }

@@ -37,11 +37,9 @@ import {
 import type { CodecContext } from './context.js';
 import {
   type AttrParseState,
-  decodeAttributes,
+  decodeAttributeBytes,
   encodeAttributes,
-  mergeAs4,
   noteError,
-  parseState,
   type PathAttributes,
   writeAttr,
 } from './attributes.js';
@@ -154,9 +152,7 @@ export function decodeUpdate(buf: Buffer, start: number, end: number, ctx: Codec
   const nlri: number[] = [];
   decodeNlri4(buf, ae, end, nlri, nlriIds);
 
-  const s = parseState(buf, ctx);
-  decodeAttributes(s, as, ae);
-  if (!ctx.as4) mergeAs4(s);
+  const s = decodeAttributeBytes(buf, ctx, as, ae);
 
   // Every field from the start, also those that are undefined: one shape for every UPDATE, so
   // that the code reading them is compiled for one (an End-of-RIB with a shape of its own

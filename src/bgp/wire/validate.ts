@@ -14,7 +14,7 @@
  */
 import { parseIpv4 } from '../../net/addr.js';
 import { AsPathSegmentType, AttrType, ErrorCode, UpdateSubcode } from './constants.js';
-import type { AsPathSegment } from './attributes.js';
+import { hasConfedSegment } from './attributes.js';
 import { BgpError, ErrorAction } from './error.js';
 import type { DecodedUpdate } from './update.js';
 
@@ -37,15 +37,6 @@ const REFLECTION_ATTRS = [
   ['originatorId', AttrType.OriginatorId, 'ORIGINATOR_ID'],
   ['clusterList', AttrType.ClusterList, 'CLUSTER_LIST'],
 ] as const;
-
-/** A loop, not `some` with a closure made per UPDATE. */
-function hasConfedSegment(path: readonly AsPathSegment[]): boolean {
-  for (let i = 0; i < path.length; i++) {
-    const t = path[i]!.type;
-    if (t === AsPathSegmentType.AsConfedSequence || t === AsPathSegmentType.AsConfedSet) return true;
-  }
-  return false;
-}
 
 export function validateUpdate(u: DecodedUpdate, src: UpdateSource): void {
   const a = u.attrs;

@@ -770,7 +770,7 @@ describe('OPEN checks that depend on configuration (checkOpen)', () => {
 });
 
 describe('repeated attributes, across the whole range of type codes (RFC 7606 §3(g))', () => {
-  // The decoder keeps the types it has seen as bits: types 0-95 in three numbers, the rest in an
+  // The decoder keeps the types it has seen as bits: types 0-63 in two numbers, the rest in an
   // array. Optional transitive attributes of unknown types are kept as bytes, so each type code
   // shows whether its first copy was kept and its second dropped.
   const unknown = (type: number, v: number) => Buffer.from([0xc0, type, 1, v]);
