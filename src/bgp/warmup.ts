@@ -181,7 +181,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SET
   const stream = Buffer.from(w.take());
   // The table of the last pass, whose objects stay (`kept`): four prefixes of each shape above,
   // a withdrawal and an End-of-RIB.
-  const few = (from: number, i: number) => [0, 1, 2, 3].map((j) => (from + (i * 4 + j) * 256) * 64 + 24);
+  const few = (first: number, i: number) => [0, 1, 2, 3].map((j) => (first + (i * 4 + j) * 256) * 64 + 24);
   for (let s = 0; s < 2 * VARIANTS.length; s++)
     packUpdates(w, { family: IPV4_UNICAST, prefixes: few(0x0c000000, s), attrs: manySet(s) }, ctx);
   VARIANTS.forEach((extra, i) => {
@@ -211,8 +211,7 @@ export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SET
         clock,
         host: noInterfaces,
         flushes,
-        // The kept pass has a writer of its own: the rounds' has grown to the whole stream.
-        writer: last ? new Writer(4096) : w,
+        writer: w,
         afterBatch: () => {},
         // Smaller batches than the speaker's, so that a flush also takes part of a long queue.
         batch: 1024,
