@@ -11,6 +11,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     pool: 'forks',
     globalSetup: ['test/k8s/global-setup.ts'],
+    // fast-check arbitraries with a maxLength generate up to it (test/helpers/fc-size.ts).
+    setupFiles: ['test/helpers/fc-size.ts'],
     reporters: ['default'],
   },
 });
