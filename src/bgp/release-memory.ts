@@ -16,8 +16,8 @@
  * The start-up warm-up (warmup.ts) runs with the young generation held at its size
  * (`withoutYoungGrowth`): left to itself, V8 doubled it to 32 MiB there, and gives it back only
  * in a collection that finds the allocation rate of the last seconds low, so a standalone
- * speaker held 100 MiB 1 s after start instead of 82. V8's `--semi-space-growth-factor` is read at each growth; it is 1
- * during the warm-up and V8's default, 2, after.
+ * speaker held 100 MiB 1 s after start instead of 82. V8's `--semi-space-growth-factor` is read
+ * at each growth; it is 1 during the warm-up and V8's default, 2, after.
  *
  * The collector is reached through V8's `--expose-gc`, set at run time: Node offers no other way
  * to ask for a collection. Where that fails, `collectGarbage` is a no-op.

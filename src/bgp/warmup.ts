@@ -8,8 +8,8 @@
  * decoding, the UPDATE-in pipeline (update-in.ts: RFC 7606 checks, import policy, the RIB), and
  * the peer-tx side (peer-tx.ts: export, the Adj-RIB-Out on the RIB's slots, packing UPDATEs).
  * About 0.4 s, and as much CPU again in V8's compiler threads; the speaker then has its garbage
- * collected. It opens nothing, and leaves a flush asked for at the loop's next turn, which finds
- * its group closed, and the objects of its last pass (below).
+ * collected. It opens nothing, and leaves its flush queues' calls at the loop's next turn, which
+ * find nothing to run (each round runs its queue itself), and the objects of its last pass (below).
  *
  * Why the last pass's objects are kept: V8's compiled code holds the object shapes it checks for
  * weakly, and a shape that no live object has any more is dropped by a memory-reducing collection,

@@ -8,7 +8,7 @@
  * with three rounds instead of five, TxGroup.flush was not.
  *
  * Then the same question after what an idle speaker meets some 8 s after start: the loop's next
- * turn (the flushes the warm-up asked for run) and V8's memory reducer, whose collections drop
+ * turn (the warm-up's flush queues' calls run) and V8's memory reducer, whose collections drop
  * every object shape no live object has (stood in for by `--retain-maps-for-n-gc=0` and two full
  * collections: V8 keeps dead shapes for two collections, except in a memory-reducing one). Code
  * compiled for a dropped shape is thrown away; before the warm-up kept one object of each shape,
