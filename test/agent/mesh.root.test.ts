@@ -3,13 +3,14 @@
  * as the lab runs them: they find each other through their Node annotations, the iBGP mesh comes
  * up, each node's blocks are originated and installed in the others' kernels (protocol 84), a
  * BGPPeer (BIRD, eBGP) added and removed applies live without touching the mesh sessions, the
- * health port answers with real values (and `promtool check metrics` accepts /metrics), the
+ * health port answers with real values (and `promtool check metrics` accepts /metrics), an idle
+ * agent's event loop sleeps (a few wake-ups a second, counted by the kernel), the
  * sockets keep non-root processes out and the metrics port does not answer on the node's
  * address, and SIGTERM then a restart deletes no kernel route of ours and makes the peers
  * withdraw nothing (`ip monitor route` in every node).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -134,8 +135,30 @@ describeSystem(
       expect(Number(/^twill_bgp_updates_received_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
       expect(Number(/^twill_route_apply_seconds_count (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
       expect(Number(/^twill_routes_installed\{owner="bgp"\} (\d+)$/m.exec(metrics)?.[1])).toBe(2);
+      // The event loop's lag taken at the scrape; the sampler's gauges, which read its interval, not.
+      expect(metrics).toMatch(/^nodejs_eventloop_lag_seconds \d/m);
+      expect(metrics).not.toMatch(/^nodejs_eventloop_lag_p99_seconds/m);
       // promtool exits non-zero on a format error or a lint problem.
       execFileSync('promtool', ['check', 'metrics'], { input: metrics, encoding: 'utf8' });
+    });
+
+    it('an idle agent sleeps: its main thread wakes a few times a second, not a hundred', async () => {
+      // Each sleep of the event loop in epoll_pwait is one voluntary context switch of the main
+      // thread. A timer of 10 ms (prom-client's default event loop sampler, metrics.ts) made about
+      // 100 a second; what is left is the store's poll, keepalives and the status timer.
+      await waitEstablished(agents[0]!, others(0));
+      const pid = agents[0]!.proc.pid!;
+      const switches = () =>
+        Number(
+          /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(
+            readFileSync(`/proc/${pid}/task/${pid}/status`, 'utf8'),
+          )![1],
+        );
+      const a = switches();
+      const t0 = performance.now();
+      await new Promise((r) => setTimeout(r, 3000));
+      const perSecond = (switches() - a) / ((performance.now() - t0) / 1000);
+      expect(perSecond).toBeLessThan(30);
     });
 
     it('the metrics port does not answer on the node address; non-root cannot reach the sockets', () => {
