@@ -36,10 +36,11 @@
  * (no NOTIFICATION to peers that negotiated it: they keep our routes), leaves kernel routes and
  * iptables rules as they are, and closes the sockets.
  *
- * Also here: the per-node TwillNodeStatus object (sessions, timers, route counts; written when
- * it changes, at most every `STATUS_MIN_INTERVAL_MS`, and `STATUS_SETTLE_MS` after a change
- * rather than in the middle of it), the local API on a unix socket (`/status`,
- * `/routes`, `/ipam`), and the health port (health.ts) with the metrics (metrics.ts).
+ * Also here: the per-node TwillNodeStatus object (sessions, timers, route counts; written
+ * `STATUS_SETTLE_MS` after a change rather than in the middle of it, at most every
+ * `STATUS_MIN_INTERVAL_MS`, and a change of counts alone once a minute: node-status.ts), the
+ * local API on a unix socket (`/status`, `/routes`, `/ipam`), and the health port (health.ts)
+ * with the metrics (metrics.ts).
  *
  * On Kubernetes, addresses this node allocated for pods that no longer exist (the runtime never
  * sent DEL: a crash, lost kubelet state) are released once leaked for --ipam-leak-grace (15
@@ -107,6 +108,15 @@ import {
 } from './desired.js';
 import { readiness, serveHealth } from './health.js';
 import { AgentMetrics } from './metrics.js';
+import {
+  NOTHING_WRITTEN,
+  nodeStatusBody,
+  STATUS_MIN_INTERVAL_MS,
+  STATUS_SETTLE_MS,
+  statusDue,
+  statusTexts,
+  type WrittenStatus,
+} from './node-status.js';
 import { PolicyInput } from './policy-input.js';
 
 export interface AgentLogger {
@@ -147,9 +157,6 @@ const WATCHED: readonly Kind[] = [
 export const BGP_SETTLE_MS = 2_000;
 /** Leaked-address reclamation (Kubernetes only): at most this long between two runs. */
 export const RECLAIM_EVERY_MS = 60_000;
-export const STATUS_MIN_INTERVAL_MS = 5_000;
-/** How long after a change its status is written (statusSoon). */
-export const STATUS_SETTLE_MS = 1_000;
 export const DEFAULT_POOL_NAME = 'default-ipv4-ippool';
 
 function keyOf(o: StoredObject): string {
@@ -209,8 +216,7 @@ export class Agent {
   private statusSoonTimer: TimerHandle | undefined;
   private reclaimTimer: TimerHandle | undefined;
   private emptyBlockTimer: TimerHandle | undefined;
-  private lastStatus = '';
-  private lastStatusAt = -Infinity;
+  private lastStatus: WrittenStatus = NOTHING_WRITTEN;
 
   constructor(
     readonly config: AgentConfig,
@@ -870,35 +876,19 @@ export class Agent {
     });
   }
 
-  /** Write this node's TwillNodeStatus when what it says changed. */
+  /** Write this node's TwillNodeStatus when what it says changed (node-status.ts: when). */
   private async publishStatus(): Promise<void> {
     if (!this.inSync || !this.speaker || this.stopping) return;
     // Within the interval nothing is written (the status timer comes back): build nothing.
     const now = this.clock.now();
-    if (now - this.lastStatusAt < STATUS_MIN_INTERVAL_MS) return;
-    const st = this.speaker.status();
-    const sessions = st.peers.map((p) => ({
-      peer: p.address,
-      asNumber: p.asn,
-      type: this.kinds.get(p.address) ?? 'global',
-      state: p.state,
-      since: p.since,
-      ...(p.holdTime !== null ? { holdTime: p.holdTime } : {}),
-      ...(p.keepalive !== null ? { keepalive: p.keepalive } : {}),
-      prefixesReceived: p.prefixesReceived,
-      prefixesAdvertised: p.prefixesAdvertised,
-      ...(p.lastError ? { info: p.lastError.text } : {}),
-    }));
-    const r = this.reconciler.status();
-    const body = {
-      established: st.peers.filter((p) => p.state === 'Established').length,
-      sessions,
-      routes: { originated: this.speaker ? this.myBlocks().length : 0, installed: r.installed },
-    };
-    const text = JSON.stringify(body);
-    if (text === this.lastStatus) return;
-    this.lastStatus = text;
-    this.lastStatusAt = now;
+    if (now - this.lastStatus.at < STATUS_MIN_INTERVAL_MS) return;
+    const body = nodeStatusBody(this.speaker.status(), (a) => this.kinds.get(a), {
+      originated: this.myBlocks().length,
+      installed: this.reconciler.status().installed,
+    });
+    const texts = statusTexts(body);
+    if (!statusDue(this.lastStatus, texts, now)) return;
+    this.lastStatus = { ...texts, at: now };
     const store = this.store!;
     const name = this.config.nodename;
     try {
@@ -912,7 +902,7 @@ export class Agent {
         });
       await store.updateStatus({ ...obj, status: { updated: new Date().toISOString(), ...body } });
     } catch (err) {
-      this.lastStatus = '';
+      this.lastStatus = NOTHING_WRITTEN;
       this.log.warn({ err: (err as Error).message }, 'cannot write the node status; trying again later');
     }
   }
