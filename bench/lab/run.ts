@@ -5,7 +5,8 @@
  * graceful restart and merge paths; mesh peers passive towards higher addresses; `bird -R`).
  * A benchmark, never a test. As root:
  *
- *   npm run build && node dist/bench/lab/run.js [--sizes 5,10,20] [--reps 10] [--dead-sizes 5,10,20] [--json]
+ *   npm run build && node dist/bench/lab/run.js [--sizes 5,10,20] [--reps 10] [--dead-sizes 5,10,20]
+ *     [--idle-cpu 10] [--json]
  *
  * What is timed (every node's kernel watched with `ip -n NODE monitor route`, each line stamped
  * as it arrives):
@@ -32,6 +33,11 @@
  *   memory      RSS of each agent (and of each BIRD) once the mesh is up, its anonymous part,
  *               and PSS (shared pages, the Node binary's above all, divided among the processes
  *               mapping them).
+ *   CPU         each daemon's CPU time (utime + stime, /proc/PID/stat, all its threads): idle,
+ *               per second over --idle-cpu S seconds once the mesh is up; and per block added and
+ *               withdrawn, over the new-block repetitions less the idle rate for their duration.
+ *               Both are means over the daemons, in milliseconds (the kernel counts in ticks of
+ *               10 ms, so a figure needs many repetitions: the default 10 gives about ±1 ms).
  * Reported: median and p90 over the repetitions, and Twill/BIRD ratios.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -55,6 +61,7 @@ const opt = (name: string, dflt: string) => {
 const SIZES = opt('--sizes', '5,10,20').split(',').map(Number);
 const DEAD_SIZES = opt('--dead-sizes', '5,10,20').split(',').filter(Boolean).map(Number);
 const REPS = Number(opt('--reps', '10'));
+const IDLE_CPU_S = Number(opt('--idle-cpu', '10'));
 const JSON_OUT = argv.includes('--json');
 const HOLD = 9;
 const GR = 10;
@@ -232,6 +239,15 @@ function memKiB(pid: number): { rss: number; anon: number; pss: number } {
   return { rss: field(status, 'VmRSS'), anon: field(status, 'RssAnon'), pss: field(rollup, 'Pss') };
 }
 
+/** A process's CPU time so far, ms: user and system, all its threads. */
+function cpuMs(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return ((Number(rest[11]) + Number(rest[12])) * 1000) / TICKS_PER_S;
+}
+/** USER_HZ on Linux. */
+const TICKS_PER_S = 100;
+
 interface Result {
   stack: Stack;
   size: number;
@@ -248,6 +264,9 @@ interface Result {
   rssMiB: number[];
   anonMiB: number[];
   pssMiB: number[];
+  /** Mean over the daemons: CPU ms per second idle, and per block added and withdrawn. */
+  idleCpuMsPerS: number;
+  cpuMsPerBlock: number;
   dead: Record<string, number>;
 }
 
@@ -287,6 +306,8 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
     rssMiB: [],
     anonMiB: [],
     pssMiB: [],
+    idleCpuMsPerS: Number.NaN,
+    cpuMsPerBlock: Number.NaN,
     dead: {},
   };
   const state = await labUp({ file, name, stateRoot });
@@ -302,6 +323,12 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
         result.anonMiB.push(m.anon / 1024);
         result.pssMiB.push(m.pss / 1024);
       }
+    const pids = daemons.flatMap((n) => n.procs.map((p) => p.pid));
+    const cpuOf = () => pids.reduce((sum, pid) => sum + cpuMs(pid), 0) / pids.length;
+    const idle0 = cpuOf();
+    const idleT0 = performance.now();
+    await new Promise((r) => setTimeout(r, IDLE_CPU_S * 1000));
+    result.idleCpuMsPerS = ((cpuOf() - idle0) * 1000) / (performance.now() - idleT0);
     const store = stack === 'twill' ? await openFileDatastore(state.store) : undefined;
     const nsOf = (i: number) => daemons[i - 1]!.ns;
     const others = (i: number) => daemons.filter((_, k) => k !== i - 1).map((n) => n.ns);
@@ -342,6 +369,8 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
     const isAdd = (cidr: string) => (_: string, l: string) =>
       !l.startsWith('Deleted') && l.startsWith(`${cidr} via`);
     const isDel = (cidr: string) => (_: string, l: string) => l.startsWith(`Deleted ${cidr} via`);
+    const reps0 = cpuOf();
+    const repsT0 = performance.now();
     for (let r = 0; r < REPS; r++) {
       const i = (r % size) + 1;
       const cidr = `10.244.${100 + r}.0/26`;
@@ -362,6 +391,8 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
       result.withdrawMs.push((await gone) - t1);
       await new Promise((res) => setTimeout(res, 300));
     }
+    result.cpuMsPerBlock =
+      (cpuOf() - reps0 - (result.idleCpuMsPerS * (performance.now() - repsT0)) / 1000) / REPS;
     if (DEAD_SIZES.includes(size)) {
       const modes = ['SIGKILL', 'link down', 'SIGSTOP'] as const;
       const down = new Set<string>();
@@ -440,6 +471,17 @@ async function main(): Promise<number> {
       `${String(size).padStart(5)}  ${f(median(t.triggerMs))}/${f(p90(t.triggerMs))}  ${f(median(b.triggerMs))}/${f(p90(b.triggerMs))} | ` +
         `${f(median(t.toOriginMs))}/${f(p90(t.toOriginMs))}  ${f(median(b.toOriginMs))}/${f(p90(b.toOriginMs))} | ` +
         `${f(median(t.firstMs))}/${f(p90(t.firstMs))}  ${f(median(b.firstMs))}/${f(p90(b.firstMs))}`,
+    );
+  }
+  console.log('');
+  console.log(
+    'nodes  CPU per daemon, ms: idle per second: Twill  BIRD | per block added and withdrawn, less idle: Twill  BIRD',
+  );
+  for (const size of SIZES) {
+    const { t, b } = pair(size);
+    const g = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(1));
+    console.log(
+      `${String(size).padStart(5)}  ${g(t.idleCpuMsPerS)}  ${g(b.idleCpuMsPerS)} | ${g(t.cpuMsPerBlock)}  ${g(b.cpuMsPerBlock)}`,
     );
   }
   console.log('');
