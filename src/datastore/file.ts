@@ -56,11 +56,13 @@
  * exactly the state at that position; the changes after it are the log's lines, replayed in
  * order, carrying the objects themselves — every watcher in every process sees the same events
  * in the same order. One tailer per store instance reads the log when fs.watch says it changed,
- * after our own writes, and every `pollMs` in case fs.watch missed one. fs.watch is on the log
- * file being read, not on DIR: a write's lock and temp files in DIR would wake every watching
- * process about ten times per write (on the folder only while that log file does not exist
- * yet). At `logRotateBytes` a writer starts generation G+1, touches G so that its watchers look
- * for G+1, and removes G-1; a watcher still on G-1 rescans.
+ * after our own writes, and every `pollMs` (1 s) in case fs.watch missed one: on a local file
+ * system it misses nothing, rotations included (the tests hold it to that with a poll of
+ * minutes), and at 4 a second the poll was the most frequent wake-up of an idle agent. fs.watch
+ * is on the log file being read, not on DIR: a write's lock and temp files in DIR would wake
+ * every watching process about ten times per write (on the folder only while that log file does
+ * not exist yet). At `logRotateBytes` a writer starts generation G+1, touches G so that its
+ * watchers look for G+1, and removes G-1; a watcher still on G-1 rescans.
  *
  * Bad files: an object file that is not JSON, breaks the kind's schema, or sits at a path that
  * does not match its kind, namespace and name is `DatastoreError('Invalid')` naming the file
@@ -149,7 +151,7 @@ export interface FileDatastoreOptions {
 }
 
 const FORMAT = { format: 'twill-file-datastore', version: 1 };
-const DEFAULTS = { lockTimeoutMs: 10_000, pollMs: 250, logRotateBytes: 4 << 20 };
+const DEFAULTS = { lockTimeoutMs: 10_000, pollMs: 1_000, logRotateBytes: 4 << 20 };
 
 /** `file:DIR` -> DIR; undefined when the spec is not a file store's. */
 export function parseFileSpec(spec: string): string | undefined {
