@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { openFileDatastore } from '../../src/datastore/file.js';
 import { type AgentRun, agentStatus, buildSegment, startAgent, stopAgent } from '../../test/agent/helpers.js';
 import { Lab, sh, waitFor } from '../../test/helpers/netns.js';
+import { cpuSeconds } from '../proc.js';
 
 const argv = process.argv.slice(2);
 const flag = (name: string) => {
@@ -34,12 +35,6 @@ const REPS = Number(flag('reps') ?? 3);
 const IDLE_S = Number(flag('idle') ?? 30);
 const PEERS = 20;
 
-const TICK = 100; // USER_HZ on Linux
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / TICK;
-}
 function rssMiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) / 1024 : Number.NaN;

@@ -14,11 +14,12 @@
  * Roles: this program re-runs itself inside the namespaces (`--role near|far`).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BfdState } from '../../src/bfd/packet.js';
 import { BfdEndpoint } from '../../src/bfd/udp.js';
+import { cpuSeconds } from '../proc.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
@@ -57,12 +58,6 @@ async function role(): Promise<void> {
   else for (const ep of eps) await ep.addPeer(peers[0]!, T);
   process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
   process.on('SIGTERM', () => Promise.all(eps.map((e) => e.stop())).then(() => process.exit(0)));
-}
-
-function cpuSeconds(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const v = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(v[11]) + Number(v[12])) / 100;
 }
 
 function lines(

@@ -8,6 +8,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { cpuSeconds } from '../proc.js';
 
 /** Namespaces this run made, deleted by cleanup. */
 export const made: string[] = [];
@@ -160,8 +161,6 @@ export class Timeout extends Error {}
 
 // ---- DUT process sampling ----
 
-export const CLK_TCK = 100;
-
 export class Sampler {
   peakRss = 0;
   hwm = 0;
@@ -186,13 +185,7 @@ export class Sampler {
   }
 
   cpuSeconds(): number {
-    try {
-      const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-    } catch {
-      return Number.NaN;
-    }
+    return cpuSeconds(this.pid);
   }
 
   stop(): void {

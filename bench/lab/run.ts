@@ -41,16 +41,17 @@
  * Reported: median and p90 over the repetitions, and Twill/BIRD ratios.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { promisify } from 'node:util';
 import { openFileDatastore } from '../../src/datastore/file.js';
 import { TWILL_API_VERSION } from '../../src/datastore/types.js';
 import { newBlockSpec } from '../../src/ipam/allocations.js';
 import { affinityName, blockName, parseCidr } from '../../src/ipam/blocks.js';
 import { type LabState, labDown, labUp, nodeReport } from '../../src/lab/lab.js';
+import { cpuSeconds } from '../proc.js';
 
 const run = promisify(execFile);
 const argv = process.argv.slice(2);
@@ -239,15 +240,6 @@ function memKiB(pid: number): { rss: number; anon: number; pss: number } {
   return { rss: field(status, 'VmRSS'), anon: field(status, 'RssAnon'), pss: field(rollup, 'Pss') };
 }
 
-/** A process's CPU time so far, ms: user and system, all its threads. */
-function cpuMs(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return ((Number(rest[11]) + Number(rest[12])) * 1000) / TICKS_PER_S;
-}
-/** USER_HZ on Linux. */
-const TICKS_PER_S = 100;
-
 interface Result {
   stack: Stack;
   size: number;
@@ -324,7 +316,7 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
         result.pssMiB.push(m.pss / 1024);
       }
     const pids = daemons.flatMap((n) => n.procs.map((p) => p.pid));
-    const cpuOf = () => pids.reduce((sum, pid) => sum + cpuMs(pid), 0) / pids.length;
+    const cpuOf = () => (pids.reduce((sum, pid) => sum + cpuSeconds(pid), 0) * 1000) / pids.length;
     const idle0 = cpuOf();
     const idleT0 = performance.now();
     await new Promise((r) => setTimeout(r, IDLE_CPU_S * 1000));

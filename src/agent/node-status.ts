@@ -32,7 +32,7 @@ export interface NodeStatusSession {
   asNumber: number;
   type: string;
   state: string;
-  since: string | undefined;
+  since: string;
   holdTime?: number;
   keepalive?: number;
   prefixesReceived: number;
