@@ -55,14 +55,16 @@
  * Watch: the snapshot is read under the lock together with the log's end position, so it is
  * exactly the state at that position; the changes after it are the log's lines, replayed in
  * order, carrying the objects themselves — every watcher in every process sees the same events
- * in the same order. One tailer per store instance reads the log when fs.watch says it changed,
- * after our own writes, and every `pollMs` (1 s) in case fs.watch missed one: on a local file
- * system it misses nothing, rotations included (the tests hold it to that with a poll of
- * minutes), and at 4 a second the poll was the most frequent wake-up of an idle agent. fs.watch
+ * in the same order. One tailer per store instance reads the log, through a descriptor it keeps
+ * open (one pread a change), when fs.watch says it changed, after our own writes, and every
+ * `pollMs` (1 s) in case fs.watch missed one: on a local file system it misses nothing,
+ * rotations included (the tests hold it to that with a poll of minutes), and at 4 a second the
+ * poll was the most frequent wake-up of an idle agent. fs.watch
  * is on the log file being read, not on DIR: a write's lock and temp files in DIR would wake
  * every watching process about ten times per write (on the folder only while that log file does
  * not exist yet). At `logRotateBytes` a writer starts generation G+1, touches G so that its
- * watchers look for G+1, and removes G-1; a watcher still on G-1 rescans.
+ * watchers look for G+1, and removes G-1; a watcher still on G-1 reads it to its end through its
+ * descriptor and goes on, and one that had not opened it, or is further behind, rescans.
  *
  * Bad files: an object file that is not JSON, breaks the kind's schema, or sits at a path that
  * does not match its kind, namespace and name is `DatastoreError('Invalid')` naming the file
@@ -82,7 +84,6 @@ import {
   existsSync,
   type FSWatcher,
   constants as fsc,
-  fstatSync,
   watch as fsWatch,
   mkdirSync,
   openSync,
@@ -301,6 +302,12 @@ export class FileDatastore implements Datastore {
   private pollError: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private fsWatcher: FSWatcher | undefined;
+  /**
+   * The log generation the tailer reads, open, with its path and the next one's: a poll reads
+   * from it with one pread instead of opening, sizing and closing the file each time.
+   */
+  private logFile: { gen: number; fd: number; path: string; next: string } | undefined;
+  private readonly readBuffer = Buffer.allocUnsafe(16 << 10);
   /** What fsWatcher watches: the log generation `gen`'s file, or DIR until that file exists. */
   private watched: { gen: number; file: boolean } | undefined;
   private closed = false;
@@ -538,6 +545,7 @@ export class FileDatastore implements Datastore {
     this.fsWatcher?.close();
     this.fsWatcher = undefined;
     this.watched = undefined;
+    this.closeLogFile();
   }
 
   /** Asks the tailer to read the log soon (once, however often it is asked meanwhile). */
@@ -569,8 +577,8 @@ export class FileDatastore implements Datastore {
         if (this.pos === undefined) return;
       }
       const { gen, offset } = this.pos;
-      const nextExists = existsSync(this.logPath(gen + 1));
-      const chunk = this.readLogFrom(this.logPath(gen), offset);
+      const nextExists = existsSync(this.logPaths(gen).next);
+      const chunk = this.readLogFrom(gen, offset);
       if (this.pos === undefined) return; // the last watch stopped meanwhile
       if (chunk === undefined) {
         if (nextExists || (await this.logGenerations()).some((g) => g > gen)) {
@@ -819,34 +827,62 @@ export class FileDatastore implements Datastore {
     }
   }
 
+  /** Generation `gen`'s log path and the next one's, kept while the tailer is on `gen`. */
+  private logPaths(gen: number): { path: string; next: string } {
+    const f = this.logFile;
+    if (f?.gen === gen) return f;
+    return { path: this.logPath(gen), next: this.logPath(gen + 1) };
+  }
+
   /**
-   * The tailer's read: what `readFrom` does, with blocking calls. A poll reads a few lines from
-   * the page cache, and each trip through libuv's thread pool (open, stat, read, close) costs
-   * more than the read itself; every watching process pays it at every write.
+   * The tailer's read of generation `gen` from `offset` to its end, or undefined when that
+   * generation's file is gone. Blocking calls: a poll reads a few lines from the page cache, and
+   * each trip through libuv's thread pool would cost more than the read itself; every watching
+   * process pays it at every write. The file stays open while the tailer is on it (one pread a
+   * poll); a file the writer removes meanwhile is still read to its end through it. What is
+   * returned is a view of a buffer the next read reuses.
    */
-  private readLogFrom(path: string, offset: number): Buffer | undefined {
-    let fd: number;
-    try {
-      fd = openSync(path, 'r');
-    } catch (e) {
-      if (errno(e) === 'ENOENT') return undefined;
-      throw fsError(e, path, 'read');
+  private readLogFrom(gen: number, offset: number): Buffer | undefined {
+    let f = this.logFile;
+    if (f?.gen !== gen) {
+      this.closeLogFile();
+      const { path, next } = this.logPaths(gen);
+      let fd: number;
+      try {
+        fd = openSync(path, 'r');
+      } catch (e) {
+        if (errno(e) === 'ENOENT') return undefined;
+        throw fsError(e, path, 'read');
+      }
+      f = this.logFile = { gen, fd, path, next };
     }
     try {
-      const size = fstatSync(fd).size;
-      if (size <= offset) return Buffer.alloc(0);
-      const buf = Buffer.allocUnsafe(size - offset);
+      let buf = this.readBuffer;
       let got = 0;
-      while (got < buf.length) {
-        const n = readSync(fd, buf, got, buf.length - got, offset + got);
-        if (n === 0) break;
+      // A short read is the file's end as it is now; a full one may have more behind it.
+      for (;;) {
+        const n = readSync(f.fd, buf, got, buf.length - got, offset + got);
         got += n;
+        if (n === 0 || got < buf.length) break;
+        const bigger = Buffer.allocUnsafe(buf.length * 2);
+        buf.copy(bigger, 0, 0, got);
+        buf = bigger;
       }
       return buf.subarray(0, got);
     } catch (e) {
-      throw fsError(e, path, 'read');
-    } finally {
-      closeSync(fd);
+      this.closeLogFile();
+      throw fsError(e, f.path, 'read');
+    }
+  }
+
+  private closeLogFile(): void {
+    const f = this.logFile;
+    if (f === undefined) return;
+    this.logFile = undefined;
+    try {
+      closeSync(f.fd);
+    } catch {
+      // Nothing to do about a failed close of a file only read.
     }
   }
 

@@ -612,6 +612,34 @@ describe('file store: change log generations', () => {
     await reader.close();
   });
 
+  it('a watch reads the generation it is on to its end after the writer has removed it, and replays every change', async () => {
+    const dir = await tempDir();
+    const opts = { pollMs: 600_000, logRotateBytes: 600, onWarning: () => {} };
+    const writer = await openFileDatastore(dir, opts);
+    const reader = await openFileDatastore(dir, opts);
+    let p = await writer.create(counter('c'));
+    const w = watchAll(reader, 'IPAMConfig');
+    await eventually(() => expect(w.events.map((e) => e.type)).toEqual(['added', 'synced']));
+    // One change read through the log: the reader's tailer now has generation 0 open.
+    p = await writer.update({ ...p, spec: { count: 1 } });
+    await eventually(() => expect(w.events).toHaveLength(3), 5_000);
+    const r = reader as unknown as { fsWatcher?: { close(): void }; poke(): void };
+    r.fsWatcher?.close();
+    // The writer goes on to generation 2, which removes generation 0 (the reader still on it).
+    let n = 1;
+    while (!existsSync(join(dir, 'changes.2.log'))) p = await writer.update({ ...p, spec: { count: ++n } });
+    expect(existsSync(join(dir, 'changes.0.log'))).toBe(false);
+    r.poke();
+    // Every change, one by one, rather than a rescan's difference (one event for the last).
+    await eventually(() => expect(w.events).toHaveLength(2 + n), 5_000);
+    expect(w.events.slice(2).map((e) => (e.type === 'modified' ? countOf(e.object) : e.type))).toEqual(
+      Array.from({ length: n }, (_, i) => i + 1),
+    );
+    w.handle.stop();
+    await writer.close();
+    await reader.close();
+  });
+
   it('a watch that falls more than a generation behind rescans and delivers only the difference', async () => {
     const dir = await tempDir();
     const opts = { pollMs: 60_000, logRotateBytes: 600, onWarning: () => {} };
