@@ -82,6 +82,7 @@ import { randomUUID } from 'node:crypto';
 import {
   closeSync,
   existsSync,
+  fstatSync,
   type FSWatcher,
   constants as fsc,
   watch as fsWatch,
@@ -257,8 +258,11 @@ interface FileWatch {
   kind: Kind;
   filter: ListOptions | undefined;
   queue: WatchQueue;
-  /** The objects this watch has delivered and not deleted, by keyString. */
-  known: Map<string, StoredObject>;
+  /**
+   * The objects this watch has delivered and not deleted, by keyString: the object, or the change
+   * log line that carried it (its parsed object went to the consumer uncopied; `knownObject`).
+   */
+  known: Map<string, StoredObject | string>;
   /** Log lines before this position are part of its snapshot. */
   start: Position;
 }
@@ -267,6 +271,11 @@ interface LogEntry {
   rev: number;
   type: 'put' | 'delete' | 'resync';
   object?: StoredObject;
+}
+
+/** A watch's known object (FileWatch.known), parsed again where it is kept as its log line. */
+function knownObject(k: StoredObject | string): StoredObject {
+  return typeof k === 'string' ? (JSON.parse(k) as LogEntry).object! : k;
 }
 
 const LOG_NAME = /^changes\.(\d+)\.log$/;
@@ -580,7 +589,8 @@ export class FileDatastore implements Datastore {
       const nextExists = existsSync(this.logPaths(gen).next);
       const chunk = this.readLogFrom(gen, offset);
       if (this.pos === undefined) return; // the last watch stopped meanwhile
-      if (chunk === undefined) {
+      // Gone: never there, or read to its end through the descriptor after the writer removed it.
+      if (chunk === undefined || (chunk.length === 0 && !nextExists && this.logFileRemoved())) {
         if (nextExists || (await this.logGenerations()).some((g) => g > gen)) {
           this.resyncPending = true;
           continue;
@@ -620,17 +630,21 @@ export class FileDatastore implements Datastore {
       return true;
     }
     const o = entry.object!;
+    // The first watch to take the object gets it as parsed; any other, a copy.
+    let owned = true;
     for (const w of this.watches) {
       if (w.kind !== o.kind || before(at, w.start)) continue;
       if (w.filter?.namespace !== undefined && o.metadata.namespace !== w.filter.namespace) continue;
       const k = keyString(keyOf(o));
       const was = w.known.has(k);
       if (entry.type === 'put' && matches(o, w.filter)) {
-        w.known.set(k, o);
-        w.queue.push({ type: was ? 'modified' : 'added', object: o });
+        w.known.set(k, line);
+        w.queue.push({ type: was ? 'modified' : 'added', object: o }, owned);
+        owned = false;
       } else if (was) {
         w.known.delete(k);
-        w.queue.push({ type: 'deleted', object: o });
+        w.queue.push({ type: 'deleted', object: o }, owned);
+        owned = false;
       }
     }
     return false;
@@ -648,14 +662,14 @@ export class FileDatastore implements Datastore {
           seen.add(k);
           const had = w.known.get(k);
           if (had === undefined) w.queue.push({ type: 'added', object: o });
-          else if (had.metadata.resourceVersion !== o.metadata.resourceVersion)
+          else if (knownObject(had).metadata.resourceVersion !== o.metadata.resourceVersion)
             w.queue.push({ type: 'modified', object: o });
           w.known.set(k, o);
         }
         for (const [k, o] of w.known) {
           if (seen.has(k)) continue;
           w.known.delete(k);
-          w.queue.push({ type: 'deleted', object: o });
+          w.queue.push({ type: 'deleted', object: knownObject(o) }, typeof o === 'string');
         }
         w.start = end;
       }
@@ -873,6 +887,20 @@ export class FileDatastore implements Datastore {
       this.closeLogFile();
       throw fsError(e, f.path, 'read');
     }
+  }
+
+  /** Whether the writer has removed the log file the tailer has open (then it is closed). */
+  private logFileRemoved(): boolean {
+    const f = this.logFile;
+    if (f === undefined) return false;
+    let removed: boolean;
+    try {
+      removed = fstatSync(f.fd).nlink === 0;
+    } catch {
+      removed = true;
+    }
+    if (removed) this.closeLogFile();
+    return removed;
   }
 
   private closeLogFile(): void {

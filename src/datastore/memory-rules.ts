@@ -283,10 +283,16 @@ export class WatchQueue {
     return this.stopped;
   }
 
-  /** Queues an event; the object is copied now, so later changes to it are not seen. */
-  push(event: WatchEvent): void {
+  /**
+   * Queues an event; the object is copied now, so later changes to it are not seen. `owned`: the
+   * object was made for this event alone (parsed from a change log line) and nothing else holds
+   * it, so it is handed over as it is.
+   */
+  push(event: WatchEvent, owned = false): void {
     if (this.stopped) return;
-    this.queue.push(event.type === 'synced' ? event : { type: event.type, object: copy(event.object) });
+    this.queue.push(
+      event.type === 'synced' || owned ? event : { type: event.type, object: copy(event.object) },
+    );
     if (!this.scheduled) {
       this.scheduled = true;
       queueMicrotask(() => this.drain());

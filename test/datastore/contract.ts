@@ -472,6 +472,19 @@ export function datastoreContract(
         (e1.object.spec as PoolSpec).cidr = '192.0.2.0/24';
         expect(specOf((w2.events[0] as { object: StoredObject }).object)).toMatchObject(specOf(pool('a')));
         expect(specOf(await store.get(poolKey('a')))).toMatchObject(specOf(pool('a')));
+        // So are those of the changes after the snapshot (the file store's, read from its log).
+        const a = (await store.get(poolKey('a')))!;
+        const spec = { cidr: '10.0.0.0/16', blockSize: 27 } satisfies PoolSpec;
+        await store.update({ ...a, spec });
+        const modified = (w: typeof w1) =>
+          (w.events.find((e) => e.type === 'modified') as { object: StoredObject } | undefined)?.object;
+        await eventually(() => {
+          expect(modified(w1)).toBeDefined();
+          expect(modified(w2)).toBeDefined();
+        });
+        (modified(w1)!.spec as PoolSpec).blockSize = 30;
+        expect(specOf(modified(w2))).toMatchObject(spec);
+        expect(specOf(await store.get(poolKey('a')))).toMatchObject(spec);
       });
     });
   });

@@ -649,6 +649,9 @@ describe('file store: change log generations', () => {
     const reader = await openFileDatastore(dir, opts);
     const w = watchAll(reader, 'IPPool');
     await eventually(() => expect(w.events.map((e) => e.type)).toEqual(['added', 'added', 'synced']));
+    // One the reader learns of from the log (it keeps that one as its log line).
+    const d = await writer.create(pool('d'));
+    await eventually(() => expect(w.events).toHaveLength(4), 5_000);
     // The reader's tailer is made to miss the writes: its fs.watch and timer are stopped.
     const r = reader as unknown as { fsWatcher?: { close(): void }; timer?: NodeJS.Timeout };
     r.fsWatcher?.close();
@@ -657,18 +660,26 @@ describe('file store: change log generations', () => {
     for (let i = 0; i < 20; i++)
       cur = await writer.update({ ...cur, spec: { cidr: '10.0.0.0/16', blockSize: 26 + (i % 3) } });
     await writer.delete({ kind: 'IPPool', name: 'b' });
+    await writer.delete({ kind: 'IPPool', name: 'd' });
     await writer.create(pool('c'));
     expect(existsSync(join(dir, 'changes.0.log'))).toBe(false);
     (reader as unknown as { poke(): void }).poke();
     await eventually(() =>
       expect(
         w.events
-          .slice(3)
+          .slice(4)
           .map((e) => (e.type === 'synced' ? 'synced' : `${e.type} ${e.object.metadata.name}`))
           .sort(),
-      ).toEqual(['added c', 'deleted b', 'modified a']),
+      ).toEqual(['added c', 'deleted b', 'deleted d', 'modified a']),
     );
     expect((w.events.find((e) => e.type === 'modified') as { object: StoredObject }).object).toEqual(cur);
+    const deleted = (name: string) =>
+      (
+        w.events.find((e) => e.type === 'deleted' && e.object.metadata.name === name) as {
+          object: StoredObject;
+        }
+      ).object;
+    expect(deleted('d')).toEqual(d);
     w.handle.stop();
     await writer.close();
     await reader.close();
