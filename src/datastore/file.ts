@@ -286,8 +286,15 @@ const MAX_NAME = 250;
 /** One at a time, in call order. */
 class Serial {
   private tail: Promise<unknown> = Promise.resolve();
+  /** Runs asked for and not yet finished. */
+  private pending = 0;
+  /** Nothing running or waiting to run. */
+  get idle(): boolean {
+    return this.pending === 0;
+  }
   run<T>(fn: () => Promise<T>): Promise<T> {
-    const r = this.tail.then(fn);
+    this.pending++;
+    const r = this.tail.then(fn).finally(() => this.pending--);
     this.tail = r.catch(() => {});
     return r;
   }
@@ -557,9 +564,28 @@ export class FileDatastore implements Datastore {
     this.closeLogFile();
   }
 
-  /** Asks the tailer to read the log soon (once, however often it is asked meanwhile). */
+  /**
+   * Asks the tailer to read the log (once, however often it is asked meanwhile). With nothing
+   * else on the tailer's queue (a watch starting, a rescan) the new lines are read and applied
+   * at once, without a trip through promises: what every watching process does at every write.
+   * What needs waiting for (a rescan, looking for later generations) goes through the queue.
+   */
   private poke(): void {
     if (this.pos === undefined || this.pollQueued) return;
+    if (this.tail.idle && !this.resyncPending) {
+      let done: boolean;
+      try {
+        done = this.readAhead() === 'done';
+      } catch (e) {
+        this.pollFailed(e);
+        return;
+      }
+      if (done) {
+        this.pollError = undefined;
+        this.watchLog();
+        return;
+      }
+    }
     this.pollQueued = true;
     this.tail
       .run(async () => {
@@ -568,34 +594,48 @@ export class FileDatastore implements Datastore {
         this.pollError = undefined;
         this.watchLog();
       })
-      .catch((e) => {
-        // Said once, not at every poll, until a poll succeeds again.
-        const err = asDatastoreError(e);
-        if (err.message === this.pollError) return;
-        this.pollError = err.message;
-        this.warn(`${this.dir}: watch: ${err.message}; retrying`, err);
-      });
+      .catch((e) => this.pollFailed(e));
+  }
+
+  /** Said once, not at every poll, until a poll succeeds again. */
+  private pollFailed(e: unknown): void {
+    const err = asDatastoreError(e);
+    if (err.message === this.pollError) return;
+    this.pollError = err.message;
+    this.warn(`${this.dir}: watch: ${err.message}; retrying`, err);
   }
 
   /** Reads the change log from `pos` to its end and applies each line to the watches. */
   private async poll(): Promise<void> {
     for (;;) {
-      if (this.pos === undefined) return;
-      if (this.resyncPending) {
-        await this.resyncAll();
-        if (this.pos === undefined) return;
+      const next = this.readAhead();
+      if (next === 'done') return;
+      if (next === 'gone') {
+        const gen = this.pos!.gen;
+        if (!(await this.logGenerations()).some((g) => g > gen) || this.pos === undefined) return;
+        this.resyncPending = true;
       }
+      await this.resyncAll();
+    }
+  }
+
+  /**
+   * What `poll` does without waiting: reads and applies lines from `pos` on, across generations,
+   * until the log's end ('done'), a rescan to run ('resync'), or a generation whose file is gone
+   * with no next one in sight ('gone': the caller looks for later ones).
+   */
+  private readAhead(): 'done' | 'resync' | 'gone' {
+    for (;;) {
+      if (this.pos === undefined) return 'done';
+      if (this.resyncPending) return 'resync';
       const { gen, offset } = this.pos;
       const nextExists = existsSync(this.logPaths(gen).next);
       const chunk = this.readLogFrom(gen, offset);
-      if (this.pos === undefined) return; // the last watch stopped meanwhile
       // Gone: never there, or read to its end through the descriptor after the writer removed it.
       if (chunk === undefined || (chunk.length === 0 && !nextExists && this.logFileRemoved())) {
-        if (nextExists || (await this.logGenerations()).some((g) => g > gen)) {
-          this.resyncPending = true;
-          continue;
-        }
-        return;
+        if (!nextExists) return 'gone';
+        this.resyncPending = true;
+        continue;
       }
       let resync = false;
       let lineStart = 0;
@@ -614,7 +654,7 @@ export class FileDatastore implements Datastore {
         this.pos = { gen: gen + 1, offset: 0 };
         continue;
       }
-      return;
+      return 'done';
     }
   }
 
