@@ -562,14 +562,20 @@ describe('file store: open', () => {
 });
 
 describe('file store: change log generations', () => {
-  it('a watch in another instance follows every change across generations; old ones are removed', async () => {
+  /** A writer and a reader on one new store; the reader watches, and has seen counter 'c'. */
+  async function writerAndReader(opts: { pollMs: number; logRotateBytes: number }) {
     const dir = await tempDir();
-    const opts = { pollMs: 50, logRotateBytes: 2_000, onWarning: () => {} };
-    const writer = await openFileDatastore(dir, opts);
-    const reader = await openFileDatastore(dir, opts);
-    let p = await writer.create(counter('c'));
+    const writer = await openFileDatastore(dir, { ...opts, onWarning: () => {} });
+    const reader = await openFileDatastore(dir, { ...opts, onWarning: () => {} });
+    const p = await writer.create(counter('c'));
     const w = watchAll(reader, 'IPAMConfig');
     await eventually(() => expect(w.events.map((e) => e.type)).toEqual(['added', 'synced']));
+    return { dir, writer, reader, p, w };
+  }
+
+  it('a watch in another instance follows every change across generations; old ones are removed', async () => {
+    const { dir, writer, reader, w, ...first } = await writerAndReader({ pollMs: 50, logRotateBytes: 2_000 });
+    let p = first.p;
     for (let i = 1; i <= 60; i++) {
       p = await writer.update({ ...p, spec: { count: i } });
       // Let the reader fall behind by a generation now and then, but not by two.
@@ -613,13 +619,11 @@ describe('file store: change log generations', () => {
   });
 
   it('a watch reads the generation it is on to its end after the writer has removed it, and replays every change', async () => {
-    const dir = await tempDir();
-    const opts = { pollMs: 600_000, logRotateBytes: 600, onWarning: () => {} };
-    const writer = await openFileDatastore(dir, opts);
-    const reader = await openFileDatastore(dir, opts);
-    let p = await writer.create(counter('c'));
-    const w = watchAll(reader, 'IPAMConfig');
-    await eventually(() => expect(w.events.map((e) => e.type)).toEqual(['added', 'synced']));
+    const { dir, writer, reader, w, ...first } = await writerAndReader({
+      pollMs: 600_000,
+      logRotateBytes: 600,
+    });
+    let p = first.p;
     // One change read through the log: the reader's tailer now has generation 0 open.
     p = await writer.update({ ...p, spec: { count: 1 } });
     await eventually(() => expect(w.events).toHaveLength(3), 5_000);
