@@ -59,10 +59,12 @@
  * open (one pread a change), when fs.watch says it changed, after our own writes, and every
  * `pollMs` (1 s) in case fs.watch missed one: on a local file system it misses nothing,
  * rotations included (the tests hold it to that with a poll of minutes), and at 4 a second the
- * poll was the most frequent wake-up of an idle agent. fs.watch
- * is on the log file being read, not on DIR: a write's lock and temp files in DIR would wake
- * every watching process about ten times per write (on the folder only while that log file does
- * not exist yet). At `logRotateBytes` a writer starts generation G+1, touches G so that its
+ * poll was the most frequent wake-up of an idle agent. fs.watch is on the log file being read,
+ * not on DIR: a write's lock and temp files in DIR would wake every watching process about ten
+ * times per write (on the folder only while that log file does not exist yet). Every watching
+ * process reads every write, so the common case (a line or two, nothing else on the tailer's
+ * queue) is read and applied at once, and the parsed object goes to the watch uncopied (`poke`,
+ * `apply`). At `logRotateBytes` a writer starts generation G+1, touches G so that its
  * watchers look for G+1, and removes G-1; a watcher still on G-1 reads it to its end through its
  * descriptor and goes on, and one that had not opened it, or is further behind, rescans.
  *
