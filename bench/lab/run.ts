@@ -6,7 +6,7 @@
  * A benchmark, never a test. As root:
  *
  *   npm run build && node dist/bench/lab/run.js [--sizes 5,10,20] [--reps 10] [--dead-sizes 5,10,20]
- *     [--idle-cpu 10] [--json]
+ *     [--idle-cpu 10] [--store-writes 200] [--json]
  *
  * What is timed (every node's kernel watched with `ip -n NODE monitor route`, each line stamped
  * as it arrives):
@@ -38,6 +38,10 @@
  *               withdrawn, over the new-block repetitions less the idle rate for their duration.
  *               Both are means over the daemons, in milliseconds (the kernel counts in ticks of
  *               10 ms, so a figure needs many repetitions: the default 10 gives about ±1 ms).
+ *               Twill only: per store write anywhere, less idle, over --store-writes W writes
+ *               (default 200: BlockAffinity objects of a node outside the lab, created and
+ *               deleted, 20 ms apart). Every agent reads every write from the store's change log,
+ *               so a block, four writes, costs N agents this four times over.
  * Reported: median and p90 over the repetitions, and Twill/BIRD ratios.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -63,6 +67,7 @@ const SIZES = opt('--sizes', '5,10,20').split(',').map(Number);
 const DEAD_SIZES = opt('--dead-sizes', '5,10,20').split(',').filter(Boolean).map(Number);
 const REPS = Number(opt('--reps', '10'));
 const IDLE_CPU_S = Number(opt('--idle-cpu', '10'));
+const STORE_WRITES = Number(opt('--store-writes', '200'));
 const JSON_OUT = argv.includes('--json');
 const HOLD = 9;
 const GR = 10;
@@ -259,6 +264,8 @@ interface Result {
   /** Mean over the daemons: CPU ms per second idle, and per block added and withdrawn. */
   idleCpuMsPerS: number;
   cpuMsPerBlock: number;
+  /** Twill: mean CPU ms per agent per store write of an object no agent acts on, less idle. */
+  cpuMsPerStoreWrite: number;
   dead: Record<string, number>;
 }
 
@@ -300,6 +307,7 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
     pssMiB: [],
     idleCpuMsPerS: Number.NaN,
     cpuMsPerBlock: Number.NaN,
+    cpuMsPerStoreWrite: Number.NaN,
     dead: {},
   };
   const state = await labUp({ file, name, stateRoot });
@@ -322,6 +330,26 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
     await new Promise((r) => setTimeout(r, IDLE_CPU_S * 1000));
     result.idleCpuMsPerS = ((cpuOf() - idle0) * 1000) / (performance.now() - idleT0);
     const store = stack === 'twill' ? await openFileDatastore(state.store) : undefined;
+    if (store && STORE_WRITES > 0) {
+      const c0 = cpuOf();
+      const t0 = performance.now();
+      for (let k = 0; k < STORE_WRITES / 2; k++) {
+        const cidr = `10.245.${k >> 2}.${(k & 3) * 64}/26`;
+        const name = affinityName('outside', parseCidr(cidr));
+        await store.create({
+          apiVersion: TWILL_API_VERSION,
+          kind: 'BlockAffinity',
+          metadata: { name },
+          spec: { node: 'outside', cidr, state: 'confirmed' },
+        });
+        await new Promise((r) => setTimeout(r, 20));
+        await store.delete({ kind: 'BlockAffinity', name });
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      const ms = cpuOf() - c0 - (result.idleCpuMsPerS * (performance.now() - t0)) / 1000;
+      result.cpuMsPerStoreWrite = ms / (2 * Math.floor(STORE_WRITES / 2));
+    }
     const nsOf = (i: number) => daemons[i - 1]!.ns;
     const others = (i: number) => daemons.filter((_, k) => k !== i - 1).map((n) => n.ns);
     const ip = (args: string[]) => run('ip', args);
@@ -467,13 +495,13 @@ async function main(): Promise<number> {
   }
   console.log('');
   console.log(
-    'nodes  CPU per daemon, ms: idle per second: Twill  BIRD | per block added and withdrawn, less idle: Twill  BIRD',
+    'nodes  CPU per daemon, ms: idle per second: Twill  BIRD | per block added and withdrawn, less idle: Twill  BIRD | per store write: Twill',
   );
   for (const size of SIZES) {
     const { t, b } = pair(size);
-    const g = (x: number) => (Number.isNaN(x) ? '-' : x.toFixed(1));
+    const g = (x: number, digits = 1) => (Number.isNaN(x) ? '-' : x.toFixed(digits));
     console.log(
-      `${String(size).padStart(5)}  ${g(t.idleCpuMsPerS)}  ${g(b.idleCpuMsPerS)} | ${g(t.cpuMsPerBlock)}  ${g(b.cpuMsPerBlock)}`,
+      `${String(size).padStart(5)}  ${g(t.idleCpuMsPerS)}  ${g(b.idleCpuMsPerS)} | ${g(t.cpuMsPerBlock)}  ${g(b.cpuMsPerBlock)} | ${g(t.cpuMsPerStoreWrite, 2)}`,
     );
   }
   console.log('');
