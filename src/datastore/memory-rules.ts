@@ -19,8 +19,10 @@
  * - Preconditions (`checkVersion`, `checkDelete`): compare-and-swap on resourceVersion, delete
  *   also on uid; a mismatch is `Conflict`.
  * - `WatchQueue`: per-watch delivery, asynchronous (a microtask) but in order, nothing after
- *   `stop()`. An exception thrown by a handler is the consumer's bug: it is re-thrown outside
- *   the store (an uncaught exception) and delivery of later events goes on.
+ *   `stop()`. Each event's object is the watcher's own: copied as it is queued, or handed over
+ *   when the store made it for that event alone (file.ts: parsed from a change log line). An
+ *   exception thrown by a handler is the consumer's bug: it is re-thrown outside the store (an
+ *   uncaught exception) and delivery of later events goes on.
  *
  * Not here: storage, versions, locking (each store), watch resumption (file.ts).
  */
