@@ -1,6 +1,7 @@
 /**
  * Durable file primitives for the file store (file.ts, file-lock.ts): replace a file atomically
- * (temp file in the same folder, fsync, rename, fsync of the folder), append a line durably,
+ * (temp file in the same folder, fsync, rename, fsync of the folder; the two halves apart when
+ * something must happen between the rename and the folder's fsync), append a line durably,
  * read a file that may be absent, and Node's error codes turned into `DatastoreError`s that
  * name the path.
  *
@@ -67,6 +68,16 @@ export async function syncDir(dir: string): Promise<void> {
  * (the file and its folder fsynced) unless told not to: then only a reboot can lose it.
  */
 export async function writeAtomic(path: string, data: string, sync = true): Promise<void> {
+  await replaceFile(path, data, sync);
+  if (sync) await syncFolderOf(path);
+}
+
+/**
+ * writeAtomic's first half: the data reaches the disk (fsynced, unless told not to) and then
+ * replaces `path` by a rename, which readers see at once; the rename is durable only once the
+ * folder is fsynced (`syncFolderOf`). The file store logs a change between the two halves.
+ */
+export async function replaceFile(path: string, data: string, sync = true): Promise<void> {
   const tmp = tempNameFor(path);
   try {
     const fd = openSync(tmp, 'wx', 0o644);
@@ -83,24 +94,24 @@ export async function writeAtomic(path: string, data: string, sync = true): Prom
     } catch {}
     throw fsError(e, path, 'write');
   }
-  if (!sync) return;
-  await syncDir(dirname(path)).catch((e) => {
-    throw fsError(e, dirname(path), 'sync');
-  });
 }
 
-/** Removes `path` durably; false when it was already gone. */
-export async function removeDurably(path: string): Promise<boolean> {
+/** Unlinks `path` (durable once its folder is fsynced); false when it was already gone. */
+export function removeFile(path: string): boolean {
   try {
     unlinkSync(path);
+    return true;
   } catch (e) {
     if (errno(e) === 'ENOENT') return false;
     throw fsError(e, path, 'remove');
   }
+}
+
+/** fsync of the folder holding `path`, so that a rename or unlink there survives a power cut. */
+export async function syncFolderOf(path: string): Promise<void> {
   await syncDir(dirname(path)).catch((e) => {
     throw fsError(e, dirname(path), 'sync');
   });
-  return true;
 }
 
 /** Appends `data` (and fsyncs, unless told not to); creates the file when absent. */

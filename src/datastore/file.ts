@@ -28,12 +28,21 @@
  *      reservation: revision <- N+1000      (see Revisions)
  *      with temp, fsync, rename, fsync DIR)
  *   4. object file <- new (temp, fsync,     before the rename: a temp file, swept by recovery,
- *      rename, fsync folder) or unlinked    the object unchanged; after: changed, not yet logged
+ *      rename) or unlinked                  the object unchanged; after: changed, not yet logged
  *   5. append the log line (not fsynced:    a torn last line: recovery ends it with a newline
  *      it serves running watchers, and      (after a power cut the object files, fsynced, are
  *      none outlive a power cut)            the truth; every watch starts from a snapshot)
- *   6. release the lock                     stale lock, as in 1 (after a reboot the pid is dead
+ *   6. fsync the object's folder, and the   before it, a power cut can undo the rename and the
+ *      write returns                        line: the caller had no answer yet
+ *   7. release the lock                     stale lock, as in 1 (after a reboot the pid is dead
  *                                           or belongs to a process with another start time)
+ * The line comes before the folder's fsync, not after it: a reader sees the renamed file at once,
+ * and the watchers now hear of it as soon, one fsync earlier (about 1 ms on an idle disk, on the
+ * path from an IPAM write to a block's route on every node). A power cut in between takes every
+ * watcher down with it (all run on this host), and what they did with the change outside the
+ * store, such as an advertised route, they take back from the snapshot they start from after it.
+ * The caller still gets its answer only once the write is durable, and any write after it waits
+ * for the lock, which step 6 holds.
  * Revisions: a write needs the last revision handed out, and no number may ever be handed out
  * twice, even across a power cut. Making each one durable cost two of a write's four fsyncs, so
  * `revision` reserves a thousand at a time (fsynced before any of them is used) and each write
@@ -103,8 +112,10 @@ import {
   isTempName,
   readIfExists,
   readIfExistsSync,
-  removeDurably,
+  removeFile,
+  replaceFile,
   syncDir,
+  syncFolderOf,
   writeAtomic,
 } from './file-io.js';
 import { FileLock } from './file-lock.js';
@@ -415,7 +426,7 @@ export class FileDatastore implements Datastore {
     });
   }
 
-  /** Steps 3-5 of a write (see the header), under the lock. */
+  /** Steps 3-6 of a write (see the header), under the lock. */
   private async commit(
     key: ObjectKey,
     prev: StoredObject | undefined,
@@ -448,22 +459,23 @@ export class FileDatastore implements Datastore {
     if (next !== undefined) {
       now = { ...next, metadata: { ...next.metadata, resourceVersion: rv } };
       await this.ensureFolder(key);
-      await writeAtomic(path, `${JSON.stringify(now, null, 2)}\n`);
+      await replaceFile(path, `${JSON.stringify(now, null, 2)}\n`);
     } else {
       now = { ...prev!, metadata: { ...prev!.metadata, resourceVersion: rv } };
-      await removeDurably(path);
+      removeFile(path);
     }
 
     const entry: LogEntry = { rev, type: next === undefined ? 'delete' : 'put', object: now };
-    // Not fsynced: see step 5 in the header.
+    // Not fsynced: see step 5 in the header. Watchers read it while the folder is fsynced.
     await appendDurably(this.logPath(log), `${JSON.stringify(entry)}\n`, false);
+    this.poke();
+    await syncFolderOf(path);
     if (rotate) {
       await syncDir(this.dir).catch(() => {});
       const t = new Date();
       await utimes(this.logPath(log - 1), t, t).catch(() => {});
       await unlink(this.logPath(log - 2)).catch(() => {});
     }
-    this.poke();
     return now;
   }
 
