@@ -6,10 +6,11 @@
  * test bed's pinned builds, test/k8s/build.sh).
  *
  * What `startControlPlane()` sets up, in its own folder:
- * - PKI made with openssl: a CA; the apiserver's serving certificate (SANs 127.0.0.1, localhost
- *   and the in-cluster names); an admin client certificate with O=system:masters (RBAC lets that
- *   group do anything); an ECDSA service-account signing key, so the TokenRequest API mints
- *   tokens without kube-controller-manager.
+ * - PKI made with openssl, valid for `PKI_DAYS` (a lab may stay up for months): a CA; the
+ *   apiserver's serving certificate (SANs 127.0.0.1, localhost and the in-cluster names); an admin
+ *   client certificate with O=system:masters (RBAC lets that group do anything); an ECDSA
+ *   service-account signing key, so the TokenRequest API mints tokens without
+ *   kube-controller-manager.
  * - etcd 3.6 on loopback with `--unsafe-no-fsync` (a test store; its durability is not at stake).
  * - kube-apiserver with `--authorization-mode=RBAC`, `--advertise-address=127.0.0.1` and
  *   `--endpoint-reconciler-type=none` (a loopback advertise address is refused by the endpoint
@@ -32,6 +33,9 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+
+/** How long the certificates last, in days; a lab's agents get a token for as long (lab.ts). */
+export const PKI_DAYS = 365;
 
 export type K8sBinary = 'kube-apiserver' | 'kubectl' | 'etcd' | 'cnitool';
 
@@ -81,7 +85,7 @@ function makePki(dir: string): void {
     '-out',
     'ca.crt',
     '-days',
-    '7',
+    String(PKI_DAYS),
     '-subj',
     '/CN=twill-test-ca',
   ]);
@@ -101,7 +105,7 @@ function makePki(dir: string): void {
       '-out',
       `${name}.crt`,
       '-days',
-      '7',
+      String(PKI_DAYS),
       '-extfile',
       `${name}.ext`,
     ]);

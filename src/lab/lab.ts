@@ -66,6 +66,7 @@ import {
   kubeconfigWith,
   kubectl,
   startControlPlane,
+  PKI_DAYS,
   tokenFor,
 } from './control-plane.js';
 
@@ -336,7 +337,7 @@ async function startLabKubernetes(state: LabState, bin: string): Promise<LabKube
       ).pid,
     ),
   );
-  const token = await tokenFor(info, 'kube-system', 'twill-node', 7 * 86400);
+  const token = await tokenFor(info, 'kube-system', 'twill-node', PKI_DAYS * 86400);
   k.agentKubeconfig = kubeconfigWith(info, { server: `https://127.0.0.1:${NODE_API_PORT}`, token });
   saveState(state);
   return k;

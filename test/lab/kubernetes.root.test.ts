@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeSystem } from '../helpers/env.js';
 import { sh, waitFor } from '../helpers/netns.js';
+import { PKI_DAYS } from '../../src/lab/control-plane.js';
 import { BIN } from '../helpers/twill.js';
 import { binDir } from '../k8s/control-plane.js';
 import { describeK8s } from '../k8s/harness.js';
@@ -104,9 +105,28 @@ spec:
           ).toEqual(['Established', 'Established']);
         // The agents' identity is the DaemonSet's ServiceAccount, through its token.
         const state = JSON.parse(readFileSync(join(dir, name, 'lab.json'), 'utf8')) as {
-          kubernetes: { agentKubeconfig: string };
+          kubernetes: { agentKubeconfig: string; cp: { dir: string } };
         };
-        expect(readFileSync(state.kubernetes.agentKubeconfig, 'utf8')).toMatch(/token: /);
+        const token = /token: (\S+)/.exec(readFileSync(state.kubernetes.agentKubeconfig, 'utf8'))?.[1];
+        expect(token).toBeDefined();
+        // The token and the certificates last as long as each other, a year: a lab left up for
+        // months keeps its API access (control-plane.ts PKI_DAYS).
+        const claims = JSON.parse(Buffer.from(token!.split('.')[1]!, 'base64url').toString()) as {
+          iat: number;
+          exp: number;
+        };
+        expect(claims.exp - claims.iat).toBe(PKI_DAYS * 86400);
+        for (const cert of ['ca.crt', 'apiserver.crt']) {
+          const end = sh('openssl', [
+            'x509',
+            '-enddate',
+            '-noout',
+            '-in',
+            join(state.kubernetes.cp.dir, cert),
+          ]);
+          const days = (Date.parse(end.replace('notAfter=', '').trim()) - Date.now()) / 86_400_000;
+          expect(days, cert).toBeGreaterThan(PKI_DAYS - 1);
+        }
         const who = await kubectl([
           'auth',
           'can-i',
