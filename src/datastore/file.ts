@@ -37,12 +37,13 @@
  *   7. release the lock                     stale lock, as in 1 (after a reboot the pid is dead
  *                                           or belongs to a process with another start time)
  * The line comes before the folder's fsync, not after it: a reader sees the renamed file at once,
- * and the watchers now hear of it as soon, one fsync earlier (about 1 ms on an idle disk, on the
- * path from an IPAM write to a block's route on every node). A power cut in between takes every
- * watcher down with it (all run on this host), and what they did with the change outside the
- * store, such as an advertised route, they take back from the snapshot they start from after it.
- * The caller still gets its answer only once the write is durable, and any write after it waits
- * for the lock, which step 6 holds.
+ * and the watchers hear of it as soon, one fsync sooner than after it (about 1 ms on an idle disk,
+ * on the path from an IPAM write to a block's route on every node). A power cut in between takes
+ * every watcher down with it (all run on this host), and what they did with the change outside
+ * the store, such as an advertised route, they take back from the snapshot they start from after
+ * it. The caller still gets its answer only once the write is durable, and any write after it
+ * waits for the lock, which step 6 holds. Should that fsync fail, the caller gets the error for a
+ * change that readers and watchers already see, as readers always could.
  * Revisions: a write needs the last revision handed out, and no number may ever be handed out
  * twice, even across a power cut. Making each one durable cost two of a write's four fsyncs, so
  * `revision` reserves a thousand at a time (fsynced before any of them is used) and each write
