@@ -5,7 +5,8 @@
  *
  *   acquire   write our owner record {pid, start, token, since} to `lock.<pid>.<token>`, then
  *             link(2) it to `lock`: the link either appears whole or fails EEXIST (no window in
- *             which `lock` exists but is empty, as with O_EXCL then write).
+ *             which `lock` exists but is empty, as with O_EXCL then write). The token is this
+ *             acquisition's alone (file-io.ts `uniqueTag`).
  *   busy      the owner is alive: wait (1, 2, 4 .. 20 ms) up to the timeout, then `Unavailable`
  *             naming the owner's pid.
  *   stale     the owner is dead (kill(pid, 0) fails ESRCH, or /proc/<pid>/stat shows another
@@ -22,13 +23,13 @@
  * also in its record's name, so a record caught half-written by a sweep is not taken for dead.
  * Assumes the processes share a PID namespace (one host, no containers with their own PIDs).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { linkSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { link, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { errno, fsError } from './file-io.js';
+import { errno, fsError, uniqueTag } from './file-io.js';
 import { DatastoreError } from './types.js';
 
 interface Owner {
@@ -75,7 +76,7 @@ function isAlive(owner: Owner): boolean {
 function newOwner(): Owner {
   const o: Owner = {
     pid: process.pid,
-    token: randomBytes(8).toString('hex'),
+    token: uniqueTag(),
     since: new Date().toISOString(),
     host: hostname(),
   };

@@ -8,7 +8,8 @@
  *                               has been handed out (fsynced), and the change log generation
  *                               being written; {"revision":N,"log":G}: N was the last one
  *   revision.run                {"revision":N,"boot":B}: the last revision handed out since the
- *                               host booted as B (/proc/sys/kernel/random/boot_id); not fsynced
+ *                               host booted as B (/proc/sys/kernel/random/boot_id); not fsynced,
+ *                               written in place (read only under the lock), padded to 128 bytes
  *   changes.<G>.log             the change log: one JSON line per change, in commit order:
  *                               {"rev":N,"type":"put"|"delete","object":{...}} | {"rev":N,"type":"resync"}
  *   lock, lock.*                the lock across processes (file-lock.ts)
@@ -23,7 +24,7 @@
  * leaves, and what the next process does about it:
  *   1. take the lock                        stale lock -> taken over (pid dead), then recovery
  *   2. read the object: compare-and-swap    nothing changed
- *   3. revision.run <- N+1 (temp, rename;   a revision skipped: harmless. Bumped before the
+ *   3. revision.run <- N+1 (in place;       a revision skipped: harmless. Bumped before the
  *      and first, when N+1 is above the     object, so a crash never hands one number out twice
  *      reservation: revision <- N+1000      (see Revisions)
  *      with temp, fsync, rename, fsync DIR)
@@ -111,6 +112,7 @@ import {
   errno,
   fsError,
   isTempName,
+  overwriteInPlace,
   readIfExists,
   readIfExistsSync,
   removeFile,
@@ -257,6 +259,8 @@ interface RunState {
 
 /** Revisions made durable at once in `revision` (see "Revisions" in the header). */
 const RESERVE = 1000;
+/** revision.run's size: written in place, padded with spaces (file-io.ts overwriteInPlace). */
+const RUN_FILE_BYTES = 128;
 
 /** This boot of the host (Linux), or undefined: then every revision is made durable on its own. */
 const BOOT_ID: string | undefined = (() => {
@@ -446,12 +450,13 @@ export class FileDatastore implements Datastore {
           : { revision: rev + RESERVE - 1, log, reservation: true };
       await writeAtomic(this.revisionPath, `${JSON.stringify(next)}\n`);
     }
-    // Not fsynced: only a reboot loses it, and a reboot changes the boot id.
+    // Not fsynced: only a reboot loses it, and a reboot changes the boot id. Read only under the
+    // lock, so written in place (a torn or empty one reads as absent: see Revisions).
     if (BOOT_ID !== undefined)
-      await writeAtomic(
+      overwriteInPlace(
         this.runPath,
-        `${JSON.stringify({ revision: rev, boot: BOOT_ID } satisfies RunState)}\n`,
-        false,
+        JSON.stringify({ revision: rev, boot: BOOT_ID } satisfies RunState),
+        RUN_FILE_BYTES,
       );
 
     const path = this.objectPath(key);

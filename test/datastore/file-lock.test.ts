@@ -1,7 +1,8 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { uniqueTag } from '../../src/datastore/file-io.js';
 import { FileLock } from '../../src/datastore/file-lock.js';
 
 describe('file store lock', () => {
@@ -37,5 +38,24 @@ describe('file store lock', () => {
     await expect(taking).resolves.toEqual({ tookOver: false });
     await lock.release();
     expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('tokens and temp names are unique to each call, and lock tokens are names the lock accepts', async () => {
+    const tags = Array.from({ length: 10_000 }, () => uniqueTag());
+    expect(new Set(tags).size).toBe(tags.length);
+    // A token names `lock.<pid>.<token>` and `lock.break.<token>` (file-lock.ts CANDIDATE, TOKEN).
+    for (const t of [tags[0]!, tags.at(-1)!]) expect(t).toMatch(/^[0-9a-f]{1,64}$/);
+    // Two acquisitions by one process: two tokens, so a breaker of the first cannot act on the second.
+    const a = new FileLock(dir, 1000);
+    const token = async () =>
+      (JSON.parse(await readFile(join(dir, 'lock'), 'utf8')) as { token: string }).token;
+    await a.acquire();
+    const first = await token();
+    await a.release();
+    await a.acquire();
+    const second = await token();
+    await a.release();
+    expect(first).toMatch(/^[0-9a-f]+$/);
+    expect(second).not.toBe(first);
   });
 });

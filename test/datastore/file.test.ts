@@ -464,6 +464,7 @@ describe('file store: revisions', () => {
     expect(reserved).toMatchObject({ reservation: true });
     expect(reserved.revision).toBeGreaterThanOrEqual(rv(first) + 100);
     const ino = statSync(join(dir, 'revision')).ino;
+    const runIno = statSync(join(dir, 'revision.run')).ino;
     let last = first;
     for (let i = 1; i < 10; i++) {
       const next = await store.create(pool(`p${i}`));
@@ -472,6 +473,8 @@ describe('file store: revisions', () => {
     }
     // Not replaced (a rename would give it a new inode): no fsync of it for these writes.
     expect(statSync(join(dir, 'revision')).ino).toBe(ino);
+    // revision.run is written in place, never renamed over (a rename has ext4 flush it).
+    expect(statSync(join(dir, 'revision.run'))).toMatchObject({ ino: runIno, size: 128 });
     expect(read(dir, 'revision.run')).toEqual({
       revision: rv(last),
       boot: readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim(),
