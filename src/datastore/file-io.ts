@@ -11,9 +11,9 @@
  * syscall on a file of a few hundred bytes; a write was about 35 such trips. An fsync may wait
  * for the disk, so it stays off the event loop.
  *
- * A temp file is named `.<name>.<pid>.<random>.tmp` next to its target, so it is hidden from
- * listings, renames within one file system, and tells a recovering process that it is debris
- * (`isTempName`).
+ * A temp file is named `.<name>.<pid>.<tag>.tmp` next to its target (`uniqueTag`), so it is
+ * hidden from listings, renames within one file system, and tells a recovering process that it
+ * is debris (`isTempName`).
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -89,26 +89,26 @@ export async function syncDir(dir: string): Promise<void> {
 }
 
 /**
- * Replaces `path` with `data`: readers see the old file or the new one, never a part. Durable
- * (the file and its folder fsynced) unless told not to: then only a reboot can lose it.
+ * Replaces `path` with `data` durably (the file and its folder fsynced): readers see the old file
+ * or the new one, never a part.
  */
-export async function writeAtomic(path: string, data: string, sync = true): Promise<void> {
-  await replaceFile(path, data, sync);
-  if (sync) await syncFolderOf(path);
+export async function writeAtomic(path: string, data: string): Promise<void> {
+  await replaceFile(path, data);
+  await syncFolderOf(path);
 }
 
 /**
- * writeAtomic's first half: the data reaches the disk (fsynced, unless told not to) and then
- * replaces `path` by a rename, which readers see at once; the rename is durable only once the
- * folder is fsynced (`syncFolderOf`). The file store logs a change between the two halves.
+ * writeAtomic's first half: the data reaches the disk (fsynced) and then replaces `path` by a
+ * rename, which readers see at once; the rename is durable only once the folder is fsynced
+ * (`syncFolderOf`). The file store logs a change between the two halves.
  */
-export async function replaceFile(path: string, data: string, sync = true): Promise<void> {
+export async function replaceFile(path: string, data: string): Promise<void> {
   const tmp = tempNameFor(path);
   try {
     const fd = openSync(tmp, 'wx', 0o644);
     try {
       writeFileSync(fd, data);
-      if (sync) await fsyncFd(fd);
+      await fsyncFd(fd);
     } finally {
       closeSync(fd);
     }

@@ -15,7 +15,7 @@
  *   lock, lock.*                the lock across processes (file-lock.ts)
  *   <Kind>/<name>.json          a cluster-scoped object (IPPool/default-ipv4.json)
  *   <Kind>/<namespace>/<name>.json   a namespaced one (NetworkPolicy/web/deny-all.json)
- *   .<file>.<pid>.<rand>.tmp    a write in progress, next to its target (file-io.ts)
+ *   .<file>.<pid>.<tag>.tmp     a write in progress, next to its target (file-io.ts)
  * An object's resourceVersion is the revision of its last write (decimal text); a deletion takes
  * a revision too. Names are DNS subdomains (memory-rules.ts), so they are safe as file names, of
  * up to 250 characters (Kubernetes allows 253; `<name>.json` must fit in 255 bytes).
