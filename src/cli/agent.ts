@@ -12,11 +12,13 @@ import pino from 'pino';
 import { Agent } from '../agent/agent.js';
 import { agentUsage, parseAgentConfig } from '../agent/config.js';
 import { ConfigError } from '../config/fields.js';
+import { setAgentV8Flags } from './agent-v8.js';
 import { UsageError } from './usage.js';
 
 export const STOP_DEADLINE_MS = 20_000;
 
 export async function agentCommand(args: string[]): Promise<number> {
+  setAgentV8Flags(); // before any of the agent's own code runs (agent-v8.ts)
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(agentUsage());
     return 0;
