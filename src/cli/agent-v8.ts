@@ -7,9 +7,9 @@
  * from) only once it has been called eight times; until then each property load and call takes
  * the generic path. The speaker's UPDATE path is made hot at start by its warm-up
  * (src/bgp/warmup.ts), but an agent's work on a pod block (its store watch, the desired state, the
- * reconciler's netlink messages) runs once per block and stays cold: a receiving agent spent a
- * median 0.4-0.6 ms of CPU from an UPDATE's read to its route's netlink write, where bench/bgp's
- * warm path takes under 0.1. And V8 throws away the bytecode of a function that has not run
+ * reconciler's netlink messages) runs once per block and stays cold: a receiving agent spends
+ * about a third of a millisecond of CPU from an UPDATE's read to its route's netlink write, where
+ * bench/bgp's warm path takes under 0.1. And V8 throws away the bytecode of a function that has not run
  * for five full collections (an idle agent has one every few minutes, the memory reducer one after
  * each burst of work), so a block hours after the last one was compiled from source again.
  *
@@ -20,7 +20,11 @@
  * What it gave, 20-node lab mesh on 2 cores, 20 blocks a run, three runs each taking turns
  * (medians): a new block from the origin's kernel to the last other node's kernel 9.8, 10.6 and
  * 9.5 ms without, 8.7, 8.6 and 7.3 with; from the store write to it, 13.6, 14.8 and 14.2 against
- * 12.1, 13.1 and 11.9. Resident memory per agent within the runs' spread (71-76 MiB either way).
+ * 12.1, 13.1 and 11.9. A receiving agent's CPU from an UPDATE's read to its route's netlink
+ * write (10-node mesh, 540 UPDATEs a run, two runs each, timed inside the agents): median 356 and
+ * 344 µs without, 310 and 312 with; p90 503 and 461, 393 and 371. Resident memory per agent within
+ * the runs' spread: 71-76 MiB either way on the file store, 98-102 in a 3-node Kubernetes-mode
+ * lab (the Kubernetes client loaded).
  * Also tried: `--always-sparkplug` (baseline machine code at a function's first compile), alone
  * or with these, gave no more and compiles every function the process runs, the Kubernetes
  * client's included. `twill speaker` is left as it is: bench/bgp showed no difference with all
