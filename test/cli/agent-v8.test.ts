@@ -59,7 +59,9 @@ function seenAfter(...args: string[]): Seen {
   const line = r.stderr.split('\n').find((l) => l.startsWith('SEEN '));
   const printed = /\nFRESH\n([\s\S]*?)\nEND\n/.exec(r.stdout)?.[1];
   const vector = printed?.split('\n').find((l) => l.includes('- feedback vector:'));
-  if (line === undefined || vector === undefined) throw new Error(`the child said: ${r.stderr}\n${r.stdout}`);
+  if (line === undefined || vector === undefined) {
+    throw new Error(`the child said: ${r.stderr}\n${r.stdout}`);
+  }
   return {
     ...(JSON.parse(line.slice('SEEN '.length)) as Omit<Seen, 'freshHasFeedback'>),
     freshHasFeedback: !vector.includes('No feedback vector'),
