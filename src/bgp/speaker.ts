@@ -51,7 +51,13 @@ import { type Clock, systemClock, type TimerHandle } from './clock.js';
 import type { NeighborConfig, SpeakerConfig } from './config.js';
 import type { FsmState } from './fsm.js';
 import { Deferral, type HelperDeps, helpPeer } from './gr-driver.js';
-import { connectedResolver, type HostInterfaces, normalizeAddress, osInterfaces } from './host.js';
+import {
+  connectedResolver,
+  type HostInterfaces,
+  interfacesKey,
+  normalizeAddress,
+  osInterfaces,
+} from './host.js';
 import { Listener } from './listener.js';
 import { collectGarbage, grewEnough, withoutYoungGrowth } from './release-memory.js';
 import { fsmOptionsFor } from './neighbor-config.js';
@@ -127,7 +133,7 @@ export class Speaker {
   /** Best-path changes handed on so far (afterQuiet). */
   private changeCount = 0;
   private readonly clock: Clock;
-  private readonly resolver: NextHopResolver & { read?: () => void };
+  private readonly resolver: NextHopResolver & { read?: (snapshot?: HostInterfaces) => void };
   private readonly bestListeners: ((deltas: readonly Delta[]) => void)[] = [];
   /** BFD sessions of neighbors configured with `bfd`, made when the first one is established. */
   private bfdLink: BfdLink | undefined;
@@ -236,13 +242,27 @@ export class Speaker {
       );
     }
     for (const p of this.peers.values()) this.startPeer(p);
-    // Next hops that did not resolve may resolve later (and the other way round).
-    this.revalidateTimer = this.clock.every(5000, () => {
-      this.resolver.read?.();
-      this.tx.groups.forgetNextHops(this.tx.host);
-      this.fanOut(this.rib.revalidate());
-    });
+    this.revalidateTimer = this.clock.every(5000, () => this.recheckInterfaces());
   }
+
+  /**
+   * Every 5 s: next hops that did not resolve may resolve now (and the other way round), and our
+   * own NEXT_HOP self may have moved with an address. One read of the interfaces serves both; the
+   * update groups read their members' next hops again only when the interfaces changed.
+   */
+  private recheckInterfaces(): void {
+    const ifs = this.tx.host.interfaces();
+    const once: HostInterfaces = { interfaces: () => ifs };
+    this.resolver.read?.(once);
+    const key = interfacesKey(ifs);
+    if (key !== this.interfacesKey) {
+      this.interfacesKey = key;
+      this.tx.groups.forgetNextHops(once);
+    }
+    this.fanOut(this.rib.revalidate());
+  }
+  /** The interfaces at the last 5 s check (host.ts interfacesKey); '' before the first. */
+  private interfacesKey = '';
 
   /**
    * Stop every session and the listener. With graceful restart, GR-capable peers see the

@@ -3,11 +3,13 @@
  * passive neighbors that never dial. Reconfiguration through setNeighbors, origination and the
  * prune after changes pause, selection deferral running out, and the best-route stream.
  */
-import { describe, expect, it } from 'vitest';
+import type { NetworkInterfaceInfo } from 'node:os';
+import { describe, expect, it, vi } from 'vitest';
 import { FakeClock } from '../../src/bgp/clock.js';
 import { parseSpeakerConfig } from '../../src/bgp/config.js';
 import { ALWAYS_REACHABLE } from '../../src/bgp/rib/rib.js';
 import { type RouteChange, Speaker } from '../../src/bgp/speaker.js';
+import { TxGroups } from '../../src/bgp/update-group.js';
 
 function logger() {
   const lines: string[] = [];
@@ -106,5 +108,59 @@ describe('speaker on a fake clock, no sockets', () => {
     const stopping = s.stop();
     clock.advance(50);
     await stopping;
+  });
+  it('the 5 s check reads the interfaces once, and the update groups look again only when they changed', async () => {
+    // The check read the interfaces twice (the resolver, then the groups) and walked every
+    // group's members each time; on a node with a veth per pod a read is a long list.
+    const clock = new FakeClock();
+    const addr = (address: string, cidr: string): NetworkInterfaceInfo => ({
+      address,
+      cidr,
+      netmask: '255.255.255.0',
+      family: 'IPv4',
+      mac: '00:00:00:00:00:00',
+      internal: false,
+    });
+    let ifs: Record<string, NetworkInterfaceInfo[]> = { eth0: [addr('10.0.0.1', '10.0.0.1/24')] };
+    let reads = 0;
+    const host = {
+      interfaces: () => {
+        reads++;
+        return ifs;
+      },
+    };
+    const config = parseSpeakerConfig(`${BASE}neighbors:\n${A}`, 'test');
+    // The default resolver (connected subnets), on the same host.
+    const s = new Speaker(config, logger(), { clock, warmUp: false, host });
+    const walks = vi.spyOn(TxGroups.prototype, 'forgetNextHops');
+    try {
+      await s.start();
+      const tick = () => {
+        const r0 = reads;
+        const w0 = walks.mock.calls.length;
+        clock.advance(5000);
+        return { reads: reads - r0, walks: walks.mock.calls.length - w0 };
+      };
+      expect(tick()).toEqual({ reads: 1, walks: 1 }); // the first check: nothing to compare with
+      expect(tick()).toEqual({ reads: 1, walks: 0 });
+      ifs = { eth0: [addr('10.0.0.1', '10.0.0.1/24'), addr('10.0.1.1', '10.0.1.1/24')] };
+      expect(tick()).toEqual({ reads: 1, walks: 1 }); // an address came
+      // The groups were given the new interfaces, not an old read.
+      const given = walks.mock.calls.at(-1)![0].interfaces();
+      expect(given.eth0!.map((a) => a.address)).toEqual(['10.0.0.1', '10.0.1.1']);
+      expect(tick()).toEqual({ reads: 1, walks: 0 });
+      ifs = { eth1: ifs.eth0! }; // the same addresses on another interface
+      expect(tick()).toEqual({ reads: 1, walks: 1 });
+      // The resolver got that read too: a next hop in the new subnet resolves without another.
+      const r0 = reads;
+      const resolver = (s as unknown as { resolver: { resolve(nh: string): number | undefined } }).resolver;
+      expect(resolver.resolve('10.0.1.7')).toBe(0);
+      expect(reads).toBe(r0);
+    } finally {
+      walks.mockRestore();
+      const stopping = s.stop();
+      clock.advance(50);
+      await stopping;
+    }
   });
 });
