@@ -8,11 +8,10 @@
  * the generic path. The speaker's UPDATE path is made hot at start by its warm-up
  * (src/bgp/warmup.ts), but an agent's work on a pod block (its store watch, the desired state, the
  * reconciler's netlink messages) runs once per block and stays cold: a receiving agent spends
- * about a third of a millisecond of CPU from an UPDATE's read to its route's netlink write, where
- * bench/bgp's warm path takes under 0.1. And V8 throws away the bytecode of a function that has
- * not run for five full collections (an idle agent has one every few minutes, the memory reducer
- * one after each burst of work), so a block hours after the last one was compiled from source
- * again.
+ * about a third of a millisecond of CPU from an UPDATE's read to its route's netlink write. And
+ * V8 throws away the bytecode of a function that has not run for five full collections (an idle
+ * agent has them as its heap grows, and V8's memory reducer one or two after each burst of work),
+ * so a block hours after the last one would be compiled from source again.
  *
  * The flags:
  *  - `--no-lazy-feedback-allocation`: the feedback vector from the first call. A few words per

@@ -4,9 +4,8 @@
  * CLI (bin/twill.js -> dist/, built by npm test's pretest) in a child Node with V8's test
  * intrinsics (`--allow-natives-syntax`): `%DebugPrint` says whether a function has a feedback
  * vector, `%ActiveTierIsIgnition` whether it still has bytecode. V8 throws bytecode away after five
- * full collections without a call (an idle agent has one every few minutes); the child does so
- * after one (`--bytecode-old-age=1`) and brings collections on by allocating, so that an hour's
- * idling takes a second or two.
+ * full collections without a call; the child does so after one (`--bytecode-old-age=1`) and
+ * brings collections on by allocating, so that hours of an agent's idling take a second or two.
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
