@@ -858,6 +858,20 @@ export interface NodeReport {
   error?: string;
 }
 
+/**
+ * Whether `pid` is still the process that started at `start` (any, without it) and has not
+ * exited: a zombie, whose parent has not collected it yet, has.
+ */
+function stillRunning(pid: number, start: string | undefined): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] !== 'Z' && fields[0] !== 'X' && (start === undefined || fields[19] === start);
+  } catch {
+    return false;
+  }
+}
+
 function alive(p: { pid: number; start?: string }): boolean {
   const now = startTime(p.pid);
   return now !== undefined && (p.start === undefined || p.start === now);
@@ -944,19 +958,26 @@ export async function labDown(root: string, lab: string): Promise<{ namespaces: 
   for (const ns of namespaces)
     for (const pid of (tryCmd('ip', ['netns', 'pids', ns]) ?? '').split(/\s+/).filter(Boolean))
       pids.add(Number(pid));
+  const started = new Map([...pids].map((pid) => [pid, startTime(pid)] as const));
+  const running = () => [...started].filter(([pid, start]) => stillRunning(pid, start)).map(([pid]) => pid);
+  const waitOut = async (ms: number) => {
+    const deadline = Date.now() + ms;
+    while (running().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  };
   for (const pid of pids) {
     try {
       process.kill(pid, 'SIGTERM');
     } catch {}
   }
-  const deadline = Date.now() + 5000;
-  while ([...pids].some((p) => startTime(p) !== undefined) && Date.now() < deadline)
-    await new Promise((r) => setTimeout(r, 100));
-  for (const pid of pids) {
+  await waitOut(5000);
+  // What did not stop is killed, and waited for: a large process (kube-apiserver, etcd, an
+  // agent) takes a while to exit after SIGKILL, and `down` returns once nothing of the lab runs.
+  for (const pid of running()) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch {}
   }
+  await waitOut(5000);
   for (const ns of namespaces) tryCmd('ip', ['netns', 'del', ns]);
   rmSync(join(root, lab), { recursive: true, force: true });
   return { namespaces: namespaces.size, processes: pids.size };
