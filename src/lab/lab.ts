@@ -859,22 +859,18 @@ export interface NodeReport {
 }
 
 /**
- * Whether `pid` is still the process that started at `start` (any, without it) and has not
+ * Whether `p.pid` is still the process that started at `p.start` (any, without it) and has not
  * exited: a zombie, whose parent has not collected it yet, has.
  */
-function stillRunning(pid: number, start: string | undefined): boolean {
+function alive(p: { pid: number; start?: string }): boolean {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(`/proc/${p.pid}/stat`, 'utf8');
+    // Fields after the command name, which may hold spaces: state first, starttime 20th.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[0] !== 'Z' && fields[0] !== 'X' && (start === undefined || fields[19] === start);
+    return fields[0] !== 'Z' && fields[0] !== 'X' && (p.start === undefined || fields[19] === p.start);
   } catch {
     return false;
   }
-}
-
-function alive(p: { pid: number; start?: string }): boolean {
-  const now = startTime(p.pid);
-  return now !== undefined && (p.start === undefined || p.start === now);
 }
 
 export async function nodeReport(n: LabNodeState): Promise<NodeReport> {
@@ -958,8 +954,8 @@ export async function labDown(root: string, lab: string): Promise<{ namespaces: 
   for (const ns of namespaces)
     for (const pid of (tryCmd('ip', ['netns', 'pids', ns]) ?? '').split(/\s+/).filter(Boolean))
       pids.add(Number(pid));
-  const started = new Map([...pids].map((pid) => [pid, startTime(pid)] as const));
-  const running = () => [...started].filter(([pid, start]) => stillRunning(pid, start)).map(([pid]) => pid);
+  const procs = [...pids].map((pid) => ({ pid, start: startTime(pid) }));
+  const running = () => procs.filter(alive).map((p) => p.pid);
   const waitOut = async (ms: number) => {
     const deadline = Date.now() + ms;
     while (running().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
