@@ -49,6 +49,9 @@ import {
   type WatchHandle,
 } from './types.js';
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed JSON; its fields are checked where read
+type Json = any;
+
 /** Each kind's plural resource name (its apiVersion is in types.ts). */
 const PLURALS: Readonly<Record<Kind, string>> = {
   IPPool: 'ippools',
@@ -80,7 +83,7 @@ export interface KubernetesStoreOptions {
 
 interface Reply {
   status: number;
-  body: any;
+  body: Json;
   headers: import('node:http').IncomingHttpHeaders;
 }
 
@@ -195,7 +198,7 @@ export class KubernetesStore implements Datastore {
   ): Promise<{ items: StoredObject[]; resourceVersion: string }> {
     const r = await this.call('GET', collectionPath(kind, options.namespace) + query(options));
     this.check(r, { kind, name: '(list)', namespace: options.namespace });
-    const items = (r.body.items as any[]).map((o) => normalize(kind, o));
+    const items = (r.body.items as Json[]).map((o) => normalize(kind, o));
     return { items, resourceVersion: r.body.metadata.resourceVersion as string };
   }
 
@@ -392,7 +395,7 @@ class Reflector {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
-          let body: any;
+          let body: Json;
           try {
             body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
           } catch {}
@@ -434,7 +437,7 @@ class Reflector {
 
   /** One watch event line. Returns 'gone' when the server says the version was compacted. */
   private line(text: string): 'gone' | undefined {
-    let e: { type: string; object: any };
+    let e: { type: string; object: Json };
     try {
       e = JSON.parse(text);
     } catch {
@@ -531,7 +534,7 @@ function describe(key: ObjectKey): string {
 }
 
 /** The object as callers see it: kind and apiVersion filled in, managedFields left out. */
-function normalize(kind: Kind, raw: any): StoredObject {
+function normalize(kind: Kind, raw: Json): StoredObject {
   const { managedFields: _m, ...metadata } = raw.metadata ?? {};
   return { ...raw, apiVersion: API_VERSIONS[kind], kind, metadata };
 }

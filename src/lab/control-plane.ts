@@ -34,6 +34,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed JSON; its fields are checked where read
+type Json = any;
+
 /** How long the certificates last, in days; a lab's agents get a token for as long (lab.ts). */
 export const PKI_DAYS = 365;
 
@@ -336,7 +339,7 @@ function watchdog(ownerPid: number, pids: number[], dir: string): void {
 export interface KubeResponse {
   status: number;
   body: string;
-  json: () => any;
+  json: () => Json;
 }
 
 export interface Credentials {
@@ -407,7 +410,7 @@ export async function kubeOk(
   method: string,
   path: string,
   body?: unknown,
-): Promise<any> {
+): Promise<Json> {
   const r = await kube(cp, method, path, body);
   if (r.status < 200 || r.status > 299) throw new Error(`${method} ${path}: ${r.status} ${r.body}`);
   return r.body ? r.json() : undefined;

@@ -29,6 +29,9 @@ import { type ControlPlane, installCrds, startControlPlane } from '../k8s/contro
 import { describeK8s } from '../k8s/harness.js';
 import { holdings } from './helpers.js';
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed JSON; its fields are checked where read
+type Json = any;
+
 type Family = 4 | 6;
 type Cmd =
   | { k: 'assign'; family: Family; crashMs?: number }
@@ -59,7 +62,7 @@ const rounds = fc.array(fc.tuple(cmd, cmd, cmd, cmd), { minLength: 3, maxLength:
 interface Reply {
   id: number;
   ok: boolean;
-  result?: any;
+  result?: Json;
   error?: { name?: string; code?: string; message?: string };
 }
 

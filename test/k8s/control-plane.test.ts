@@ -11,6 +11,7 @@ import {
   type ControlPlaneInfo,
   etcdCompact,
   etcdRevision,
+  type Json,
   kube,
   kubeOk,
   kubeconfigFor,
@@ -82,7 +83,7 @@ describeK8s('a real kube-apiserver and etcd on loopback', () => {
         'GET',
         `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/pools.${GROUP}`,
       );
-      if (crd.status?.conditions?.some((c: any) => c.type === 'Established' && c.status === 'True')) break;
+      if (crd.status?.conditions?.some((c: Json) => c.type === 'Established' && c.status === 'True')) break;
       if (i > 100) throw new Error('CRD never Established');
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -214,7 +215,7 @@ describeK8s('a real kube-apiserver and etcd on loopback', () => {
     }
     // A relist gives a current resourceVersion that can be watched from again.
     const relist = await kubeOk(cp, 'GET', base);
-    expect(relist.items.map((i: any) => i.metadata.name).sort()).toEqual(['newer', 'newest', 'old']);
+    expect(relist.items.map((i: Json) => i.metadata.name).sort()).toEqual(['newer', 'newest', 'old']);
     const resumed = watchStream(cp, `${base}?watch=1&resourceVersion=${relist.metadata.resourceVersion}`);
     try {
       expect(await resumed.status).toBe(200);

@@ -49,6 +49,9 @@ export {
   tokenFor,
 } from '../../src/lab/control-plane.js';
 
+// biome-ignore lint/suspicious/noExplicitAny: parsed JSON; its fields are checked where read
+export type Json = any;
+
 /** The repository's top folder, also when this module runs compiled from dist/ (benchmarks). */
 const top = (() => {
   let dir = import.meta.dirname;
@@ -109,12 +112,12 @@ export async function stopShared(dir: string): Promise<void> {
 
 export interface WatchStream {
   /** Every event received so far, in order: { type, object }. */
-  events: Array<{ type: string; object: any }>;
+  events: Array<{ type: string; object: Json }>;
   /** Resolves with the first event (already received or later) that matches. */
   next(
-    match: (e: { type: string; object: any }) => boolean,
+    match: (e: { type: string; object: Json }) => boolean,
     ms?: number,
-  ): Promise<{ type: string; object: any }>;
+  ): Promise<{ type: string; object: Json }>;
   /** HTTP status of the watch response. */
   status: Promise<number>;
   close(): void;
@@ -123,7 +126,7 @@ export interface WatchStream {
 /** A raw watch (GET ...?watch=1...) read as newline-delimited JSON events. */
 export function watchStream(cp: ControlPlaneInfo, path: string, creds: Credentials = {}): WatchStream {
   const tls = tlsOptions(cp, creds);
-  const events: Array<{ type: string; object: any }> = [];
+  const events: Array<{ type: string; object: Json }> = [];
   const waiters: Array<() => void> = [];
   let setStatus!: (s: number) => void;
   const status = new Promise<number>((r) => {
@@ -213,7 +216,7 @@ export async function etcdCompact(cp: ControlPlaneInfo, revision: number): Promi
   await etcdPost(cp, '/v3/kv/compaction', { revision: String(revision), physical: true });
 }
 
-function etcdPost(cp: ControlPlaneInfo, path: string, body: unknown): Promise<any> {
+function etcdPost(cp: ControlPlaneInfo, path: string, body: unknown): Promise<Json> {
   return new Promise((resolve, reject) => {
     const data = JSON.stringify(body);
     const req = httpRequest(
