@@ -5,13 +5,18 @@
  * (Debian's containernetworking-plugins) as the anchor, in the same run.
  *
  *   npm run build && node dist/bench/ipam.js [--addresses N] [--nodes N] [--parallel N]
- *                                            [--only file,kubernetes,host-local]
+ *     [--only file,file-watched,kubernetes,kubernetes-watched,host-local]
  *
  * How each is driven:
  * - Twill: one Allocator per node, each with its own store client, in this process; every node
  *   assigns its share one after another (a node's CNI ADDs reach its agent one at a time), and
  *   `--parallel` nodes (default 8) work at once. One IPPool 10.128.0.0/14 with /26 blocks, so
  *   nodes claim blocks as they fill them, as in a cluster coming up.
+ * - Twill with watches ("watched"): the same, each allocator also given a `WatchReadCache`, as
+ *   the agent gives its own (read-cache.ts), so that an assign into a block the node holds is two
+ *   writes and no read. The watches are one set for the process, shared by every node's cache,
+ *   where in a cluster each agent has its own on its own machine: 100 sets of watches in one
+ *   process would each be woken by every write, which no agent pays for another.
  * - host-local: one process per address, invoked as a runtime invokes an IPAM plugin (CNI_*
  *   environment, config on stdin), each node with its own range (a /25 of 10.192.0.0/10) and
  *   its own data folder, `--parallel` nodes at once. Its figure includes starting a process per
@@ -27,8 +32,15 @@ import { join } from 'node:path';
 import { openFileDatastore } from '../src/datastore/file.js';
 import { KubernetesStore } from '../src/datastore/kubernetes.js';
 import { jitteredBackoff } from '../src/datastore/backoff.js';
-import { type Datastore, type StoredObject, TWILL_API_VERSION } from '../src/datastore/types.js';
+import {
+  type Datastore,
+  type Kind,
+  type StoredObject,
+  TWILL_API_VERSION,
+  type WatchHandle,
+} from '../src/datastore/types.js';
 import { Allocator } from '../src/ipam/allocator.js';
+import { WatchReadCache, type WatchSource } from '../src/ipam/read-cache.js';
 import { buildScript, installCrds, startControlPlane } from '../test/k8s/control-plane.js';
 
 const args = process.argv.slice(2);
@@ -40,7 +52,11 @@ const ADDRESSES = opt('addresses', 10_000);
 const NODES = opt('nodes', 100);
 const PARALLEL = opt('parallel', 8);
 const onlyIdx = args.indexOf('--only');
-const ONLY = new Set(onlyIdx >= 0 ? args[onlyIdx + 1]!.split(',') : ['file', 'kubernetes', 'host-local']);
+const ONLY = new Set(
+  onlyIdx >= 0
+    ? args[onlyIdx + 1]!.split(',')
+    : ['file', 'file-watched', 'kubernetes', 'kubernetes-watched', 'host-local'],
+);
 const PER_NODE = Math.ceil(ADDRESSES / NODES);
 const HOST_LOCAL = ['/usr/lib/cni/host-local', '/opt/cni/bin/host-local'].find(existsSync);
 
@@ -84,12 +100,37 @@ async function seed(store: Datastore): Promise<void> {
   });
 }
 
-async function twill(name: string, open: () => Promise<Datastore>): Promise<Result> {
+/** What the allocator reads, watched: the kinds' objects by name once each watch is in sync. */
+async function watchMaps(store: Datastore): Promise<{ source: WatchSource; handles: WatchHandle[] }> {
+  const kinds: Kind[] = ['IPAMConfig', 'IPPool', 'Node', 'BlockAffinity', 'IPAMBlock'];
+  const maps = new Map<Kind, Map<string, StoredObject>>();
+  const synced = new Set<Kind>();
+  const handles = kinds.map((k) => {
+    const m = new Map<string, StoredObject>();
+    maps.set(k, m);
+    return store.watch(k, (e) => {
+      if (e.type === 'synced') synced.add(k);
+      else if (e.type === 'deleted') m.delete(e.object.metadata.name);
+      else m.set(e.object.metadata.name, e.object);
+    });
+  });
+  while (synced.size < kinds.length) await new Promise((r) => setTimeout(r, 10));
+  return { source: (k) => (synced.has(k) ? (maps.get(k) ?? null) : null), handles };
+}
+
+async function twill(name: string, open: () => Promise<Datastore>, watched = false): Promise<Result> {
   const admin = await open();
   await seed(admin);
   const stores = await Promise.all(Array.from({ length: NODES }, open));
+  const watches = watched ? await watchMaps(admin) : undefined;
   const allocators = stores.map(
-    (store) => new Allocator({ store, clock: { now: () => Date.now() }, backoff: jitteredBackoff() }),
+    (store) =>
+      new Allocator({
+        store,
+        clock: { now: () => Date.now() },
+        backoff: jitteredBackoff(),
+        ...(watches ? { cache: new WatchReadCache(watches.source, () => Date.now()) } : {}),
+      }),
   );
   // Warm the code paths before the clock runs (the agent is long-lived).
   await allocators[0]!.assign({ handle: 'warm', node: 'node-0', family: 4 });
@@ -97,6 +138,7 @@ async function twill(name: string, open: () => Promise<Datastore>): Promise<Resu
   const r = await drive(name, async (n, i) => {
     await allocators[n]!.assign({ handle: `h-${n}-${i}`, node: `node-${n}`, family: 4 });
   });
+  for (const h of watches?.handles ?? []) h.stop();
   await Promise.all([admin, ...stores].map((s) => s.close()));
   return r;
 }
@@ -159,22 +201,25 @@ function report(results: Result[]): void {
 
 const results: Result[] = [];
 if (ONLY.has('host-local')) results.push(await hostLocal());
-if (ONLY.has('file')) {
+for (const watched of [false, true]) {
+  if (!ONLY.has(watched ? 'file-watched' : 'file')) continue;
   const dir = mkdtempSync(join(tmpdir(), 'twill-bench-ipam-'));
   try {
-    results.push(await twill('Twill, file store', () => openFileDatastore(dir)));
+    const name = `Twill, file store${watched ? ', watched' : ''}`;
+    results.push(await twill(name, () => openFileDatastore(dir), watched));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
-if (ONLY.has('kubernetes')) {
+for (const watched of [false, true]) {
+  if (!ONLY.has(watched ? 'kubernetes-watched' : 'kubernetes')) continue;
   execFileSync('bash', [buildScript], { stdio: 'inherit' });
+  // A fresh control plane for each, so that neither finds the other's objects.
   const cp = await startControlPlane();
   try {
     installCrds(cp);
-    results.push(
-      await twill('Twill, kube-apiserver', async () => KubernetesStore.open({ kubeconfig: cp.kubeconfig })),
-    );
+    const name = `Twill, kube-apiserver${watched ? ', watched' : ''}`;
+    results.push(await twill(name, async () => KubernetesStore.open({ kubeconfig: cp.kubeconfig }), watched));
   } finally {
     await cp.stop();
   }

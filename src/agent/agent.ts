@@ -86,6 +86,7 @@ import { Allocator } from '../ipam/allocator.js';
 import type { BlockAffinitySpec, IPAMBlockSpec } from '../ipam/model.js';
 import { affinityOf } from '../ipam/model.js';
 import { originated } from '../ipam/originate.js';
+import { WatchReadCache } from '../ipam/read-cache.js';
 import { ipamReport } from '../ipam/report.js';
 import { autodetect } from './autodetect.js';
 import type { AgentConfig } from './config.js';
@@ -153,6 +154,11 @@ const WATCHED: readonly Kind[] = [
   'Pod',
   'NetworkPolicy',
 ];
+/**
+ * Watched for the allocator's reads only (read-cache.ts), and not waited for: a cluster without
+ * the kind's CRD is in sync without it, and its assigns read the store.
+ */
+const WATCHED_FOR_IPAM: readonly Kind[] = ['IPAMConfig'];
 
 export const BGP_SETTLE_MS = 2_000;
 /** Leaked-address reclamation (Kubernetes only): at most this long between two runs. */
@@ -225,11 +231,12 @@ export class Agent {
     this.log = opts.log;
     this.clock = opts.clock ?? systemClock;
     this.startedAt = this.clock.now();
-    for (const k of WATCHED) this.objects.set(k, new Map());
+    for (const k of [...WATCHED, ...WATCHED_FOR_IPAM]) this.objects.set(k, new Map());
     this.metrics = new AgentMetrics(
       {
         speaker: () => this.speaker?.status(),
         ipam: () => this.ipamUse(),
+        ipamAssigns: () => this.allocator?.assigns ?? { watch: 0, store: 0 },
         bfd: () => this.speaker?.bfdStats(),
         routes: () => ({
           pods: podRoutes(this.local).length,
@@ -284,6 +291,11 @@ export class Agent {
       clock: { now: () => this.clock.now() },
       backoff: jitteredBackoff(),
       onInvalid: (errors) => this.log.warn({ errors: errors.map(String) }, 'IPAM skipped invalid objects'),
+      // The common ADD reads what the watches hold (once in sync) instead of the store.
+      cache: new WatchReadCache(
+        (kind) => (this.inSync && this.synced.has(kind) ? (this.objects.get(kind) ?? null) : null),
+        () => this.clock.now(),
+      ),
     });
     const handler = new CniHandler({
       allocator: this.allocator,
@@ -320,7 +332,7 @@ export class Agent {
     );
     this.log.info({ api: c.apiSocket, cni: c.cniSocket }, 'local API and CNI socket listening');
 
-    for (const kind of WATCHED) this.watch(kind);
+    for (const kind of [...WATCHED, ...WATCHED_FOR_IPAM]) this.watch(kind);
     this.statusTimer = this.clock.every(STATUS_MIN_INTERVAL_MS, () => void this.publishStatus());
     // Pods are the truth about which addresses are in use only on Kubernetes (the file
     // datastore has no Pod objects unless a lab writes them).

@@ -49,6 +49,8 @@ const STATES = ['Idle', 'Connect', 'Active', 'OpenSent', 'OpenConfirm', 'Establi
 export interface MetricsSource {
   speaker(): SpeakerStatus | undefined;
   ipam(): { inUse: number; free: number; blocks: number };
+  /** Addresses assigned so far, by where the allocator read the IPAM state from. */
+  ipamAssigns?(): { watch: number; store: number };
   routes(): Record<string, number>;
   /** BFD sessions by state and transitions so far, when BFD runs. */
   bfd?(): { byState: Record<string, number>; transitions: number } | undefined;
@@ -190,6 +192,21 @@ export class AgentMetrics {
         this.set(source.ipam().blocks);
       },
     });
+    if (source.ipamAssigns) {
+      const assigns = source.ipamAssigns.bind(source);
+      new Counter({
+        name: 'twill_ipam_assigns_total',
+        help: "Addresses assigned, by where the IPAM state was read: the agent's watches, or the datastore.",
+        labelNames: ['reads'],
+        registers,
+        collect() {
+          const a = assigns();
+          this.reset();
+          this.inc({ reads: 'watch' }, a.watch);
+          this.inc({ reads: 'datastore' }, a.store);
+        },
+      });
+    }
     if (source.bfd) {
       const bfd = source.bfd.bind(source);
       new Gauge({

@@ -23,6 +23,11 @@
  *   goes back to `confirmed`), then deleting the affinity. Deletes carry the resourceVersion
  *   they were decided on, so a delete never removes a newer object of the same name.
  *
+ * - Reads may come from a watch (`ReadCache`, the agent's) for the common assign only: a new
+ *   handle and an address in one of the node's confirmed blocks, two writes and no read
+ *   (`assignFromCache`). Both writes are compare-and-swap on what the watch showed, so a stale
+ *   read costs a failed write and one attempt the long way below, from the store's reads.
+ *
  * assign(handle, node, family) in order:
  * 1. the address the handle already holds in that family, if any (so a CNI ADD retried after a
  *    crash gets the same address and nothing leaks);
@@ -125,6 +130,24 @@ export interface AllocatorOptions {
   backoff?: (attempt: number) => Promise<void>;
   /** Told about every invalid object the allocator skipped (each error names object and field). */
   onInvalid?: (errors: readonly FieldError[]) => void;
+  /**
+   * What a watch of the store last saw (the agent's), for the common assign: see `ReadCache`.
+   * Absent, every read is the store's.
+   */
+  cache?: ReadCache;
+}
+
+/**
+ * The store's objects as a watch last saw them: possibly stale, so the allocator only uses them
+ * for writes that are compare-and-swap on what they show (a stale read is a Conflict, and the
+ * attempt is made again from the store's reads). `null`: the cache does not know (a kind it does
+ * not watch, or not in sync yet).
+ */
+export interface ReadCache {
+  get(key: ObjectKey): StoredObject | undefined | null;
+  list(kind: ObjectKey['kind']): readonly StoredObject[] | null;
+  /** An object this allocator wrote, as the store returned it: newer than the watch for a while. */
+  wrote?(object: StoredObject): void;
 }
 
 export interface AssignRequest {
@@ -192,6 +215,9 @@ export class Allocator {
   private readonly maxRetries: number;
   private readonly backoff: ((attempt: number) => Promise<void>) | undefined;
   private readonly onInvalid: (errors: readonly FieldError[]) => void;
+  private readonly cache: ReadCache | undefined;
+  /** Assigns so far, by where their reads came from: the cache's watch or the store. */
+  readonly assigns = { watch: 0, store: 0 };
   /** Node -> block name -> resourceVersion at which `releaseEmptyBlocks` last saw it empty. */
   private readonly emptySeen = new Map<string, Map<string, string>>();
   /** The last reclamation plan's observations. */
@@ -203,6 +229,7 @@ export class Allocator {
     this.maxRetries = options.maxRetries ?? 20;
     this.backoff = options.backoff;
     this.onInvalid = options.onInvalid ?? (() => {});
+    this.cache = options.cache;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -215,7 +242,67 @@ export class Allocator {
     if (req.family !== 4 && req.family !== 6)
       errors.push(new FieldError('assign', 'family', `${JSON.stringify(req.family)} is not 4 or 6`));
     if (errors.length > 0) throw new IpamError('Invalid', 'cannot assign', errors);
-    return this.retrying(`assign ${req.handle}`, () => this.assignOnce(req));
+    let first = true;
+    return this.retrying(`assign ${req.handle}`, async () => {
+      if (first && this.cache) {
+        first = false;
+        try {
+          const a = await this.assignFromCache(req, this.cache);
+          if (a) {
+            this.assigns.watch++;
+            return a;
+          }
+        } catch (e) {
+          // A stale read, or a handle that exists: the store's reads below, without a backoff.
+          if (!isRetryable(e)) throw e;
+        }
+      }
+      const a = await this.assignOnce(req);
+      this.assigns.store++;
+      return a;
+    });
+  }
+
+  /**
+   * The common assign in two writes and no read: a new handle, and an address in one of the
+   * node's confirmed blocks, the blocks, affinities, pools, config and Node as the cache has them.
+   * The handle is created, not read first: one that exists (a retried ADD, or the handle's other
+   * family) fails the create with AlreadyExists, and the caller goes the long way, which finds
+   * what it holds. A block newer in the store than in the cache fails the block's update with a
+   * Conflict likewise; the handle, already listing the block, is then the long way's to update.
+   * Anything less common (no confirmed block with room, a claim or release to finish, pools that
+   * overlap, anything the cache does not know) returns undefined: the long way too.
+   */
+  private async assignFromCache(req: AssignRequest, cache: ReadCache): Promise<Assignment | undefined> {
+    const configObj = cache.get(key('IPAMConfig', IPAM_CONFIG_NAME));
+    const poolObjs = cache.list('IPPool');
+    const nodeObj = cache.get(key('Node', req.node));
+    const affinityObjs = cache.list('BlockAffinity');
+    if (configObj === null || poolObjs === null || nodeObj === null || affinityObjs === null)
+      return undefined;
+    const ctx = this.contextOf(req.node, req.family, configObj, poolObjs, nodeObj);
+    if (ctx === undefined) return undefined;
+    const affinities: Affinity[] = [];
+    for (const o of affinityObjs) {
+      const spec = o.spec as BlockAffinitySpec | undefined;
+      if (spec?.node !== req.node) continue;
+      const a = this.parseAffinity(o);
+      if (!a || a.cidr.family !== req.family) continue;
+      if (a.spec.state !== 'confirmed') return undefined;
+      affinities.push(a);
+    }
+    affinities.sort((x, y) => compareCidr(x.cidr, y.cidr));
+    for (const a of affinities) {
+      if (!ctx.pools.some((p) => contains(p.cidr, a.cidr))) continue;
+      const o = cache.get(key('IPAMBlock', blockName(a.cidr)));
+      if (o === null) return undefined;
+      if (!o) continue;
+      const b = validateBlock(o).block;
+      if (!b) return undefined; // the long way reports it
+      if (b.object.spec!.affinity === affinityOf(req.node) && alloc.freeCount(b.object.spec!) > 0)
+        return this.allocateIn(b, req, false, { object: undefined });
+    }
+    return undefined;
   }
 
   private async assignOnce(req: AssignRequest): Promise<Assignment> {
@@ -337,7 +424,8 @@ export class Allocator {
     };
     const r = alloc.allocate(spec, attrs);
     if (!r) retry('block filled up');
-    await this.store.update({ ...b.object, spec: r.spec });
+    const written = await this.store.update({ ...b.object, spec: r.spec });
+    this.cache?.wrote?.(written);
     return {
       address: addressAt(b.cidr, r.ordinal),
       family: b.cidr.family,
@@ -371,10 +459,25 @@ export class Allocator {
       this.store.list('IPPool'),
       this.store.get(key('Node', node)),
     ]);
+    return (
+      this.contextOf(node, family, configObj, poolObjs, nodeObj) ??
+      // Which of two overlapping pools stays may depend on the blocks they hold: only then list them.
+      this.contextOf(node, family, configObj, poolObjs, nodeObj, await this.existingBlocks())!
+    );
+  }
+
+  /** The context from objects read; undefined when pools overlap and `blocks` was not given. */
+  private contextOf(
+    node: string,
+    family: Family,
+    configObj: StoredObject | undefined,
+    poolObjs: readonly StoredObject[],
+    nodeObj: StoredObject | undefined,
+    blocks?: Cidr[],
+  ): Context | undefined {
     const { config, errors: configErrors } = validateConfig(configObj);
-    let { pools, errors, overlapping } = validatePools(poolObjs);
-    // Which of two overlapping pools stays may depend on the blocks they hold: only then list them.
-    if (overlapping) ({ pools, errors } = validatePools(poolObjs, await this.existingBlocks()));
+    const { pools, errors, overlapping } = validatePools(poolObjs, blocks);
+    if (overlapping && blocks === undefined) return undefined;
     if (configErrors.length + errors.length > 0) this.onInvalid([...configErrors, ...errors]);
     const notes = errors.map(String);
     const meta = nodeObj?.metadata;

@@ -153,6 +153,11 @@ describeSystem(
         async () => (await tcp(client, web)) === 'hello-from-web',
         10_000,
       );
+      // n2's first ADD claimed its block from the datastore's reads; its second took the
+      // block from its watches and wrote twice (allocator.ts assignFromCache).
+      const metrics = lab.exec(seg.nodes[1]!.ns, 'curl', ['-s', 'http://127.0.0.1:9099/metrics']);
+      expect(metrics).toMatch(/^twill_ipam_assigns_total\{reads="datastore"\} 1$/m);
+      expect(metrics).toMatch(/^twill_ipam_assigns_total\{reads="watch"\} 1$/m);
     }, 60_000);
 
     it('a NetworkPolicy is enforced across nodes', async () => {
