@@ -461,7 +461,7 @@ export class Allocator {
     ]);
     return (
       this.contextOf(node, family, configObj, poolObjs, nodeObj) ??
-      // Which of two overlapping pools stays may depend on the blocks they hold: only then list them.
+      // Which of two overlapping pools stays may depend on their blocks: only then list them.
       this.contextOf(node, family, configObj, poolObjs, nodeObj, await this.existingBlocks())!
     );
   }
