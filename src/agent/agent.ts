@@ -6,7 +6,8 @@
  *                                          ├──> route reconciler: `pods`, `blocks` owners
  *                                          └──> policy compiler -> iptables (PolicyTable)
  *   speaker.onRoutes ──────────────────────────> route reconciler: `bgp` owner
- *   CNI socket ──> CniHandler over the Allocator (this node's IPAM)
+ *   CNI socket ──> CniHandler over the Allocator (this node's IPAM; the common assign reads
+ *                  the watches' objects, ipam/read-cache.ts)
  *
  * Start-up, in order:
  * 1. Open the datastore. Register this node: find its Node object (the file datastore gets one
@@ -19,7 +20,8 @@
  *    reconciler adopts those routes instead of re-adding them.
  * 4. Watch every kind it needs. Once each has delivered its snapshot (in sync): start the
  *    speaker with the neighbors and originated blocks, the route reconciler with the `pods` and
- *    `blocks` routes, the policy table, and tell the CNI handler it is ready.
+ *    `blocks` routes, the policy table, and tell the CNI handler it is ready. (IPAMConfig is
+ *    watched for the allocator's reads only, and not waited for.)
  *
  * Live configuration: every later event recomputes only what it can move (desired.ts
  * changeMoves: the neighbors, this node's own part, the policy input; another node's block moves

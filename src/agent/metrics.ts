@@ -17,6 +17,8 @@
  *   twill_policy_apply_seconds                iptables/ipset applies (histogram)
  *   twill_ipam_addresses{state}               this node's block addresses: in_use, free
  *   twill_ipam_blocks                         blocks affine to this node
+ *   twill_ipam_assigns_total{reads}           addresses assigned: reads from the watches, or
+ *                                             from the datastore (ipam/read-cache.ts)
  *   twill_bfd_sessions{state}, twill_bfd_transitions_total  when the speaker has BFD
  *   process_* and nodejs_*                    prom-client's defaults, less nodejs_active_*_total
  *                                             gauges (promtool's lint rejects them) and the

@@ -14,11 +14,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type MockInstance, vi } from 'vitest';
-import { Agent, type AgentLogger } from '../../src/agent/agent.js';
-import type { AgentConfig } from '../../src/agent/config.js';
+import { Agent } from '../../src/agent/agent.js';
 import { NODE_ANNOTATIONS } from '../../src/agent/desired.js';
 import { Speaker } from '../../src/bgp/speaker.js';
 import { FakeKernel } from '../helpers/kernel-fake.js';
+import { silent, unitConfig } from './unit.js';
 import { RouteReconciler } from '../../src/dataplane/routes.js';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
 import { formatPrefix } from '../../src/net/addr.js';
@@ -26,15 +26,6 @@ import { TWILL_API_VERSION, type StoredObject } from '../../src/datastore/types.
 import { newBlockSpec } from '../../src/ipam/allocations.js';
 import { affinityName, blockName, parseCidr } from '../../src/ipam/blocks.js';
 import { eventually } from '../helpers/eventually.js';
-
-const silent: AgentLogger = {
-  trace: () => {},
-  debug: () => {},
-  info: () => {},
-  warn: () => {},
-  error: () => {},
-  child: () => silent,
-};
 
 /** Another node, peered on a loopback port that refuses (nothing listens on port 1). */
 const node = (name: string, address: string): StoredObject => ({
@@ -97,25 +88,7 @@ describe('agent: what a datastore change makes it redo', () => {
     await store.create(node('b', '127.0.0.2'));
     await store.create(node('c', '127.0.0.3'));
     await claim(store, 'a', '10.244.0.0/26');
-    const config: AgentConfig = {
-      nodename: 'a',
-      datastore: 'file:/nonexistent',
-      kubeconfig: undefined,
-      ip: { kind: 'fixed', address: '127.0.0.1' },
-      asn: 64512,
-      bgpPort: 0,
-      pool: undefined,
-      logLevel: 'silent',
-      healthListen: undefined,
-      apiSocket: join(dir, 'api.sock'),
-      cniSocket: join(dir, 'cni.sock'),
-      procSysNet: join(dir, 'net'),
-      routeRefreshMs: 3_600_000,
-      metricsPeerLimit: 100,
-      leakGraceMs: 3_600_000,
-      emptyBlockReleaseMs: 3_600_000,
-    };
-    agent = new Agent(config, {
+    agent = new Agent(unitConfig(dir), {
       log: silent,
       store,
       // Route writes held back by `slowWrites` ms when a test asks (see the race test).

@@ -61,7 +61,12 @@ describeSystem('an agent releases empty blocks', { root: true, tools: ['ip'] }, 
 
   it('fills two blocks, then keeps one once the pods are gone', async () => {
     const netns = [0, 1, 2, 3, 4].map((i) => `/run/netns/${lab.ns(`e${i}`)}`);
-    await waitFor('the agent serves ADD', async () => (await cni('ADD', 0, netns[0]!)).code === 0, 30_000, 200);
+    await waitFor(
+      'the agent serves ADD',
+      async () => (await cni('ADD', 0, netns[0]!)).code === 0,
+      30_000,
+      200,
+    );
     for (let i = 1; i < 5; i++) {
       const r = await cni('ADD', i, netns[i]!);
       expect(r.code, r.stdout).toBe(0);

@@ -7,21 +7,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Agent, type AgentLogger } from '../../src/agent/agent.js';
-import type { AgentConfig } from '../../src/agent/config.js';
+import { Agent } from '../../src/agent/agent.js';
 import { MemoryDatastore } from '../../src/datastore/memory.js';
 import { type Datastore, DatastoreError, TWILL_API_VERSION } from '../../src/datastore/types.js';
 import { eventually } from '../helpers/eventually.js';
 import { FakeKernel } from '../helpers/kernel-fake.js';
-
-const silent: AgentLogger = {
-  trace: () => {},
-  debug: () => {},
-  info: () => {},
-  warn: () => {},
-  error: () => {},
-  child: () => silent,
-};
+import { silent, unitConfig } from './unit.js';
 
 describe('agent: a datastore without IPAMConfig', () => {
   const dir = mkdtempSync(join(tmpdir(), 'twill-agent-ipamcfg-'));
@@ -53,26 +44,8 @@ describe('agent: a datastore without IPAMConfig', () => {
         }) satisfies Datastore['watch'];
       },
     });
-    const config: AgentConfig = {
-      nodename: 'a',
-      datastore: 'file:/nonexistent',
-      kubeconfig: undefined,
-      ip: { kind: 'fixed', address: '127.0.0.1' },
-      asn: 64512,
-      bgpPort: 0,
-      pool: undefined,
-      logLevel: 'silent',
-      healthListen: undefined,
-      apiSocket: join(dir, 'api.sock'),
-      cniSocket: join(dir, 'cni.sock'),
-      procSysNet: join(dir, 'net'),
-      routeRefreshMs: 3_600_000,
-      metricsPeerLimit: 100,
-      leakGraceMs: 3_600_000,
-      emptyBlockReleaseMs: 3_600_000,
-    };
     const kernel = new FakeKernel();
-    agent = new Agent(config, {
+    agent = new Agent(unitConfig(dir), {
       log: silent,
       store,
       kernel: () => kernel.handle(),
