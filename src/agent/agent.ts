@@ -21,7 +21,10 @@
  * 4. Watch every kind it needs. Once each has delivered its snapshot (in sync): start the
  *    speaker with the neighbors and originated blocks, the route reconciler with the `pods` and
  *    `blocks` routes, the policy table, and tell the CNI handler it is ready. (IPAMConfig is
- *    watched for the allocator's reads only, and not waited for.)
+ *    watched for the allocator's reads only, and not waited for.) A watch that fails later is
+ *    started again after 1 s, doubling to 30 s (the Kubernetes store retries its own with
+ *    backoff and says so through onRetry); a warning is logged the first time and when the
+ *    error changes, and `status()` (`watchErrors`) and the metrics show it until it works.
  *
  * Live configuration: every later event recomputes only what it can move (desired.ts
  * changeMoves: the neighbors, this node's own part, the policy input; another node's block moves
@@ -162,6 +165,20 @@ const WATCHED: readonly Kind[] = [
  */
 const WATCHED_FOR_IPAM: readonly Kind[] = ['IPAMConfig'];
 
+/** A watch that ended is started again after 1 s, doubling per failure in a row up to 30 s. */
+export const WATCH_RETRY_MIN_MS = 1_000;
+export const WATCH_RETRY_MAX_MS = 30_000;
+
+/** A watch failing now: what `twill status` shows (`watchErrors`). */
+export interface WatchTrouble {
+  kind: Kind;
+  /** The last error, with its code. */
+  error: string;
+  /** When the failures in a row began (ISO 8601). */
+  since: string;
+  failures: number;
+}
+
 export const BGP_SETTLE_MS = 2_000;
 /** Leaked-address reclamation (Kubernetes only): at most this long between two runs. */
 export const RECLAIM_EVERY_MS = 60_000;
@@ -178,6 +195,7 @@ export class Agent {
   private readonly objects = new Map<Kind, Map<string, StoredObject>>();
   private readonly synced = new Set<Kind>();
   private readonly watches: WatchHandle[] = [];
+  private readonly watchTrouble = new Map<Kind, WatchTrouble>();
   private inSync = false;
   private stopping = false;
   private readonly startedAt: number;
@@ -239,6 +257,10 @@ export class Agent {
         speaker: () => this.speaker?.status(),
         ipam: () => this.ipamUse(),
         ipamAssigns: () => this.allocator?.assigns ?? { watch: 0, store: 0 },
+        watches: () =>
+          Object.fromEntries(
+            [...WATCHED, ...WATCHED_FOR_IPAM].map((k) => [k, this.watchTrouble.get(k)?.failures ?? 0]),
+          ),
         bfd: () => this.speaker?.bfdStats(),
         routes: () => ({
           pods: podRoutes(this.local).length,
@@ -491,6 +513,7 @@ export class Agent {
       (e) => {
         if (e.type === 'synced') {
           // At start, or after the watch started again: everything once more.
+          this.watchWorks(kind);
           this.synced.add(kind);
           this.log.debug({ kind, count: map.size }, 'in sync');
           this.neighborsDirty = this.localDirty = this.policyDirty = true;
@@ -511,14 +534,46 @@ export class Agent {
       },
       {
         onError: (err) => {
-          this.log.warn({ kind, err: err.message }, 'watch ended; starting it again');
+          const failures = this.watchFailed(kind, err, 'ended');
           const i = this.watches.indexOf(handle);
           if (i >= 0) this.watches.splice(i, 1);
-          if (!this.stopping) this.clock.after(1000, () => !this.stopping && this.watch(kind));
+          const wait = Math.min(WATCH_RETRY_MAX_MS, WATCH_RETRY_MIN_MS * 2 ** Math.min(failures - 1, 16));
+          if (!this.stopping) this.clock.after(wait, () => !this.stopping && this.watch(kind));
         },
+        onRetry: (err) => (err ? this.watchFailed(kind, err, 'retried') : this.watchWorks(kind)),
       },
     );
     this.watches.push(handle);
+  }
+
+  /**
+   * A watch that failed: logged as a warning the first time and when its error changes (a
+   * missing CRD would otherwise say the same thing every retry), shown by `twill status` and
+   * counted in the metrics until it works again. Returns the failures in a row.
+   */
+  private watchFailed(kind: Kind, err: DatastoreError, how: 'ended' | 'retried'): number {
+    const message = `${err.code}: ${err.message}`;
+    const was = this.watchTrouble.get(kind);
+    const now: WatchTrouble = {
+      kind,
+      error: message,
+      since: was?.since ?? this.clock.date().toISOString(),
+      failures: (was?.failures ?? 0) + 1,
+    };
+    this.watchTrouble.set(kind, now);
+    const fields = { kind, err: message, failures: now.failures };
+    const what = how === 'ended' ? 'watch ended; starting it again' : 'watch failing; the store retries it';
+    if (!was || was.error !== message) this.log.warn(fields, what);
+    else this.log.debug(fields, what);
+    return now.failures;
+  }
+
+  /** A watch that had failed works again (it delivered its snapshot, or a request succeeded). */
+  private watchWorks(kind: Kind): void {
+    const was = this.watchTrouble.get(kind);
+    if (!was) return;
+    this.watchTrouble.delete(kind);
+    this.log.info({ kind, failures: was.failures, since: was.since }, 'watch works again');
   }
 
   private queueRecompute(): void {
@@ -853,6 +908,7 @@ export class Agent {
     ready: boolean;
     reasons: string[];
     peerTypes: Record<string, NeighborKind>;
+    watchErrors: WatchTrouble[];
     routes: { desired: number; installed: number; waiting: number; conflicts: number };
   } {
     const st = this.speaker?.status() ?? {
@@ -869,6 +925,7 @@ export class Agent {
       ready: ready.ready,
       reasons: ready.reasons,
       peerTypes: Object.fromEntries(this.kinds),
+      watchErrors: [...this.watchTrouble.values()],
       routes: {
         desired: r.desired,
         installed: r.installed,

@@ -19,6 +19,8 @@
  *   twill_ipam_blocks                         blocks affine to this node
  *   twill_ipam_assigns_total{reads}           addresses assigned: reads from the watches, or
  *                                             from the datastore (ipam/read-cache.ts)
+ *   twill_datastore_watch_failures{kind}    failures in a row of each kind's watch, 0 while
+ *                                             it works (a missing CRD, an unreachable server)
  *   twill_bfd_sessions{state}, twill_bfd_transitions_total  when the speaker has BFD
  *   process_* and nodejs_*                    prom-client's defaults, less nodejs_active_*_total
  *                                             gauges (promtool's lint rejects them) and the
@@ -53,6 +55,8 @@ export interface MetricsSource {
   ipam(): { inUse: number; free: number; blocks: number };
   /** Addresses assigned so far, by where the allocator read the IPAM state from. */
   ipamAssigns?(): { watch: number; store: number };
+  /** Every watched kind, with its failures in a row (0 while its watch works). */
+  watches?(): Record<string, number>;
   routes(): Record<string, number>;
   /** BFD sessions by state and transitions so far, when BFD runs. */
   bfd?(): { byState: Record<string, number>; transitions: number } | undefined;
@@ -206,6 +210,19 @@ export class AgentMetrics {
           this.reset();
           this.inc({ reads: 'watch' }, a.watch);
           this.inc({ reads: 'datastore' }, a.store);
+        },
+      });
+    }
+    if (source.watches) {
+      const watches = source.watches.bind(source);
+      new Gauge({
+        name: 'twill_datastore_watch_failures',
+        help: 'Failures in a row of the datastore watch of each kind; 0 while it works.',
+        labelNames: ['kind'],
+        registers,
+        collect() {
+          this.reset();
+          for (const [kind, n] of Object.entries(watches())) this.set({ kind }, n);
         },
       });
     }

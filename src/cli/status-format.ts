@@ -21,7 +21,10 @@
  * the peer's AS, plus "passive" when Twill only waits for the peer; INFO ends with the BFD
  * session's state ("BFD Up") for a neighbor with BFD. From an agent, PEER TYPE
  * starts with where the peer came from, as calicoctl says it ("node-to-node mesh", "global",
- * "node specific"), and the first line names the node and whether it is ready (with why not). INFO shows, for an Established peer, the negotiated hold time and the
+ * "node specific"), and the first line names the node and whether it is ready (with why not),
+ * followed by a line for each datastore watch that is failing (what the agent holds is then the
+ * truth as of the failure: a missing CRD, an unreachable API server). INFO shows, for an
+ * Established peer, the negotiated hold time and the
  * prefixes received and advertised; otherwise the last error: a NOTIFICATION we sent or
  * received, or a connection error.
  *
@@ -41,6 +44,8 @@ export interface AgentStatusExtras {
   reasons: string[];
   /** Peer address -> "node-to-node mesh", "global" or "node specific", as calicoctl says. */
   peerTypes: Record<string, string>;
+  /** Datastore watches failing now (agent.ts WatchTrouble). */
+  watchErrors?: { kind: string; error: string; since: string; failures: number }[];
 }
 
 export interface FormatStatusOptions {
@@ -65,6 +70,11 @@ export function formatStatus(
       : [
           `Twill agent on node ${s.node}: router id ${s.routerId}, AS ${s.asn}, ${listen}`,
           s.ready ? 'Ready.' : `Not ready: ${(s.reasons ?? []).map(clean).join('; ')}.`,
+          ...(s.watchErrors ?? []).map(
+            (w) =>
+              `Datastore: the ${w.kind} watch has failed since ${since(w.since, now, utc)}` +
+              ` (${w.failures} ${w.failures === 1 ? 'time' : 'times'}): ${clean(w.error)}`,
+          ),
           '',
         ];
   const kinds = s.peerTypes ?? {};

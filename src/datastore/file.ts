@@ -150,6 +150,7 @@ import {
   type StoredObject,
   type WatchEvent,
   type WatchHandle,
+  type WatchOptions,
 } from './types.js';
 
 export interface FileDatastoreOptions {
@@ -487,11 +488,7 @@ export class FileDatastore implements Datastore {
 
   // ---- watch ----
 
-  watch(
-    kind: Kind,
-    onEvent: (event: WatchEvent) => void,
-    options?: ListOptions & { onError?: (e: DatastoreError) => void },
-  ): WatchHandle {
+  watch(kind: Kind, onEvent: (event: WatchEvent) => void, options?: WatchOptions): WatchHandle {
     const queue = new WatchQueue(onEvent);
     const filter = options && { namespace: options.namespace, labels: options.labels };
     const w: FileWatch = { kind, filter, queue, known: new Map(), start: { gen: 0, offset: 0 } };

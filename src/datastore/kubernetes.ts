@@ -23,8 +23,10 @@
  *   event). When the server ends the watch (its timeout) it resumes from the last version seen.
  *   410 Gone (the version was compacted) relists and delivers only the difference from what the
  *   watcher already has, so a consumer never sees the gap. A lost connection or a server error
- *   is retried with jittered exponential backoff (0.5 s to 30 s), reported to `onTransient`;
- *   401/403 end the watch through `onError` (RBAC must change first).
+ *   is retried with jittered exponential backoff (0.5 s to 30 s), reported to `onTransient`
+ *   and to the watch's `onRetry`, which hears `undefined` once a request succeeds again (a
+ *   missing CRD is such a failure: its 404 is retried until the CRD exists); 401/403 end the
+ *   watch through `onError` (RBAC must change first).
  * - Errors: 404 NotFound, 409 AlreadyExists or Conflict (by the Status reason), 400/422 Invalid
  *   (the server's message names the object and the field), 401/403 Forbidden, anything else and
  *   every network failure Unavailable.
@@ -47,6 +49,7 @@ import {
   TWILL_GROUP,
   type WatchEvent,
   type WatchHandle,
+  type WatchOptions,
 } from './types.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: parsed JSON; its fields are checked where read
@@ -166,11 +169,7 @@ export class KubernetesStore implements Datastore {
     this.check(r, key);
   }
 
-  watch(
-    kind: Kind,
-    onEvent: (event: WatchEvent) => void,
-    options: ListOptions & { onError?: (e: DatastoreError) => void } = {},
-  ): WatchHandle {
+  watch(kind: Kind, onEvent: (event: WatchEvent) => void, options: WatchOptions = {}): WatchHandle {
     const reflector = new Reflector(this, kind, onEvent, options);
     this.watches.add(reflector);
     reflector.start();
@@ -309,7 +308,7 @@ class Reflector {
     private readonly store: KubernetesStore,
     private readonly kind: Kind,
     private readonly onEvent: (event: WatchEvent) => void,
-    private readonly options: ListOptions & { onError?: (e: DatastoreError) => void },
+    private readonly options: WatchOptions,
   ) {}
 
   start(): void {
@@ -336,7 +335,7 @@ class Reflector {
       return this.failed(e, () => this.relist());
     }
     if (this.stopped) return;
-    this.failures = 0;
+    this.working();
     const seen = new Set<string>();
     for (const o of listed.items) {
       const id = idOf(o);
@@ -408,7 +407,7 @@ class Reflector {
         });
         return;
       }
-      this.failures = 0;
+      this.working();
       res.setEncoding('utf8');
       let buf = '';
       res.on('data', (chunk: string) => {
@@ -471,6 +470,13 @@ class Reflector {
     return { kind: this.kind, name: '(watch)', namespace: this.options.namespace };
   }
 
+  /** A list or watch request succeeded: the backoff starts again, and onRetry hears of it. */
+  private working(): void {
+    if (this.failures === 0) return;
+    this.failures = 0;
+    this.options.onRetry?.(undefined);
+  }
+
   /** A failed list or watch: Forbidden ends the watch; anything else is retried with backoff. */
   private failed(e: unknown, retry: () => Promise<void>): void {
     if (this.stopped) return;
@@ -482,6 +488,7 @@ class Reflector {
       return;
     }
     this.store.options.onTransient?.(this.kind, err);
+    this.options.onRetry?.(err);
     const { min, max } = this.store.options.backoffMs ?? { min: 500, max: 30_000 };
     const delay = jitter(Math.min(max, min * 2 ** this.failures++));
     setTimeout(() => {

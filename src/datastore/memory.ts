@@ -45,6 +45,7 @@ import {
   type StoredObject,
   type WatchEvent,
   type WatchHandle,
+  type WatchOptions,
 } from './types.js';
 
 interface Watch {
@@ -71,11 +72,7 @@ export class MemoryDatastore implements Datastore {
     return this.select(kind, options).map(copy);
   }
 
-  watch(
-    kind: Kind,
-    onEvent: (event: WatchEvent) => void,
-    options?: ListOptions & { onError?: (e: DatastoreError) => void },
-  ): WatchHandle {
+  watch(kind: Kind, onEvent: (event: WatchEvent) => void, options?: WatchOptions): WatchHandle {
     const queue = new WatchQueue(onEvent);
     const fail = (e: DatastoreError) => {
       queueMicrotask(() => {

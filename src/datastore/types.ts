@@ -152,6 +152,18 @@ export type WatchEvent =
   /** The initial snapshot has been delivered; sent once per watch. */
   | { type: 'synced' };
 
+/** How a watch reports trouble besides its events. */
+export interface WatchOptions extends ListOptions {
+  /** An error that ends the watch: the caller starts another one if it wants one. */
+  onError?: (e: DatastoreError) => void;
+  /**
+   * A failure the store retries by itself (Kubernetes: a list or watch request that failed,
+   * tried again with backoff), then `undefined` once a request succeeds again. The watch goes
+   * on meanwhile; what the caller holds is the truth as of before the failure.
+   */
+  onRetry?: (e: DatastoreError | undefined) => void;
+}
+
 export interface WatchHandle {
   /** Stops delivery; no event is delivered after it returns. */
   stop(): void;
@@ -160,12 +172,11 @@ export interface WatchHandle {
 export interface Datastore {
   get(key: ObjectKey): Promise<StoredObject | undefined>;
   list(kind: Kind, options?: ListOptions): Promise<StoredObject[]>;
-  /** Snapshot (`added` each), `synced`, then changes. Errors that end the watch go to onError. */
-  watch(
-    kind: Kind,
-    onEvent: (event: WatchEvent) => void,
-    options?: ListOptions & { onError?: (e: DatastoreError) => void },
-  ): WatchHandle;
+  /**
+   * Snapshot (`added` each), `synced`, then changes. Errors that end the watch go to onError;
+   * failures the store retries by itself, to onRetry.
+   */
+  watch(kind: Kind, onEvent: (event: WatchEvent) => void, options?: WatchOptions): WatchHandle;
   /** Fails AlreadyExists. Returns the stored object with its resourceVersion and uid. */
   create(object: StoredObject): Promise<StoredObject>;
   /**

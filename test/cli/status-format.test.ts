@@ -256,3 +256,38 @@ describe('twill status from an agent', () => {
     expect(text).toContain('| 10.0.0.2     | node-to-node mesh, iBGP AS 64512 | Active | 2026-01-01 |');
   });
 });
+
+describe('formatStatus: failing datastore watches', () => {
+  it('says which watch fails, since when, how often and why, below the readiness line', () => {
+    const text = formatStatus(
+      {
+        routerId: '10.0.0.1',
+        asn: 64512,
+        listen: { address: '::', port: 179 },
+        peers: [],
+        node: 'n1',
+        ready: true,
+        reasons: [],
+        peerTypes: {},
+        watchErrors: [
+          {
+            kind: 'IPAMConfig',
+            error: 'NotFound: the server could not find the requested resource\n\u001b[31m',
+            since: '2026-01-02T09:14:07Z',
+            failures: 12,
+          },
+          { kind: 'Pod', error: 'Unavailable: connect ECONNREFUSED', since: '2026-01-01T23:00:00Z', failures: 1 },
+        ],
+      },
+      new Date('2026-01-02T10:00:00Z'),
+      { timeZone: 'utc' },
+    );
+    expect(text.split('\n').slice(0, 5)).toEqual([
+      'Twill agent on node n1: router id 10.0.0.1, AS 64512, listening on [::]:179',
+      'Ready.',
+      'Datastore: the IPAMConfig watch has failed since 09:14:07 (12 times): NotFound: the server could not find the requested resource [31m',
+      'Datastore: the Pod watch has failed since 2026-01-01 (1 time): Unavailable: connect ECONNREFUSED',
+      '',
+    ]);
+  });
+});

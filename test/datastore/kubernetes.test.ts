@@ -200,6 +200,7 @@ describeK8s('Kubernetes datastore on a real kube-apiserver', () => {
       const admin = KubernetesStore.open({ kubeconfig: plane.kubeconfig });
       const view = new Map<string, StoredObject>();
       const events: WatchEvent[] = [];
+      const retried: string[] = [];
       try {
         const a = await admin.create(pool(`a-${run}`, { cidr: '10.1.0.0/16' }, labels));
         await admin.create(pool(`c-${run}`, { cidr: '10.3.0.0/16' }, labels));
@@ -212,7 +213,7 @@ describeK8s('Kubernetes datastore on a real kube-apiserver', () => {
             else if (e.type === 'deleted') view.delete(e.object.metadata.name);
             else view.set(e.object.metadata.name, e.object);
           },
-          { labels },
+          { labels, onRetry: (e) => retried.push(e?.code ?? 'works') },
         );
         await until(() => synced);
         expect([...view.keys()].sort()).toEqual([`a-${run}`, `c-${run}`]);
@@ -241,6 +242,11 @@ describeK8s('Kubernetes datastore on a real kube-apiserver', () => {
         // Each change once, and nothing the watcher already had (no second `synced`, no re-add of a).
         expect(after.sort()).toEqual([`added b-${run}`, `deleted c-${run}`, `modified a-${run}`]);
         expect(transient.every((c) => c === 'Unavailable')).toBe(true);
+        // The watch's own onRetry heard each failure, then that it works again, once.
+        await until(() => retried.at(-1) === 'works');
+        expect(retried.length).toBeGreaterThan(1);
+        expect(retried.slice(0, -1).every((c) => c === 'Unavailable')).toBe(true);
+        expect(retried.filter((c) => c === 'works')).toHaveLength(1);
         handle.stop();
         return store.stats;
       } finally {
