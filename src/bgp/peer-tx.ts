@@ -117,9 +117,12 @@ export class PeerTx implements GroupMember {
     return this.group.members.length === 1 ? this.group : this.group.split([this]);
   }
 
-  /** Routes from this peer are about to enter the RIB: it leaves a shared group first (split horizon). */
+  /**
+   * Routes from this peer are about to enter the RIB: it leaves a shared group first (split
+   * horizon), unless the group would never be sent them (update-group.ts `exportsFrom`).
+   */
   announcing(): void {
-    if (this.group.members.length > 1) this.alone();
+    if (this.group.members.length > 1 && this.group.exportsFrom(this.to)) this.alone();
   }
 
   /** How many prefixes the peer holds from us. */

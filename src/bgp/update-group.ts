@@ -6,12 +6,16 @@
  *
  * Who shares: peers with the same group key (export policy, whether we reflect, eBGP or iBGP,
  * the negotiated codec context, and the next hops our side puts in: NEXT_HOP self is our address
- * on the session), and **that send us no routes**. Split horizon ("never back to the peer it
- * came from", policy.ts) is then the same for every member, so one export answers for all. A
- * peer that announces a route leaves its group before the route enters the RIB (`announcing`);
- * a peer alone in its group is exported to with split horizon as itself, exactly as before
- * groups. Route reflector clients and eBGP peers that only listen (collectors, a fan-out tier,
- * the receivers of bench/bgp) are the peers that gain.
+ * on the session), and **whose own routes the group would not be sent**: peers that send us no
+ * routes, and iBGP peers we do not reflect to (a path learned over iBGP goes to an iBGP peer only
+ * by reflection, RFC 4456 §8, so no member of such a group is sent another's paths either). Split
+ * horizon ("never back to the peer it came from", policy.ts) is then the same for every member,
+ * so one export answers for all. Any other peer that announces a route leaves its group before
+ * the route enters the RIB (`announcing`); a peer alone in its group is exported to with split
+ * horizon as itself, exactly as before groups. Route reflector clients and eBGP peers that only
+ * listen (collectors, a fan-out tier, the receivers of bench/bgp) gain, and so does a full iBGP
+ * mesh, where every peer sends routes (each node its pod blocks): one packing of each change
+ * for all N-1 peers instead of one each.
  *
  * Life of a member:
  * - A new session starts alone in a group of its own, and is filled from the Loc-RIB (its
@@ -32,7 +36,7 @@
 import type { Clock, TimerHandle } from './clock.js';
 import { PeerExport, SessionNextHops } from './export.js';
 import { type HostInterfaces, sessionNextHops } from './host.js';
-import type { LocalInfo, PeerPolicy } from './policy.js';
+import { exportAllowed, type LocalInfo, type PeerPolicy } from './policy.js';
 import { type AdjRibOut, packBatch } from './rib/adj-out.js';
 import type { AttrTable } from './rib/attrs.js';
 import { type Delta, familyOfPrefix, type PeerRef, type Rib, SlotList } from './rib/rib.js';
@@ -347,6 +351,15 @@ export class TxGroup {
     return g;
   }
 
+  /**
+   * Whether a path from the member `from` could go to this group at all. When it could not (a
+   * path learned over iBGP goes to an iBGP peer only by reflection, policy.ts exportAllowed), the
+   * member's split horizon changes nothing, and a member that sends routes may share the group.
+   */
+  exportsFrom(from: PeerRef): boolean {
+    return exportAllowed(from, groupTo(from, this.policy), this.policy, this.reflector);
+  }
+
   /** A member on its own gets its export policy changed in place: worked out again, then filled. */
   rekey(base: string, policy: PeerPolicy, reflector: boolean): void {
     const groups = this.shared.groups;
@@ -376,7 +389,7 @@ export class TxGroup {
 
   /**
    * The export is worked out for the member itself while it is alone (split horizon as itself),
-   * for nobody in particular once there are several (none of them sends routes).
+   * for nobody in particular once there are several (none of them is sent its own routes).
    */
   private exportsFor(): void {
     const one = this.members.length === 1 ? this.members[0]!.to : undefined;
@@ -463,7 +476,7 @@ export class TxGroups {
   }
 
   private mayShare(g: TxGroup): boolean {
-    for (const m of g.members) if (this.sendsRoutes(m.to.id)) return false;
+    for (const m of g.members) if (g.exportsFrom(m.to) && this.sendsRoutes(m.to.id)) return false;
     return true;
   }
 

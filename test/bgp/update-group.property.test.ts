@@ -2,9 +2,13 @@
  * Update groups (src/bgp/update-group.ts) against the rule they must keep: whatever the order of
  * route changes, sessions coming and going, sockets that stop taking data and drain again, route
  * refreshes and time passing, every peer ends up holding exactly the export of the Loc-RIB for
- * it: every best path, with our AS prepended and NEXT_HOP self, except the paths it sent us itself
- * (split horizon). Each peer's bytes are decoded as the peer would (Framer, decodeMessage), so a
- * group that sent a member something meant for others, or skipped it while it was stalled, fails.
+ * it: to an eBGP peer every best path, with our AS prepended and NEXT_HOP self, except the paths
+ * it sent us itself (split horizon); to an iBGP peer the paths learned over eBGP, and those
+ * learned over iBGP only when we reflect them (RFC 4456 §8). Each peer's bytes are decoded as the
+ * peer would (Framer, decodeMessage), so a group that sent a member something meant for others,
+ * or skipped it while it was stalled, fails. Worlds of eBGP peers only, and of iBGP peers (one of
+ * them route-reflector clients when we reflect) beside eBGP ones: iBGP peers that send routes
+ * share a group unless we reflect to them.
  *
  * The sessions are stand-ins (a send that reports "full" as Node's socket.write does), the rest
  * is the speaker's own code: Rib, UpdateIn, TxGroups, PeerTx, FakeClock.
@@ -13,7 +17,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/bgp/clock.js';
 import { FlushQueue, PeerTx, type TxShared } from '../../src/bgp/peer-tx.js';
-import { type LocalInfo, peerPolicy } from '../../src/bgp/policy.js';
+import { type LocalInfo, type PeerPolicy, peerPolicy } from '../../src/bgp/policy.js';
 import { AttrTable } from '../../src/bgp/rib/attrs.js';
 import { type PeerRef, Rib, SlotList } from '../../src/bgp/rib/rib.js';
 import { UpdateIn } from '../../src/bgp/update-in.js';
@@ -43,23 +47,31 @@ const CTX = negotiate(
 const KEYS = Array.from({ length: PREFIXES }, (_, j) => parsePrefix(`10.${j}.0.0/16`) as number);
 const POLICY = peerPolicy();
 /** An export policy that keeps the first half of the prefixes from the peer. */
-const HALF = peerPolicy({
-  exportRules: KEYS.slice(0, PREFIXES / 2).map((prefix) => ({
-    prefix,
-    ge: 16,
-    le: 16,
-    action: 'reject' as const,
-  })),
-});
+const HALF_RULES = KEYS.slice(0, PREFIXES / 2).map((prefix) => ({
+  prefix,
+  ge: 16,
+  le: 16,
+  action: 'reject' as const,
+}));
 
-const refOf = (i: number): PeerRef => ({
+/** Which peers are iBGP (the first `ibgp`), and whether we reflect (then peers 1 and 2 are clients). */
+interface Kinds {
+  ibgp: number;
+  reflector: boolean;
+}
+const EBGP_ONLY: Kinds = { ibgp: 0, reflector: false };
+
+const isClient = (k: Kinds, i: number) => k.reflector && (i === 1 || i === 2) && i < k.ibgp;
+const refOf = (i: number, k: Kinds = EBGP_ONLY): PeerRef => ({
   id: `192.0.2.${i + 1}`,
-  asn: 64600 + i,
+  asn: i < k.ibgp ? ME.asn : 64600 + i,
   routerId: 0xc0000201 + i,
-  ebgp: true,
+  ebgp: i >= k.ibgp,
   local: false,
-  rrClient: false,
+  rrClient: isClient(k, i),
 });
+const policyOf = (k: Kinds, i: number, half: boolean): PeerPolicy =>
+  peerPolicy({ rrClient: isClient(k, i), ...(half ? { exportRules: HALF_RULES } : {}) });
 
 /** A peer's end of a session: what it has been sent, decoded; `stalled`: the socket is "full". */
 class FakePeer {
@@ -100,9 +112,8 @@ class FakePeer {
   }
 }
 
-function updateFrom(i: number, j: number, withdraw: boolean, med: number): DecodedUpdate {
+function updateFrom(ref: PeerRef, j: number, withdraw: boolean, med: number): DecodedUpdate {
   const w = new Writer(4096);
-  const ref = refOf(i);
   packUpdates(
     w,
     withdraw
@@ -112,7 +123,7 @@ function updateFrom(i: number, j: number, withdraw: boolean, med: number): Decod
           prefixes: [KEYS[j]!],
           attrs: {
             origin: 0,
-            asPath: [{ type: AsPathSegmentType.AsSequence, asns: [ref.asn] }],
+            asPath: ref.ebgp ? [{ type: AsPathSegmentType.AsSequence, asns: [ref.asn] }] : [],
             nextHop: ref.id,
             med,
           },
@@ -134,12 +145,16 @@ class World {
   readonly peers = Array.from({ length: PEERS }, () => new FakePeer());
   readonly tx: (PeerTx | undefined)[] = Array.from({ length: PEERS }, () => undefined);
   /** Each peer's export policy. */
-  readonly policies = Array.from({ length: PEERS }, () => POLICY);
+  readonly policies: PeerPolicy[];
   /** What each peer has announced to us. */
   readonly sent = Array.from({ length: PEERS }, () => new Set<number>());
   private readonly changed = new SlotList();
 
-  constructor(batch: number) {
+  constructor(
+    batch: number,
+    readonly kinds: Kinds = EBGP_ONLY,
+  ) {
+    this.policies = Array.from({ length: PEERS }, (_, i) => policyOf(kinds, i, false));
     this.shared = {
       rib: this.rib,
       exportTable: new AttrTable(),
@@ -156,19 +171,23 @@ class World {
 
   private receive(i: number, u: DecodedUpdate): void {
     if (u.nlri.length > 0) this.tx[i]?.announcing();
-    this.updateIn.receive(u, refOf(i), POLICY, US, true, this.changed);
+    this.updateIn.receive(u, this.ref(i), POLICY, US, true, this.changed);
     this.groups.fanOut(this.changed, true);
     this.changed.length = 0;
   }
 
+  ref(i: number): PeerRef {
+    return refOf(i, this.kinds);
+  }
+
   announce(i: number, j: number, med: number): void {
     this.sent[i]!.add(j);
-    this.receive(i, updateFrom(i, j, false, med));
+    this.receive(i, updateFrom(this.ref(i), j, false, med));
   }
 
   withdraw(i: number, j: number): void {
     this.sent[i]!.delete(j);
-    this.receive(i, updateFrom(i, j, true, 0));
+    this.receive(i, updateFrom(this.ref(i), j, true, 0));
   }
 
   connect(i: number): void {
@@ -176,7 +195,7 @@ class World {
     const p = this.peers[i]!;
     p.reset();
     p.up = true;
-    const tx = new PeerTx(this.shared, p, CTX, refOf(i), this.policies[i]!, false);
+    const tx = new PeerTx(this.shared, p, CTX, this.ref(i), this.policies[i]!, this.kinds.reflector);
     this.tx[i] = tx;
     tx.fill(true);
   }
@@ -205,11 +224,12 @@ class World {
   }
 
   /** A new export policy (as neighbors.ts applies one): then what the peer should hold, again. */
-  setPolicy(i: number, policy: typeof POLICY): void {
+  setPolicy(i: number, half: boolean): void {
+    const policy = policyOf(this.kinds, i, half);
     this.policies[i] = policy;
     const tx = this.tx[i];
     if (!tx) return;
-    tx.setPolicy(policy, false);
+    tx.setPolicy(policy, this.kinds.reflector);
     tx.fill(false);
   }
 
@@ -226,26 +246,40 @@ class World {
     }
   }
 
-  /** What peer `i` should hold: every best path but its own, prepended, NEXT_HOP self. */
+  /**
+   * What peer `i` should hold: every best path but its own; to an eBGP peer prepended with
+   * NEXT_HOP self, to an iBGP peer as it came (learned over iBGP: only when reflected).
+   */
   expected(i: number): Map<string, string> {
     const m = new Map<string, string>();
+    const to = this.ref(i);
     for (const k of KEYS) {
       const slot = this.rib.slotOf(k);
       const row = slot < 0 ? -1 : this.rib.bestRowAt(slot);
       if (row < 0) continue;
       const from = this.rib.peerAt(row);
-      if (from.id === refOf(i).id) continue;
-      if (this.policies[i] === HALF && KEYS.indexOf(k) < PREFIXES / 2) continue;
-      m.set(formatPrefix(k), `${ME.asn} ${from.asn} via ${US}`);
+      if (from.id === to.id) continue;
+      if (!to.ebgp && !from.ebgp && !(this.kinds.reflector && (isClient(this.kinds, i) || from.rrClient)))
+        continue;
+      if (this.policies[i]!.exportRules.length > 0 && KEYS.indexOf(k) < PREFIXES / 2) continue;
+      const path = from.ebgp ? [from.asn] : [];
+      m.set(
+        formatPrefix(k),
+        to.ebgp ? `${[ME.asn, ...path].join(' ')} via ${US}` : `${path.join(' ')} via ${from.id}`,
+      );
     }
     return m;
   }
 
-  /** No group with several members holds a peer that sends routes. */
+  /**
+   * No group with several members holds a peer that sends routes, unless it is an iBGP group we
+   * do not reflect to (no member is sent another's paths, its own included).
+   */
   checkSharing(): void {
-    for (const tx of this.tx) {
-      if (!tx || tx.group.members.length < 2) continue;
-      expect(this.rib.countFrom(tx.to.id)).toBe(0);
+    for (const [i, tx] of this.tx.entries()) {
+      if (!tx || tx.group.members.length < 2 || this.rib.countFrom(tx.to.id) === 0) continue;
+      expect(tx.to.ebgp).toBe(false);
+      expect(this.kinds.reflector && isClient(this.kinds, i)).toBe(false);
     }
   }
 }
@@ -312,7 +346,7 @@ function run(w: World, ops: Op[]): void {
         w.clock.advance(o.ms);
         break;
       case 'policy':
-        w.setPolicy(o.i, o.half ? HALF : POLICY);
+        w.setPolicy(o.i, o.half);
         break;
       default:
         w[o.op](o.i);
@@ -323,18 +357,27 @@ function run(w: World, ops: Op[]): void {
 }
 
 describe('update groups', () => {
+  const kindsArb: fc.Arbitrary<Kinds> = fc.oneof(
+    fc.constant(EBGP_ONLY),
+    fc.record({ ibgp: fc.constant(3), reflector: fc.boolean() }),
+  );
   it('every peer ends up holding the export of the Loc-RIB for it, whatever happened on the way', () => {
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 80 }), fc.constantFrom(1, 3, 64), (ops, batch) => {
-        const w = new World(batch);
-        run(w, ops);
-        for (let i = 0; i < PEERS; i++) {
-          if (!w.tx[i]) continue;
-          expect(Object.fromEntries(w.peers[i]!.table)).toEqual(Object.fromEntries(w.expected(i)));
-          expect(w.peers[i]!.eors).toBe(1);
-          expect(w.tx[i]!.sentCount).toBe(w.expected(i).size);
-        }
-      }),
+      fc.property(
+        fc.array(opArb, { maxLength: 80 }),
+        fc.constantFrom(1, 3, 64),
+        kindsArb,
+        (ops, batch, kinds) => {
+          const w = new World(batch, kinds);
+          run(w, ops);
+          for (let i = 0; i < PEERS; i++) {
+            if (!w.tx[i]) continue;
+            expect(Object.fromEntries(w.peers[i]!.table)).toEqual(Object.fromEntries(w.expected(i)));
+            expect(w.peers[i]!.eors).toBe(1);
+            expect(w.tx[i]!.sentCount).toBe(w.expected(i).size);
+          }
+        },
+      ),
       { numRuns: 1000 },
     );
   });
@@ -372,5 +415,41 @@ describe('update groups', () => {
     expect(w.peers[2]!.table.size).toBe(0);
     expect([...w.peers[1]!.table.keys()]).toEqual(['10.0.0.0/16']);
     expect(w.groups.sizes().sort()).toEqual([1, 4]);
+  });
+
+  it('a full iBGP mesh shares one group though every peer sends routes; reflection splits what it must', () => {
+    const w = new World(2, { ibgp: 4, reflector: false });
+    for (let i = 0; i < PEERS; i++) w.connect(i);
+    for (let i = 0; i < PEERS; i++) w.announce(i, i, 0); // each node its own block; peer 4 is eBGP
+    w.settle();
+    // The four iBGP peers in one group (one packing of each change), the eBGP sender alone.
+    expect(w.groups.sizes().sort()).toEqual([1, 4]);
+    expect(w.tx[0]!.group).toBe(w.tx[3]!.group);
+    // None is sent another's block, nor its own; the eBGP route goes to all four as it came.
+    for (let i = 0; i < 4; i++)
+      expect(Object.fromEntries(w.peers[i]!.table)).toEqual({ '10.4.0.0/16': '64604 via 192.0.2.5' });
+    expect([...w.peers[4]!.table.keys()].sort()).toEqual([
+      '10.0.0.0/16',
+      '10.1.0.0/16',
+      '10.2.0.0/16',
+      '10.3.0.0/16',
+    ]);
+
+    // When we reflect (clients 1 and 2), a client's routes go to every other iBGP peer: clients
+    // that send routes are each alone, the non-clients 0 and 3 still share.
+    const rr = new World(2, { ibgp: 4, reflector: true });
+    for (let i = 0; i < PEERS; i++) rr.connect(i);
+    for (let i = 0; i < PEERS; i++) rr.announce(i, i, 0);
+    rr.settle();
+    expect(rr.groups.sizes().sort()).toEqual([1, 1, 1, 2]);
+    expect(rr.tx[0]!.group).toBe(rr.tx[3]!.group);
+    expect(rr.tx[1]!.group.members).toEqual([rr.tx[1]]);
+    expect([...rr.peers[0]!.table.keys()].sort()).toEqual(['10.1.0.0/16', '10.2.0.0/16', '10.4.0.0/16']);
+    expect([...rr.peers[1]!.table.keys()].sort()).toEqual([
+      '10.0.0.0/16',
+      '10.2.0.0/16',
+      '10.3.0.0/16',
+      '10.4.0.0/16',
+    ]);
   });
 });
