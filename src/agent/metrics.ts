@@ -19,7 +19,7 @@
  *   twill_ipam_blocks                         blocks affine to this node
  *   twill_ipam_assigns_total{reads}           addresses assigned: reads from the watches, or
  *                                             from the datastore (ipam/read-cache.ts)
- *   twill_datastore_watch_failures{kind}    failures in a row of each kind's watch, 0 while
+ *   twill_datastore_watch_failures{kind}      failures in a row of each kind's watch, 0 while
  *                                             it works (a missing CRD, an unreachable server)
  *   twill_bfd_sessions{state}, twill_bfd_transitions_total  when the speaker has BFD
  *   process_* and nodejs_*                    prom-client's defaults, less nodejs_active_*_total

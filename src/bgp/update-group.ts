@@ -476,7 +476,7 @@ export class TxGroups {
   }
 
   private mayShare(g: TxGroup): boolean {
-    for (const m of g.members) if (g.exportsFrom(m.to) && this.sendsRoutes(m.to.id)) return false;
+    for (const m of g.members) if (this.sendsRoutes(m.to.id) && g.exportsFrom(m.to)) return false;
     return true;
   }
 
