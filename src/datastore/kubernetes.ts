@@ -20,7 +20,9 @@
  * - delete: DELETE with DeleteOptions preconditions (resourceVersion, uid); 409 is `Conflict`.
  * - watch: a reflector, as client-go's: list, deliver `added` for each, `synced`, then watch from
  *   the list's resourceVersion with bookmarks on (a bookmark moves the resume point without an
- *   event). When the server ends the watch (its timeout) it resumes from the last version seen.
+ *   event). When the server ends the watch (its timeout) it resumes from the last version seen;
+ *   so it does when the watch has been silent for WATCH_IDLE_MS (a connection dropped on the way
+ *   without a FIN: the server's bookmarks come every minute), a failure like any other below.
  *   410 Gone (the version was compacted) relists and delivers only the difference from what the
  *   watcher already has, so a consumer never sees the gap. A lost connection or a server error
  *   is retried with jittered exponential backoff (0.5 s to 30 s), reported to `onTransient`
@@ -73,6 +75,16 @@ const PLURALS: Readonly<Record<Kind, string>> = {
 
 export { TWILL_GROUP };
 
+/**
+ * How long a watch may go without a byte before it is taken for dead: the API server sends a
+ * bookmark to every watch that allows them about once a minute (its watch cache's bookmark
+ * frequency), so a healthy watch is never silent for longer. A connection that a NAT, a load
+ * balancer or a lost peer dropped without a FIN or RST otherwise stays open forever, and the agent
+ * would hear of no change again. client-go finds such a connection with HTTP/2 pings (30 s idle,
+ * 15 s to answer); these requests are HTTP/1.1, so silence is the sign.
+ */
+export const WATCH_IDLE_MS = 90_000;
+
 export interface KubernetesStoreOptions {
   /** A kubeconfig file; absent: in-cluster (ServiceAccount) when there, else the default loading rules. */
   kubeconfig?: string;
@@ -80,6 +92,11 @@ export interface KubernetesStoreOptions {
   requestTimeoutMs?: number;
   /** Watch backoff bounds. Defaults 500 ms and 30 s. */
   backoffMs?: { min: number; max: number };
+  /**
+   * A watch connection silent for this long is taken for dead, closed and resumed. Default
+   * WATCH_IDLE_MS.
+   */
+  watchIdleMs?: number;
   /** Told of each transient failure a watch retries (a lost connection, a 5xx). */
   onTransient?: (kind: Kind, error: DatastoreError) => void;
 }
@@ -429,6 +446,18 @@ class Reflector {
       res.on('error', (e) => end(e));
     });
     req.on('error', (e) => end(unavailable('GET', path, e)));
+    // The socket's idle timer: restarted by every byte either way, headers and events alike.
+    const idleMs = this.store.options.watchIdleMs ?? WATCH_IDLE_MS;
+    req.setTimeout(idleMs, () => {
+      end(
+        new DatastoreError(
+          'Unavailable',
+          `GET ${path}: nothing from the API server for ${idleMs / 1000} s (a healthy watch has a ` +
+            'bookmark every minute): the connection is taken for dead',
+        ),
+      );
+      req.destroy();
+    });
     this.current = req;
     this.store.stats.watches++;
     req.end();

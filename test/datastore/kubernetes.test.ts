@@ -4,6 +4,7 @@
  * rejecting bad objects with messages that name the field, a watch that survives a lost
  * connection (resumed from the watch cache with a real apiserver's defaults, relisted after
  * 410 Gone when the watch cache is off and etcd was compacted) and delivers only the difference,
+ * a watch whose connection went silent without closing taken for dead and resumed,
  * and calls made as a ServiceAccount judged by the real RBAC authorizer.
  */
 import { createServer, type Server, type Socket, connect } from 'node:net';
@@ -157,26 +158,46 @@ describeK8s('Kubernetes datastore on a real kube-apiserver', () => {
 
   describe('a watch that loses its connection delivers only the difference', () => {
     /**
-     * A TCP relay between the store and the API server that the test can cut: the store's
-     * kubeconfig points at it (TLS passes through untouched).
+     * A TCP relay between the store and the API server that the test can cut, or silence: the
+     * store's kubeconfig points at it (TLS passes through untouched).
      */
     class Relay {
       private server: Server | undefined;
       private readonly sockets = new Set<Socket>();
+      private readonly pairs = new Set<[Socket, Socket]>();
       port = 0;
       constructor(private readonly target: number) {}
       async up(): Promise<void> {
         this.server = createServer((c) => {
           const s = connect(this.target, '127.0.0.1');
-          for (const x of [c, s]) {
+          const pair: [Socket, Socket] = [c, s];
+          this.pairs.add(pair);
+          for (const x of pair) {
             this.sockets.add(x);
-            x.on('close', () => this.sockets.delete(x));
+            x.on('close', () => {
+              this.sockets.delete(x);
+              this.pairs.delete(pair);
+            });
             x.on('error', () => {});
           }
           c.pipe(s).pipe(c);
         });
         await new Promise<void>((r) => this.server!.listen(this.port, '127.0.0.1', () => r()));
         this.port = (this.server.address() as { port: number }).port;
+      }
+      /**
+       * The connections open now carry nothing more either way, and stay open: a path that
+       * dropped them without a FIN or RST (a NAT's or a load balancer's idle timeout). New
+       * connections pass.
+       */
+      freeze(): void {
+        for (const [c, s] of this.pairs) {
+          c.unpipe(s);
+          s.unpipe(c);
+          c.pause();
+          s.pause();
+        }
+        this.pairs.clear();
       }
       async down(): Promise<void> {
         for (const s of this.sockets) s.destroy();
@@ -255,6 +276,48 @@ describeK8s('Kubernetes datastore on a real kube-apiserver', () => {
         await relay.down();
       }
     }
+
+    it('a watch whose connection goes silent is taken for dead and resumed', async () => {
+      const run = uniq();
+      const labels = { 'twill.dev/relay-run': run };
+      const relay = new Relay(Number(new URL(cp.server).port));
+      await relay.up();
+      const store = KubernetesStore.open({
+        kubeconfig: kubeconfigWith(cp, { server: `https://127.0.0.1:${relay.port}` }),
+        backoffMs: { min: 100, max: 400 },
+        watchIdleMs: 2000,
+      });
+      const admin = KubernetesStore.open({ kubeconfig: cp.kubeconfig });
+      const names = new Set<string>();
+      const retried: string[] = [];
+      let synced = false;
+      const handle = store.watch(
+        'IPPool',
+        (e) => {
+          if (e.type === 'synced') synced = true;
+          else if (e.type === 'added') names.add(e.object.metadata.name);
+        },
+        { labels, onRetry: (e) => retried.push(e ? `${e.code}: ${e.message}` : 'works') },
+      );
+      try {
+        await admin.create(pool(`a-${run}`, { cidr: '10.1.0.0/16' }, labels));
+        await until(() => synced && names.has(`a-${run}`));
+        // The watch's connection goes silent, and stays open; the cluster changes meanwhile.
+        relay.freeze();
+        await admin.create(pool(`b-${run}`, { cidr: '10.2.0.0/16' }, labels));
+        await until(() => names.has(`b-${run}`), 15_000);
+        expect(retried[0]).toMatch(/^Unavailable: .*nothing from the API server for 2 s/);
+        await until(() => retried.at(-1) === 'works');
+        // Resumed from where it was: no second list.
+        expect(store.stats.lists).toBe(1);
+        expect(store.stats.watches).toBeGreaterThanOrEqual(2);
+      } finally {
+        handle.stop();
+        await store.close();
+        await admin.close();
+        await relay.down();
+      }
+    });
 
     it('resumed from the watch cache (a real apiserver with its defaults)', async () => {
       const stats = await scenario(cp, { compact: false });
