@@ -6,7 +6,7 @@
  * A benchmark, never a test. As root:
  *
  *   npm run build && node dist/bench/lab/run.js [--sizes 5,10,20] [--reps 10] [--dead-sizes 5,10,20]
- *     [--idle-cpu 10] [--store-writes 200] [--json]
+ *     [--idle-cpu 10] [--store-writes 200] [--prewarm] [--json]
  *
  * What is timed (every node's kernel watched with `ip -n NODE monitor route`, each line stamped
  * as it arrives):
@@ -42,6 +42,9 @@
  *               (default 200, at most 2048: BlockAffinity objects of a node outside the lab,
  *               created and deleted, 20 ms apart). Every agent reads every write from the store's
  *               change log, so a block, four writes, costs N agents this four times over.
+ *   --prewarm   before the timed blocks, each node has one block of its own (every daemon then
+ *               has taken one of every other node's too), untimed: by default a 10- or 20-node
+ *               mesh's every timed block is its origin's first.
  * Reported: median and p90 over the repetitions, and Twill/BIRD ratios.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
@@ -66,6 +69,7 @@ const opt = (name: string, dflt: string) => {
 const SIZES = opt('--sizes', '5,10,20').split(',').map(Number);
 const DEAD_SIZES = opt('--dead-sizes', '5,10,20').split(',').filter(Boolean).map(Number);
 const REPS = Number(opt('--reps', '10'));
+const PREWARM = argv.includes('--prewarm');
 const IDLE_CPU_S = Number(opt('--idle-cpu', '10'));
 const STORE_WRITES = Number(opt('--store-writes', '200'));
 const JSON_OUT = argv.includes('--json');
@@ -391,6 +395,19 @@ async function runOne(stack: Stack, size: number, root: string): Promise<Result>
     const isAdd = (cidr: string) => (_: string, l: string) =>
       !l.startsWith('Deleted') && l.startsWith(`${cidr} via`);
     const isDel = (cidr: string) => (_: string, l: string) => l.startsWith(`Deleted ${cidr} via`);
+    // --prewarm: each node's agent has had one block of its own and every other node's before
+    // the timed ones, untimed (a node's first block after start runs code V8 has not run yet).
+    if (PREWARM)
+      for (let i = 1; i <= size; i++) {
+        const cidr = `10.244.${200 + i}.0/26`;
+        const seen = monitors.waitAll(others(i), isAdd(cidr), 30_000);
+        await addBlock(i, cidr);
+        await seen;
+        await new Promise((res) => setTimeout(res, 100));
+        const gone = monitors.waitAll(others(i), isDel(cidr), 30_000);
+        await delBlock(i, cidr);
+        await gone;
+      }
     const reps0 = cpuOf();
     const repsT0 = performance.now();
     for (let r = 0; r < REPS; r++) {

@@ -66,6 +66,7 @@ import { serveApi } from '../api/http.js';
 import type { RouteChange } from '../bgp/best-routes.js';
 import { type Clock, systemClock, type TimerHandle } from '../bgp/clock.js';
 import type { NeighborConfig, SpeakerConfig } from '../bgp/config.js';
+import { withoutYoungGrowthAsync } from '../bgp/release-memory.js';
 import { Speaker, type SpeakerOptions } from '../bgp/speaker.js';
 import type { SpeakerStatus } from '../bgp/status.js';
 import { wireHostSide } from '../cni/host-wiring.js';
@@ -124,6 +125,7 @@ import {
   type WrittenStatus,
 } from './node-status.js';
 import { PolicyInput } from './policy-input.js';
+import { warmUpBlockPath } from './warmup.js';
 
 export interface AgentLogger {
   trace(obj: object, msg: string): void;
@@ -829,6 +831,7 @@ export class Agent {
       gracefulRestart: { enabled: true, restartTime: global.gracefulRestartTime, deferralTime: 60 },
       decision: { alwaysCompareMed: false },
     };
+    await this.warmUpBlockPath();
     const speaker = new Speaker(config, this.log.child({ component: 'bgp' }), {
       // The warm-up for a mesh's tables (warmup.ts SMALL_WARM_UP), unless the caller says otherwise.
       warmUp: 'small',
@@ -846,6 +849,32 @@ export class Agent {
     this.log.info({ asn, port, routerId: this.address }, 'BGP listening');
     this.queueRecompute();
   }
+
+  /**
+   * Once, before the first speaker starts: the code a pod block runs, through scratch parts
+   * (warmup.ts). Left out where the speaker's own warm-up is (tests).
+   */
+  private async warmUpBlockPath(): Promise<void> {
+    if (this.blockPathWarm || this.opts.speaker?.warmUp === false) return;
+    this.blockPathWarm = true;
+    const pools = this.list<{ cidr?: string }>('IPPool').flatMap((p) =>
+      typeof p.spec?.cidr === 'string' ? [p.spec.cidr] : [],
+    );
+    const v4 = pools.find((c) => !c.includes(':'));
+    if (v4 === undefined) return;
+    const t0 = performance.now();
+    try {
+      // Its garbage is collected with the speaker's warm-up's, at its start; the young
+      // generation is not grown for it (release-memory.ts).
+      await withoutYoungGrowthAsync(() =>
+        warmUpBlockPath({ clock: this.clock, poolCidr: v4, poolCidrs: pools }),
+      );
+      this.log.debug({ ms: Math.round(performance.now() - t0) }, 'block path warmed up');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'block path warm-up failed; nothing depends on it');
+    }
+  }
+  private blockPathWarm = false;
 
   private onRoutes(changes: readonly RouteChange[]): void {
     if (changes.length === 0) return;

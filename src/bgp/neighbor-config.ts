@@ -22,7 +22,9 @@ function rules(list: readonly PrefixRuleConfig[]): PrefixRule[] {
 }
 
 /** The neighbor's import and export policy. */
-export function policyOf(n: NeighborConfig): PeerPolicy {
+export function policyOf(
+  n: Pick<NeighborConfig, 'routeReflectorClient' | 'nextHopSelf' | 'allowasIn' | 'import' | 'export'>,
+): PeerPolicy {
   return peerPolicy({
     rrClient: n.routeReflectorClient,
     nextHopSelf: n.nextHopSelf,

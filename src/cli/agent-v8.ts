@@ -6,9 +6,10 @@
  * of the object shapes and callees it met, which its inline caches and every compiler tier work
  * from) only once it has been called eight times; until then each property load and call takes
  * the generic path. The speaker's UPDATE path is made hot at start by its warm-up
- * (src/bgp/warmup.ts), but an agent's work on a pod block (its store watch, the desired state, the
- * reconciler's netlink messages) runs once per block and stays cold: a receiving agent spends
- * about a third of a millisecond of CPU from an UPDATE's read to its route's netlink write. And
+ * (src/bgp/warmup.ts), and a block's path is run once over scratch parts (src/agent/warmup.ts),
+ * but an agent's work on a pod block (its store watch, the desired state, the reconciler's
+ * netlink messages) runs once per block and stays cold: a receiving agent spends about a third
+ * of a millisecond of CPU from an UPDATE's read to its route's netlink write. And
  * V8 throws away the bytecode of a function that has not run for five full collections (an idle
  * agent has them as its heap grows, and V8's memory reducer one or two after each burst of work),
  * so a block hours after the last one would be compiled from source again.

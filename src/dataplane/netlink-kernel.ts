@@ -55,6 +55,21 @@ export interface NetlinkKernelOptions {
   window?: number;
   /** SO_RCVBUF to ask for. Default 4 MiB. */
   recvBuffer?: number;
+  /**
+   * The request socket, instead of a new one: a stand-in that answers as the kernel does
+   * (src/agent/warmup.ts). Subscriptions always open sockets of their own.
+   */
+  socket?: NetlinkSocket;
+}
+
+/** What the request side uses of the `netlink` package's socket. */
+export interface NetlinkSocket {
+  send(msg: Buffer, options: object, callback: (err?: NodeJS.ErrnoException) => void): void;
+  on(event: 'message', listener: (msg: Buffer) => void): unknown;
+  on(event: 'error', listener: (err: NodeJS.ErrnoException) => void): unknown;
+  ref(): void;
+  unref(): void;
+  close(): void;
 }
 
 type Pending =
@@ -91,7 +106,7 @@ function errnoName(errno: number): string {
 }
 
 export class NetlinkKernel implements Kernel {
-  private readonly sock: RawNetlinkSocket;
+  private readonly sock: NetlinkSocket;
   private seq = Math.floor(Math.random() * 0x7fffffff) + 1;
   /** seq -> request; a batch is registered under its last seq and found by range for errors. */
   private readonly pending = new Map<number, Pending>();
@@ -105,15 +120,17 @@ export class NetlinkKernel implements Kernel {
   constructor(opts: NetlinkKernelOptions = {}) {
     this.batchMessages = opts.batchMessages ?? 256;
     this.window = opts.window ?? 2;
-    this.sock = new RawNetlinkSocket(NETLINK_ROUTE, {
-      recvBufferSize: opts.recvBuffer ?? 4 << 20,
-      sendBufferSize: 1 << 20,
-      // Read into a 64 KiB buffer instead of peeking at each datagram's size: the kernel sizes
-      // its dump datagrams by the largest read it has seen (up to 32 KiB), so a big read buffer
-      // makes a 50k-route dump take a few hundred datagrams instead of a few thousand.
-      messagePeeking: false,
-      msgBufferSize: 64 << 10,
-    });
+    this.sock =
+      opts.socket ??
+      new RawNetlinkSocket(NETLINK_ROUTE, {
+        recvBufferSize: opts.recvBuffer ?? 4 << 20,
+        sendBufferSize: 1 << 20,
+        // Read into a 64 KiB buffer instead of peeking at each datagram's size: the kernel sizes
+        // its dump datagrams by the largest read it has seen (up to 32 KiB), so a big read buffer
+        // makes a 50k-route dump take a few hundred datagrams instead of a few thousand.
+        messagePeeking: false,
+        msgBufferSize: 64 << 10,
+      });
     this.sock.unref();
     this.sock.on('message', (buf) => this.receive(buf));
     this.sock.on('error', (err) =>
