@@ -189,7 +189,9 @@ async function inside(): Promise<number> {
     allocator: new Allocator({ store, clock: { now: () => Date.now() } }),
     node: 'bench-node',
     ready: true,
-    wireHost: (e) => wireHostSide({ kernel }, e),
+    wireHost: async (e) => {
+      await wireHostSide({ kernel }, e);
+    },
   });
   const socket = join(dir, 'run', 'cni.sock');
   const server = new CniServer({ handler, path: socket });

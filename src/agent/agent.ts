@@ -337,8 +337,14 @@ export class Agent {
       ...(this.opts.kernel
         ? {}
         : {
-            wireHost: (e: AttachmentEvent) =>
-              wireHostSide({ kernel: this.wiringKernel(), sysctlRoot: dirname(c.procSysNet) }, e),
+            wireHost: async (e: AttachmentEvent) => {
+              const routes = await wireHostSide(
+                { kernel: this.wiringKernel(), sysctlRoot: dirname(c.procSysNet) },
+                e,
+              );
+              // The reconciler would otherwise add them again when the block's change comes.
+              this.reconciler.noteWritten(routes);
+            },
           }),
     });
     const server = new CniServer({

@@ -7,7 +7,8 @@
  *     (refused when the interface carries someone else's alias);
  *   - per address a scope-link route to the pod on the veth and a permanent neighbour entry with
  *     the pod's MAC, both with protocol 84 (route-model.ts RTPROT_TWILL); the route reconciler
- *     wants the identical route under its `pods` owner (server.ts onAssigned), so it adopts it;
+ *     wants the identical route under its `pods` owner once the block's change reaches it, and
+ *     the agent tells it of the route as written (routes.ts `noteWritten`), so it adds nothing;
  *   - the veth's sysctls (sysctl.ts vethSysctls) under the agent's /proc/sys.
  * Loaded by the agent only, never by the plugin (it needs the netlink addon).
  */
@@ -38,8 +39,8 @@ function readOr(path: string): string | undefined {
   }
 }
 
-/** Wire the host side of `e`; throws naming what failed. */
-export async function wireHostSide(o: HostWiringOptions, e: AttachmentEvent): Promise<void> {
+/** Wire the host side of `e`; returns the routes written; throws naming what failed. */
+export async function wireHostSide(o: HostWiringOptions, e: AttachmentEvent): Promise<KernelRoute[]> {
   const sys = `${o.sysClassNet ?? '/sys/class/net'}/${e.hostIfname}`;
   const index = Number(readOr(`${sys}/ifindex`));
   if (!Number.isInteger(index) || index <= 0) throw new Error(`host interface ${e.hostIfname} is not there`);
@@ -49,21 +50,19 @@ export async function wireHostSide(o: HostWiringOptions, e: AttachmentEvent): Pr
     throw new Error(`host interface ${e.hostIfname} carries the alias ${JSON.stringify(alias)}, not ours`);
   // One request after the other on one socket, acknowledged in order: sent together.
   const link = o.kernel.setLink(e.hostIfname, { up: true, alias: ours });
-  const routes = o.kernel.writeRoutes(
-    e.addresses.map((a) => ({
-      op: 'replace' as const,
-      route: {
-        key: parseDst(`${a.address}/${a.family === 4 ? 32 : 128}`),
-        family: a.family,
-        table: RT_TABLE_MAIN,
-        protocol: RTPROT_TWILL,
-        metric: 0,
-        type: RTN_UNICAST,
-        scope: RT_SCOPE_LINK,
-        nexthops: [{ gateway: undefined, oif: index }],
-      } satisfies KernelRoute,
-    })),
+  const written = e.addresses.map(
+    (a): KernelRoute => ({
+      key: parseDst(`${a.address}/${a.family === 4 ? 32 : 128}`),
+      family: a.family,
+      table: RT_TABLE_MAIN,
+      protocol: RTPROT_TWILL,
+      metric: 0,
+      type: RTN_UNICAST,
+      scope: RT_SCOPE_LINK,
+      nexthops: [{ gateway: undefined, oif: index }],
+    }),
   );
+  const routes = o.kernel.writeRoutes(written.map((route) => ({ op: 'replace' as const, route })));
   const neighbours = e.addresses.map((a) =>
     o.kernel.setNeighbour({
       family: a.family,
@@ -87,4 +86,5 @@ export async function wireHostSide(o: HostWiringOptions, e: AttachmentEvent): Pr
   const failed = results.findIndex((r) => r !== undefined);
   if (failed >= 0)
     throw new Error(`route to ${e.addresses[failed]!.address} on ${e.hostIfname}: ${results[failed]}`);
+  return written;
 }

@@ -310,6 +310,25 @@ export function sameRoute(a: Route, b: Route): boolean {
   return true;
 }
 
+/** Whether two kernel routes are the same route (next hops in order). */
+export function sameKernelRoute(a: KernelRoute, b: KernelRoute): boolean {
+  if (a === b) return true;
+  if (
+    a.key !== b.key ||
+    a.table !== b.table ||
+    a.protocol !== b.protocol ||
+    a.metric !== b.metric ||
+    a.type !== b.type ||
+    a.scope !== b.scope ||
+    a.nexthops.length !== b.nexthops.length
+  )
+    return false;
+  for (let i = 0; i < a.nexthops.length; i++)
+    if (a.nexthops[i]!.gateway !== b.nexthops[i]!.gateway || a.nexthops[i]!.oif !== b.nexthops[i]!.oif)
+      return false;
+  return true;
+}
+
 /** Whether what the kernel has is what `want` asks for (`index` maps interface names). */
 export function kernelMatches(
   want: Route,
@@ -666,6 +685,20 @@ export class RouteModel {
     for (const nh of r.nexthops) if (nh.oif !== 0 && nh.oif !== except) this.byOif.get(nh.oif)?.delete(r.key);
   }
 
+  /**
+   * A route that another path of this process wrote (the CNI host wiring, cni/host-wiring.ts):
+   * taken as in the kernel, as a read-back would find it, and its prefix made dirty so that the
+   * next plan holds it to what is desired (kept, replaced, or retired as a read-back's would be).
+   * Routes not ours (protocol, table, metric) are left to the next read-back.
+   */
+  adopt(r: KernelRoute): void {
+    if (!this.isOurs(r) || r.metric !== this.ourMetric(r.family) || !this.everLoaded) return;
+    const list = this.others.get(r.key);
+    if (list !== undefined && list.some((o) => o.protocol === r.protocol && o.metric === r.metric)) return;
+    this.confirm({ op: 'replace', route: r });
+    this.dirty.add(r.key);
+  }
+
   /** The route of ours believed in the kernel for a prefix (tests, status). */
   believed(key: PrefixKey): KernelRoute | undefined {
     return this.ours.get(key);
@@ -874,6 +907,12 @@ export class RouteModel {
     if (op.op === 'del' && (code === 'ESRCH' || code === 'ENOENT')) {
       this.confirm(op);
       return 'ok';
+    }
+    // The route is there already, put by this process's other path while the add was on its
+    // way (adopt): nothing to read back.
+    if (op.op === 'add' && code === 'EEXIST') {
+      const cur = this.ours.get(op.route.key);
+      if (cur !== undefined && sameKernelRoute(cur, op.route)) return 'ok';
     }
     this.dirty.add(op.route.key);
     this.needReadBack = true;

@@ -135,6 +135,15 @@ export class RouteReconciler {
     this.model.updateDesired(owner, changes);
   }
 
+  /**
+   * Routes of ours that another path of this process has just written (the CNI host wiring):
+   * believed in the kernel from now on (route-model.ts `adopt`), so that the next apply does not
+   * add them again, fail with EEXIST, and read everything back.
+   */
+  noteWritten(routes: Iterable<KernelRoute>): void {
+    for (const r of routes) this.model.adopt(r);
+  }
+
   /** Make the next apply() read the kernel back first (memory only). */
   markForReadBack(): void {
     this.model.markForReadBack();

@@ -158,6 +158,9 @@ describeSystem(
       const metrics = lab.exec(seg.nodes[1]!.ns, 'curl', ['-s', 'http://127.0.0.1:9099/metrics']);
       expect(metrics).toMatch(/^twill_ipam_assigns_total\{reads="datastore"\} 1$/m);
       expect(metrics).toMatch(/^twill_ipam_assigns_total\{reads="watch"\} 1$/m);
+      // Each pod's host route, written by its agent's CNI wiring, is the one the reconciler wants
+      // when the block's change comes: it neither adds it again (EEXIST) nor reads all back.
+      for (const a of agents) expect(a.log()).not.toMatch(/route apply failed/);
     }, 60_000);
 
     it('a NetworkPolicy is enforced across nodes', async () => {

@@ -378,6 +378,50 @@ describe('outcomes', () => {
     expect(m.failed(op!, 'EEXIST')).toBe('readback');
   });
 
+  it("a route this process's CNI wiring wrote is adopted: no add, no EEXIST, no read-back", () => {
+    // The agent's wiring wrote the pod's route before the block's change reached the reconciler.
+    const m = loaded();
+    const wired = kr('10.1.0.5/32', { oif: 3 });
+    m.adopt(wired);
+    expect(m.believed(parsePrefix('10.1.0.5/32'))).toBe(wired);
+    m.setDesired('pods', [{ dst: '10.1.0.5/32', kind: 'dev', dev: 'twl1' }]);
+    expect(ops(m)).toEqual([]);
+    // Before the desired state comes, the new interface's grace keeps it (as after a read-back).
+    const early = loaded();
+    early.linkUpdate({ index: 4, name: 'twl2', up: true }, 0);
+    early.adopt(kr('10.1.0.6/32', { oif: 4 }));
+    expect(ops(early, 1)).toEqual([]);
+    expect(ops(early, 20_000)).toEqual(['del 10.1.0.6/32']);
+  });
+
+  it('an add met by EEXIST after the same route was adopted is done; otherwise read back', () => {
+    // The reconciler's add was on its way when the wiring's route landed and was adopted.
+    const m = loaded();
+    m.setDesired('pods', [{ dst: '10.1.0.5/32', kind: 'dev', dev: 'twl1' }]);
+    const [op] = m.plan(0).ops;
+    expect(op!.op).toBe('add');
+    m.adopt(kr('10.1.0.5/32', { oif: 3 }));
+    expect(m.failed(op!, 'EEXIST')).toBe('ok');
+    expect(m.needReadBack).toBe(false);
+    // Something else in the way (another interface): read back as before.
+    const other = loaded();
+    other.setDesired('pods', [{ dst: '10.1.0.5/32', kind: 'dev', dev: 'twl1' }]);
+    const [op2] = other.plan(0).ops;
+    other.adopt(kr('10.1.0.5/32', { oif: 2 }));
+    expect(other.failed(op2!, 'EEXIST')).toBe('readback');
+  });
+
+  it('adopts only routes of its own protocol, table and metric, and only once it has read back', () => {
+    const m = loaded();
+    m.adopt(kr('10.1.0.7/32', { oif: 3, protocol: 4 }));
+    m.adopt(kr('10.1.0.8/32', { oif: 3, metric: 100 }));
+    m.adopt(kr('10.1.0.9/32', { oif: 3, table: 100 }));
+    expect(m.believedCount()).toBe(0);
+    const fresh = new RouteModel({ graceMs: 10_000 });
+    fresh.adopt(kr('10.1.0.5/32', { oif: 3 }));
+    expect(fresh.believedCount()).toBe(0);
+  });
+
   it('confirmed operations become the believed state', () => {
     const m = loaded();
     m.setDesired('bgp', [{ dst: 'fd00:2::/122', kind: 'via', via: ['fd09::2', 'fd09::3'] }]);
