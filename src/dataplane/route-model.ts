@@ -693,8 +693,6 @@ export class RouteModel {
    */
   adopt(r: KernelRoute): void {
     if (!this.isOurs(r) || r.metric !== this.ourMetric(r.family) || !this.everLoaded) return;
-    const list = this.others.get(r.key);
-    if (list !== undefined && list.some((o) => o.protocol === r.protocol && o.metric === r.metric)) return;
     this.confirm({ op: 'replace', route: r });
     this.dirty.add(r.key);
   }
