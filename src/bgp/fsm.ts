@@ -26,10 +26,12 @@
  *
  * Departures, each one deliberate:
  * - Automatic restart. After any fall to Idle that was not a ManualStop, the FSM arms the
- *   IdleHoldTimer and starts again when it fires (RFC 4271 §8.1.1 DampPeerOscillations). The
- *   wait is the ConnectRetry time after a TCP connection could not be made, and an exponential
- *   backoff (idleHoldMin doubling to idleHoldMax, jittered) after a session that failed once
- *   connected — so a peer that flaps cannot make a storm. The backoff resets once a session has
+ *   IdleHoldTimer and starts again when it fires (RFC 4271 §8.1.1 DampPeerOscillations). After
+ *   a TCP connection could not be made the wait is idleHoldMin, doubling for each such failure
+ *   in a row up to the ConnectRetry time (a restarting peer is reached as soon as it listens,
+ *   not up to a ConnectRetry time later; a connection made starts it over); after a session
+ *   that failed once connected, an exponential backoff (idleHoldMin doubling to idleHoldMax,
+ *   jittered), so a peer that flaps cannot make a storm. The backoff resets once a session has
  *   stayed Established for `stableAfterMs`.
  * - Jitter (§10): ConnectRetry, keepalive and idle-hold intervals are multiplied by a factor in
  *   [0.75, 1].
@@ -174,6 +176,8 @@ export interface Fsm {
   readonly ctx?: CodecContext;
   /** The current automatic-restart backoff, ms. */
   readonly backoffMs: number;
+  /** Dials in a row that made no connection (the next waits longer: `toIdle`). */
+  readonly dialFailures: number;
   readonly establishedAt?: number;
   /** Set by ManualStop: no automatic restart until a ManualStart. */
   readonly adminDown: boolean;
@@ -187,6 +191,7 @@ export function createFsm(opts: FsmOptions, seed = 0x9e3779b9): Fsm {
     opts,
     connectRetryCounter: 0,
     backoffMs: opts.idleHoldMinMs,
+    dialFailures: 0,
     adminDown: false,
     rng: seed >>> 0 || 1,
   };
@@ -308,12 +313,20 @@ function toIdle(
   };
   go(st, FsmState.Idle);
   if (!adminDown) {
-    // Wait before starting again: the ConnectRetry time when no connection could be made, else
-    // the damping backoff, which doubles for the next failure.
-    const wait = opts.neverConnected ? st.s.opts.connectRetryMs : backoff;
-    st.out.push({ kind: 'arm', timer: 'idleHold', ms: jitter(st, wait) });
-    if (!opts.neverConnected) st.s = { ...st.s, backoffMs: Math.min(backoff * 2, st.s.opts.idleHoldMaxMs) };
-    else st.s = { ...st.s, backoffMs: backoff };
+    // Wait before starting again. When no connection could be made (refused: the peer's speaker
+    // is not listening yet, as while it restarts), the minimum idle hold time, doubled for each
+    // such failure in a row, up to the ConnectRetry time: a peer that comes back in a second or
+    // two is reached then, not a whole ConnectRetry time later. Else the damping backoff, which
+    // doubles for the next failure.
+    if (opts.neverConnected) {
+      const n = st.s.dialFailures;
+      const wait = Math.min(st.s.opts.connectRetryMs, st.s.opts.idleHoldMinMs * 2 ** Math.min(n, 20));
+      st.out.push({ kind: 'arm', timer: 'idleHold', ms: jitter(st, wait) });
+      st.s = { ...st.s, backoffMs: backoff, dialFailures: n + 1 };
+    } else {
+      st.out.push({ kind: 'arm', timer: 'idleHold', ms: jitter(st, backoff) });
+      st.s = { ...st.s, backoffMs: Math.min(backoff * 2, st.s.opts.idleHoldMaxMs) };
+    }
   }
 }
 
@@ -336,6 +349,7 @@ function start(st: Step, passive: boolean, admin: boolean): void {
 
 /** Connect/Active + connection up: send OPEN, hold timer at the large value (§8.2.2). */
 function connectionUp(st: Step): void {
+  st.s = { ...st.s, dialFailures: 0 };
   st.out.push({ kind: 'cancel', timer: 'connectRetry' });
   sendOpen(st);
   st.out.push({ kind: 'arm', timer: 'hold', ms: st.s.opts.openHoldMs });

@@ -382,11 +382,31 @@ describe('automatic restart with damping (RFC 4271 §8.1.1)', () => {
   const idleHold = (actions: FsmAction[]) =>
     (actions.find((a) => a.kind === 'arm' && a.timer === 'idleHold') as { ms: number } | undefined)?.ms;
 
-  it('a failed dial waits the ConnectRetry time, jittered into [0.75, 1]', () => {
-    const { actions } = run(fsm(), [EVENTS.ManualStart!, EVENTS.TcpConnectionFails!]);
-    const ms = idleHold(actions)!;
-    expect(ms).toBeGreaterThanOrEqual(0.75 * DEFAULT_TIMERS.connectRetryMs);
-    expect(ms).toBeLessThanOrEqual(DEFAULT_TIMERS.connectRetryMs);
+  it('a failed dial waits 1 s, then twice as long each time up to the ConnectRetry time, jittered', () => {
+    // The peer refuses (its speaker is not listening yet): tried again after 1, 2, 4, then 5 s.
+    let f = run(fsm(), [EVENTS.ManualStart!]).f;
+    const waits: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const down = step(f, EVENTS.TcpConnectionFails!, i * 10_000);
+      waits.push(idleHold(down.actions)!);
+      const again = step(down.state, EVENTS.IdleHoldTimerExpires!, i * 10_000 + 1);
+      expect(again.state.state).toBe(FsmState.Connect);
+      f = again.state;
+    }
+    const base = [1000, 2000, 4000, DEFAULT_TIMERS.connectRetryMs, DEFAULT_TIMERS.connectRetryMs];
+    for (let i = 0; i < 5; i++) {
+      expect(waits[i]!).toBeGreaterThanOrEqual(0.75 * base[i]!);
+      expect(waits[i]!).toBeLessThanOrEqual(base[i]!);
+    }
+    // A connection made starts it over: it is lost in OpenSent (to Active), dialled again at the
+    // ConnectRetry expiry, and that dial's failure waits 1 s again.
+    const again = run(f, [
+      EVENTS.TcpCrAcked!,
+      EVENTS.TcpConnectionFails!,
+      EVENTS.ConnectRetryTimerExpires!,
+      EVENTS.TcpConnectionFails!,
+    ]);
+    expect(idleHold(again.actions)!).toBeLessThanOrEqual(1000);
   });
 
   it('a flapping session backs off exponentially up to the maximum, so a peer cannot make a storm', () => {
