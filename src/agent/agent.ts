@@ -866,14 +866,15 @@ export class Agent {
     const pools = this.list<{ cidr?: string }>('IPPool').flatMap((p) =>
       typeof p.spec?.cidr === 'string' ? [p.spec.cidr] : [],
     );
+    // Without an IPv4 pool yet, one of its own: what is warmed is code, not a pool's blocks.
     const v4 = pools.find((c) => !c.includes(':'));
-    if (v4 === undefined) return;
+    const poolCidr = v4 ?? '10.244.0.0/16';
     const t0 = performance.now();
     try {
       // Its garbage is collected with the speaker's warm-up's, at its start; the young
       // generation is not grown for it (release-memory.ts).
       await withoutYoungGrowthAsync(() =>
-        warmUpBlockPath({ clock: this.clock, poolCidr: v4, poolCidrs: pools }),
+        warmUpBlockPath({ clock: this.clock, poolCidr, poolCidrs: v4 ? pools : [poolCidr] }),
       );
       this.log.debug({ ms: Math.round(performance.now() - t0) }, 'block path warmed up');
     } catch (err) {
