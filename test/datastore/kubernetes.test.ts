@@ -306,11 +306,12 @@ describeK8s('Kubernetes datastore on a real kube-apiserver', () => {
         relay.freeze();
         await admin.create(pool(`b-${run}`, { cidr: '10.2.0.0/16' }, labels));
         await until(() => names.has(`b-${run}`), 15_000);
-        expect(retried[0]).toMatch(/^Unavailable: .*nothing from the API server for 2 s/);
-        await until(() => retried.at(-1) === 'works');
-        // Resumed from where it was: no second list.
+        // Resumed from where it was, quietly, as after the server's own timeout: no second list,
+        // nothing reported (the way to the server works; only that connection was dead).
+        expect(store.stats.idleRestarts).toBeGreaterThanOrEqual(1);
         expect(store.stats.lists).toBe(1);
         expect(store.stats.watches).toBeGreaterThanOrEqual(2);
+        expect(retried).toEqual([]);
       } finally {
         handle.stop();
         await store.close();
