@@ -25,19 +25,19 @@
  * hands on. The sessions are stand-ins whose sockets take everything. A few milliseconds.
  */
 import { formatIpv4 } from '../net/addr.js';
-import { type RouteChange, BestRoutes } from './best-routes.js';
-import { type Clock, systemClock } from './clock.js';
+import { BestRoutes, type RouteChange } from './best-routes.js';
+import type { PrefixRuleConfig } from './config.js';
 import { DEFAULT_DECISION } from './decision.js';
 import { connectedResolver, type HostInterfaces } from './host.js';
-import type { PrefixRuleConfig } from './config.js';
 import { policyOf } from './neighbor-config.js';
 import { Origination } from './origination.js';
 import { BATCH, FlushQueue, PeerTx } from './peer-tx.js';
 import type { LocalInfo, PeerPolicy } from './policy.js';
 import { AttrTable } from './rib/attrs.js';
 import { type Delta, type PeerRef, Rib } from './rib/rib.js';
-import { UpdateIn } from './update-in.js';
 import { TxGroups } from './update-group.js';
+import { UpdateIn } from './update-in.js';
+import { warmUpClock } from './warmup.js';
 import { IPV4_UNICAST, IPV6_UNICAST, MsgType } from './wire/constants.js';
 import { type CodecContext, negotiate } from './wire/context.js';
 import { Framer } from './wire/framer.js';
@@ -53,15 +53,7 @@ const ASN = 64512;
 const A = 0xc6336401; // 198.51.100.1
 const B = 0xc6336402; // 198.51.100.2
 
-/** A clock that reads the time as the speaker's does and arms nothing. */
-const clock: Clock = {
-  now: systemClock.now,
-  date: systemClock.date,
-  after: () => ({ cancel() {}, refresh() {} }),
-  every: () => ({ cancel() {}, refresh() {} }),
-  soon: systemClock.soon,
-  sleep: () => Promise.resolve(),
-};
+const clock = warmUpClock;
 
 /** One side: what a node agent's speaker runs for a block, towards one mesh peer. */
 class Side {

@@ -120,16 +120,21 @@ export function syntheticSetup() {
     makeOpen(me.asn, 90, 0xc0000202, families),
     makeOpen(from.asn, 90, from.routerId, families),
   );
-  const clock: Clock = {
-    now: systemClock.now,
-    date: systemClock.date,
-    after: () => ({ cancel() {}, refresh() {} }),
-    every: () => ({ cancel() {}, refresh() {} }),
-    soon: systemClock.soon,
-    sleep: () => Promise.resolve(),
-  };
-  return { peer, from, to, us, me, ctx, clock };
+  return { peer, from, to, us, me, ctx, clock: warmUpClock };
 }
+
+/**
+ * A clock whose timers never fire: it reads the time and defers "soon" as the speaker's does
+ * (the warm-ups', here and in warmup-mesh.ts).
+ */
+export const warmUpClock: Clock = {
+  now: systemClock.now,
+  date: systemClock.date,
+  after: () => ({ cancel() {}, refresh() {} }),
+  every: () => ({ cancel() {}, refresh() {} }),
+  soon: systemClock.soon,
+  sleep: () => Promise.resolve(),
+};
 
 /** Run a synthetic table through the UPDATE path; returns the prefixes it passed on. */
 export function warmUp(prefixes = PREFIXES, rounds = ROUNDS, manySets = MANY_SETS): number {
