@@ -295,9 +295,14 @@ export class Speaker {
     await bfdStopped;
   }
 
-  /** Replace the originated set; peers get the difference. */
+  /**
+   * Replace the originated set; peers get the difference, written now rather than at the loop's
+   * next turn (as after a small read: the caller's change is the whole batch). A node agent
+   * relies on it: a withdrawn block is on the wire before its blackhole goes.
+   */
   setOriginated(prefixes: readonly string[]): void {
     this.fanOut(this.origination.set(prefixes.map((p) => parsePrefix(p))));
+    this.tx.flushes.run();
   }
 
   /**

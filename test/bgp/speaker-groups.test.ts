@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseSpeakerConfig } from '../../src/bgp/config.js';
 import { ALWAYS_REACHABLE } from '../../src/bgp/rib/rib.js';
+import { sessionCounters } from '../../src/bgp/session.js';
 import { Speaker } from '../../src/bgp/speaker.js';
 import {
   AsPathSegmentType,
@@ -125,5 +126,15 @@ describe('speaker: update groups (loopback)', () => {
     });
     expect(rs[0]!.table.has('192.0.2.0/24')).toBe(false);
     expect(rs[0]!.table.size).toBe(3000);
+
+    // setOriginated writes its change before it returns, not at the loop's next turn (a node
+    // agent removes a withdrawn block's blackhole right after it): one UPDATE per receiver, the
+    // group of three and the announcer on its own, counted out in the same tick.
+    const out = sessionCounters.updatesOut;
+    speaker.setOriginated([...originate, '10.200.0.0/24']);
+    expect(sessionCounters.updatesOut - out).toBe(4);
+    await eventually(() => {
+      for (const r of rs) expect(r.table.get('10.200.0.0/24')).toBe('64512');
+    });
   });
 });
