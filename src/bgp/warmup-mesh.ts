@@ -12,7 +12,7 @@
  * not as slots, and an originated prefix enters the RIB by Origination, not by UpdateIn. A block
  * comes minutes or hours apart, so in a node agent this path is always cold: in a 5-node lab mesh
  * the first block a fresh agent received took 1.5-9 ms from its read to the netlink write of its
- * route (the third 0.6), and the first block it originated 1.8-5.3 ms from `setOriginated` to its
+ * route (the third 0.6), and the first block it originated 2.0-4.6 ms from `setOriginated` to its
  * first socket write (later ones 0.3-0.5). Most of that is V8 compiling each function at its first
  * call and its inline caches meeting their first shapes, which the agent's V8 flags then keep
  * (src/cli/agent-v8.ts). The agent's own share of the path is warmed by src/agent/warmup.ts, from
