@@ -12,7 +12,9 @@
  *   deletes and re-adds nothing. Calls are serialised.
  * - Failure: a failed batch or dump is retried once on a fresh kernel handle after a fresh
  *   read-back; a second failure rejects with `RouteApplyError` so the caller reschedules. A
- *   route whose interface vanished under it (ENODEV, ENETDOWN) is not a failure: it waits.
+ *   route whose interface vanished under it (ENODEV, ENETDOWN) is not a failure: it waits. Nor
+ *   is an add that finds a route already there (EEXIST: put there since the last read-back):
+ *   the next apply reads back, then adopts it or reports the conflict.
  *   A dump the kernel marks interrupted (EINTR) is read again, up to three times.
  * - After `start()`: link notifications (new, up, down, rename, delete) update the model and
  *   schedule an apply; a read-back every `readBackMs` (default 90 s, as Felix) repairs drift
@@ -230,6 +232,7 @@ export class RouteReconciler {
         throw err;
       }
       const errors: string[] = [];
+      let inTheWay = false;
       for (let i = 0; i < plan.ops.length; i++) {
         const op = plan.ops[i]!;
         const code = results[i];
@@ -247,8 +250,13 @@ export class RouteReconciler {
         }
         const dst = formatPrefix(op.route.key);
         stats.failed.push({ dst, op: op.op, code });
-        if (verdict === 'readback') errors.push(`${op.op} ${dst}: ${code}`);
+        // A route was put there since the last read-back (the plugin's own host script, another
+        // daemon): not a failure of ours. The next apply reads back, adopts it if it is ours,
+        // and reports it if it is not (reportConflicts, once).
+        if (op.op === 'add' && code === 'EEXIST') inTheWay = true;
+        else if (verdict === 'readback') errors.push(`${op.op} ${dst}: ${code}`);
       }
+      if (inTheWay) this.schedule();
       if (errors.length > 0) {
         const more = errors.length > 5 ? ` and ${errors.length - 5} more` : '';
         throw new RouteApplyError(`route operations failed: ${errors.slice(0, 5).join(', ')}${more}`);

@@ -286,6 +286,54 @@ describe('route reconciler (fake kernel)', () => {
     r.close();
   });
 
+  it('an add that finds a route put there since the read-back is no failure: ours adopted, a foreign one reported', async () => {
+    const { k, clock, make, warnings, errors } = setup();
+    const r = make();
+    r.start();
+    await r.apply();
+    const twl = k.addLink('twl1');
+    await settle(clock);
+    // Behind the reconciler's back: the plugin's own host script writes a pod's route (ours),
+    // another daemon a route for a block (foreign).
+    const pod: KernelRoute = {
+      key: parsePrefix('10.1.0.5/32'),
+      family: 4,
+      table: 254,
+      protocol: RTPROT_TWILL,
+      metric: 0,
+      type: RtnType.Unicast,
+      scope: 253,
+      nexthops: [{ gateway: undefined, oif: twl }],
+    };
+    const foreign: KernelRoute = {
+      ...pod,
+      key: parsePrefix('10.5.0.0/26'),
+      protocol: 4,
+      scope: 0,
+      nexthops: [{ gateway: '10.9.0.9', oif: 2 }],
+    };
+    k.inject(pod);
+    k.inject(foreign);
+    r.setDesired('pods', [{ dst: '10.1.0.5/32', kind: 'dev', dev: 'twl1' }]);
+    r.setDesired('bgp', [{ dst: '10.5.0.0/26', kind: 'via', via: ['10.9.0.2'] }]);
+    const s = await r.apply();
+    expect(s.failed.map((f) => `${f.op} ${f.dst} ${f.code}`).sort()).toEqual([
+      'add 10.1.0.5/32 EEXIST',
+      'add 10.5.0.0/26 EEXIST',
+    ]);
+    // The apply it scheduled reads back: the pod's route is believed, the foreign one reported.
+    const dumps = k.dumps;
+    await settle(clock);
+    expect(k.dumps).toBeGreaterThan(dumps);
+    expect(r.status().installed).toBe(1);
+    expect(r.status().conflicts).toEqual([{ dst: '10.5.0.0/26', protocol: 4, metric: 0, blocking: true }]);
+    expect(warnings.filter((w) => /route apply failed/.test(w))).toEqual([]);
+    expect(warnings.filter((w) => w.includes('10.5.0.0/26'))).toHaveLength(1);
+    expect(errors).toEqual([]);
+    expect(k.handlesOpened).toBe(1);
+    r.close();
+  });
+
   it('a failed add is retried once on a fresh handle after a read-back', async () => {
     const { k, make } = setup();
     const r = make();
