@@ -30,6 +30,20 @@ function setup(opts: { graceMs?: number } = {}) {
   return { k, clock, make, warnings, errors };
 }
 
+/** A pod's route of ours as the CNI plugin writes it: scope link on its veth. */
+function podRoute(dst: string, oif: number): KernelRoute {
+  return {
+    key: parsePrefix(dst),
+    family: 4,
+    table: 254,
+    protocol: RTPROT_TWILL,
+    metric: 0,
+    type: RtnType.Unicast,
+    scope: 253,
+    nexthops: [{ gateway: undefined, oif }],
+  };
+}
+
 /** Let scheduled applies (clock.soon) and their promises run. */
 async function settle(clock: FakeClock, ms = 0): Promise<void> {
   for (let i = 0; i < 5; i++) {
@@ -267,16 +281,7 @@ describe('route reconciler (fake kernel)', () => {
     r.start();
     const index = k.addLink('twl5');
     // The CNI plugin programs the pod's route before the agent has heard of the pod.
-    k.inject({
-      key: parsePrefix('10.1.0.5/32'),
-      family: 4,
-      table: 254,
-      protocol: RTPROT_TWILL,
-      metric: 0,
-      type: RtnType.Unicast,
-      scope: 253,
-      nexthops: [{ gateway: undefined, oif: index }],
-    });
+    k.inject(podRoute('10.1.0.5/32', index));
     r.markForReadBack();
     expect((await r.apply()).deferred).toBe(1);
     await settle(clock, 9_000);
@@ -295,16 +300,7 @@ describe('route reconciler (fake kernel)', () => {
     await settle(clock);
     // Behind the reconciler's back: the plugin's own host script writes a pod's route (ours),
     // another daemon a route for a block (foreign).
-    const pod: KernelRoute = {
-      key: parsePrefix('10.1.0.5/32'),
-      family: 4,
-      table: 254,
-      protocol: RTPROT_TWILL,
-      metric: 0,
-      type: RtnType.Unicast,
-      scope: 253,
-      nexthops: [{ gateway: undefined, oif: twl }],
-    };
+    const pod = podRoute('10.1.0.5/32', twl);
     const foreign: KernelRoute = {
       ...pod,
       key: parsePrefix('10.5.0.0/26'),
