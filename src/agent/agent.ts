@@ -18,8 +18,9 @@
  * 3. Look at the kernel: routes with our protocol (84) mean this is a restart, so the speaker
  *    starts as a restarting graceful-restart speaker (RFC 4724 R bit, deferral) and the route
  *    reconciler adopts those routes instead of re-adding them.
- * 4. Watch every kind it needs. Once each has delivered its snapshot (in sync): start the
- *    speaker with the neighbors and originated blocks, the route reconciler with the `pods` and
+ * 4. Watch every kind it needs. Once each has delivered its snapshot (in sync): warm a pod
+ *    block's path once over scratch parts (warmup.ts), start the speaker with the neighbors and
+ *    originated blocks, the route reconciler with the `pods` and
  *    `blocks` routes, the policy table, and tell the CNI handler it is ready. (IPAMConfig is
  *    watched for the allocator's reads only, and not waited for.) A watch that fails later is
  *    started again after 1 s, doubling to 30 s (the Kubernetes store retries its own with

@@ -27,7 +27,7 @@
 import { EventEmitter } from 'node:events';
 import { Counter, Histogram } from 'prom-client';
 import type { Clock } from '../bgp/clock.js';
-import { warmUpMesh } from '../bgp/warmup-mesh.js';
+import { poolBlock, warmUpMesh } from '../bgp/warmup-mesh.js';
 import { forEachMessage, NLMSG_HDRLEN, NlFlags, NlMsgType } from '../dataplane/netlink-codec.js';
 import { NetlinkKernel, type NetlinkSocket } from '../dataplane/netlink-kernel.js';
 import type { RouteSpec } from '../dataplane/route-model.js';
@@ -36,7 +36,7 @@ import { TWILL_API_VERSION } from '../datastore/types.js';
 import { newBlockSpec } from '../ipam/allocations.js';
 import { parseCidr } from '../ipam/blocks.js';
 import { originated } from '../ipam/originate.js';
-import { formatIpv4 } from '../net/addr.js';
+import { formatPrefix } from '../net/addr.js';
 import { applyRouteChanges, blockRoutes, changeMoves, exportRules } from './desired.js';
 
 /** A node name no Kubernetes Node can have (upper case is not allowed in one). */
@@ -91,9 +91,10 @@ export async function warmUpBlockPath(opts: {
   poolCidr: string;
   poolCidrs: readonly string[];
 }): Promise<number> {
-  const pool = parseCidr(opts.poolCidr);
-  if (pool.family !== 4) return 0;
-  const changes = warmUpMesh({ base: Number(pool.base), len: pool.len }, exportRules(opts.poolCidrs));
+  const cidr = parseCidr(opts.poolCidr);
+  if (cidr.family !== 4) return 0;
+  const pool = { base: Number(cidr.base), len: cidr.len };
+  const changes = warmUpMesh(pool, exportRules(opts.poolCidrs));
   // The agent's metrics as its route listener and its reconciler feed them, in a registry of none.
   const applied = new Histogram({
     name: 'warm_up_apply_seconds',
@@ -113,10 +114,10 @@ export async function warmUpBlockPath(opts: {
   reconciler.setDesired('pods', []);
   reconciler.setDesired('bgp', []);
   const bgp = new Map<string, RouteSpec>();
-  const blockLen = Math.max(26, pool.len);
   for (let i = 0; i < changes.length; i++) {
-    // The origin's part: a block of its own and its blackhole, installed, then gone.
-    const cidr = `${formatIpv4(Number(pool.base) + ((i + changes.length) % 2 ** (blockLen - pool.len)) * 2 ** (32 - blockLen))}/${blockLen}`;
+    // The origin's part: a block of its own (not one the scratch speakers' changes name) and its
+    // blackhole, installed, then gone.
+    const cidr = formatPrefix(poolBlock(pool, i + changes.length));
     const block = {
       apiVersion: TWILL_API_VERSION,
       kind: 'IPAMBlock' as const,

@@ -25,7 +25,8 @@
  * - `setNeighbors(list)`: the neighbors, as a whole (level-triggered, STYLE.md §4): removed ones
  *   get Cease 6/3, changed session settings a new session (Cease 6/6), policy changes apply
  *   without a reset (RFC 2918 route refresh for new import rules).
- * - `setOriginated(prefixes)`: the prefixes we originate, as a whole; peers get the difference.
+ * - `setOriginated(prefixes)`: the prefixes we originate, as a whole; peers get the difference,
+ *   written before it returns.
  * - `onRoutes(fn)`: best-route changes per prefix, each with every equal-cost next hop
  *   (`RouteChange`); the listener first gets every route there is, then changes.
  *   `onBestChange(fn)`: the RIB's deltas themselves (old and new best path).

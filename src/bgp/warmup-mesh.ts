@@ -148,6 +148,15 @@ class Side {
 }
 
 /**
+ * The `n`th /26 block of an IPv4 pool (the agent's default block size; the pool itself when it
+ * is smaller), wrapping round: a prefix key (addr * 64 + len).
+ */
+export function poolBlock(pool: { base: number; len: number }, n: number): number {
+  const len = Math.max(26, pool.len);
+  return (pool.base + (n % 2 ** (len - pool.len)) * 2 ** (32 - len)) * 64 + len;
+}
+
+/**
  * Runs the block path (above) `rounds` times over `blocks` blocks of the IPv4 pool `pool`, with
  * the agent's export rules for its pools (`exportRules`; default: accept within `pool`, reject
  * the rest). Returns the route changes the receiving side's kernel would have been given, in
@@ -200,12 +209,9 @@ export function warmUpMesh(
   const b = new Side(B, ref(A), policy, ctx, host);
   const routes: RouteChange[] = [];
   const scratch: RouteChange[] = [];
-  // /26 blocks of the pool (the agent's default block size), or the pool itself if smaller.
-  const len = Math.max(26, pool.len);
-  const count = 2 ** (len - pool.len);
   for (let round = 0; round < rounds; round++)
     for (let k = 0; k < blocks; k++) {
-      const key = (pool.base + ((round * blocks + k) % count) * 2 ** (32 - len)) * 64 + len;
+      const key = poolBlock(pool, round * blocks + k);
       a.originate([key], scratch);
       b.receive(a.take(), routes);
       a.originate([], scratch);

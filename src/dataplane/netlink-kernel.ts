@@ -1,5 +1,6 @@
 /**
- * The kernel over rtnetlink (`Kernel`, kernel.ts), on the `netlink` package's raw socket.
+ * The kernel over rtnetlink (`Kernel`, kernel.ts), on the `netlink` package's raw socket (or, for
+ * the agent's warm-up, a stand-in given as `socket` that answers as the kernel does).
  *
  * - One request socket for dumps and writes, one more per `subscribe()` bound to the multicast
  *   groups asked for (RTNLGRP_LINK, RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE), so notifications

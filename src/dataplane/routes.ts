@@ -25,6 +25,9 @@
  *   in every `ApplyStats`. One race remains, as in Felix: a foreign route that takes the place
  *   of one of ours between a read-back and our `replace` of that route is overwritten (a delete
  *   cannot hit it: deletes name our protocol); the next read-back reports the conflict.
+ * - `noteWritten(routes)`: routes of ours that another path of this process has just written (the
+ *   agent's CNI host wiring) are believed in the kernel at once (route-model.ts `adopt`), so the
+ *   owner that wants them next adds nothing.
  * - `applySoon()` coalesces: every change recorded before the next turn of the event loop goes
  *   out in one apply.
  * - Call `start()` before the first `apply()` so no link event falls between its read-back and
